@@ -1,0 +1,216 @@
+//! The façade: one [`Ledger`] per process, opened on a database file that any number of
+//! processes share. Each method is one transaction; nothing is cached between calls.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{self, VerifyReport};
+use crate::clock::Clock;
+use crate::config::LedgerConfig;
+use crate::error::Error;
+use crate::quota::{
+    self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
+    UsageRecord,
+};
+use crate::random;
+use crate::records::{AuditEntry, AuditQuery, Lease, Limits, UsageGroup, UsageSummary};
+use crate::store::{LeaseFilter, Store};
+use crate::types::{Account, LeaseId, Millis, Provider};
+
+pub use crate::quota::Released;
+
+/// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: LedgerConfig,
+}
+
+/// Runs a write whose closure may want to commit and still report an error (a lease found
+/// expired is reclaimed, then reported lost).
+fn settle<T>(r: Result<Result<T, QuotaError>, QuotaError>) -> Result<T, Error> {
+    Ok(r??)
+}
+
+impl Ledger {
+    /// Opens (creating and migrating if needed) the ledger described by `config`.
+    pub fn open(config: LedgerConfig) -> Result<Ledger, Error> {
+        let store = Store::open(&config.db_path, config.store_options())?;
+        Ok(Ledger {
+            store,
+            clock: config.clock.clone(),
+            config,
+        })
+    }
+
+    /// The current time on the ledger's clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// Stores the default limits for every provider that has none, so a fresh ledger shows
+    /// what it enforces. Safe to run again.
+    pub fn init(&self) -> Result<Vec<Limits>, Error> {
+        let now = self.now();
+        Ok(self.store.write(|tx| {
+            Provider::ALL
+                .iter()
+                .map(|p| quota::ensure_limits(tx, *p, &Account::default(), now))
+                .collect::<Result<Vec<_>, _>>()
+        })?)
+    }
+
+    /// The limits in force for an account.
+    pub fn limits(&self, provider: Provider, account: &Account) -> Result<Limits, Error> {
+        let now = self.now();
+        Ok(self
+            .store
+            .read(|tx| quota::effective_limits(tx, provider, account, now))?)
+    }
+
+    /// Changes some of an account's limits (audited as `limits`).
+    pub fn set_limits(
+        &self,
+        provider: Provider,
+        account: &Account,
+        update: &LimitsUpdate,
+    ) -> Result<Limits, Error> {
+        update.validate()?;
+        let now = self.now();
+        Ok(self
+            .store
+            .write(|tx| quota::set_limits(tx, now, provider, account, update))?)
+    }
+
+    /// Grants a lease or refuses it with [`QuotaError::Denied`] (audited as `acquire`/`deny`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), authledger::Error> {
+    /// use authledger::{AcquireRequest, AgentId, Ledger, LedgerConfig, Provider, UsageRecord};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db")))?;
+    ///
+    /// let lease = ledger.acquire(&AcquireRequest::new(AgentId::new("reviewer")?, Provider::Claude).tokens(5_000))?;
+    /// ledger.record_usage(&lease.id, &UsageRecord::new(1_200, 300).key("req-1"))?;
+    /// let released = ledger.release(&lease.id)?;
+    /// assert_eq!(released.returned, 3_500);
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire(&self, req: &AcquireRequest) -> Result<Lease, Error> {
+        req.validate()?;
+        let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
+        let now = self.now();
+        let outcome = self
+            .store
+            .write(|tx| quota::acquire(tx, now, req, id))?;
+        outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
+    }
+
+    /// Extends a lease by its TTL (a heartbeat). A lease that already ended is reported lost.
+    pub fn renew(&self, id: &LeaseId) -> Result<Lease, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::renew(tx, now, id)))
+    }
+
+    /// Ends a lease and returns its unused tokens, exactly once.
+    pub fn release(&self, id: &LeaseId) -> Result<Released, Error> {
+        self.release_with(id, None)
+    }
+
+    /// [`release`](Self::release) with facts from the holder for the audit row (e.g. the exit
+    /// code of the agent process).
+    pub fn release_with(
+        &self,
+        id: &LeaseId,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Released, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::release(tx, now, id, detail)))
+    }
+
+    /// Takes a lease away from its holder; returns the tokens given back.
+    pub fn revoke(&self, id: &LeaseId, reason: &str) -> Result<i64, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::revoke(tx, now, id, reason)))
+    }
+
+    /// Records usage on a lease, idempotently by key. Recorded even if the lease ended; the
+    /// outcome says whether the lease is exhausted or lost.
+    pub fn record_usage(&self, id: &LeaseId, record: &UsageRecord) -> Result<UsageOutcome, Error> {
+        record.validate()?;
+        let fallback = format!(
+            "auto-{}",
+            hex::encode(random::bytes::<12>().map_err(QuotaError::from)?)
+        );
+        let now = self.now();
+        Ok(self
+            .store
+            .write(|tx| quota::record_usage(tx, now, id, record, fallback))?)
+    }
+
+    /// Reclaims expired leases and leases idle longer than the configured idle timeout.
+    pub fn cleanup(&self) -> Result<CleanupReport, Error> {
+        self.cleanup_idle(self.config.idle_timeout)
+    }
+
+    /// Reclaims expired leases and leases idle longer than `idle`.
+    pub fn cleanup_idle(&self, idle: Duration) -> Result<CleanupReport, Error> {
+        let now = self.now();
+        Ok(self.store.write(|tx| quota::cleanup(tx, now, idle))?)
+    }
+
+    /// The quota of every account, or of one provider's.
+    pub fn quota(&self, provider: Option<Provider>) -> Result<Vec<QuotaStatus>, Error> {
+        let now = self.now();
+        Ok(self.store.read(|tx| quota::quota_status(tx, now, provider))?)
+    }
+
+    /// One lease.
+    pub fn lease(&self, id: &LeaseId) -> Result<Lease, Error> {
+        self.store
+            .read(|tx| tx.lease(id))?
+            .ok_or_else(|| Error::Quota(QuotaError::UnknownLease(id.clone())))
+    }
+
+    /// Active leases, or every lease with `all`.
+    pub fn leases(&self, all: bool) -> Result<Vec<Lease>, Error> {
+        let filter = if all {
+            LeaseFilter::All
+        } else {
+            LeaseFilter::Active
+        };
+        Ok(self.store.read(|tx| tx.leases(filter))?)
+    }
+
+    /// Usage since a time, grouped by agent, provider account or day.
+    pub fn usage_report(&self, since: Millis, group: UsageGroup) -> Result<Vec<UsageSummary>, Error> {
+        Ok(self.store.read(|tx| tx.usage_summary(since, group))?)
+    }
+
+    /// Audit rows matching a query, oldest first.
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self.store.read(|tx| tx.audit_query(query))?)
+    }
+
+    /// Walks the whole audit chain; the report names the first bad row if any.
+    pub fn verify_audit(&self) -> Result<VerifyReport, Error> {
+        Ok(self.store.read(|tx| audit::verify(tx))?)
+    }
+
+    /// The storage underneath, for `doctor`.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

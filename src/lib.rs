@@ -1,0 +1,50 @@
+//! authledger: one ledger for coding agents' credentials and quotas.
+//!
+//! Several agents (and several processes of each) share token budgets and concurrency limits
+//! through one SQLite file. An agent takes a *lease* (a reservation of tokens and a concurrency
+//! slot), records what it used, and releases it; a crashed agent's lease expires and cleanup
+//! returns its tokens. Every change is written with a hash-chained audit row in the same
+//! transaction.
+//!
+//! ```
+//! # fn main() -> Result<(), authledger::Error> {
+//! use authledger::{AcquireRequest, AgentId, Ledger, LedgerConfig, Provider, UsageRecord};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db")))?;
+//!
+//! // A fair share of Claude's daily budget for the "reviewer" agent.
+//! let lease = ledger.acquire(&AcquireRequest::new(AgentId::new("reviewer")?, Provider::Claude))?;
+//! ledger.record_usage(&lease.id, &UsageRecord::new(900, 100).key("call-1"))?;
+//! ledger.release(&lease.id)?;
+//!
+//! let claude = &ledger.quota(Some(Provider::Claude))?[0];
+//! assert_eq!((claude.used, claude.reserved), (1_000, 0));
+//! assert!(ledger.verify_audit()?.ok);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+mod ledger;
+pub mod quota;
+pub mod random;
+pub mod records;
+pub mod store;
+pub mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::LedgerConfig;
+pub use error::{Error, exit};
+pub use ledger::{Ledger, Released};
+pub use quota::{
+    AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
+    UsageOutcome, UsageRecord,
+};
+pub use records::{AuditEntry, AuditQuery, Lease, Limits, UsageGroup, UsageSummary};
+pub use store::Durability;
+pub use types::{Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind};

@@ -1,0 +1,198 @@
+//! A lease's life after the grant: renew, release, revoke, and reclaiming expired or idle ones.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::QuotaError;
+use crate::audit::{self, AuditEvent, action};
+use crate::records::Lease;
+use crate::store::{StoreError, Tx};
+use crate::types::{LeaseId, LeaseState, Millis};
+
+/// Gives back what a lease still holds in each window; returns the tokens returned. Each
+/// lease-window row is zeroed as it is returned, so the same tokens can never go back twice.
+fn return_reservation(tx: &Tx<'_>, id: &LeaseId) -> Result<i64, StoreError> {
+    let mut returned = 0;
+    for (window_id, held) in tx.lease_windows(id)? {
+        if held > 0 {
+            tx.unreserve_in_window(window_id, held)?;
+            tx.take_from_lease_window(id, window_id, held)?;
+            returned = returned.max(held);
+        }
+    }
+    Ok(returned)
+}
+
+/// Ends an active lease as expired or revoked, returns its reservation, and audits it.
+pub(crate) fn reclaim(
+    tx: &Tx<'_>,
+    now: Millis,
+    lease: &Lease,
+    state: LeaseState,
+    reason: &str,
+) -> Result<i64, StoreError> {
+    if !tx.end_lease(&lease.id, state, now, reason)? {
+        return Ok(0);
+    }
+    let returned = return_reservation(tx, &lease.id)?;
+    let act = if state == LeaseState::Revoked {
+        action::REVOKE
+    } else {
+        action::EXPIRE
+    };
+    audit::append(
+        tx,
+        now,
+        AuditEvent::new(
+            act,
+            json!({
+                "reason": reason,
+                "returned": returned,
+                "allocated": lease.allocated,
+                "used": lease.used,
+                "expires_at": lease.expires_at,
+                "heartbeat_at": lease.heartbeat_at,
+            }),
+        )
+        .on(lease.provider, &lease.account)
+        .by(&lease.agent)
+        .lease(&lease.id),
+    )?;
+    Ok(returned)
+}
+
+/// Loads an active, unexpired lease. A lease whose TTL ran out but that nobody reclaimed yet
+/// is reclaimed here (in the caller's transaction) and reported lost.
+pub(crate) fn live_lease(
+    tx: &Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+) -> Result<Result<Lease, QuotaError>, QuotaError> {
+    let lease = tx
+        .lease(id)?
+        .ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
+    if lease.state != LeaseState::Active {
+        return Ok(Err(lost(&lease, lease.ended_at.unwrap_or(now))));
+    }
+    if lease.expires_at <= now {
+        reclaim(tx, now, &lease, LeaseState::Expired, "ttl")?;
+        let mut ended = lease.clone();
+        ended.state = LeaseState::Expired;
+        return Ok(Err(lost(&ended, now)));
+    }
+    Ok(Ok(lease))
+}
+
+fn lost(lease: &Lease, ended_at: Millis) -> QuotaError {
+    QuotaError::LeaseLost {
+        id: lease.id.clone(),
+        state: lease.state,
+        ended_at,
+    }
+}
+
+/// Extends a live lease by its TTL from now (a heartbeat).
+pub fn renew(tx: &Tx<'_>, now: Millis, id: &LeaseId) -> Result<Result<Lease, QuotaError>, QuotaError> {
+    let mut lease = match live_lease(tx, now, id)? {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
+    lease.heartbeat_at = now;
+    lease.expires_at = now + lease.ttl_ms;
+    tx.touch_lease(id, now, lease.expires_at)?;
+    audit::append(
+        tx,
+        now,
+        AuditEvent::new(action::RENEW, json!({ "expires_at": lease.expires_at, "fence": lease.fence }))
+            .on(lease.provider, &lease.account)
+            .by(&lease.agent)
+            .lease(id),
+    )?;
+    Ok(Ok(lease))
+}
+
+/// What a release gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Released {
+    /// The lease as it ended.
+    pub lease: Lease,
+    /// Unused tokens returned to the windows.
+    pub returned: i64,
+}
+
+/// Ends a live lease at its holder's request and returns its unused tokens, exactly once.
+/// `detail` adds facts to the audit row (e.g. the exit code of `run`'s child).
+pub fn release(
+    tx: &Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+    detail: Option<serde_json::Value>,
+) -> Result<Result<Released, QuotaError>, QuotaError> {
+    let mut lease = match live_lease(tx, now, id)? {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
+    tx.end_lease(id, LeaseState::Released, now, "released")?;
+    let returned = return_reservation(tx, id)?;
+    lease.state = LeaseState::Released;
+    lease.ended_at = Some(now);
+    lease.end_reason = Some("released".into());
+    let mut facts = json!({ "allocated": lease.allocated, "used": lease.used, "returned": returned });
+    if let (Some(extra), Some(map)) = (detail, facts.as_object_mut()) {
+        map.insert("holder".into(), extra);
+    }
+    audit::append(
+        tx,
+        now,
+        AuditEvent::new(action::RELEASE, facts)
+            .on(lease.provider, &lease.account)
+            .by(&lease.agent)
+            .lease(id),
+    )?;
+    Ok(Ok(Released { lease, returned }))
+}
+
+/// Takes a lease away from its holder (operator decision, credential logged out).
+pub fn revoke(tx: &Tx<'_>, now: Millis, id: &LeaseId, reason: &str) -> Result<Result<i64, QuotaError>, QuotaError> {
+    let lease = tx
+        .lease(id)?
+        .ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
+    if lease.state != LeaseState::Active {
+        return Ok(Err(lost(&lease, lease.ended_at.unwrap_or(now))));
+    }
+    Ok(Ok(reclaim(tx, now, &lease, LeaseState::Revoked, reason)?))
+}
+
+/// What a cleanup pass reclaimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    /// Leases whose TTL had run out.
+    pub expired: u64,
+    /// Leases with no heartbeat for the idle time.
+    pub idle: u64,
+    /// Tokens returned to the windows.
+    pub tokens_returned: i64,
+    /// The leases reclaimed.
+    pub leases: Vec<LeaseId>,
+}
+
+/// Reclaims every expired lease and every lease idle for longer than `idle`.
+pub fn cleanup(tx: &Tx<'_>, now: Millis, idle: Duration) -> Result<CleanupReport, StoreError> {
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    let idle_before = now.saturating_sub(idle_ms);
+    let mut report = CleanupReport::default();
+    for lease in tx.stale_leases(None, now, Some(idle_before))? {
+        let reason = if lease.expires_at <= now {
+            report.expired += 1;
+            "ttl"
+        } else {
+            report.idle += 1;
+            "idle"
+        };
+        report.tokens_returned += reclaim(tx, now, &lease, LeaseState::Expired, reason)?;
+        report.leases.push(lease.id);
+    }
+    Ok(report)
+}

@@ -1,0 +1,181 @@
+//! Recording what agents actually used: idempotent, never lost, never counted twice.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::QuotaError;
+use super::leases::reclaim;
+use super::limits::effective_limits;
+use super::windows::current_window;
+use crate::audit::{self, AuditEvent, action};
+use crate::records::UsageEvent;
+use crate::store::Tx;
+use crate::types::{InvalidInput, LeaseId, LeaseState, MAX_TOKENS, Millis, WindowKind, check_tokens, truncate_for_message};
+
+/// One usage report from an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// Input (prompt) tokens.
+    pub input: i64,
+    /// Output (completion) tokens.
+    pub output: i64,
+    /// Requests made.
+    pub requests: i64,
+    /// The caller's idempotency key: a retry with the same key is recorded once. Without one,
+    /// every call is a new record.
+    pub key: Option<String>,
+}
+
+impl UsageRecord {
+    /// `input` and `output` tokens in one request, without an idempotency key.
+    pub fn new(input: i64, output: i64) -> Self {
+        UsageRecord {
+            input,
+            output,
+            requests: 1,
+            key: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Checks the figures and the key before anything is written.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        check_tokens("--input", self.input)?;
+        check_tokens("--output", self.output)?;
+        check_tokens("--requests", self.requests)?;
+        if self.input + self.output > MAX_TOKENS {
+            return Err(InvalidInput("--input plus --output is too large".into()));
+        }
+        if let Some(k) = &self.key
+            && (k.is_empty() || k.len() > 200 || k.chars().any(char::is_control))
+        {
+            return Err(InvalidInput(format!(
+                "idempotency key {:?} must be 1-200 printable characters",
+                truncate_for_message(k)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What recording did, and what the lease's holder should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageOutcome {
+    /// The lease.
+    pub lease_id: LeaseId,
+    /// The idempotency key the record is stored under.
+    pub key: String,
+    /// Whether this was a retry of a record already stored (nothing changed).
+    pub duplicate: bool,
+    /// Tokens recorded on the lease so far.
+    pub lease_used: i64,
+    /// Tokens allocated to the lease.
+    pub allocated: i64,
+    /// Whether the lease's allocation is used up: ask for a new lease before going on.
+    pub exhausted: bool,
+    /// The lease's state after recording. Anything but `active` means its holder lost it and
+    /// must stop; the usage was recorded all the same.
+    pub lease_state: LeaseState,
+}
+
+/// Records usage on a lease, active or not: usage that happened is never dropped.
+pub fn record_usage(
+    tx: &Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+    record: &UsageRecord,
+    fallback_key: String,
+) -> Result<UsageOutcome, QuotaError> {
+    record.validate()?;
+    let key = record.key.clone().unwrap_or(fallback_key);
+    if let Some(prior) = tx.usage_by_key(&key)? {
+        let same = prior.lease_id == *id
+            && prior.input == record.input
+            && prior.output == record.output
+            && prior.requests == record.requests;
+        if !same {
+            return Err(QuotaError::IdempotencyConflict { key });
+        }
+        let lease = tx
+            .lease(id)?
+            .ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
+        return Ok(UsageOutcome {
+            lease_id: id.clone(),
+            key,
+            duplicate: true,
+            lease_used: lease.used,
+            allocated: lease.allocated,
+            exhausted: lease.used >= lease.allocated,
+            lease_state: lease.state,
+        });
+    }
+
+    let mut lease = tx
+        .lease(id)?
+        .ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
+    if lease.state == LeaseState::Active && lease.expires_at <= now {
+        reclaim(tx, now, &lease, LeaseState::Expired, "ttl")?;
+        lease.state = LeaseState::Expired;
+    }
+
+    let tokens = record.input + record.output;
+    for (window_id, held) in tx.lease_windows(id)? {
+        let from_reserved = tokens.min(held);
+        tx.add_usage_to_window(window_id, tokens, from_reserved, record.requests)?;
+        if from_reserved > 0 {
+            tx.take_from_lease_window(id, window_id, from_reserved)?;
+        }
+    }
+    let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
+    if limits.rpm.is_some() || limits.tpm.is_some() {
+        let minute = current_window(tx, lease.provider, &lease.account, WindowKind::Minute, now, 0)?;
+        tx.add_usage_to_window(minute.id, tokens, 0, record.requests)?;
+    }
+    tx.add_lease_usage(id, tokens)?;
+    lease.used += tokens;
+    tx.insert_usage(&UsageEvent {
+        idem_key: key.clone(),
+        lease_id: id.clone(),
+        agent: lease.agent.clone(),
+        provider: lease.provider,
+        account: lease.account.clone(),
+        input: record.input,
+        output: record.output,
+        requests: record.requests,
+        at_ms: now,
+    })?;
+    let exhausted = lease.used >= lease.allocated;
+    audit::append(
+        tx,
+        now,
+        AuditEvent::new(
+            action::USAGE,
+            json!({
+                "input": record.input,
+                "output": record.output,
+                "requests": record.requests,
+                "key": &key,
+                "lease_used": lease.used,
+                "exhausted": exhausted,
+                "lease_state": lease.state,
+            }),
+        )
+        .on(lease.provider, &lease.account)
+        .by(&lease.agent)
+        .lease(id),
+    )?;
+    Ok(UsageOutcome {
+        lease_id: id.clone(),
+        key,
+        duplicate: false,
+        lease_used: lease.used,
+        allocated: lease.allocated,
+        exhausted,
+        lease_state: lease.state,
+    })
+}

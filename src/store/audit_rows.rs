@@ -1,0 +1,106 @@
+//! The audit table: append, query, and a full ordered scan for verification.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{StoreError, Tx};
+use crate::records::{AuditEntry, AuditQuery};
+
+const AUDIT_COLS: &str =
+    "seq, at_ms, action, agent, provider, account, lease_id, detail, prev_hash, hash";
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        at_ms: r.get(1)?,
+        action: r.get(2)?,
+        agent: r.get(3)?,
+        provider: r.get(4)?,
+        account: r.get(5)?,
+        lease_id: r.get(6)?,
+        detail: r.get(7)?,
+        prev_hash: r.get(8)?,
+        hash: r.get(9)?,
+    })
+}
+
+impl Tx<'_> {
+    /// The last row of the chain: `(seq, hash)`.
+    pub fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .txn
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Appends a row whose hashes the audit layer computed.
+    pub fn insert_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.txn.execute(
+            &format!(
+                "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ),
+            params![
+                e.seq,
+                e.at_ms,
+                e.action,
+                e.agent,
+                e.provider,
+                e.account,
+                e.lease_id,
+                e.detail,
+                e.prev_hash,
+                e.hash
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Rows matching a query, oldest first (the newest `limit` of them when a limit is set).
+    pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = q.limit.map(i64::from).unwrap_or(-1);
+        let mut stmt = self.txn.prepare(&format!(
+            "SELECT * FROM (
+                SELECT {AUDIT_COLS} FROM audit
+                WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR at_ms < ?2)
+                  AND (?3 IS NULL OR agent = ?3) AND (?4 IS NULL OR provider = ?4)
+                  AND (?5 IS NULL OR action = ?5)
+                ORDER BY seq DESC LIMIT ?6
+             ) ORDER BY seq"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.since,
+                    q.until,
+                    q.agent,
+                    q.provider.map(|p| p.as_str()),
+                    q.action,
+                    limit
+                ],
+                audit_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Feeds every row, in physical rowid order, to `visit`; stops at the first `Some`.
+    /// Verification walks the table as stored so reordered rows cannot hide behind `ORDER BY`.
+    pub fn audit_scan<T>(
+        &self,
+        mut visit: impl FnMut(AuditEntry) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut stmt = self
+            .txn
+            .prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY rowid"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            if let Some(found) = visit(audit_from_row(r)?) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}

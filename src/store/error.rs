@@ -1,0 +1,149 @@
+//! Everything that can go wrong below the business logic.
+
+use std::path::PathBuf;
+
+/// A storage failure. Each variant says which file and what to do; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open ledger {path}: {reason}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite or the OS said.
+        reason: String,
+    },
+    /// The file exists but is not a SQLite database, or is damaged.
+    #[error("ledger {path} is corrupt or not an authledger database: {reason}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The database, its directory or its lock file cannot be written.
+    #[error("ledger {path} is read-only: check the permissions of the file and its directory")]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database was made by a newer authledger.
+    #[error(
+        "ledger {path} has schema version {found}, newer than this authledger supports ({supported}); upgrade authledger"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// Applying a migration failed; the transaction was rolled back.
+    #[error("cannot migrate ledger {path}: {reason}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// What refinery said.
+        reason: String,
+    },
+    /// The cross-process write lock file could not be opened or locked.
+    #[error("cannot lock ledger {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Setting up a private file or directory failed.
+    #[error("cannot secure {path}: {source}")]
+    Permissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another program held the database past the waiting deadline.
+    #[error("ledger is busy: another program kept it locked for {waited_ms} ms")]
+    Busy {
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// A stored value does not parse back: the file was edited by hand or is damaged.
+    #[error("ledger holds an invalid {what}: {value}")]
+    BadRow {
+        /// Which field.
+        what: &'static str,
+        /// The offending value, shortened.
+        value: String,
+    },
+    /// A write broke a CHECK or UNIQUE constraint: a bug or a hand-edited database.
+    #[error("ledger refused a write ({reason})")]
+    Constraint {
+        /// SQLite's message.
+        reason: String,
+    },
+    /// No connection could be had from the pool.
+    #[error("cannot get a ledger connection: {0}")]
+    Pool(String),
+    /// Any other SQLite error.
+    #[error("ledger error: {0}")]
+    Sqlite(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => StoreError::Constraint {
+                reason: e.to_string(),
+            },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy { waited_ms: 0 }
+            }
+            _ => StoreError::Sqlite(e.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+/// Classifies an error met while opening `path`, so the user hears "corrupt" or "read-only"
+/// rather than a raw SQLite code.
+pub(crate) fn classify_open_error(path: &std::path::Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path },
+        Some(ErrorCode::CannotOpen) if is_read_only(&path) => StoreError::ReadOnly { path },
+        _ => StoreError::Open {
+            path,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Whether the file (or, if it does not exist, its directory) is not writable by us.
+fn is_read_only(path: &std::path::Path) -> bool {
+    let target = if path.exists() {
+        path.to_path_buf()
+    } else {
+        match path.parent() {
+            Some(p) => p.to_path_buf(),
+            None => return false,
+        }
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+}

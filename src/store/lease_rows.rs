@@ -1,0 +1,234 @@
+//! Leases and the reservations they hold in each window.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::tx::parse_col;
+use super::{StoreError, Tx};
+use crate::records::Lease;
+use crate::types::{Account, LeaseId, LeaseState, Millis, Provider};
+
+const LEASE_COLS: &str = "id, fence, agent, provider, account, allocated, used, ttl_ms, created_at, expires_at, heartbeat_at, state, ended_at, end_reason";
+
+struct LeaseRaw {
+    text: [String; 5],
+    nums: [i64; 8],
+    ended_at: Option<i64>,
+    end_reason: Option<String>,
+}
+
+fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRaw> {
+    Ok(LeaseRaw {
+        text: [r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(11)?],
+        nums: [
+            r.get(1)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            0,
+        ],
+        ended_at: r.get(12)?,
+        end_reason: r.get(13)?,
+    })
+}
+
+fn lease_build(raw: LeaseRaw) -> Result<Lease, StoreError> {
+    let [id, agent, provider, account, state] = raw.text;
+    let [fence, allocated, used, ttl_ms, created_at, expires_at, heartbeat_at, _] = raw.nums;
+    Ok(Lease {
+        id: parse_col("lease id", id)?,
+        fence,
+        agent: parse_col("agent id", agent)?,
+        provider: parse_col("provider", provider)?,
+        account: parse_col("account", account)?,
+        allocated,
+        used,
+        ttl_ms,
+        created_at,
+        expires_at,
+        heartbeat_at,
+        state: LeaseState::parse(&state).ok_or(StoreError::BadRow {
+            what: "lease state",
+            value: state,
+        })?,
+        ended_at: raw.ended_at,
+        end_reason: raw.end_reason,
+    })
+}
+
+/// Which leases [`Tx::leases`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseFilter {
+    /// Only active leases.
+    Active,
+    /// Every lease ever granted.
+    All,
+}
+
+impl Tx<'_> {
+    /// One lease by id.
+    pub fn lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                &format!("SELECT {LEASE_COLS} FROM leases WHERE id = ?1"),
+                [id.as_str()],
+                lease_from_row,
+            )
+            .optional()?;
+        raw.map(lease_build).transpose()
+    }
+
+    /// Leases, newest first.
+    pub fn leases(&self, filter: LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        let sql = match filter {
+            LeaseFilter::Active => format!(
+                "SELECT {LEASE_COLS} FROM leases WHERE state = 'active' ORDER BY created_at DESC, fence DESC"
+            ),
+            LeaseFilter::All => {
+                format!("SELECT {LEASE_COLS} FROM leases ORDER BY created_at DESC, fence DESC")
+            }
+        };
+        let mut stmt = self.txn.prepare(&sql)?;
+        let raws = stmt
+            .query_map([], lease_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(lease_build).collect()
+    }
+
+    /// Active leases whose TTL has run out by `now`, or (when `idle_before` is given) whose last
+    /// heartbeat is older than it; optionally only those of one provider.
+    pub fn stale_leases(
+        &self,
+        provider: Option<Provider>,
+        now: Millis,
+        idle_before: Option<Millis>,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self.txn.prepare(&format!(
+            "SELECT {LEASE_COLS} FROM leases
+             WHERE state = 'active' AND (?1 IS NULL OR provider = ?1)
+               AND (expires_at <= ?2 OR (?3 IS NOT NULL AND heartbeat_at <= ?3))
+             ORDER BY fence"
+        ))?;
+        let raws = stmt
+            .query_map(
+                params![provider.map(|p| p.as_str()), now, idle_before],
+                lease_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(lease_build).collect()
+    }
+
+    /// Active leases of one provider account, and the earliest time one of them expires.
+    pub fn active_lease_count(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<(i64, Option<Millis>), StoreError> {
+        Ok(self.txn.query_row(
+            "SELECT COUNT(*), MIN(expires_at) FROM leases
+             WHERE provider = ?1 AND account = ?2 AND state = 'active'",
+            params![provider.as_str(), account.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// The next fencing number: larger than any lease's so far.
+    pub fn next_fence(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .txn
+            .query_row("SELECT COALESCE(MAX(fence), 0) + 1 FROM leases", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// Stores a new lease.
+    pub fn insert_lease(&self, l: &Lease) -> Result<(), StoreError> {
+        self.txn.execute(
+            &format!(
+                "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
+            params![
+                l.id.as_str(),
+                l.fence,
+                l.agent.as_str(),
+                l.provider.as_str(),
+                l.account.as_str(),
+                l.allocated,
+                l.used,
+                l.ttl_ms,
+                l.created_at,
+                l.expires_at,
+                l.heartbeat_at,
+                l.state.as_str(),
+                l.ended_at,
+                l.end_reason
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records a heartbeat: the lease lives until `expires_at` now.
+    pub fn touch_lease(&self, id: &LeaseId, now: Millis, expires_at: Millis) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE leases SET heartbeat_at = ?2, expires_at = ?3 WHERE id = ?1 AND state = 'active'",
+            params![id.as_str(), now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Ends an active lease. Returns false if it was not active (it ends exactly once).
+    pub fn end_lease(
+        &self,
+        id: &LeaseId,
+        state: LeaseState,
+        now: Millis,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.txn.execute(
+            "UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4 WHERE id = ?1 AND state = 'active'",
+            params![id.as_str(), state.as_str(), now, reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Adds recorded usage to a lease's own tally.
+    pub fn add_lease_usage(&self, id: &LeaseId, tokens: i64) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE leases SET used = used + ?2 WHERE id = ?1",
+            params![id.as_str(), tokens],
+        )?;
+        Ok(())
+    }
+
+    /// Notes that a lease holds `reserved` tokens in a window.
+    pub fn insert_lease_window(&self, id: &LeaseId, window_id: i64, reserved: i64) -> Result<(), StoreError> {
+        self.txn.execute(
+            "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)",
+            params![id.as_str(), window_id, reserved],
+        )?;
+        Ok(())
+    }
+
+    /// The windows a lease reserved in and what it still holds in each: `(window_id, reserved)`.
+    pub fn lease_windows(&self, id: &LeaseId) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut stmt = self.txn.prepare(
+            "SELECT window_id, reserved FROM lease_windows WHERE lease_id = ?1 ORDER BY window_id",
+        )?;
+        let rows = stmt
+            .query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Lowers what a lease holds in a window by `tokens`.
+    pub fn take_from_lease_window(&self, id: &LeaseId, window_id: i64, tokens: i64) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2",
+            params![id.as_str(), window_id, tokens],
+        )?;
+        Ok(())
+    }
+}

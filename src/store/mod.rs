@@ -1,0 +1,318 @@
+//! SQLite storage: the pool, pragmas, migrations, the writer queue and the transaction helper.
+//!
+//! Nothing above this module sees a rusqlite type. Callers run closures against a [`Tx`] whose
+//! methods speak in ledger records, so a PostgreSQL store can later offer the same methods.
+
+mod audit_rows;
+mod error;
+pub mod files;
+mod lease_rows;
+mod lock;
+mod migrate;
+mod settings_rows;
+mod tx;
+mod usage_rows;
+mod window_rows;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use error::StoreError;
+pub use lease_rows::LeaseFilter;
+pub use tx::Tx;
+
+use lock::WriteLock;
+
+/// How hard SQLite makes a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a granted lease survives power loss (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: faster; the last commits may roll back on power loss (never
+    /// corrupting the file).
+    Normal,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// How long one statement waits for a lock held by a program outside the writer queue.
+    pub busy_timeout: Duration,
+    /// How long a write waits in all before giving up with [`StoreError::Busy`].
+    pub write_deadline: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An open, migrated ledger database shared by any number of processes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+    lock_path: PathBuf,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, migrates it to the current schema, and
+    /// refuses a corrupt, read-only or newer-schema file with a clear error.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            files::ensure_private_dir(dir)?;
+        }
+        let lock_path = lock_path_for(path);
+        let fresh = !path.exists();
+        if fresh {
+            // Creating the file and its first migration happen under the writer lock, so two
+            // processes opening a new ledger at once do not both create tables.
+            let _guard = WriteLock::acquire(&lock_path)?;
+            files::ensure_private_file(path)?;
+            Self::prepare(path, &options)?;
+        } else {
+            Self::prepare_existing(path, &lock_path, &options)?;
+        }
+        files::tighten(&[
+            path,
+            &lock_path,
+            &sidecar(path, "-wal"),
+            &sidecar(path, "-shm"),
+        ]);
+
+        let init_options = options.clone();
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| apply_pragmas(c, &init_options));
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(10))
+            .build_unchecked(manager);
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+            lock_path,
+            options,
+        })
+    }
+
+    fn prepare_existing(
+        path: &Path,
+        lock_path: &Path,
+        options: &StoreOptions,
+    ) -> Result<(), StoreError> {
+        let conn = open_connection(path, options)?;
+        if migrate::check(&conn, path)? {
+            drop(conn);
+            let _guard = WriteLock::acquire(lock_path)?;
+            Self::prepare(path, options)?;
+        }
+        Ok(())
+    }
+
+    /// Opens one connection, checks the schema and applies pending migrations.
+    fn prepare(path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
+        let mut conn = open_connection(path, options)?;
+        if migrate::check(&conn, path)? {
+            migrate::run(&mut conn, path)?;
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The newest schema version this build knows, and the one in the file.
+    pub fn schema_versions(&self) -> Result<(i64, i64), StoreError> {
+        let conn = self.pool.get()?;
+        let found = migrate::current_version(&conn)?;
+        Ok((migrate::latest_version(), found))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committing when it returns `Ok`.
+    ///
+    /// Writers queue on the cross-process lock first, so `BEGIN IMMEDIATE` almost never meets a
+    /// busy database; when it does (a program outside the queue holds it), the begin is retried
+    /// until the write deadline. No caller ever sees `SQLITE_BUSY` before that deadline.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let _queue = WriteLock::acquire(&self.lock_path)?;
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let started = Instant::now();
+        let txn = loop {
+            match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(t) => break t,
+                Err(e) if is_busy(&e) && started.elapsed() < self.options.write_deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) if is_busy(&e) => {
+                    return Err(StoreError::Busy {
+                        waited_ms: started.elapsed().as_millis() as u64,
+                    }
+                    .into());
+                }
+                Err(e) => return Err(write_error(&self.path, e).into()),
+            }
+        };
+        let mut tx = Tx::new(txn);
+        let value = f(&mut tx)?;
+        tx.commit().map_err(|e| write_error(&self.path, e))?;
+        Ok(value)
+    }
+
+    /// Runs `f` in a read transaction: a consistent snapshot that never blocks writers.
+    pub fn read<T, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let txn = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(StoreError::from)?;
+        let mut tx = Tx::new(txn);
+        f(&mut tx)
+    }
+
+    /// SQLite's `integrity_check`: `None` when the file is sound, else the first problem.
+    pub fn integrity_problem(&self) -> Result<Option<String>, StoreError> {
+        let conn = self.pool.get()?;
+        let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok((verdict != "ok").then_some(verdict))
+    }
+
+    /// The journal mode in force (`wal` expected), for `doctor`.
+    pub fn journal_mode(&self) -> Result<String, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
+    }
+
+    /// The files that make up the ledger on disk, for permission checks.
+    pub fn files(&self) -> Vec<PathBuf> {
+        vec![
+            self.path.clone(),
+            sidecar(&self.path, "-wal"),
+            sidecar(&self.path, "-shm"),
+            self.lock_path.clone(),
+        ]
+    }
+}
+
+fn lock_path_for(db: &Path) -> PathBuf {
+    sidecar(db, ".lock")
+}
+
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| error::classify_open_error(path, e))?;
+    apply_pragmas(&conn, options).map_err(|e| error::classify_open_error(path, e))?;
+    Ok(conn)
+}
+
+fn apply_pragmas(conn: &Connection, options: &StoreOptions) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(options.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some(format!("cannot switch to WAL mode (still {mode})")),
+        ));
+    }
+    let sync = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; PRAGMA trusted_schema = OFF;"
+    ))?;
+    Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn write_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly {
+            path: path.to_path_buf(),
+        },
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        }
+        _ => StoreError::from(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_to_a_fresh_file_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let (latest, found) = store.schema_versions().unwrap();
+        assert_eq!(latest, found);
+        assert!(latest >= 1);
+        drop(store);
+        Store::open(&path, StoreOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '', '0')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = Store::open(&path, StoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::NewerSchema { found: 999, .. }), "{err}");
+    }
+
+    #[test]
+    fn garbage_file_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = Store::open(&path, StoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+}

@@ -1,0 +1,37 @@
+//! The transaction handle the business layers work through.
+
+use std::str::FromStr;
+
+use rusqlite::Transaction;
+
+use super::StoreError;
+
+/// One open transaction. Its methods (spread over the `*_rows` modules) read and write ledger
+/// records; dropping it without [`Store::write`](super::Store::write) committing rolls back.
+pub struct Tx<'c> {
+    pub(super) txn: Transaction<'c>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn new(txn: Transaction<'c>) -> Self {
+        Tx { txn }
+    }
+
+    pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
+        self.txn.commit()
+    }
+}
+
+/// Parses a stored text column back into its type, reporting a hand-edited value clearly.
+pub(super) fn parse_col<T: FromStr>(what: &'static str, s: String) -> Result<T, StoreError> {
+    s.parse().map_err(|_| StoreError::BadRow {
+        what,
+        value: crate::types::truncate_for_message(&s),
+    })
+}

@@ -1,0 +1,207 @@
+//! Limits and metering windows.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::tx::parse_col;
+use super::{StoreError, Tx};
+use crate::records::{Limits, Window};
+use crate::types::{Account, Millis, Provider, WindowKind};
+
+const WINDOW_COLS: &str = "id, provider, account, kind, start_ms, end_ms, used, reserved, requests";
+const LIMIT_COLS: &str = "provider, account, daily_tokens, window_5h_tokens, weekly_tokens, rpm, tpm, concurrent, lease_cap, reset_offset_min, updated_at";
+
+fn window_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, [i64; 5])> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+    ))
+}
+
+fn window_build(raw: (i64, String, String, String, [i64; 5])) -> Result<Window, StoreError> {
+    let (id, provider, account, kind, [start_ms, end_ms, used, reserved, requests]) = raw;
+    Ok(Window {
+        id,
+        provider: parse_col("provider", provider)?,
+        account: parse_col("account", account)?,
+        kind: WindowKind::parse(&kind).ok_or(StoreError::BadRow {
+            what: "window kind",
+            value: kind,
+        })?,
+        start_ms,
+        end_ms,
+        used,
+        reserved,
+        requests,
+    })
+}
+
+type LimitRaw = (String, String, i64, [Option<i64>; 4], i64, Option<i64>, i64, i64);
+
+fn limits_from_row(r: &Row<'_>) -> rusqlite::Result<LimitRaw> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn limits_build(raw: LimitRaw) -> Result<Limits, StoreError> {
+    let (provider, account, daily_tokens, [w5, weekly, rpm, tpm], concurrent, cap, offset, at) =
+        raw;
+    Ok(Limits {
+        provider: parse_col("provider", provider)?,
+        account: parse_col("account", account)?,
+        daily_tokens,
+        window_5h_tokens: w5,
+        weekly_tokens: weekly,
+        rpm,
+        tpm,
+        concurrent,
+        lease_cap: cap,
+        reset_offset_min: offset,
+        updated_at: at,
+    })
+}
+
+impl Tx<'_> {
+    /// The stored limits of one provider account, if any were set.
+    pub fn limits(&self, provider: Provider, account: &Account) -> Result<Option<Limits>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
+                params![provider.as_str(), account.as_str()],
+                limits_from_row,
+            )
+            .optional()?;
+        raw.map(limits_build).transpose()
+    }
+
+    /// Every stored limits row, ordered by provider and account.
+    pub fn all_limits(&self) -> Result<Vec<Limits>, StoreError> {
+        let mut stmt = self
+            .txn
+            .prepare(&format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account"))?;
+        let raws = stmt
+            .query_map([], limits_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(limits_build).collect()
+    }
+
+    /// Inserts or replaces one provider account's limits.
+    pub fn put_limits(&self, l: &Limits) -> Result<(), StoreError> {
+        self.txn.execute(
+            &format!(
+                "INSERT OR REPLACE INTO limits ({LIMIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                l.provider.as_str(),
+                l.account.as_str(),
+                l.daily_tokens,
+                l.window_5h_tokens,
+                l.weekly_tokens,
+                l.rpm,
+                l.tpm,
+                l.concurrent,
+                l.lease_cap,
+                l.reset_offset_min,
+                l.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The window of `kind` containing `now`, if one exists.
+    pub fn window_at(
+        &self,
+        provider: Provider,
+        account: &Account,
+        kind: WindowKind,
+        now: Millis,
+    ) -> Result<Option<Window>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                &format!(
+                    "SELECT {WINDOW_COLS} FROM windows
+                     WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms <= ?4 AND end_ms > ?4
+                     ORDER BY start_ms DESC LIMIT 1"
+                ),
+                params![provider.as_str(), account.as_str(), kind.as_str(), now],
+                window_from_row,
+            )
+            .optional()?;
+        raw.map(window_build).transpose()
+    }
+
+    /// Creates a window row (a new window, never a reset of an old one) and returns it.
+    pub fn insert_window(
+        &self,
+        provider: Provider,
+        account: &Account,
+        kind: WindowKind,
+        start_ms: Millis,
+        end_ms: Millis,
+    ) -> Result<Window, StoreError> {
+        self.txn.execute(
+            "INSERT INTO windows (provider, account, kind, start_ms, end_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![provider.as_str(), account.as_str(), kind.as_str(), start_ms, end_ms],
+        )?;
+        Ok(Window {
+            id: self.txn.last_insert_rowid(),
+            provider,
+            account: account.clone(),
+            kind,
+            start_ms,
+            end_ms,
+            used: 0,
+            reserved: 0,
+            requests: 0,
+        })
+    }
+
+    /// Reserves `tokens` in a window only if `used + reserved + tokens <= limit`; returns whether
+    /// the reservation was made. This conditional update is what makes over-granting impossible.
+    pub fn reserve_in_window(&self, window_id: i64, tokens: i64, limit: i64) -> Result<bool, StoreError> {
+        let n = self.txn.execute(
+            "UPDATE windows SET reserved = reserved + ?2
+             WHERE id = ?1 AND used + reserved + ?2 <= ?3",
+            params![window_id, tokens, limit],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Returns an unused reservation to a window.
+    pub fn unreserve_in_window(&self, window_id: i64, tokens: i64) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
+            params![window_id, tokens],
+        )?;
+        Ok(())
+    }
+
+    /// Records usage in a window: `used` grows by `tokens`, `reserved` shrinks by the part of
+    /// them that had been reserved, `requests` grows by `requests`.
+    pub fn add_usage_to_window(
+        &self,
+        window_id: i64,
+        tokens: i64,
+        from_reserved: i64,
+        requests: i64,
+    ) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE windows SET used = used + ?2, reserved = reserved - ?3, requests = requests + ?4
+             WHERE id = ?1",
+            params![window_id, tokens, from_reserved, requests],
+        )?;
+        Ok(())
+    }
+}
