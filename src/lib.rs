@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `authledger` binary: everything but the exit code lives in the library.
+
+fn main() {
+    std::process::exit(authledger::cli::main());
+}

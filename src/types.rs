@@ -232,10 +232,17 @@ pub fn parse_tokens(what: &str, s: &str) -> Result<i64, InvalidInput> {
         return Err(InvalidInput(format!("{what} must not be negative (got {s})")));
     }
     let n: i64 = cleaned.parse().map_err(|_| {
-        InvalidInput(format!(
-            "{what} must be a whole number (got {:?})",
-            truncate_for_message(s)
-        ))
+        if !cleaned.is_empty() && cleaned.bytes().all(|b| b.is_ascii_digit()) {
+            InvalidInput(format!(
+                "{what} is too large (got {}, the limit is {MAX_TOKENS})",
+                truncate_for_message(s)
+            ))
+        } else {
+            InvalidInput(format!(
+                "{what} must be a whole number (got {:?})",
+                truncate_for_message(s)
+            ))
+        }
     })?;
     check_tokens(what, n)
 }

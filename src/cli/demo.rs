@@ -1,0 +1,170 @@
+//! `authledger demo`: a tour of the ledger on a temporary database, with a manual clock so it
+//! runs in a blink and shows hours passing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::clock::{ManualClock, format_ms};
+use crate::config::LedgerConfig;
+use crate::error::Error;
+use crate::ledger::Ledger;
+use crate::quota::{AcquireRequest, LimitsUpdate};
+use crate::records::{AuditQuery, UsageGroup};
+use crate::types::{Account, AgentId, Provider};
+use crate::UsageRecord;
+
+/// Run a self-contained tour on a temporary ledger.
+#[derive(Debug, Args)]
+pub struct DemoCmd {
+    /// Keep the temporary ledger and print its path (to explore it with the other commands).
+    #[arg(long)]
+    keep: bool,
+}
+
+fn agent(name: &str) -> Result<AgentId, Error> {
+    Ok(AgentId::new(name)?)
+}
+
+impl DemoCmd {
+    /// Runs the tour.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("authledger-demo-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                what: "cannot create a temporary directory".into(),
+                source,
+            })?;
+        let db = dir.path().join("ledger.db");
+        // Start at 09:00 UTC today so the day window has a visible reset.
+        let start = (ctx.clock().now_ms() / 86_400_000) * 86_400_000 + 9 * 3_600_000;
+        let clock = ManualClock::new(start);
+        let ledger = Ledger::open(LedgerConfig::new(&db).with_clock(Arc::new(clock.clone())))?;
+        let say = |s: &str| ctx.out.line(s);
+        let account = Account::default();
+
+        say(&format!("authledger demo: a temporary ledger at {}", db.display()))?;
+        say("")?;
+        say("1. Three agents share Claude's budget: 100,000 tokens/day, 3 at a time.")?;
+        ledger.set_limits(
+            Provider::Claude,
+            &account,
+            &LimitsUpdate {
+                daily_tokens: Some(100_000),
+                concurrent: Some(3),
+                ..LimitsUpdate::default()
+            },
+        )?;
+        let mut leases = Vec::new();
+        for name in ["reviewer", "tester", "writer"] {
+            let lease = ledger.acquire(
+                &AcquireRequest::new(agent(name)?, Provider::Claude).ttl(Duration::from_secs(3600)),
+            )?;
+            say(&format!(
+                "   {name:<9} got {} ({} tokens, a fair share of what is left)",
+                lease.id, lease.allocated
+            ))?;
+            leases.push(lease);
+        }
+
+        say("")?;
+        say("2. A fourth agent is refused: every slot is taken.")?;
+        match ledger.acquire(&AcquireRequest::new(agent("linter")?, Provider::Claude)) {
+            Err(e) => say(&format!("   linter: {e} (exit code {})", e.exit_code()))?,
+            Ok(l) => say(&format!("   linter unexpectedly got {}", l.id))?,
+        }
+
+        say("")?;
+        say("3. The reviewer records its usage (a retry with the same key counts once) and releases.")?;
+        let reviewer = &leases[0];
+        clock.advance_ms(10 * 60_000);
+        let record = UsageRecord::new(8_000, 2_000).key("reviewer-call-1");
+        ledger.record_usage(&reviewer.id, &record)?;
+        let again = ledger.record_usage(&reviewer.id, &record)?;
+        say(&format!(
+            "   recorded 10,000 tokens; the retry was a duplicate: {}",
+            again.duplicate
+        ))?;
+        let released = ledger.release(&reviewer.id)?;
+        say(&format!(
+            "   released: {} unused tokens went back to the pool",
+            released.returned
+        ))?;
+
+        say("")?;
+        say("4. The tester crashes without releasing. Its lease lives until its TTL (1 h)...")?;
+        let tester = &leases[1];
+        clock.advance_ms(40 * 60_000);
+        ledger.renew(&leases[2].id)?; // the writer is alive and heartbeats
+        clock.advance_ms(21 * 60_000);
+        let report = ledger.cleanup()?;
+        say(&format!(
+            "   an hour after it started, cleanup reclaimed {} lease(s) and returned {} tokens",
+            report.expired + report.idle,
+            report.tokens_returned
+        ))?;
+        match ledger.renew(&tester.id) {
+            Err(e) => say(&format!("   the tester, if it came back: {e}"))?,
+            Ok(_) => say("   the tester's lease unexpectedly survived")?,
+        }
+
+        say("")?;
+        say("5. A request bigger than what is left is refused with the reason and the reset time.")?;
+        match ledger.acquire(
+            &AcquireRequest::new(agent("bulk-import")?, Provider::Claude).tokens(500_000),
+        ) {
+            Err(e) => say(&format!("   bulk-import: {e}"))?,
+            Ok(l) => say(&format!("   bulk-import unexpectedly got {}", l.id))?,
+        }
+        ledger.release(&leases[2].id)?;
+
+        say("")?;
+        say("6. Where the quota stands, and who spent what:")?;
+        for q in ledger.quota(Some(Provider::Claude))? {
+            say(&format!(
+                "   {}/{}: used {} + reserved {} of {} ({}%), {} active leases, resets {}",
+                q.provider,
+                q.account,
+                q.used,
+                q.reserved,
+                q.limit,
+                q.percent,
+                q.active_leases,
+                format_ms(q.resets_at)
+            ))?;
+        }
+        for u in ledger.usage_report(0, UsageGroup::Agent)? {
+            say(&format!("   {:<9} {} tokens in {} record(s)", u.key, u.total, u.records))?;
+        }
+
+        say("")?;
+        say("7. The audit trail, hash-chained:")?;
+        for e in ledger.audit(&AuditQuery::default())? {
+            say(&format!(
+                "   #{:<3} {} {:<8} {:<9} {}",
+                e.seq,
+                format_ms(e.at_ms),
+                e.action,
+                e.agent.unwrap_or_default(),
+                e.lease_id.unwrap_or_default()
+            ))?;
+        }
+        let verify = ledger.verify_audit()?;
+        say(&format!(
+            "   audit verify: {} ({} rows)",
+            if verify.ok { "intact" } else { "BROKEN" },
+            verify.rows
+        ))?;
+        if self.keep {
+            let kept = dir.keep();
+            say(&format!(
+                "\nkept: explore with  authledger --db {} quota",
+                kept.join("ledger.db").display()
+            ))?;
+        }
+        Ok(0)
+    }
+}

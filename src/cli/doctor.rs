@@ -1,0 +1,97 @@
+//! `authledger doctor`: is this ledger healthy and private?
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::table;
+use super::Ctx;
+use crate::error::{Error, exit};
+use crate::store::files::mode_of;
+
+/// Check permissions, integrity, schema version and the audit chain.
+#[derive(Debug, Args)]
+pub struct DoctorCmd {}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: String,
+    ok: bool,
+    detail: String,
+}
+
+impl DoctorCmd {
+    /// Runs every check; exit 5 for a storage problem, 1 for loose permissions.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let ledger = ctx.open()?;
+        let store = ledger.store();
+        let mut checks = Vec::new();
+        let mut storage_bad = false;
+        let mut perms_bad = false;
+
+        let (latest, found) = store.schema_versions()?;
+        storage_bad |= latest != found;
+        checks.push(Check {
+            check: "schema".into(),
+            ok: latest == found,
+            detail: format!("version {found} (this build: {latest})"),
+        });
+
+        let integrity = store.integrity_problem()?;
+        storage_bad |= integrity.is_some();
+        checks.push(Check {
+            check: "integrity".into(),
+            ok: integrity.is_none(),
+            detail: integrity.unwrap_or_else(|| "ok".into()),
+        });
+
+        let mode = store.journal_mode()?;
+        checks.push(Check {
+            check: "journal".into(),
+            ok: mode == "wal",
+            detail: mode,
+        });
+
+        let audit = ledger.verify_audit()?;
+        storage_bad |= !audit.ok;
+        checks.push(Check {
+            check: "audit chain".into(),
+            ok: audit.ok,
+            detail: match (&audit.first_bad_seq, &audit.problem) {
+                (Some(seq), Some(p)) => format!("broken at row {seq}: {p}"),
+                _ => format!("{} rows intact", audit.rows),
+            },
+        });
+
+        let mut paths = store.files();
+        if let Some(dir) = ledger.db_path().parent() {
+            paths.push(dir.to_path_buf());
+        }
+        for p in paths {
+            let Some(m) = mode_of(&p) else { continue };
+            let private = m & 0o077 == 0;
+            perms_bad |= !private;
+            checks.push(Check {
+                check: format!("permissions {}", p.display()),
+                ok: private,
+                detail: format!("{m:o}{}", if private { "" } else { " (readable by others: chmod go-rwx)" }),
+            });
+        }
+
+        if ctx.out.json {
+            ctx.out.json(&checks)?;
+        } else {
+            let mut t = table(&["check", "ok", "detail"]);
+            for c in &checks {
+                t.add_row(vec![c.check.clone(), if c.ok { "ok" } else { "FAIL" }.into(), c.detail.clone()]);
+            }
+            ctx.out.line(&t.to_string())?;
+        }
+        Ok(if storage_bad {
+            exit::STORAGE
+        } else if perms_bad {
+            exit::OTHER
+        } else {
+            exit::OK
+        })
+    }
+}

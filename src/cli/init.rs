@@ -1,0 +1,39 @@
+//! `authledger init`
+
+use clap::Args;
+use serde_json::json;
+
+use super::Ctx;
+use crate::error::Error;
+
+/// Create the ledger and store default limits.
+#[derive(Debug, Args)]
+pub struct InitCmd {}
+
+impl InitCmd {
+    /// Opens (creating and migrating) the ledger and stores default limits.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let ledger = ctx.open()?;
+        let limits = ledger.init()?;
+        let (_, version) = ledger.store().schema_versions()?;
+        if ctx.out.json {
+            ctx.out.json(&json!({
+                "db": ledger.db_path(),
+                "schema_version": version,
+                "limits": limits,
+            }))?;
+        } else {
+            ctx.out.line(&format!(
+                "ledger ready at {} (schema v{version})",
+                ledger.db_path().display()
+            ))?;
+            for l in limits {
+                ctx.out.line(&format!(
+                    "  {}/{}: {} tokens/day, {} concurrent",
+                    l.provider, l.account, l.daily_tokens, l.concurrent
+                ))?;
+            }
+        }
+        Ok(0)
+    }
+}

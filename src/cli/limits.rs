@@ -1,0 +1,89 @@
+//! `authledger limits set`
+
+use clap::{Args, Subcommand};
+
+use super::{Ctx, args};
+use crate::error::Error;
+use crate::quota::LimitsUpdate;
+use crate::types::{Account, Provider};
+
+/// Limits commands.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCmd {
+    /// Set some of a provider's limits; the others keep their value.
+    Set(LimitsSet),
+}
+
+/// `limits set <provider> [...]`
+#[derive(Debug, Args)]
+pub struct LimitsSet {
+    /// claude or openai.
+    provider: Provider,
+    /// Which account of the provider.
+    #[arg(long, default_value = "default")]
+    account: Account,
+    /// Tokens per day.
+    #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
+    daily_tokens: Option<i64>,
+    /// Concurrent leases.
+    #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
+    concurrent: Option<i64>,
+    /// Requests per minute, or `off`.
+    #[arg(long, value_name = "N|off", value_parser = args::optional_limit, allow_negative_numbers = true)]
+    rpm: Option<args::OptionalLimit>,
+    /// Tokens per minute, or `off`.
+    #[arg(long, value_name = "N|off", value_parser = args::optional_limit, allow_negative_numbers = true)]
+    tpm: Option<args::OptionalLimit>,
+    /// Tokens per 5-hour window from first use, or `off`.
+    #[arg(long = "window-5h", value_name = "N|off", value_parser = args::optional_limit, allow_negative_numbers = true)]
+    window_5h: Option<args::OptionalLimit>,
+    /// Tokens per 7-day window from first use, or `off`.
+    #[arg(long, value_name = "N|off", value_parser = args::optional_limit, allow_negative_numbers = true)]
+    weekly: Option<args::OptionalLimit>,
+    /// The most one fair-share lease may take, or `off` (daily ÷ concurrent).
+    #[arg(long, value_name = "N|off", value_parser = args::optional_limit, allow_negative_numbers = true)]
+    lease_cap: Option<args::OptionalLimit>,
+    /// UTC time of day when the daily budget resets (HH:MM).
+    #[arg(long, value_name = "HH:MM", value_parser = args::time_of_day)]
+    reset_at: Option<i64>,
+}
+
+impl LimitsCmd {
+    /// Runs the subcommand.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let LimitsCmd::Set(s) = self;
+        let update = LimitsUpdate {
+            daily_tokens: s.daily_tokens,
+            concurrent: s.concurrent,
+            rpm: s.rpm.map(|o| o.0),
+            tpm: s.tpm.map(|o| o.0),
+            window_5h_tokens: s.window_5h.map(|o| o.0),
+            weekly_tokens: s.weekly.map(|o| o.0),
+            lease_cap: s.lease_cap.map(|o| o.0),
+            reset_offset_min: s.reset_at,
+        };
+        update.validate()?;
+        let ledger = ctx.open()?;
+        let l = ledger.set_limits(s.provider, &s.account, &update)?;
+        if ctx.out.json {
+            ctx.out.json(&l)?;
+        } else {
+            let opt = |v: Option<i64>| v.map_or("off".to_string(), |n| n.to_string());
+            ctx.out.line(&format!(
+                "{}/{}: {} tokens/day (resets {:02}:{:02} UTC), 5h {}, weekly {}, {} rpm, {} tpm, {} concurrent, lease cap {}",
+                l.provider,
+                l.account,
+                l.daily_tokens,
+                l.reset_offset_min / 60,
+                l.reset_offset_min % 60,
+                opt(l.window_5h_tokens),
+                opt(l.weekly_tokens),
+                opt(l.rpm),
+                opt(l.tpm),
+                l.concurrent,
+                l.effective_lease_cap()
+            ))?;
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,163 @@
+//! The `authledger` command line: argument parsing, one module per command group, and the
+//! mapping of errors to the documented exit codes.
+
+mod args;
+mod audit;
+mod cleanup;
+mod daemon;
+mod demo;
+mod doctor;
+mod init;
+mod lease;
+mod limits;
+mod output;
+mod quota;
+mod usage;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, ManualClock, SystemClock, parse_time};
+use crate::config::{LedgerConfig, resolve_db_path};
+use crate::error::{Error, exit};
+use crate::ledger::Ledger;
+pub use output::Output;
+
+/// The environment variable that pins the clock (RFC 3339 or epoch ms). Tests use it to move
+/// time across processes without sleeping; it has no other use.
+pub const NOW_VAR: &str = "AUTHLEDGER_NOW";
+
+/// One ledger for coding agents' credentials and quotas.
+#[derive(Debug, Parser)]
+#[command(name = "authledger", version, about, allow_negative_numbers = true)]
+pub struct Cli {
+    /// The ledger database (else AUTHLEDGER_DB, else AUTHLEDGER_HOME/ledger.db, else the XDG
+    /// data directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Machine-readable output on stdout; errors as JSON on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A self-contained tour on a temporary ledger.
+    Demo(demo::DemoCmd),
+    /// Create the ledger (and its default limits) if it does not exist.
+    Init(init::InitCmd),
+    /// Change limits.
+    #[command(subcommand)]
+    Limits(limits::LimitsCmd),
+    /// Limit, used, reserved, remaining and reset time per provider.
+    Quota(quota::QuotaCmd),
+    /// Acquire, renew, release and list leases.
+    #[command(subcommand)]
+    Lease(lease::LeaseCmd),
+    /// Record usage, or summarise it.
+    Usage(usage::UsageCmd),
+    /// Query the audit trail, or verify its hash chain.
+    Audit(audit::AuditCmd),
+    /// Reclaim expired and idle leases now.
+    Cleanup(cleanup::CleanupCmd),
+    /// Run hourly cleanup until SIGTERM or SIGINT.
+    Daemon(daemon::DaemonCmd),
+    /// Check permissions, integrity, schema version and the audit chain.
+    Doctor(doctor::DoctorCmd),
+}
+
+/// What every command needs: where the ledger is, the clock, and how to print.
+pub struct Ctx {
+    db: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    /// How to print.
+    pub out: Output,
+}
+
+impl Ctx {
+    /// Opens the ledger the flags and environment point at.
+    pub fn open(&self) -> Result<Ledger, Error> {
+        let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
+        Ledger::open(LedgerConfig::new(path).with_clock(self.clock.clone()))
+    }
+
+    /// The clock commands read time from.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+}
+
+fn clock_from_env() -> Result<Arc<dyn Clock>, String> {
+    match std::env::var(NOW_VAR) {
+        Ok(v) if !v.is_empty() => parse_time(&v)
+            .map(|ms| Arc::new(ManualClock::new(ms)) as Arc<dyn Clock>)
+            .ok_or_else(|| format!("{NOW_VAR}={v:?} is not a time")),
+        _ => Ok(Arc::new(SystemClock)),
+    }
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let wants_json = argv.iter().any(|a| a == "--json");
+    let out = Output { json: wants_json };
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    exit::USAGE
+                } else {
+                    exit::OK
+                };
+            }
+            // clap explains over several lines; the contract is one line.
+            let rendered = e.render().to_string();
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            out.usage_error(message.trim_start_matches("error: "));
+            return exit::USAGE;
+        }
+    };
+    let clock = match clock_from_env() {
+        Ok(c) => c,
+        Err(msg) => {
+            out.usage_error(&msg);
+            return exit::USAGE;
+        }
+    };
+    let ctx = Ctx {
+        db: cli.db,
+        clock,
+        out: Output { json: cli.json },
+    };
+    let result = match &cli.command {
+        Command::Demo(c) => c.run(&ctx),
+        Command::Init(c) => c.run(&ctx),
+        Command::Limits(c) => c.run(&ctx),
+        Command::Quota(c) => c.run(&ctx),
+        Command::Lease(c) => c.run(&ctx),
+        Command::Usage(c) => c.run(&ctx),
+        Command::Audit(c) => c.run(&ctx),
+        Command::Cleanup(c) => c.run(&ctx),
+        Command::Daemon(c) => c.run(&ctx),
+        Command::Doctor(c) => c.run(&ctx),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            ctx.out.error(&e);
+            e.exit_code()
+        }
+    }
+}

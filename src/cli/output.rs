@@ -1,0 +1,82 @@
+//! How results reach the user: human text and tables, or JSON on stdout with errors as JSON on
+//! stderr.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::Error;
+use crate::quota::QuotaError;
+
+/// Where and how to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Machine output.
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints a value as JSON (one document on stdout).
+    pub fn json<T: Serialize>(&self, value: &T) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(value).map_err(|e| Error::Io {
+            what: "cannot encode output".into(),
+            source: std::io::Error::other(e),
+        })?;
+        self.line(&text)
+    }
+
+    /// Prints a line on stdout. A closed pipe (`| head`) is not an error worth reporting.
+    pub fn line(&self, text: &str) -> Result<(), Error> {
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+                what: "cannot write output".into(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether stdout is a terminal (for bars and colours).
+    pub fn is_terminal(&self) -> bool {
+        !self.json && std::io::stdout().is_terminal()
+    }
+
+    /// Reports an error on stderr: one line, or a JSON object with `--json`.
+    pub fn error(&self, err: &Error) {
+        let message = err.to_string();
+        if self.json {
+            let mut obj = json!({ "error": message, "exit_code": err.exit_code() });
+            if let Error::Quota(QuotaError::Denied(d)) = err {
+                obj["denial"] = json!(d);
+            }
+            eprintln!("{obj}");
+        } else {
+            eprintln!("authledger: {message}");
+        }
+    }
+
+    /// Reports a usage error (from argument parsing) the same way.
+    pub fn usage_error(&self, message: &str) {
+        if self.json {
+            eprintln!("{}", json!({ "error": message, "exit_code": crate::exit::USAGE }));
+        } else {
+            eprintln!("authledger: {message}");
+        }
+    }
+}
+
+/// A table with the house style.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_uppercase()));
+    t
+}
+
+/// A text bar for a percentage, e.g. `[#######-------------]`.
+pub fn bar(percent: f64, width: usize) -> String {
+    let filled = ((percent.clamp(0.0, 100.0) / 100.0) * width as f64).round() as usize;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}

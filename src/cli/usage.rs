@@ -1,0 +1,128 @@
+//! `authledger usage record` and `authledger usage`
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::args::{self, When};
+use super::output::table;
+use super::Ctx;
+use crate::error::{Error, exit};
+use crate::quota::UsageRecord;
+use crate::records::UsageGroup;
+use crate::types::{LeaseId, LeaseState};
+
+/// Record usage, or summarise it.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UsageCmd {
+    #[command(subcommand)]
+    action: Option<UsageAction>,
+    /// Usage from this time on (2026-11-23, RFC 3339, or a duration ago such as 24h);
+    /// default: the last 24 hours.
+    #[arg(long, value_parser = args::when)]
+    since: Option<When>,
+    /// Group by agent, provider or day.
+    #[arg(long, value_enum, default_value = "agent")]
+    by: GroupBy,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GroupBy {
+    Agent,
+    Provider,
+    Day,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageAction {
+    /// Record tokens used on a lease (idempotent with --key).
+    Record {
+        /// The lease the tokens were used on.
+        lease_id: LeaseId,
+        /// Input tokens.
+        #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
+        input: i64,
+        /// Output tokens.
+        #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
+        output: i64,
+        /// Requests made.
+        #[arg(long, value_name = "N", value_parser = args::tokens, default_value = "1", allow_negative_numbers = true)]
+        requests: i64,
+        /// Idempotency key: a retry with the same key is recorded once.
+        #[arg(long, value_name = "IDEMPOTENCY_KEY")]
+        key: Option<String>,
+    },
+}
+
+impl UsageCmd {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        match &self.action {
+            Some(UsageAction::Record {
+                lease_id,
+                input,
+                output,
+                requests,
+                key,
+            }) => {
+                let record = UsageRecord {
+                    input: *input,
+                    output: *output,
+                    requests: *requests,
+                    key: key.clone(),
+                };
+                record.validate()?;
+                let o = ctx.open()?.record_usage(lease_id, &record)?;
+                if ctx.out.json {
+                    ctx.out.json(&o)?;
+                } else {
+                    let note = if o.duplicate { " (already recorded)" } else { "" };
+                    ctx.out.line(&format!(
+                        "{}: {} of {} tokens used{note}{}",
+                        o.lease_id,
+                        o.lease_used,
+                        o.allocated,
+                        if o.exhausted { "; lease exhausted: acquire a new one before going on" } else { "" }
+                    ))?;
+                }
+                if o.lease_state != LeaseState::Active {
+                    let msg = format!(
+                        "usage recorded, but lease {} is {}: it was lost; stop using it",
+                        o.lease_id, o.lease_state
+                    );
+                    ctx.out.usage_error(&msg);
+                    return Ok(exit::DENIED);
+                }
+                Ok(0)
+            }
+            None => {
+                let ledger = ctx.open()?;
+                let since = self
+                    .since
+                    .unwrap_or(When::Ago(std::time::Duration::from_secs(86_400)))
+                    .resolve(ctx.clock());
+                let group = match self.by {
+                    GroupBy::Agent => UsageGroup::Agent,
+                    GroupBy::Provider => UsageGroup::Provider,
+                    GroupBy::Day => UsageGroup::Day,
+                };
+                let rows = ledger.usage_report(since, group)?;
+                if ctx.out.json {
+                    return ctx.out.json(&rows).map(|_| 0);
+                }
+                let mut t = table(&["key", "input", "output", "total", "requests", "records"]);
+                for r in rows {
+                    t.add_row(vec![
+                        r.key,
+                        r.input.to_string(),
+                        r.output.to_string(),
+                        r.total.to_string(),
+                        r.requests.to_string(),
+                        r.records.to_string(),
+                    ]);
+                }
+                ctx.out.line(&t.to_string())?;
+                Ok(0)
+            }
+        }
+    }
+}
