@@ -1,0 +1,115 @@
+//! Shared helpers for the integration tests: a private ledger home, the CLI binary, a logical
+//! snapshot of the database for "nothing changed" checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fixed instant all CLI processes of a test can agree on (2026-11-23T10:00:00Z).
+pub const T0: i64 = 1_795_399_200_000;
+
+/// A temporary ledger home; the database lives at `home/ledger.db`.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// The CLI with this home and the clock pinned at `now_ms`.
+    pub fn cmd_at(&self, now_ms: i64) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authledger"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AUTHLEDGER_HOME", self.path())
+            .env("AUTHLEDGER_NOW", now_ms.to_string());
+        c
+    }
+
+    /// The CLI at [`T0`].
+    pub fn cmd(&self) -> Command {
+        self.cmd_at(T0)
+    }
+
+    /// Runs the CLI at [`T0`] with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run authledger")
+    }
+
+    /// Runs the CLI at `now_ms` with `args`.
+    pub fn run_at(&self, now_ms: i64, args: &[&str]) -> Output {
+        self.cmd_at(now_ms).args(args).output().expect("run authledger")
+    }
+
+    /// Runs with `--json` and parses stdout, asserting success.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "authledger {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json stdout")
+    }
+
+    /// Every row of every table, as text: equal snapshots mean nothing changed logically.
+    pub fn snapshot(&self) -> String {
+        snapshot(&self.db())
+    }
+}
+
+/// The process's exit code (panics if it was killed by a signal).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Dumps every table of a SQLite file in a stable order.
+pub fn snapshot(db: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open snapshot");
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.sort();
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("== {t}\n"));
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let cells: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            out.push_str(&cells.join("|"));
+            out.push('\n');
+        }
+    }
+    out
+}
