@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A fixed instant all CLI processes of a test can agree on (2026-11-23T10:00:00Z).
-pub const T0: i64 = 1_795_399_200_000;
+pub const T0: i64 = 1_795_428_000_000;
 
 /// A temporary ledger home; the database lives at `home/ledger.db`.
 pub struct Home {
@@ -14,10 +14,13 @@ pub struct Home {
 }
 
 impl Home {
+    /// A fresh home, private (0700) as the ledger's own directories are.
     pub fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod home");
+        Home { dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -50,7 +53,10 @@ impl Home {
 
     /// Runs the CLI at `now_ms` with `args`.
     pub fn run_at(&self, now_ms: i64, args: &[&str]) -> Output {
-        self.cmd_at(now_ms).args(args).output().expect("run authledger")
+        self.cmd_at(now_ms)
+            .args(args)
+            .output()
+            .expect("run authledger")
     }
 
     /// Runs with `--json` and parses stdout, asserting success.
@@ -87,8 +93,9 @@ pub fn stdout(out: &Output) -> String {
 
 /// Dumps every table of a SQLite file in a stable order.
 pub fn snapshot(db: &Path) -> String {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open snapshot");
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open snapshot");
     let mut tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -100,7 +107,9 @@ pub fn snapshot(db: &Path) -> String {
     let mut out = String::new();
     for t in tables {
         out.push_str(&format!("== {t}\n"));
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1")).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
+            .unwrap();
         let n = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {

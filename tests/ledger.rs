@@ -1,0 +1,277 @@
+//! Lease and usage semantics through the library API (invariants 1–4 of DESIGN.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authledger::{
+    Account, AcquireRequest, AgentId, DenyReason, Error, LeaseState, Ledger, LedgerConfig,
+    LimitsUpdate, ManualClock, Provider, QuotaError, UsageRecord,
+};
+
+const T0: i64 = 1_795_399_200_000;
+const MIN: i64 = 60_000;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    ledger: Ledger,
+}
+
+fn fixture(update: LimitsUpdate) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db")).with_clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    ledger
+        .set_limits(Provider::Claude, &Account::default(), &update)
+        .unwrap();
+    Fixture { dir, clock, ledger }
+}
+
+fn limits(daily: i64, concurrent: i64) -> LimitsUpdate {
+    LimitsUpdate {
+        daily_tokens: Some(daily),
+        concurrent: Some(concurrent),
+        ..Default::default()
+    }
+}
+
+fn req(agent: &str) -> AcquireRequest {
+    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
+}
+
+fn claude(f: &Fixture) -> authledger::QuotaStatus {
+    f.ledger.quota(Some(Provider::Claude)).unwrap().remove(0)
+}
+
+#[test]
+fn fair_share_divides_the_remainder_by_free_slots_and_respects_the_cap() {
+    let f = fixture(limits(1_000, 4));
+    let a = f.ledger.acquire(&req("a")).unwrap();
+    assert_eq!(a.allocated, 250, "1000 over 4 free slots");
+    f.ledger
+        .set_limits(
+            Provider::Claude,
+            &Account::default(),
+            &LimitsUpdate {
+                lease_cap: Some(Some(100)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let b = f.ledger.acquire(&req("b")).unwrap();
+    assert_eq!(b.allocated, 100, "capped so one agent cannot take the day");
+    f.ledger
+        .set_limits(
+            Provider::Claude,
+            &Account::default(),
+            &LimitsUpdate {
+                lease_cap: Some(None),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let c = f.ledger.acquire(&req("c")).unwrap();
+    // 650 left, 2 free slots, default cap 1000/4 = 250.
+    assert_eq!(c.allocated, 250);
+    let d = f.ledger.acquire(&req("d")).unwrap();
+    assert_eq!(d.allocated, 250, "400 left over 1 slot, capped at 250");
+    assert_eq!(claude(&f).reserved, 850);
+}
+
+#[test]
+fn a_named_figure_is_granted_whole_or_refused_with_the_numbers() {
+    let f = fixture(limits(1_000, 10));
+    f.ledger.acquire(&req("a").tokens(600)).unwrap();
+    match f.ledger.acquire(&req("b").tokens(500)) {
+        Err(Error::Quota(QuotaError::Denied(d))) => {
+            assert_eq!(d.reason, DenyReason::Budget(authledger::WindowKind::Day));
+            assert_eq!((d.asked, d.available, d.limit), (Some(500), 400, 1_000));
+            assert!(d.resets_at.is_some());
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(
+        f.ledger.acquire(&req("b").tokens(400)).unwrap().allocated,
+        400
+    );
+}
+
+#[test]
+fn release_returns_the_unused_part_exactly_once() {
+    let f = fixture(limits(1_000, 10));
+    let lease = f.ledger.acquire(&req("a").tokens(400)).unwrap();
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(100, 50))
+        .unwrap();
+    let r = f.ledger.release(&lease.id).unwrap();
+    assert_eq!(r.returned, 250);
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved, q.remaining), (150, 0, 850));
+    match f.ledger.release(&lease.id) {
+        Err(Error::Quota(QuotaError::LeaseLost { state, .. })) => {
+            assert_eq!(state, LeaseState::Released)
+        }
+        other => panic!("second release must be refused, got {other:?}"),
+    }
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved), (150, 0), "nothing returned twice");
+}
+
+#[test]
+fn usage_past_the_allocation_is_recorded_and_blocks_new_grants() {
+    let f = fixture(limits(1_000, 10));
+    let lease = f.ledger.acquire(&req("a").tokens(900)).unwrap();
+    let o = f
+        .ledger
+        .record_usage(&lease.id, &UsageRecord::new(1_100, 100))
+        .unwrap();
+    assert!(o.exhausted);
+    assert_eq!(o.lease_used, 1_200);
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved, q.remaining), (1_200, 0, 0));
+    assert!(matches!(
+        f.ledger.acquire(&req("b")),
+        Err(Error::Quota(QuotaError::Denied(_)))
+    ));
+    assert_eq!(f.ledger.release(&lease.id).unwrap().returned, 0);
+}
+
+#[test]
+fn usage_is_idempotent_by_key_and_a_reused_key_with_other_figures_is_refused() {
+    let f = fixture(limits(1_000, 10));
+    let lease = f.ledger.acquire(&req("a").tokens(500)).unwrap();
+    let rec = UsageRecord::new(10, 20).key("call-1");
+    let first = f.ledger.record_usage(&lease.id, &rec).unwrap();
+    let again = f.ledger.record_usage(&lease.id, &rec).unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(claude(&f).used, 30);
+    let clash = f
+        .ledger
+        .record_usage(&lease.id, &UsageRecord::new(11, 20).key("call-1"));
+    assert!(matches!(
+        clash,
+        Err(Error::Quota(QuotaError::IdempotencyConflict { .. }))
+    ));
+    assert_eq!(claude(&f).used, 30);
+    // Without a key every call is a new record.
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(1, 0))
+        .unwrap();
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(1, 0))
+        .unwrap();
+    assert_eq!(claude(&f).used, 32);
+}
+
+#[test]
+fn an_expired_holder_is_told_it_lost_the_lease_but_its_usage_still_counts() {
+    let f = fixture(limits(1_000, 10));
+    let lease = f
+        .ledger
+        .acquire(&req("a").tokens(300).ttl(Duration::from_secs(600)))
+        .unwrap();
+    f.clock.advance_ms(10 * MIN);
+    assert!(matches!(
+        f.ledger.renew(&lease.id),
+        Err(Error::Quota(QuotaError::LeaseLost {
+            state: LeaseState::Expired,
+            ..
+        }))
+    ));
+    assert_eq!(claude(&f).reserved, 0, "reclaimed on the spot");
+    let o = f
+        .ledger
+        .record_usage(&lease.id, &UsageRecord::new(40, 2).key("late"))
+        .unwrap();
+    assert_eq!(o.lease_state, LeaseState::Expired);
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved), (42, 0));
+    assert!(matches!(
+        f.ledger.release(&lease.id),
+        Err(Error::Quota(QuotaError::LeaseLost { .. }))
+    ));
+}
+
+#[test]
+fn renew_extends_by_the_ttl_and_fences_only_grow() {
+    let f = fixture(limits(1_000, 10));
+    let a = f
+        .ledger
+        .acquire(&req("a").tokens(1).ttl(Duration::from_secs(600)))
+        .unwrap();
+    f.clock.advance_ms(9 * MIN);
+    let renewed = f.ledger.renew(&a.id).unwrap();
+    assert_eq!(renewed.expires_at, T0 + 19 * MIN);
+    f.clock.advance_ms(9 * MIN);
+    assert!(
+        f.ledger.renew(&a.id).is_ok(),
+        "still alive thanks to the renew"
+    );
+    let b = f.ledger.acquire(&req("b").tokens(1)).unwrap();
+    assert!(b.fence > a.fence);
+}
+
+#[test]
+fn acquire_reclaims_expired_leases_of_its_provider_without_the_daemon() {
+    let f = fixture(limits(1_000, 1));
+    let old = f
+        .ledger
+        .acquire(&req("crashed").tokens(700).ttl(Duration::from_secs(60)))
+        .unwrap();
+    f.clock.advance_ms(MIN);
+    let fresh = f.ledger.acquire(&req("next").tokens(900)).unwrap();
+    assert_eq!(fresh.allocated, 900);
+    assert_eq!(f.ledger.lease(&old.id).unwrap().state, LeaseState::Expired);
+    let expire_rows = f
+        .ledger
+        .audit(&authledger::AuditQuery {
+            action: Some("expire".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(expire_rows.len(), 1);
+    assert_eq!(expire_rows[0].lease_id.as_deref(), Some(old.id.as_str()));
+}
+
+#[test]
+fn cleanup_reclaims_idle_leases_before_their_ttl_but_not_live_ones() {
+    let f = fixture(limits(1_000, 10));
+    let idle = f.ledger.acquire(&req("idle").tokens(100)).unwrap();
+    let live = f.ledger.acquire(&req("live").tokens(100)).unwrap();
+    f.clock.advance_ms(20 * MIN);
+    f.ledger.renew(&live.id).unwrap();
+    f.clock.advance_ms(10 * MIN - 1);
+    assert_eq!(f.ledger.cleanup().unwrap().idle, 0);
+    f.clock.advance_ms(1);
+    let report = f.ledger.cleanup().unwrap();
+    assert_eq!((report.idle, report.expired), (1, 0));
+    assert_eq!(report.leases, vec![idle.id.clone()]);
+    assert_eq!(f.ledger.lease(&live.id).unwrap().state, LeaseState::Active);
+    assert_eq!(claude(&f).reserved, 100);
+}
+
+#[test]
+fn a_storage_failure_grants_nothing() {
+    let f = fixture(limits(1_000, 10));
+    // Break the schema underneath the open ledger: the grant cannot be written.
+    let raw = rusqlite::Connection::open(f.dir.path().join("ledger.db")).unwrap();
+    raw.execute_batch("DROP TABLE lease_windows;").unwrap();
+    drop(raw);
+    let err = f.ledger.acquire(&req("a").tokens(10)).unwrap_err();
+    assert_eq!(err.exit_code(), authledger::exit::STORAGE, "{err}");
+    assert!(f.ledger.leases(true).unwrap().is_empty());
+    assert_eq!(claude(&f).reserved, 0);
+}
+
+#[test]
+fn limits_live_in_the_database_so_every_process_agrees() {
+    let f = fixture(limits(1_234, 3));
+    let other = Ledger::open(LedgerConfig::new(f.dir.path().join("ledger.db"))).unwrap();
+    let l = other.limits(Provider::Claude, &Account::default()).unwrap();
+    assert_eq!((l.daily_tokens, l.concurrent), (1_234, 3));
+    let openai = other.limits(Provider::Openai, &Account::default()).unwrap();
+    assert_eq!((openai.daily_tokens, openai.concurrent), (500_000, 8));
+}

@@ -1,0 +1,236 @@
+//! Every metering window refuses at its edge and grants again when the window moves, with the
+//! manual clock standing in for time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authledger::{
+    Account, AcquireRequest, AgentId, DenyReason, Error, Ledger, LedgerConfig, LimitsUpdate,
+    ManualClock, Provider, QuotaError, UsageRecord, WindowKind,
+};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// 2026-11-23T00:00:00Z.
+const MIDNIGHT: i64 = 1_795_392_000_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    ledger: Ledger,
+}
+
+fn fixture(start: i64, update: LimitsUpdate) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(start);
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db")).with_clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    ledger
+        .set_limits(Provider::Claude, &Account::default(), &update)
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        clock,
+        ledger,
+    }
+}
+
+fn ask(f: &Fixture, tokens: i64) -> Result<authledger::Lease, Error> {
+    f.ledger.acquire(
+        &AcquireRequest::new(AgentId::new("agent").unwrap(), Provider::Claude)
+            .tokens(tokens)
+            .ttl(Duration::from_secs(60)),
+    )
+}
+
+/// Takes `tokens` and uses them all, so the window's `used` grows and nothing stays reserved.
+fn spend(f: &Fixture, tokens: i64) {
+    let lease = ask(f, tokens).unwrap();
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(tokens, 0))
+        .unwrap();
+    f.ledger.release(&lease.id).unwrap();
+}
+
+fn denial(r: Result<authledger::Lease, Error>) -> authledger::Denial {
+    match r {
+        Err(Error::Quota(QuotaError::Denied(d))) => *d,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn daily_budget_resets_at_the_configured_utc_time() {
+    // Reset at 06:00 UTC; start at 05:00 on the 23rd, an hour before the reset.
+    let f = fixture(
+        MIDNIGHT + 5 * HOUR,
+        LimitsUpdate {
+            daily_tokens: Some(1_000),
+            reset_offset_min: Some(6 * 60),
+            ..Default::default()
+        },
+    );
+    spend(&f, 1_000);
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.reason, DenyReason::Budget(WindowKind::Day));
+    assert_eq!((d.asked, d.available, d.limit), (Some(1), 0, 1_000));
+    assert_eq!(d.resets_at, Some(MIDNIGHT + 6 * HOUR));
+
+    f.clock.set_ms(MIDNIGHT + 6 * HOUR - 1);
+    denial(ask(&f, 1));
+    f.clock.set_ms(MIDNIGHT + 6 * HOUR);
+    let lease = ask(&f, 1_000).expect("a new day at 06:00 has the whole budget");
+    assert_eq!(lease.allocated, 1_000);
+}
+
+#[test]
+fn five_hour_window_starts_at_first_use_and_rolls_on() {
+    let start = MIDNIGHT + 9 * HOUR + 17 * 60_000;
+    let f = fixture(
+        start,
+        LimitsUpdate {
+            window_5h_tokens: Some(Some(500)),
+            ..Default::default()
+        },
+    );
+    spend(&f, 300);
+    f.clock.advance_ms(2 * HOUR);
+    spend(&f, 200);
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.reason, DenyReason::Budget(WindowKind::FiveHour));
+    assert_eq!(
+        d.resets_at,
+        Some(start + 5 * HOUR),
+        "anchored at first use, not at the hour"
+    );
+
+    f.clock.set_ms(start + 5 * HOUR - 1);
+    denial(ask(&f, 1));
+    f.clock.set_ms(start + 5 * HOUR);
+    spend(&f, 500);
+    // The new window began at this first use, so it ends five hours later.
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.resets_at, Some(start + 10 * HOUR));
+}
+
+#[test]
+fn weekly_window_outlasts_daily_resets() {
+    let start = MIDNIGHT;
+    let f = fixture(
+        start,
+        LimitsUpdate {
+            daily_tokens: Some(1_000),
+            weekly_tokens: Some(Some(2_500)),
+            ..Default::default()
+        },
+    );
+    for day in 0..2 {
+        f.clock.set_ms(start + day * DAY);
+        spend(&f, 1_000);
+    }
+    f.clock.set_ms(start + 2 * DAY);
+    spend(&f, 500);
+    // Day 3 still has 500 of its daily budget, but the week has none.
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.reason, DenyReason::Budget(WindowKind::Week));
+    assert_eq!(d.resets_at, Some(start + 7 * DAY));
+    f.clock.set_ms(start + 7 * DAY - 1);
+    denial(ask(&f, 1));
+    f.clock.set_ms(start + 7 * DAY);
+    spend(&f, 1_000);
+}
+
+#[test]
+fn requests_per_minute_refuse_until_the_next_minute() {
+    let start = MIDNIGHT + 30_000;
+    let f = fixture(
+        start,
+        LimitsUpdate {
+            rpm: Some(Some(3)),
+            ..Default::default()
+        },
+    );
+    let lease = ask(&f, 100).unwrap();
+    for i in 0..3 {
+        f.ledger
+            .record_usage(&lease.id, &UsageRecord::new(1, 1).key(format!("r{i}")))
+            .unwrap();
+    }
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.reason, DenyReason::RequestsPerMinute);
+    assert_eq!(d.resets_at, Some(MIDNIGHT + 60_000));
+    f.clock.set_ms(MIDNIGHT + 60_000 - 1);
+    denial(ask(&f, 1));
+    f.clock.set_ms(MIDNIGHT + 60_000);
+    ask(&f, 1).expect("a new minute");
+}
+
+#[test]
+fn tokens_per_minute_refuse_until_the_next_minute() {
+    let f = fixture(
+        MIDNIGHT,
+        LimitsUpdate {
+            tpm: Some(Some(1_000)),
+            ..Default::default()
+        },
+    );
+    spend(&f, 999);
+    ask(&f, 1).expect("999 of 1000 used: still under");
+    spend(&f, 1);
+    let d = denial(ask(&f, 1));
+    assert_eq!(d.reason, DenyReason::TokensPerMinute);
+    f.clock.advance_ms(60_000);
+    ask(&f, 1).expect("a new minute");
+}
+
+#[test]
+fn concurrency_refuses_at_the_limit_and_frees_on_release() {
+    let f = fixture(
+        MIDNIGHT,
+        LimitsUpdate {
+            concurrent: Some(2),
+            ..Default::default()
+        },
+    );
+    let a = ask(&f, 10).unwrap();
+    let _b = ask(&f, 10).unwrap();
+    let d = denial(ask(&f, 10));
+    assert_eq!(d.reason, DenyReason::Concurrency);
+    assert_eq!(
+        d.resets_at,
+        Some(a.expires_at),
+        "the earliest expiry frees a slot"
+    );
+    f.ledger.release(&a.id).unwrap();
+    ask(&f, 10).expect("a slot freed");
+}
+
+#[test]
+fn a_new_window_is_a_new_row_and_old_days_keep_their_figures() {
+    let f = fixture(
+        MIDNIGHT,
+        LimitsUpdate {
+            daily_tokens: Some(1_000),
+            ..Default::default()
+        },
+    );
+    spend(&f, 700);
+    f.clock.advance_ms(DAY);
+    spend(&f, 100);
+    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
+    assert_eq!(q.used, 100);
+    let by_day = f
+        .ledger
+        .usage_report(0, authledger::UsageGroup::Day)
+        .unwrap();
+    let totals: Vec<(String, i64)> = by_day.into_iter().map(|r| (r.key, r.total)).collect();
+    assert_eq!(
+        totals,
+        vec![
+            ("2026-11-23".to_string(), 700),
+            ("2026-11-24".to_string(), 100)
+        ]
+    );
+}
