@@ -160,7 +160,9 @@ fn check_head(
     }
     Ok(Some((
         last_seq + 1,
-        format!("the chain ends at row {last_seq} but the recorded head is row {seq} (rows were deleted from the end, or the head was edited)"),
+        format!(
+            "the chain ends at row {last_seq} but the recorded head is row {seq} (rows were deleted from the end, or the head was edited)"
+        ),
     )))
 }
 

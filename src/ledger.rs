@@ -112,9 +112,7 @@ impl Ledger {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
         let now = self.now();
-        let outcome = self
-            .store
-            .write(|tx| quota::acquire(tx, now, req, id))?;
+        let outcome = self.store.write(|tx| quota::acquire(tx, now, req, id))?;
         outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
     }
 
@@ -174,7 +172,9 @@ impl Ledger {
     /// The quota of every account, or of one provider's.
     pub fn quota(&self, provider: Option<Provider>) -> Result<Vec<QuotaStatus>, Error> {
         let now = self.now();
-        Ok(self.store.read(|tx| quota::quota_status(tx, now, provider))?)
+        Ok(self
+            .store
+            .read(|tx| quota::quota_status(tx, now, provider))?)
     }
 
     /// One lease.
@@ -195,7 +195,11 @@ impl Ledger {
     }
 
     /// Usage since a time, grouped by agent, provider account or day.
-    pub fn usage_report(&self, since: Millis, group: UsageGroup) -> Result<Vec<UsageSummary>, Error> {
+    pub fn usage_report(
+        &self,
+        since: Millis,
+        group: UsageGroup,
+    ) -> Result<Vec<UsageSummary>, Error> {
         Ok(self.store.read(|tx| tx.usage_summary(since, group))?)
     }
 

@@ -48,4 +48,6 @@ pub use quota::{
 };
 pub use records::{AuditEntry, AuditQuery, Lease, Limits, UsageGroup, UsageSummary};
 pub use store::Durability;
-pub use types::{Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind};
+pub use types::{
+    Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind,
+};

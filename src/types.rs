@@ -176,9 +176,9 @@ impl LeaseId {
     /// Parses an id given by a user; anything not shaped like an id is refused before any
     /// database access.
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
-        let ok = s.strip_prefix(Self::PREFIX).is_some_and(|h| {
-            h.len() == Self::HEX_LEN && h.bytes().all(|b| b.is_ascii_hexdigit())
-        });
+        let ok = s
+            .strip_prefix(Self::PREFIX)
+            .is_some_and(|h| h.len() == Self::HEX_LEN && h.bytes().all(|b| b.is_ascii_hexdigit()));
         if ok {
             Ok(LeaseId(s.to_ascii_lowercase()))
         } else {
@@ -229,7 +229,9 @@ impl From<LeaseId> for String {
 pub fn parse_tokens(what: &str, s: &str) -> Result<i64, InvalidInput> {
     let cleaned: String = s.chars().filter(|c| *c != '_' && *c != ',').collect();
     if cleaned.starts_with('-') {
-        return Err(InvalidInput(format!("{what} must not be negative (got {s})")));
+        return Err(InvalidInput(format!(
+            "{what} must not be negative (got {s})"
+        )));
     }
     let n: i64 = cleaned.parse().map_err(|_| {
         if !cleaned.is_empty() && cleaned.bytes().all(|b| b.is_ascii_digit()) {
@@ -250,7 +252,9 @@ pub fn parse_tokens(what: &str, s: &str) -> Result<i64, InvalidInput> {
 /// Checks that an already-numeric figure lies in 0..=[`MAX_TOKENS`].
 pub fn check_tokens(what: &str, n: i64) -> Result<i64, InvalidInput> {
     if n < 0 {
-        Err(InvalidInput(format!("{what} must not be negative (got {n})")))
+        Err(InvalidInput(format!(
+            "{what} must not be negative (got {n})"
+        )))
     } else if n > MAX_TOKENS {
         Err(InvalidInput(format!(
             "{what} is too large (got {n}, the limit is {MAX_TOKENS})"

@@ -14,6 +14,12 @@ fn a_version_1_ledger_migrates_in_place_and_keeps_its_history() {
         home.db(),
     )
     .unwrap();
+    // As the ledger that wrote it left it: private.
+    std::fs::set_permissions(
+        home.db(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let doctor = home.run(&["doctor"]);
     assert_eq!(code(&doctor), 0, "{}", common::stdout(&doctor));
 

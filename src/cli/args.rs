@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::clock::{parse_time, Clock};
+use crate::clock::{Clock, parse_time};
 use crate::types::{parse_tokens, truncate_for_message};
 
 /// A token figure (`--tokens`, `--input`, …).
@@ -38,7 +38,12 @@ pub fn optional_limit(s: &str) -> Result<OptionalLimit, String> {
 
 /// A time of day `HH:MM` (UTC), as minutes after midnight.
 pub fn time_of_day(s: &str) -> Result<i64, String> {
-    let bad = || format!("{:?} is not a time of day (expected HH:MM, UTC)", truncate_for_message(s));
+    let bad = || {
+        format!(
+            "{:?} is not a time of day (expected HH:MM, UTC)",
+            truncate_for_message(s)
+        )
+    };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     let h: i64 = h.parse().map_err(|_| bad())?;
     let m: i64 = m.parse().map_err(|_| bad())?;

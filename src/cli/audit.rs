@@ -3,9 +3,9 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::Ctx;
 use super::args::{self, When};
 use super::output::table;
-use super::Ctx;
 use crate::clock::format_ms;
 use crate::error::{Error, exit};
 use crate::records::AuditQuery;
@@ -55,7 +55,8 @@ impl AuditCmd {
             return match (report.ok, report.first_bad_seq, report.problem) {
                 (true, _, _) => {
                     if !ctx.out.json {
-                        ctx.out.line(&format!("audit trail intact: {} rows", report.rows))?;
+                        ctx.out
+                            .line(&format!("audit trail intact: {} rows", report.rows))?;
                     }
                     Ok(0)
                 }
@@ -100,7 +101,9 @@ impl AuditCmd {
                 .collect();
             return ctx.out.json(&rows).map(|_| 0);
         }
-        let mut t = table(&["seq", "at", "action", "agent", "provider", "lease", "detail"]);
+        let mut t = table(&[
+            "seq", "at", "action", "agent", "provider", "lease", "detail",
+        ]);
         for e in rows {
             t.add_row(vec![
                 e.seq.to_string(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Ctx;
+use crate::UsageRecord;
 use crate::clock::{ManualClock, format_ms};
 use crate::config::LedgerConfig;
 use crate::error::Error;
@@ -14,7 +15,6 @@ use crate::ledger::Ledger;
 use crate::quota::{AcquireRequest, LimitsUpdate};
 use crate::records::{AuditQuery, UsageGroup};
 use crate::types::{Account, AgentId, Provider};
-use crate::UsageRecord;
 
 /// Run a self-contained tour on a temporary ledger.
 #[derive(Debug, Args)]
@@ -46,7 +46,10 @@ impl DemoCmd {
         let say = |s: &str| ctx.out.line(s);
         let account = Account::default();
 
-        say(&format!("authledger demo: a temporary ledger at {}", db.display()))?;
+        say(&format!(
+            "authledger demo: a temporary ledger at {}",
+            db.display()
+        ))?;
         say("")?;
         say("1. Three agents share Claude's budget: 100,000 tokens/day, 3 at a time.")?;
         ledger.set_limits(
@@ -78,7 +81,9 @@ impl DemoCmd {
         }
 
         say("")?;
-        say("3. The reviewer records its usage (a retry with the same key counts once) and releases.")?;
+        say(
+            "3. The reviewer records its usage (a retry with the same key counts once) and releases.",
+        )?;
         let reviewer = &leases[0];
         clock.advance_ms(10 * 60_000);
         let record = UsageRecord::new(8_000, 2_000).key("reviewer-call-1");
@@ -112,10 +117,12 @@ impl DemoCmd {
         }
 
         say("")?;
-        say("5. A request bigger than what is left is refused with the reason and the reset time.")?;
-        match ledger.acquire(
-            &AcquireRequest::new(agent("bulk-import")?, Provider::Claude).tokens(500_000),
-        ) {
+        say(
+            "5. A request bigger than what is left is refused with the reason and the reset time.",
+        )?;
+        match ledger
+            .acquire(&AcquireRequest::new(agent("bulk-import")?, Provider::Claude).tokens(500_000))
+        {
             Err(e) => say(&format!("   bulk-import: {e}"))?,
             Ok(l) => say(&format!("   bulk-import unexpectedly got {}", l.id))?,
         }
@@ -137,7 +144,10 @@ impl DemoCmd {
             ))?;
         }
         for u in ledger.usage_report(0, UsageGroup::Agent)? {
-            say(&format!("   {:<9} {} tokens in {} record(s)", u.key, u.total, u.records))?;
+            say(&format!(
+                "   {:<9} {} tokens in {} record(s)",
+                u.key, u.total, u.records
+            ))?;
         }
 
         say("")?;

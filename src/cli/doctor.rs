@@ -3,8 +3,8 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::output::table;
 use super::Ctx;
+use super::output::table;
 use crate::error::{Error, exit};
 use crate::store::files::mode_of;
 
@@ -73,7 +73,14 @@ impl DoctorCmd {
             checks.push(Check {
                 check: format!("permissions {}", p.display()),
                 ok: private,
-                detail: format!("{m:o}{}", if private { "" } else { " (readable by others: chmod go-rwx)" }),
+                detail: format!(
+                    "{m:o}{}",
+                    if private {
+                        ""
+                    } else {
+                        " (readable by others: chmod go-rwx)"
+                    }
+                ),
             });
         }
 
@@ -82,7 +89,11 @@ impl DoctorCmd {
         } else {
             let mut t = table(&["check", "ok", "detail"]);
             for c in &checks {
-                t.add_row(vec![c.check.clone(), if c.ok { "ok" } else { "FAIL" }.into(), c.detail.clone()]);
+                t.add_row(vec![
+                    c.check.clone(),
+                    if c.ok { "ok" } else { "FAIL" }.into(),
+                    c.detail.clone(),
+                ]);
             }
             ctx.out.line(&t.to_string())?;
         }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::output::table;
@@ -38,7 +38,7 @@ pub enum LeaseCmd {
 }
 
 /// Which provider to lease on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderChoice {
     /// Claude.
     Claude,
@@ -48,6 +48,16 @@ pub enum ProviderChoice {
     Auto,
 }
 
+fn provider_choice(s: &str) -> Result<ProviderChoice, String> {
+    match s {
+        "auto" => Ok(ProviderChoice::Auto),
+        other => match other.parse::<Provider>().map_err(|e| e.to_string())? {
+            Provider::Claude => Ok(ProviderChoice::Claude),
+            Provider::Openai => Ok(ProviderChoice::Openai),
+        },
+    }
+}
+
 /// `lease acquire`
 #[derive(Debug, Args)]
 pub struct Acquire {
@@ -55,7 +65,7 @@ pub struct Acquire {
     #[arg(long)]
     agent: AgentId,
     /// claude, openai or auto.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = provider_choice, default_value = "auto")]
     provider: ProviderChoice,
     /// Which account of the provider.
     #[arg(long, default_value = "default")]
@@ -102,9 +112,11 @@ impl Acquire {
                 Err(e) => return Err(e),
             }
         }
-        Err(first_denial.unwrap_or(Error::Invalid(crate::types::InvalidInput(
-            "no provider to lease on".into(),
-        ))))
+        Err(
+            first_denial.unwrap_or(Error::Invalid(crate::types::InvalidInput(
+                "no provider to lease on".into(),
+            ))),
+        )
     }
 
     fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
@@ -198,7 +210,13 @@ impl LeaseCmd {
                     return ctx.out.json(&leases).map(|_| 0);
                 }
                 let mut t = table(&[
-                    "lease", "agent", "provider", "allocated", "used", "state", "expires",
+                    "lease",
+                    "agent",
+                    "provider",
+                    "allocated",
+                    "used",
+                    "state",
+                    "expires",
                 ]);
                 for l in leases {
                     t.add_row(vec![

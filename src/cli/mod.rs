@@ -100,6 +100,23 @@ fn clock_from_env() -> Result<Arc<dyn Clock>, String> {
     }
 }
 
+/// Shortens every quoted value in a message (clap quotes the raw argument, which may be
+/// 10 KB long) so the error stays one readable line.
+fn shorten_quoted(message: &str) -> String {
+    message
+        .split('\'')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                crate::types::truncate_for_message(part)
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("'")
+}
+
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main() -> i32 {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -109,7 +126,12 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
                 return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                     exit::USAGE
@@ -124,7 +146,7 @@ pub fn main() -> i32 {
                 .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
                 .map(str::trim)
                 .collect();
-            let message = message.join(" ");
+            let message = shorten_quoted(&message.join(" "));
             out.usage_error(message.trim_start_matches("error: "));
             return exit::USAGE;
         }

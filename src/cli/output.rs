@@ -60,7 +60,10 @@ impl Output {
     /// Reports a usage error (from argument parsing) the same way.
     pub fn usage_error(&self, message: &str) {
         if self.json {
-            eprintln!("{}", json!({ "error": message, "exit_code": crate::exit::USAGE }));
+            eprintln!(
+                "{}",
+                json!({ "error": message, "exit_code": crate::exit::USAGE })
+            );
         } else {
             eprintln!("authledger: {message}");
         }

@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use super::output::{bar, table};
 use super::Ctx;
+use super::output::{bar, table};
 use crate::clock::format_ms;
 use crate::error::Error;
 use crate::types::Provider;
@@ -26,7 +26,15 @@ impl QuotaCmd {
         }
         let bars = ctx.out.is_terminal();
         let mut t = table(&[
-            "provider", "window", "limit", "used", "reserved", "remaining", "%", "leases", "resets",
+            "provider",
+            "window",
+            "limit",
+            "used",
+            "reserved",
+            "remaining",
+            "%",
+            "leases",
+            "resets",
         ]);
         for q in &status {
             for w in &q.windows {

@@ -2,9 +2,9 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::Ctx;
 use super::args::{self, When};
 use super::output::table;
-use super::Ctx;
 use crate::error::{Error, exit};
 use crate::quota::UsageRecord;
 use crate::records::UsageGroup;
@@ -75,13 +75,21 @@ impl UsageCmd {
                 if ctx.out.json {
                     ctx.out.json(&o)?;
                 } else {
-                    let note = if o.duplicate { " (already recorded)" } else { "" };
+                    let note = if o.duplicate {
+                        " (already recorded)"
+                    } else {
+                        ""
+                    };
                     ctx.out.line(&format!(
                         "{}: {} of {} tokens used{note}{}",
                         o.lease_id,
                         o.lease_used,
                         o.allocated,
-                        if o.exhausted { "; lease exhausted: acquire a new one before going on" } else { "" }
+                        if o.exhausted {
+                            "; lease exhausted: acquire a new one before going on"
+                        } else {
+                            ""
+                        }
                     ))?;
                 }
                 if o.lease_state != LeaseState::Active {

@@ -11,10 +11,13 @@ use super::windows::current_window;
 use crate::audit::{self, AuditEvent, action};
 use crate::records::{Lease, Limits, Window};
 use crate::store::Tx;
-use crate::types::{Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind, check_tokens};
+use crate::types::{
+    Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind, check_tokens,
+};
 
 /// The shortest and longest TTL a lease may have.
-pub const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30 * 86_400));
+pub const TTL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(30 * 86_400));
 
 /// The default lease TTL (DESIGN.md): two hours, extended by each renew.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 3600);
@@ -118,7 +121,10 @@ pub fn acquire(
             // The checks above read the same snapshot, so this cannot happen; if it ever does,
             // fail closed and let the transaction roll back.
             return Err(crate::store::StoreError::Constraint {
-                reason: format!("reservation in the {} window would exceed its limit", w.kind),
+                reason: format!(
+                    "reservation in the {} window would exceed its limit",
+                    w.kind
+                ),
             }
             .into());
         }
@@ -223,7 +229,14 @@ fn decide(
         let Some(limit) = limits.budget_for(kind) else {
             continue;
         };
-        let w = current_window(tx, req.provider, &req.account, kind, now, limits.reset_offset_min)?;
+        let w = current_window(
+            tx,
+            req.provider,
+            &req.account,
+            kind,
+            now,
+            limits.reset_offset_min,
+        )?;
         windows.push((w, limit));
     }
     for (w, limit) in &windows {

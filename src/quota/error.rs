@@ -52,11 +52,9 @@ impl std::fmt::Display for Denial {
                 "{who} {kind} budget: {asked}, {} of {} available",
                 self.available, self.limit
             )?,
-            DenyReason::Concurrency => write!(
-                f,
-                "{who} has all {} concurrent leases in use",
-                self.limit
-            )?,
+            DenyReason::Concurrency => {
+                write!(f, "{who} has all {} concurrent leases in use", self.limit)?
+            }
             DenyReason::RequestsPerMinute => {
                 write!(f, "{who} is at its limit of {} requests/min", self.limit)?
             }
@@ -98,9 +96,7 @@ pub enum QuotaError {
         ended_at: Millis,
     },
     /// An idempotency key was reused for a different usage record.
-    #[error(
-        "idempotency key {key:?} was already used for a different usage record; use a new key"
-    )]
+    #[error("idempotency key {key:?} was already used for a different usage record; use a new key")]
     IdempotencyConflict {
         /// The key.
         key: String,

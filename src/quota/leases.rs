@@ -94,7 +94,11 @@ fn lost(lease: &Lease, ended_at: Millis) -> QuotaError {
 }
 
 /// Extends a live lease by its TTL from now (a heartbeat).
-pub fn renew(tx: &Tx<'_>, now: Millis, id: &LeaseId) -> Result<Result<Lease, QuotaError>, QuotaError> {
+pub fn renew(
+    tx: &Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+) -> Result<Result<Lease, QuotaError>, QuotaError> {
     let mut lease = match live_lease(tx, now, id)? {
         Ok(l) => l,
         Err(e) => return Ok(Err(e)),
@@ -105,10 +109,13 @@ pub fn renew(tx: &Tx<'_>, now: Millis, id: &LeaseId) -> Result<Result<Lease, Quo
     audit::append(
         tx,
         now,
-        AuditEvent::new(action::RENEW, json!({ "expires_at": lease.expires_at, "fence": lease.fence }))
-            .on(lease.provider, &lease.account)
-            .by(&lease.agent)
-            .lease(id),
+        AuditEvent::new(
+            action::RENEW,
+            json!({ "expires_at": lease.expires_at, "fence": lease.fence }),
+        )
+        .on(lease.provider, &lease.account)
+        .by(&lease.agent)
+        .lease(id),
     )?;
     Ok(Ok(lease))
 }
@@ -139,7 +146,8 @@ pub fn release(
     lease.state = LeaseState::Released;
     lease.ended_at = Some(now);
     lease.end_reason = Some("released".into());
-    let mut facts = json!({ "allocated": lease.allocated, "used": lease.used, "returned": returned });
+    let mut facts =
+        json!({ "allocated": lease.allocated, "used": lease.used, "returned": returned });
     if let (Some(extra), Some(map)) = (detail, facts.as_object_mut()) {
         map.insert("holder".into(), extra);
     }
@@ -155,7 +163,12 @@ pub fn release(
 }
 
 /// Takes a lease away from its holder (operator decision, credential logged out).
-pub fn revoke(tx: &Tx<'_>, now: Millis, id: &LeaseId, reason: &str) -> Result<Result<i64, QuotaError>, QuotaError> {
+pub fn revoke(
+    tx: &Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+    reason: &str,
+) -> Result<Result<i64, QuotaError>, QuotaError> {
     let lease = tx
         .lease(id)?
         .ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;

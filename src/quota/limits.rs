@@ -126,8 +126,11 @@ pub(crate) fn ensure_limits(
     audit::append(
         tx,
         now,
-        AuditEvent::new(action::LIMITS, json!({ "source": "defaults", "limits": &l }))
-            .on(provider, account),
+        AuditEvent::new(
+            action::LIMITS,
+            json!({ "source": "defaults", "limits": &l }),
+        )
+        .on(provider, account),
     )?;
     Ok(l)
 }
@@ -146,8 +149,11 @@ pub fn set_limits(
     audit::append(
         tx,
         now,
-        AuditEvent::new(action::LIMITS, json!({ "before": &before, "after": &after }))
-            .on(provider, account),
+        AuditEvent::new(
+            action::LIMITS,
+            json!({ "before": &before, "after": &after }),
+        )
+        .on(provider, account),
     )?;
     Ok(after)
 }

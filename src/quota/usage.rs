@@ -10,7 +10,10 @@ use super::windows::current_window;
 use crate::audit::{self, AuditEvent, action};
 use crate::records::UsageEvent;
 use crate::store::Tx;
-use crate::types::{InvalidInput, LeaseId, LeaseState, MAX_TOKENS, Millis, WindowKind, check_tokens, truncate_for_message};
+use crate::types::{
+    InvalidInput, LeaseId, LeaseState, MAX_TOKENS, Millis, WindowKind, check_tokens,
+    truncate_for_message,
+};
 
 /// One usage report from an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +136,14 @@ pub fn record_usage(
     }
     let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
     if limits.rpm.is_some() || limits.tpm.is_some() {
-        let minute = current_window(tx, lease.provider, &lease.account, WindowKind::Minute, now, 0)?;
+        let minute = current_window(
+            tx,
+            lease.provider,
+            &lease.account,
+            WindowKind::Minute,
+            now,
+            0,
+        )?;
         tx.add_usage_to_window(minute.id, tokens, 0, record.requests)?;
     }
     tx.add_lease_usage(id, tokens)?;

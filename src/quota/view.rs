@@ -110,7 +110,10 @@ pub fn quota_status(
     }
     accounts.sort_by(|a, b| (a.provider, &a.account).cmp(&(b.provider, &b.account)));
     let mut out = Vec::new();
-    for l in accounts.into_iter().filter(|l| only.is_none_or(|p| p == l.provider)) {
+    for l in accounts
+        .into_iter()
+        .filter(|l| only.is_none_or(|p| p == l.provider))
+    {
         let mut windows = Vec::new();
         for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
             if l.budget_for(kind).is_some() {

@@ -9,7 +9,11 @@ const DAY_MS: Millis = 86_400_000;
 
 /// The bounds of the calendar window containing `now`, for the kinds aligned to the calendar
 /// (day at the reset offset, minute). Anchored kinds (5 h, week) start at first use: `None`.
-pub fn aligned_bounds(kind: WindowKind, now: Millis, reset_offset_min: i64) -> Option<(Millis, Millis)> {
+pub fn aligned_bounds(
+    kind: WindowKind,
+    now: Millis,
+    reset_offset_min: i64,
+) -> Option<(Millis, Millis)> {
     match kind {
         WindowKind::Day => {
             let offset = reset_offset_min * MINUTE_MS;

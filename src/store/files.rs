@@ -44,19 +44,23 @@ pub fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Sets 0600 again on files that exist, in case they were created before or by another
-/// program. Failures are ignored: a file we may not chmod is one `doctor` reports.
+/// Removes group and other permissions from files that exist, in case they were created
+/// before or by another program. Only bits are taken away: a file its owner made read-only
+/// stays read-only. Failures are ignored: a file we may not chmod is one `doctor` reports.
 pub fn tighten(paths: &[&Path]) {
     for p in paths {
-        if let Ok(meta) = fs::metadata(p)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            let _ = fs::set_permissions(p, Permissions::from_mode(0o600));
+        if let Ok(meta) = fs::metadata(p) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                let _ = fs::set_permissions(p, Permissions::from_mode(mode & 0o700));
+            }
         }
     }
 }
 
 /// The permission bits of a file, for `doctor`.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }

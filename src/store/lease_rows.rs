@@ -36,7 +36,16 @@ fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRaw> {
 
 fn lease_build(raw: LeaseRaw) -> Result<Lease, StoreError> {
     let [id, agent, provider, account, state] = raw.text;
-    let [fence, allocated, used, ttl_ms, created_at, expires_at, heartbeat_at, _] = raw.nums;
+    let [
+        fence,
+        allocated,
+        used,
+        ttl_ms,
+        created_at,
+        expires_at,
+        heartbeat_at,
+        _,
+    ] = raw.nums;
     Ok(Lease {
         id: parse_col("lease id", id)?,
         fence,
@@ -171,7 +180,12 @@ impl Tx<'_> {
     }
 
     /// Records a heartbeat: the lease lives until `expires_at` now.
-    pub fn touch_lease(&self, id: &LeaseId, now: Millis, expires_at: Millis) -> Result<(), StoreError> {
+    pub fn touch_lease(
+        &self,
+        id: &LeaseId,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
         self.txn.execute(
             "UPDATE leases SET heartbeat_at = ?2, expires_at = ?3 WHERE id = ?1 AND state = 'active'",
             params![id.as_str(), now, expires_at],
@@ -204,7 +218,12 @@ impl Tx<'_> {
     }
 
     /// Notes that a lease holds `reserved` tokens in a window.
-    pub fn insert_lease_window(&self, id: &LeaseId, window_id: i64, reserved: i64) -> Result<(), StoreError> {
+    pub fn insert_lease_window(
+        &self,
+        id: &LeaseId,
+        window_id: i64,
+        reserved: i64,
+    ) -> Result<(), StoreError> {
         self.txn.execute(
             "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)",
             params![id.as_str(), window_id, reserved],
@@ -224,7 +243,12 @@ impl Tx<'_> {
     }
 
     /// Lowers what a lease holds in a window by `tokens`.
-    pub fn take_from_lease_window(&self, id: &LeaseId, window_id: i64, tokens: i64) -> Result<(), StoreError> {
+    pub fn take_from_lease_window(
+        &self,
+        id: &LeaseId,
+        window_id: i64,
+        tokens: i64,
+    ) -> Result<(), StoreError> {
         self.txn.execute(
             "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2",
             params![id.as_str(), window_id, tokens],

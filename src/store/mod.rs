@@ -85,12 +85,16 @@ impl Store {
         } else {
             Self::prepare_existing(path, &lock_path, &options)?;
         }
-        files::tighten(&[
-            path,
-            &lock_path,
-            &sidecar(path, "-wal"),
-            &sidecar(path, "-shm"),
-        ]);
+        if fresh {
+            // Ours from birth: make sure no umask or race left them readable by others. An
+            // existing ledger's modes are its owner's choice; `doctor` reports loose ones.
+            files::tighten(&[
+                path,
+                &lock_path,
+                &sidecar(path, "-wal"),
+                &sidecar(path, "-shm"),
+            ]);
+        }
 
         let init_options = options.clone();
         let manager = SqliteConnectionManager::file(path)
@@ -304,7 +308,10 @@ mod tests {
         .unwrap();
         drop(conn);
         let err = Store::open(&path, StoreOptions::default()).unwrap_err();
-        assert!(matches!(err, StoreError::NewerSchema { found: 999, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 999, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,8 +24,10 @@ impl Tx<'_> {
                 },
             )
             .optional()?;
-        let Some(([idem_key, lease_id, agent, provider, account], [input, output, requests, at_ms])) =
-            raw
+        let Some((
+            [idem_key, lease_id, agent, provider, account],
+            [input, output, requests, at_ms],
+        )) = raw
         else {
             return Ok(None);
         };
@@ -63,7 +65,11 @@ impl Tx<'_> {
     }
 
     /// Sums usage since a time, grouped by agent, provider account or UTC day.
-    pub fn usage_summary(&self, since: Millis, group: UsageGroup) -> Result<Vec<UsageSummary>, StoreError> {
+    pub fn usage_summary(
+        &self,
+        since: Millis,
+        group: UsageGroup,
+    ) -> Result<Vec<UsageSummary>, StoreError> {
         let key = match group {
             UsageGroup::Agent => "agent",
             UsageGroup::Provider => "provider || '/' || account",

@@ -38,7 +38,16 @@ fn window_build(raw: (i64, String, String, String, [i64; 5])) -> Result<Window, 
     })
 }
 
-type LimitRaw = (String, String, i64, [Option<i64>; 4], i64, Option<i64>, i64, i64);
+type LimitRaw = (
+    String,
+    String,
+    i64,
+    [Option<i64>; 4],
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+);
 
 fn limits_from_row(r: &Row<'_>) -> rusqlite::Result<LimitRaw> {
     Ok((
@@ -73,7 +82,11 @@ fn limits_build(raw: LimitRaw) -> Result<Limits, StoreError> {
 
 impl Tx<'_> {
     /// The stored limits of one provider account, if any were set.
-    pub fn limits(&self, provider: Provider, account: &Account) -> Result<Option<Limits>, StoreError> {
+    pub fn limits(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<Option<Limits>, StoreError> {
         let raw = self
             .txn
             .query_row(
@@ -87,9 +100,9 @@ impl Tx<'_> {
 
     /// Every stored limits row, ordered by provider and account.
     pub fn all_limits(&self) -> Result<Vec<Limits>, StoreError> {
-        let mut stmt = self
-            .txn
-            .prepare(&format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account"))?;
+        let mut stmt = self.txn.prepare(&format!(
+            "SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account"
+        ))?;
         let raws = stmt
             .query_map([], limits_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -170,7 +183,12 @@ impl Tx<'_> {
 
     /// Reserves `tokens` in a window only if `used + reserved + tokens <= limit`; returns whether
     /// the reservation was made. This conditional update is what makes over-granting impossible.
-    pub fn reserve_in_window(&self, window_id: i64, tokens: i64, limit: i64) -> Result<bool, StoreError> {
+    pub fn reserve_in_window(
+        &self,
+        window_id: i64,
+        tokens: i64,
+        limit: i64,
+    ) -> Result<bool, StoreError> {
         let n = self.txn.execute(
             "UPDATE windows SET reserved = reserved + ?2
              WHERE id = ?1 AND used + reserved + ?2 <= ?3",
