@@ -33,6 +33,16 @@ pub mod action {
     pub const USAGE: &str = "usage";
     /// Limits were changed.
     pub const LIMITS: &str = "limits";
+    /// A credential was stored by a login.
+    pub const LOGIN: &str = "login";
+    /// A credential was removed.
+    pub const LOGOUT: &str = "logout";
+    /// A credential was imported from another tool's file or the environment.
+    pub const IMPORT: &str = "import";
+    /// A credential was exported to another tool's file.
+    pub const EXPORT: &str = "export";
+    /// The master key was rotated.
+    pub const KEY_ROTATE: &str = "key_rotate";
 }
 
 /// What happened, about whom: the content of one audit row before it is chained.

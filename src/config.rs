@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::settings::FileConfig;
 use crate::store::{Durability, StoreOptions};
+use crate::vault::KeySource;
 
 /// How a [`Ledger`](crate::Ledger) is opened.
 #[derive(Debug, Clone)]
@@ -19,6 +21,10 @@ pub struct LedgerConfig {
     pub durability: Durability,
     /// Leases with no heartbeat for this long are reclaimed by cleanup (default 30 min).
     pub idle_timeout: Duration,
+    /// Where the master key comes from (default: `AUTHLEDGER_MASTER_KEY`, else the key file).
+    pub key: KeySource,
+    /// Provider settings from `config.toml` (base URLs, OAuth endpoints).
+    pub file: FileConfig,
 }
 
 impl LedgerConfig {
@@ -29,7 +35,21 @@ impl LedgerConfig {
             clock: Arc::new(SystemClock),
             durability: Durability::Full,
             idle_timeout: Duration::from_secs(30 * 60),
+            key: KeySource::Default,
+            file: FileConfig::default(),
         }
+    }
+
+    /// Uses another master key source.
+    pub fn with_key(mut self, key: KeySource) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Uses these provider settings.
+    pub fn with_file_config(mut self, file: FileConfig) -> Self {
+        self.file = file;
+        self
     }
 
     /// Uses another clock (a [`ManualClock`](crate::ManualClock) in tests).

@@ -1,8 +1,10 @@
 //! The crate's top-level error and the exit codes the CLI contract promises.
 
 use crate::quota::QuotaError;
+use crate::settings::ConfigError;
 use crate::store::StoreError;
 use crate::types::InvalidInput;
+use crate::vault::VaultError;
 
 /// Exit codes (DESIGN.md, "CLI contract"), kept in one place.
 pub mod exit {
@@ -33,6 +35,12 @@ pub enum Error {
     /// An argument was refused before anything was touched.
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// A credential problem.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// `config.toml` cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The audit chain is broken.
     #[error("audit trail is broken at row {seq}: {problem}")]
     AuditBroken {
@@ -67,7 +75,8 @@ impl Error {
                 | QuotaError::Invalid(_) => exit::USAGE,
                 _ => exit::OTHER,
             },
-            Error::Invalid(_) | Error::NoLocation => exit::USAGE,
+            Error::Vault(v) => v.exit_code(),
+            Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
         }
     }

@@ -8,10 +8,19 @@
 //!
 //! ```
 //! # fn main() -> Result<(), authledger::Error> {
-//! use authledger::{AcquireRequest, AgentId, Ledger, LedgerConfig, Provider, UsageRecord};
+//! use authledger::{
+//!     Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, MasterKey,
+//!     Provider, Secret, UsageRecord,
+//! };
 //!
 //! let dir = tempfile::tempdir().unwrap();
-//! let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db")))?;
+//! let config = LedgerConfig::new(dir.path().join("ledger.db"))
+//!     .with_key(KeySource::File(dir.path().join("keys/master.key")));
+//! let ledger = Ledger::open(config)?;
+//!
+//! // Credentials are encrypted at rest; agents can only lease a provider that has one.
+//! let key = Secret::new("sk-ant-api03-example-key-0000".to_string());
+//! ledger.store_credential(&Credential::api_key(Provider::Claude, Account::default(), key, "stdin"))?;
 //!
 //! // A fair share of Claude's daily budget for the "reviewer" agent.
 //! let lease = ledger.acquire(&AcquireRequest::new(AgentId::new("reviewer")?, Provider::Claude))?;
@@ -35,13 +44,15 @@ mod ledger;
 pub mod quota;
 pub mod random;
 pub mod records;
+pub mod settings;
 pub mod store;
 pub mod types;
+pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LedgerConfig;
 pub use error::{Error, exit};
-pub use ledger::{Ledger, Released};
+pub use ledger::{Ledger, LogoutReport, Released};
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
     UsageOutcome, UsageRecord,
@@ -51,3 +62,4 @@ pub use store::Durability;
 pub use types::{
     Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind,
 };
+pub use vault::{Credential, CredentialKind, KeySource, MasterKey, Secret, Tier};

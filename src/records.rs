@@ -223,3 +223,45 @@ pub struct AuditQuery {
     /// The most recent N matching rows.
     pub limit: Option<u32>,
 }
+
+/// A stored credential's clear metadata (secrets live in [`SealedField`] rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// `api_key` or `oauth`.
+    pub kind: String,
+    /// `max`, `pro`, `api` or `chatgpt`.
+    pub tier: String,
+    /// When the access token expires.
+    pub expires_at: Option<Millis>,
+    /// OAuth scopes, space-separated.
+    pub scopes: String,
+    /// The provider's account or organisation id.
+    pub account_id: Option<String>,
+    /// Where it came from.
+    pub source: String,
+    /// `ok` or `needs_login`.
+    pub status: String,
+    /// Bumped on every change: refreshes compare-and-swap on it.
+    pub generation: i64,
+    /// When first stored.
+    pub created_at: Millis,
+    /// When last changed.
+    pub updated_at: Millis,
+    /// When last handed to an agent.
+    pub last_used_at: Option<Millis>,
+}
+
+/// One encrypted secret field of a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedField {
+    /// `api_key`, `access_token`, `refresh_token` or `id_token`.
+    pub field: String,
+    /// The AEAD nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}

@@ -51,8 +51,8 @@ fn an_untouched_trail_verifies() {
     assert_eq!(rc, 0);
     assert_eq!(report["ok"], true);
     assert_eq!(
-        report["rows"], 14,
-        "2 limits + 4 × (acquire, usage, release)"
+        report["rows"], 16,
+        "2 imports + 2 limits + 4 × (acquire, usage, release)"
     );
 }
 
@@ -161,8 +161,8 @@ fn queries_filter_by_action_agent_provider_time_and_limit() {
     let rows = home.json(&["audit", "--provider", "openai"]);
     assert_eq!(
         rows.as_array().unwrap().len(),
-        1,
-        "only openai's default limits row"
+        2,
+        "only openai's import and default limits rows"
     );
     let rows = home.json(&["audit", "--limit", "2"]);
     let seqs: Vec<i64> = rows
@@ -171,9 +171,9 @@ fn queries_filter_by_action_agent_provider_time_and_limit() {
         .iter()
         .map(|r| r["seq"].as_i64().unwrap())
         .collect();
-    assert_eq!(seqs, [13, 14], "the newest rows, oldest first");
+    assert_eq!(seqs, [15, 16], "the newest rows, oldest first");
     let rows = home.json(&["audit", "--since", "2026-11-24"]);
     assert!(rows.as_array().unwrap().is_empty());
     let rows = home.json(&["audit", "--until", "2026-11-24", "--since", "2026-11-23"]);
-    assert_eq!(rows.as_array().unwrap().len(), 14);
+    assert_eq!(rows.as_array().unwrap().len(), 16);
 }

@@ -706,6 +706,7 @@ fn read_only_case(owned_by_runner: bool, sidecars: bool) {
             .unwrap(),
     };
     home.json(&["init"]);
+    home.login_fixtures();
     home.json(&["limits", "set", "claude", "--daily-tokens", "200000"]);
     let lease = home.json(&[
         "lease",

@@ -21,11 +21,22 @@ fn fixture(update: LimitsUpdate) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let ledger = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db")).with_clock(Arc::new(clock.clone())),
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_clock(Arc::new(clock.clone()))
+            .with_key(authledger::KeySource::File(dir.path().join("master.key"))),
     )
     .unwrap();
     ledger
         .set_limits(Provider::Claude, &Account::default(), &update)
+        .unwrap();
+    let key = authledger::Secret::new("sk-ant-api03-test-key-000000".into());
+    ledger
+        .store_credential(&authledger::Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            key,
+            "stdin",
+        ))
         .unwrap();
     Fixture { dir, clock, ledger }
 }

@@ -15,6 +15,7 @@ use crate::ledger::Ledger;
 use crate::quota::{AcquireRequest, LimitsUpdate};
 use crate::records::{AuditQuery, UsageGroup};
 use crate::types::{Account, AgentId, Provider};
+use crate::vault::{Credential, KeySource, Secret};
 
 /// Run a self-contained tour on a temporary ledger.
 #[derive(Debug, Args)]
@@ -42,13 +43,36 @@ impl DemoCmd {
         // Start at 09:00 UTC today so the day window has a visible reset.
         let start = (ctx.clock().now_ms() / 86_400_000) * 86_400_000 + 9 * 3_600_000;
         let clock = ManualClock::new(start);
-        let ledger = Ledger::open(LedgerConfig::new(&db).with_clock(Arc::new(clock.clone())))?;
+        let ledger = Ledger::open(
+            LedgerConfig::new(&db)
+                .with_clock(Arc::new(clock.clone()))
+                .with_key(KeySource::File(dir.path().join("keys/master.key"))),
+        )?;
         let say = |s: &str| ctx.out.line(s);
         let account = Account::default();
 
         say(&format!(
             "authledger demo: a temporary ledger at {}",
             db.display()
+        ))?;
+        say("")?;
+        say("0. A Claude API key goes into the vault, encrypted; it is only ever shown redacted.")?;
+        let fake_key = Secret::new(format!(
+            "sk-ant-api03-demo-{}",
+            hex::encode(crate::random::bytes::<12>().map_err(crate::vault::VaultError::from)?)
+        ));
+        let stored = ledger.store_credential(&Credential::api_key(
+            Provider::Claude,
+            account.clone(),
+            fake_key,
+            "stdin",
+        ))?;
+        say(&format!(
+            "   stored {}/{}: {} {}",
+            stored.provider,
+            stored.account,
+            stored.kind.as_str(),
+            stored.redacted
         ))?;
         say("")?;
         say("1. Three agents share Claude's budget: 100,000 tokens/day, 3 at a time.")?;

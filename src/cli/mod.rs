@@ -7,11 +7,14 @@ mod cleanup;
 mod daemon;
 mod demo;
 mod doctor;
+mod export;
 mod init;
 mod lease;
 mod limits;
+mod login;
 mod output;
 mod quota;
+mod status;
 mod usage;
 
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use crate::clock::{Clock, ManualClock, SystemClock, parse_time};
 use crate::config::{LedgerConfig, resolve_db_path};
 use crate::error::{Error, exit};
 use crate::ledger::Ledger;
+use crate::settings::{FileConfig, default_config_path};
 pub use output::Output;
 
 /// The environment variable that pins the clock (RFC 3339 or epoch ms). Tests use it to move
@@ -50,6 +54,21 @@ enum Command {
     Demo(demo::DemoCmd),
     /// Create the ledger (and its default limits) if it does not exist.
     Init(init::InitCmd),
+    /// Store a credential (API key from stdin, or an import from Codex, Claude Code, opencode
+    /// or the environment).
+    Login(login::LoginCmd),
+    /// Remove a provider's credential and revoke its leases.
+    Logout(login::LogoutCmd),
+    /// Credentials (redacted), tier, expiry, last use and quota per provider.
+    Status(status::StatusCmd),
+    /// Whether each provider can take a lease now, and why not.
+    Providers(status::ProvidersCmd),
+    /// Write a stored credential in another tool's format.
+    #[command(subcommand)]
+    Export(export::ExportCmd),
+    /// Master key commands.
+    #[command(subcommand)]
+    Key(export::KeyCmd),
     /// Change limits.
     #[command(subcommand)]
     Limits(limits::LimitsCmd),
@@ -79,10 +98,23 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the ledger the flags and environment point at.
+    /// Opens the ledger the flags and environment point at, with `config.toml`.
     pub fn open(&self) -> Result<Ledger, Error> {
         let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
-        Ledger::open(LedgerConfig::new(path).with_clock(self.clock.clone()))
+        let file = self.file_config()?;
+        Ledger::open(
+            LedgerConfig::new(path)
+                .with_clock(self.clock.clone())
+                .with_file_config(file),
+        )
+    }
+
+    /// `config.toml` (empty when there is none).
+    pub fn file_config(&self) -> Result<FileConfig, Error> {
+        match default_config_path() {
+            Some(p) => Ok(FileConfig::load(&p)?),
+            None => Ok(FileConfig::default()),
+        }
     }
 
     /// The clock commands read time from.
@@ -166,6 +198,12 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Demo(c) => c.run(&ctx),
         Command::Init(c) => c.run(&ctx),
+        Command::Login(c) => c.run(&ctx),
+        Command::Logout(c) => c.run(&ctx),
+        Command::Status(c) => c.run(&ctx),
+        Command::Providers(c) => c.run(&ctx),
+        Command::Export(c) => c.run(&ctx),
+        Command::Key(c) => c.run(&ctx),
         Command::Limits(c) => c.run(&ctx),
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),

@@ -102,13 +102,17 @@ pub fn quota_status(
     now: Millis,
     only: Option<Provider>,
 ) -> Result<Vec<QuotaStatus>, StoreError> {
-    let mut accounts = tx.all_limits()?;
+    let mut keys = tx.known_accounts()?;
     for p in Provider::ALL {
-        if !accounts.iter().any(|l| l.provider == p) {
-            accounts.push(effective_limits(tx, p, &Account::default(), now)?);
+        if !keys.iter().any(|(kp, _)| *kp == p) {
+            keys.push((p, Account::default()));
         }
     }
-    accounts.sort_by(|a, b| (a.provider, &a.account).cmp(&(b.provider, &b.account)));
+    keys.sort();
+    let mut accounts = Vec::with_capacity(keys.len());
+    for (p, a) in &keys {
+        accounts.push(effective_limits(tx, *p, a, now)?);
+    }
     let mut out = Vec::new();
     for l in accounts
         .into_iter()

@@ -4,6 +4,7 @@
 //! methods speak in ledger records, so a PostgreSQL store can later offer the same methods.
 
 mod audit_rows;
+mod credential_rows;
 mod error;
 pub mod files;
 mod lease_rows;

@@ -98,15 +98,20 @@ impl Tx<'_> {
         raw.map(limits_build).transpose()
     }
 
-    /// Every stored limits row, ordered by provider and account.
-    pub fn all_limits(&self) -> Result<Vec<Limits>, StoreError> {
-        let mut stmt = self.txn.prepare(&format!(
-            "SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account"
-        ))?;
+    /// Every provider account the ledger knows of: with limits, a credential or a lease.
+    pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
+        let mut stmt = self.txn.prepare(
+            "SELECT provider, account FROM limits
+             UNION SELECT provider, account FROM credentials
+             UNION SELECT provider, account FROM leases
+             ORDER BY 1, 2",
+        )?;
         let raws = stmt
-            .query_map([], limits_from_row)?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(limits_build).collect()
+        raws.into_iter()
+            .map(|(p, a)| Ok((parse_col("provider", p)?, parse_col("account", a)?)))
+            .collect()
     }
 
     /// Inserts or replaces one provider account's limits.

@@ -14,8 +14,28 @@ pub struct Home {
 }
 
 impl Home {
-    /// A fresh home, private (0700) as the ledger's own directories are.
+    /// A home whose ledger holds a Claude and an OpenAI credential (imported from the fake
+    /// Claude Code and Codex files in `fixtures/`), so leases can be granted on both.
     pub fn new() -> Home {
+        let home = Home::empty();
+        home.login_fixtures();
+        home
+    }
+
+    /// Imports the fake Claude Code and Codex credentials from `fixtures/`.
+    pub fn login_fixtures(&self) {
+        let home = self;
+        for (provider, from, file) in [
+            ("claude", "claude-code", "claude-code-credentials.json"),
+            ("openai", "codex", "codex-auth.chatgpt.json"),
+        ] {
+            let out = home.run(&["login", provider, "--from", from, "--path", &fixture(file)]);
+            assert!(out.status.success(), "login {provider}: {}", stderr(&out));
+        }
+    }
+
+    /// A fresh home with no ledger yet, private (0700) as the ledger's own directories are.
+    pub fn empty() -> Home {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
@@ -76,6 +96,11 @@ impl Home {
     pub fn snapshot(&self) -> String {
         snapshot(&self.db())
     }
+}
+
+/// The path of a file in `fixtures/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The process's exit code (panics if it was killed by a signal).

@@ -20,6 +20,9 @@ use crate::types::{Account, LeaseId, Millis, Provider};
 
 pub use crate::quota::Released;
 
+mod credentials;
+pub use credentials::LogoutReport;
+
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -98,9 +101,12 @@ impl Ledger {
     ///
     /// ```
     /// # fn main() -> Result<(), authledger::Error> {
-    /// use authledger::{AcquireRequest, AgentId, Ledger, LedgerConfig, Provider, UsageRecord};
+    /// use authledger::{Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider, Secret, UsageRecord};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db")))?;
+    /// let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))
+    ///     .with_key(KeySource::File(dir.path().join("master.key"))))?;
+    /// let key = Secret::new("sk-ant-api03-example-key-0000".into());
+    /// ledger.store_credential(&Credential::api_key(Provider::Claude, Account::default(), key, "stdin"))?;
     ///
     /// let lease = ledger.acquire(&AcquireRequest::new(AgentId::new("reviewer")?, Provider::Claude).tokens(5_000))?;
     /// ledger.record_usage(&lease.id, &UsageRecord::new(1_200, 300).key("req-1"))?;
@@ -112,7 +118,12 @@ impl Ledger {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
         let now = self.now();
-        let outcome = self.store.write(|tx| quota::acquire(tx, now, req, id))?;
+        let outcome = self.store.write(|tx| -> Result<_, Error> {
+            // No grant without a credential an agent can use: checked from clear metadata in
+            // the same transaction, so no key and no network are needed here.
+            credentials::require_usable(tx, req.provider, &req.account, now)?;
+            Ok(quota::acquire(tx, now, req, id)?)
+        })?;
         outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
     }
 

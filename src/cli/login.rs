@@ -1,0 +1,267 @@
+//! `authledger login` and `authledger logout`
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::Ctx;
+use crate::error::Error;
+use crate::types::{Account, InvalidInput, Provider};
+use crate::vault::import::{self, ImportSource};
+use crate::vault::verify::{default_base_url, verify_api_key};
+use crate::vault::{Credential, Secret, Tier, VaultError};
+
+/// The largest credential file or stdin input accepted (credential files are a few KB).
+const MAX_INPUT: u64 = 1 << 20;
+
+/// Store a credential: an API key from stdin (or a prompt), or an import from another tool.
+#[derive(Debug, Args)]
+pub struct LoginCmd {
+    /// claude or openai (asked for in a terminal if left out).
+    provider: Option<Provider>,
+    /// Which account of the provider.
+    #[arg(long, default_value = "default")]
+    account: Account,
+    /// Read an API key from stdin (never pass a key as an argument: it shows in `ps`).
+    #[arg(long, conflicts_with = "from")]
+    api_key_stdin: bool,
+    /// Check the key against the provider's models endpoint before storing it.
+    #[arg(long)]
+    verify: bool,
+    /// Import from another tool's credentials.
+    #[arg(long, value_enum)]
+    from: Option<FromArg>,
+    /// The file to import (default: the tool's usual place).
+    #[arg(long, requires = "from")]
+    path: Option<PathBuf>,
+    /// The plan: max, pro, api or chatgpt (default: from the source).
+    #[arg(long)]
+    tier: Option<Tier>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FromArg {
+    Env,
+    Codex,
+    ClaudeCode,
+    Opencode,
+}
+
+impl FromArg {
+    fn source(self) -> ImportSource {
+        match self {
+            FromArg::Env => ImportSource::Env,
+            FromArg::Codex => ImportSource::Codex,
+            FromArg::ClaudeCode => ImportSource::ClaudeCode,
+            FromArg::Opencode => ImportSource::Opencode,
+        }
+    }
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where each tool keeps its credentials by default.
+fn default_path(source: ImportSource) -> Result<PathBuf, Error> {
+    let home = || {
+        env_path("HOME")
+            .ok_or_else(|| Error::Invalid(InvalidInput("HOME is not set; pass --path".into())))
+    };
+    Ok(match source {
+        ImportSource::Codex => env_path("CODEX_HOME")
+            .map_or_else(|| home().map(|h| h.join(".codex")), Ok)?
+            .join("auth.json"),
+        ImportSource::ClaudeCode => env_path("CLAUDE_CONFIG_DIR")
+            .map_or_else(|| home().map(|h| h.join(".claude")), Ok)?
+            .join(".credentials.json"),
+        ImportSource::Opencode => env_path("XDG_DATA_HOME")
+            .map_or_else(|| home().map(|h| h.join(".local/share")), Ok)?
+            .join("opencode/auth.json"),
+        ImportSource::Env => {
+            return Err(InvalidInput("--from env reads no file; drop --path".into()).into());
+        }
+    })
+}
+
+/// Reads a credential file without changing it (not even its access time matters to us).
+fn read_source(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Error> {
+    let not_found = |e: std::io::Error| {
+        Error::Vault(VaultError::NotFound(format!(
+            "cannot read {}: {e}",
+            path.display()
+        )))
+    };
+    let meta = std::fs::metadata(path).map_err(not_found)?;
+    if meta.len() > MAX_INPUT {
+        return Err(VaultError::Malformed {
+            what: path.display().to_string(),
+            reason: "larger than 1 MiB: not a credential file".into(),
+        }
+        .into());
+    }
+    let bytes = std::fs::read(path).map_err(not_found)?;
+    let text = String::from_utf8(bytes).map_err(|_| VaultError::Malformed {
+        what: path.display().to_string(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    Ok(zeroize::Zeroizing::new(text))
+}
+
+fn read_stdin_secret() -> Result<Secret, Error> {
+    let mut buf = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(MAX_INPUT)
+        .read_to_string(&mut buf)
+        .map_err(|source| Error::Io {
+            what: "cannot read the key from stdin".into(),
+            source,
+        })?;
+    let key = Secret::new(buf.trim().to_string());
+    if key.is_blank() {
+        return Err(InvalidInput("no key on stdin".into()).into());
+    }
+    Ok(key)
+}
+
+fn ask_provider() -> Result<Provider, Error> {
+    eprint!("Provider (claude or openai): ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|source| Error::Io {
+            what: "cannot read the answer".into(),
+            source,
+        })?;
+    Ok(line.trim().parse()?)
+}
+
+impl LoginCmd {
+    fn credential(&self, ctx: &Ctx, provider: Provider) -> Result<Credential, Error> {
+        if let Some(from) = self.from {
+            let source = from.source();
+            if let ImportSource::Env = source {
+                return Ok(import::from_env(provider, &self.account, self.tier, |n| {
+                    std::env::var(n).ok()
+                })?);
+            }
+            let path = match &self.path {
+                Some(p) => p.clone(),
+                None => default_path(source)?,
+            };
+            let text = read_source(&path)?;
+            let what = path.display().to_string();
+            let c = match source {
+                ImportSource::Codex => {
+                    import::from_codex(provider, &self.account, self.tier, &what, &text)
+                }
+                ImportSource::ClaudeCode => {
+                    import::from_claude_code(provider, &self.account, self.tier, &what, &text)
+                }
+                ImportSource::Opencode => {
+                    import::from_opencode(provider, &self.account, self.tier, &what, &text)
+                }
+                ImportSource::Env => {
+                    return Err(InvalidInput("--from env reads no file".into()).into());
+                }
+            }?;
+            return Ok(c);
+        }
+        let (key, source) = if self.api_key_stdin {
+            (read_stdin_secret()?, "stdin")
+        } else if std::io::stdin().is_terminal() {
+            let typed =
+                rpassword::prompt_password(format!("{provider} API key: ")).map_err(|source| {
+                    Error::Io {
+                        what: "cannot read the key".into(),
+                        source,
+                    }
+                })?;
+            (Secret::new(typed.trim().to_string()), "prompt")
+        } else {
+            return Err(InvalidInput(
+                "say where the credential comes from: --api-key-stdin or --from env|codex|claude-code|opencode".into(),
+            )
+            .into());
+        };
+        import::check_api_key(provider, &key)?;
+        if self.verify {
+            let base = ctx
+                .file_config()?
+                .base_url(provider)
+                .map(str::to_string)
+                .unwrap_or_else(|| default_base_url(provider).to_string());
+            verify_api_key(provider, &base, &key)?;
+        }
+        let mut c = Credential::api_key(provider, self.account.clone(), key, source);
+        if let Some(t) = self.tier {
+            c.tier = t;
+        }
+        Ok(c)
+    }
+
+    /// Stores the credential.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        if self.verify && self.from.is_some() {
+            return Err(
+                InvalidInput("--verify checks API keys given with --api-key-stdin".into()).into(),
+            );
+        }
+        let provider = match self.provider {
+            Some(p) => p,
+            None if std::io::stdin().is_terminal() && !self.api_key_stdin => ask_provider()?,
+            None => return Err(InvalidInput("name a provider: claude or openai".into()).into()),
+        };
+        let credential = self.credential(ctx, provider)?;
+        let ledger = ctx.open()?;
+        let s = ledger.store_credential(&credential)?;
+        if ctx.out.json {
+            ctx.out.json(&s)?;
+        } else {
+            ctx.out.line(&format!(
+                "stored {}/{}: {} ({}) {}{}",
+                s.provider,
+                s.account,
+                s.kind.as_str(),
+                s.tier,
+                s.redacted,
+                s.expires_at
+                    .map(|t| format!(", expires {}", crate::clock::format_ms(t)))
+                    .unwrap_or_default()
+            ))?;
+        }
+        Ok(0)
+    }
+}
+
+/// Remove a provider's credential and revoke its leases.
+#[derive(Debug, Args)]
+pub struct LogoutCmd {
+    /// claude or openai.
+    provider: Provider,
+    /// Which account.
+    #[arg(long, default_value = "default")]
+    account: Account,
+}
+
+impl LogoutCmd {
+    /// Removes the credential.
+    pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let r = ctx.open()?.logout(self.provider, &self.account)?;
+        if ctx.out.json {
+            ctx.out.json(&json!(r))?;
+        } else {
+            ctx.out.line(&format!(
+                "removed the {}/{} credential; revoked {} active lease(s)",
+                r.provider,
+                r.account,
+                r.revoked.len()
+            ))?;
+        }
+        Ok(0)
+    }
+}

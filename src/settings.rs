@@ -1,0 +1,198 @@
+//! `config.toml`: per-provider base URLs and OAuth endpoints. Unknown keys are errors, so a
+//! typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::types::Provider;
+
+/// The configuration file's contents.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Per provider settings, keyed by provider name.
+    #[serde(default)]
+    pub providers: Providers,
+}
+
+/// The `[providers.*]` tables.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    /// `[providers.claude]`.
+    pub claude: Option<ProviderConfig>,
+    /// `[providers.openai]`.
+    pub openai: Option<ProviderConfig>,
+}
+
+/// One provider's settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Where its API lives (a gateway or proxy, or the provider itself).
+    pub base_url: Option<String>,
+    /// OAuth endpoints for providers whose terms allow a registered client.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[providers.*.oauth]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorization endpoint.
+    pub authorize_url: Option<String>,
+    /// The token endpoint.
+    pub token_url: Option<String>,
+    /// The device authorization endpoint (RFC 8628), for headless machines.
+    pub device_authorization_url: Option<String>,
+    /// The registered public client id.
+    pub client_id: Option<String>,
+    /// Scopes to ask for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The loopback port for the redirect (else an ephemeral one).
+    pub redirect_port: Option<u16>,
+    /// Any other parameters the authorization server requires.
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+}
+
+impl FileConfig {
+    /// One provider's settings, if configured.
+    pub fn provider(&self, p: Provider) -> Option<&ProviderConfig> {
+        match p {
+            Provider::Claude => self.providers.claude.as_ref(),
+            Provider::Openai => self.providers.openai.as_ref(),
+        }
+    }
+
+    /// The configured base URL of a provider, if any.
+    pub fn base_url(&self, p: Provider) -> Option<&str> {
+        self.provider(p).and_then(|c| c.base_url.as_deref())
+    }
+
+    /// Parses the text of a config file; `what` names it in errors.
+    pub fn parse(what: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError::Malformed {
+                path: what.to_path_buf(),
+                reason: match line {
+                    Some(l) => format!("line {l}: {}", e.message().trim()),
+                    None => e.message().trim().to_string(),
+                },
+            }
+        })?;
+        for (name, p) in [
+            ("claude", &cfg.providers.claude),
+            ("openai", &cfg.providers.openai),
+        ] {
+            if let Some(url) = p.as_ref().and_then(|p| p.base_url.as_deref())
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::Malformed {
+                    path: what.to_path_buf(),
+                    reason: format!(
+                        "providers.{name}.base_url must start with http:// or https://"
+                    ),
+                });
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Loads `path`; a missing file is the empty configuration.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => FileConfig::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The configuration file's location: `$AUTHLEDGER_HOME/config.toml`, else the XDG config dir.
+pub fn default_config_path() -> Option<PathBuf> {
+    if let Some(home) = crate::config::home_dir() {
+        return Some(home.join("config.toml"));
+    }
+    directories::ProjectDirs::from("", "", "authledger").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not valid TOML, an unknown key, or a bad value.
+    #[error("{path}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        reason: String,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = FileConfig::parse(
+            Path::new("c.toml"),
+            "[providers.claude]\nbase_urll = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("base_urll") && err.contains("line 2"), "{err}");
+        let err = FileConfig::parse(Path::new("c.toml"), "[providers.gemini]\n").unwrap_err();
+        assert!(err.to_string().contains("gemini"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let cfg = FileConfig::parse(
+            Path::new("c.toml"),
+            r#"
+[providers.claude]
+base_url = "https://api.anthropic.com"
+[providers.claude.oauth]
+authorize_url = "https://example.com/oauth/authorize"
+token_url = "https://example.com/oauth/token"
+client_id = "abc"
+scopes = ["user:inference"]
+redirect_port = 54545
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.base_url(Provider::Claude),
+            Some("https://api.anthropic.com")
+        );
+        assert_eq!(
+            cfg.provider(Provider::Claude)
+                .unwrap()
+                .oauth
+                .as_ref()
+                .unwrap()
+                .redirect_port,
+            Some(54545)
+        );
+    }
+}

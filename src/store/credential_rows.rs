@@ -1,0 +1,195 @@
+//! Credentials: clear metadata rows and their sealed secret fields.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::tx::parse_col;
+use super::{StoreError, Tx};
+use crate::records::{CredentialRecord, SealedField};
+use crate::types::{Account, Millis, Provider};
+
+const COLS: &str = "provider, account, kind, tier, expires_at, scopes, account_id, source, status, generation, created_at, updated_at, last_used_at";
+
+type Raw = (
+    [String; 3],
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    [String; 2],
+    [i64; 3],
+    Option<i64>,
+);
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        [r.get(0)?, r.get(1)?, r.get(2)?],
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        [r.get(7)?, r.get(8)?],
+        [r.get(9)?, r.get(10)?, r.get(11)?],
+        r.get(12)?,
+    ))
+}
+
+fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
+    let (
+        [provider, account, kind],
+        tier,
+        expires_at,
+        scopes,
+        account_id,
+        [source, status],
+        [generation, created_at, updated_at],
+        last_used_at,
+    ) = raw;
+    Ok(CredentialRecord {
+        provider: parse_col("provider", provider)?,
+        account: parse_col("account", account)?,
+        kind,
+        tier: tier.unwrap_or_default(),
+        expires_at,
+        scopes: scopes.unwrap_or_default(),
+        account_id,
+        source,
+        status,
+        generation,
+        created_at,
+        updated_at,
+        last_used_at,
+    })
+}
+
+impl Tx<'_> {
+    /// One credential's metadata.
+    pub fn credential_record(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),
+                params![provider.as_str(), account.as_str()],
+                from_row,
+            )
+            .optional()?;
+        raw.map(build).transpose()
+    }
+
+    /// Every credential's metadata, ordered by provider and account.
+    pub fn credential_records(&self) -> Result<Vec<CredentialRecord>, StoreError> {
+        let mut stmt = self.txn.prepare(&format!(
+            "SELECT {COLS} FROM credentials ORDER BY provider, account"
+        ))?;
+        let raws = stmt
+            .query_map([], from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(build).collect()
+    }
+
+    /// Inserts or replaces a credential's metadata.
+    pub fn put_credential_record(&self, c: &CredentialRecord) -> Result<(), StoreError> {
+        self.txn.execute(
+            &format!(
+                "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (provider, account) DO UPDATE SET
+                   kind = excluded.kind, tier = excluded.tier, expires_at = excluded.expires_at,
+                   scopes = excluded.scopes, account_id = excluded.account_id, source = excluded.source,
+                   status = excluded.status, generation = excluded.generation,
+                   updated_at = excluded.updated_at, last_used_at = excluded.last_used_at"
+            ),
+            params![
+                c.provider.as_str(),
+                c.account.as_str(),
+                c.kind,
+                c.tier,
+                c.expires_at,
+                c.scopes,
+                c.account_id,
+                c.source,
+                c.status,
+                c.generation,
+                c.created_at,
+                c.updated_at,
+                c.last_used_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a credential and (by cascade) its secrets; returns whether one existed.
+    pub fn delete_credential(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<bool, StoreError> {
+        self.txn.execute(
+            "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
+            params![provider.as_str(), account.as_str()],
+        )?;
+        let n = self.txn.execute(
+            "DELETE FROM credentials WHERE provider = ?1 AND account = ?2",
+            params![provider.as_str(), account.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Notes that an agent was handed the credential.
+    pub fn touch_credential(
+        &self,
+        provider: Provider,
+        account: &Account,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.txn.execute(
+            "UPDATE credentials SET last_used_at = ?3 WHERE provider = ?1 AND account = ?2",
+            params![provider.as_str(), account.as_str(), now],
+        )?;
+        Ok(())
+    }
+
+    /// A credential's sealed fields.
+    pub fn sealed_fields(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<Vec<SealedField>, StoreError> {
+        let mut stmt = self.txn.prepare(
+            "SELECT field, nonce, ciphertext FROM credential_secrets
+             WHERE provider = ?1 AND account = ?2 ORDER BY field",
+        )?;
+        let rows = stmt
+            .query_map(params![provider.as_str(), account.as_str()], |r| {
+                Ok(SealedField {
+                    field: r.get(0)?,
+                    nonce: r.get(1)?,
+                    ciphertext: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Replaces all of a credential's sealed fields.
+    pub fn replace_sealed_fields(
+        &self,
+        provider: Provider,
+        account: &Account,
+        fields: &[SealedField],
+    ) -> Result<(), StoreError> {
+        self.txn.execute(
+            "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
+            params![provider.as_str(), account.as_str()],
+        )?;
+        for f in fields {
+            self.txn.execute(
+                "INSERT INTO credential_secrets (provider, account, field, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![provider.as_str(), account.as_str(), f.field, f.nonce, f.ciphertext],
+            )?;
+        }
+        Ok(())
+    }
+}
