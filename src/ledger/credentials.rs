@@ -221,6 +221,8 @@ impl Ledger {
     /// `AUTHLEDGER_MASTER_KEY`, use [`rotate_key_to`](Self::rotate_key_to) instead.
     pub fn rotate_key(&self) -> Result<usize, Error> {
         let resolved = self.config.key.resolve()?;
+        // A wrong key is reported as such before anything else.
+        self.store.read(|tx| self.unlock(tx, false).map(|_| ()))?;
         let (Some(path), Some(pending)) = (
             resolved.path().map(Path::to_path_buf),
             resolved.pending_path(),
