@@ -286,3 +286,47 @@ fn limits_live_in_the_database_so_every_process_agrees() {
     let openai = other.limits(Provider::Openai, &Account::default()).unwrap();
     assert_eq!((openai.daily_tokens, openai.concurrent), (500_000, 8));
 }
+
+#[test]
+fn a_lease_needs_a_usable_credential() {
+    let f = fixture(limits(1_000, 10));
+    let auth = |r: Result<authledger::Lease, Error>| match r {
+        Err(e) => {
+            assert_eq!(e.exit_code(), authledger::exit::AUTH, "{e}");
+            e.to_string()
+        }
+        Ok(l) => panic!("granted {l:?} without a usable credential"),
+    };
+    let work = Account::new("work").unwrap();
+    let msg = auth(f.ledger.acquire(&req("a").account(work.clone())));
+    assert!(msg.contains("no credential for claude/work"), "{msg}");
+    let msg = auth(f.ledger.acquire(&AcquireRequest::new(
+        AgentId::new("a").unwrap(),
+        Provider::Openai,
+    )));
+    assert!(msg.contains("openai"), "{msg}");
+
+    // An OAuth token past its expiry with no refresh token is not usable; with one it is.
+    let mut oauth = authledger::Credential::api_key(
+        Provider::Claude,
+        work.clone(),
+        authledger::Secret::new("unused".into()),
+        "claude-code",
+    );
+    oauth.kind = authledger::CredentialKind::Oauth;
+    oauth.tier = authledger::Tier::Max;
+    oauth.api_key = None;
+    oauth.access_token = Some(authledger::Secret::new("sk-ant-oat01-expired".into()));
+    oauth.expires_at = Some(T0 + MIN);
+    f.ledger.store_credential(&oauth).unwrap();
+    f.ledger
+        .acquire(&req("a").account(work.clone()).tokens(1))
+        .unwrap();
+    f.clock.advance_ms(MIN);
+    let msg = auth(f.ledger.acquire(&req("b").account(work.clone()).tokens(1)));
+    assert!(msg.contains("expired"), "{msg}");
+    oauth.refresh_token = Some(authledger::Secret::new("sk-ant-ort01-refresh".into()));
+    f.ledger.store_credential(&oauth).unwrap();
+    f.ledger.acquire(&req("b").account(work).tokens(1)).unwrap();
+    assert!(f.ledger.verify_audit().unwrap().ok);
+}
