@@ -65,9 +65,17 @@ pub fn format_ms(ms: Millis) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// The latest time the ledger accepts (9999-12-31T23:59:59.999Z): window arithmetic on it
+/// still fits in an `i64`.
+pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
+
 /// Parses a point in time given by a user: RFC 3339, a date (`2026-11-23`, midnight UTC), or
-/// epoch milliseconds.
+/// epoch milliseconds, from the epoch to the year 9999.
 pub fn parse_time(s: &str) -> Option<Millis> {
+    parse_time_unbounded(s).filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+}
+
+fn parse_time_unbounded(s: &str) -> Option<Millis> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
@@ -97,6 +105,8 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000));
         assert_eq!(parse_time("42"), Some(42));
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("9223372036854775807"), None);
+        assert_eq!(parse_time("-5"), None);
         assert_eq!(format_ms(86_400_000), "1970-01-02T00:00:00Z");
     }
 }

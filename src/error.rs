@@ -69,7 +69,9 @@ impl Error {
             Error::Store(_) | Error::AuditBroken { .. } => exit::STORAGE,
             Error::Quota(q) => match q {
                 QuotaError::Store(_) => exit::STORAGE,
-                QuotaError::Denied(_) | QuotaError::LeaseLost { .. } => exit::DENIED,
+                QuotaError::Denied(_)
+                | QuotaError::LeaseLost { .. }
+                | QuotaError::StaleFence { .. } => exit::DENIED,
                 QuotaError::UnknownLease(_)
                 | QuotaError::IdempotencyConflict { .. }
                 | QuotaError::Invalid(_) => exit::USAGE,

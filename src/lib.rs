@@ -40,6 +40,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fault;
 mod ledger;
 pub mod quota;
 pub mod random;

@@ -868,3 +868,40 @@ fn a_database_directory_that_cannot_be_created_is_refused() {
     assert!(!Path::new("/proc/nope").exists());
     assert_eq!(before, home.snapshot(), "the home ledger changed");
 }
+
+#[test]
+fn regression_review_findings_are_refused_cleanly() {
+    let (home, id) = seeded();
+    // A lease cap of 0 would refuse every fair share with a misleading reason.
+    refused_unchanged(
+        &home,
+        &["limits", "set", "claude", "--lease-cap", "0"],
+        USAGE,
+        &["lease-cap"],
+    );
+    // A clock beyond the year 9999 used to overflow window arithmetic and panic.
+    let before = home.snapshot();
+    let out = home
+        .cmd()
+        .env("AUTHLEDGER_NOW", "9223372036854775807")
+        .args(["lease", "acquire", "--agent", "a", "--provider", "claude"])
+        .output()
+        .unwrap();
+    assert_refused(&out, USAGE, &["authledger_now"], "huge clock");
+    assert_eq!(before, home.snapshot());
+    // A fence that is not the lease's is refused before anything happens.
+    refused_unchanged(
+        &home,
+        &["lease", "renew", &id, "--fence", "999"],
+        DENIED,
+        &["fence"],
+    );
+    // Usage on a lost lease is recorded, and --json reports the exit code it really exits with.
+    home.json(&["lease", "release", &id]);
+    let out = home.run(&[
+        "--json", "usage", "record", &id, "--input", "1", "--output", "1",
+    ]);
+    assert_eq!(code(&out), DENIED);
+    let err: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert_eq!(err["exit_code"], DENIED);
+}

@@ -584,3 +584,82 @@ fn daemon_reclaims_and_stops_on_sigterm() {
         .expect("lease listed");
     assert_eq!(lease["state"], "expired", "{lease}");
 }
+
+/// Starts `args` with a crash point armed, waits until the process says it stopped there
+/// (inside its write transaction), and kills it with SIGKILL.
+fn kill_at_fault_point(home: &Home, point: &str, args: &[&str]) {
+    let mut child = home
+        .cmd()
+        .env("AUTHLEDGER_FAULT", point)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("fault point"), "{point}: {line}");
+    child.kill().unwrap();
+    assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+}
+
+#[test]
+fn a_kill_inside_a_write_transaction_leaves_no_trace() {
+    let home = Home::new();
+    let lease = parse(&must(
+        home.run(&[
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "a",
+            "--provider",
+            "claude",
+            "--tokens",
+            "100",
+        ]),
+        "acquire",
+    ));
+    let id = lease["lease_id"].as_str().unwrap().to_string();
+    let cases: [(&str, Vec<&str>); 3] = [
+        (
+            "acquire:before-audit",
+            vec![
+                "lease",
+                "acquire",
+                "--agent",
+                "b",
+                "--provider",
+                "claude",
+                "--tokens",
+                "50",
+            ],
+        ),
+        (
+            "usage:before-insert",
+            vec![
+                "usage", "record", &id, "--input", "5", "--output", "5", "--key", "k1",
+            ],
+        ),
+        ("release:after-end", vec!["lease", "release", &id]),
+    ];
+    for (point, args) in cases {
+        let before = home.snapshot();
+        kill_at_fault_point(&home, point, &args);
+        assert_eq!(
+            before,
+            home.snapshot(),
+            "{point}: a killed transaction left a trace"
+        );
+        audit_verify_ok(&home, T0);
+        // The same operation then goes through whole.
+        must(home.run(&args), point);
+    }
+    let q = claude_quota(&home, T0);
+    assert_eq!(
+        (q["used"].as_i64(), q["reserved"].as_i64()),
+        (Some(10), Some(50))
+    );
+}

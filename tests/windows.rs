@@ -245,3 +245,72 @@ fn a_new_window_is_a_new_row_and_old_days_keep_their_figures() {
         ]
     );
 }
+
+#[test]
+fn a_lease_that_outlives_its_day_keeps_holding_its_tokens_in_the_next() {
+    // 23:50 on the 23rd: a lease takes the whole day's budget and lives past midnight.
+    let f = fixture(
+        MIDNIGHT + DAY - 10 * 60_000,
+        LimitsUpdate {
+            daily_tokens: Some(1_000),
+            concurrent: Some(5),
+            ..Default::default()
+        },
+    );
+    let long = f
+        .ledger
+        .acquire(
+            &AcquireRequest::new(AgentId::new("night-owl").unwrap(), Provider::Claude)
+                .tokens(1_000)
+                .ttl(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    // 00:10: the new day must not hand out the tokens the old lease still holds.
+    f.clock.set_ms(MIDNIGHT + DAY + 10 * 60_000);
+    let d = denial(ask(&f, 1_000));
+    assert_eq!((d.available, d.limit), (0, 1_000));
+    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
+    assert_eq!(
+        (q.used, q.reserved),
+        (0, 1_000),
+        "the reservation moved to today"
+    );
+    // 00:20: its usage counts today, out of what it holds.
+    f.clock.set_ms(MIDNIGHT + DAY + 20 * 60_000);
+    f.ledger
+        .record_usage(&long.id, &UsageRecord::new(600, 0))
+        .unwrap();
+    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
+    assert_eq!((q.used, q.reserved, q.remaining), (600, 400, 0));
+    assert_eq!(f.ledger.release(&long.id).unwrap().returned, 400);
+    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
+    assert_eq!((q.used, q.reserved, q.remaining), (600, 0, 400));
+}
+
+#[test]
+fn a_refused_request_opens_no_window() {
+    let start = MIDNIGHT + HOUR;
+    let f = fixture(
+        start,
+        LimitsUpdate {
+            daily_tokens: Some(100),
+            window_5h_tokens: Some(Some(1_000)),
+            ..Default::default()
+        },
+    );
+    denial(ask(&f, 500));
+    // Had the refusal opened the 5-hour window, it would end at start + 5 h.
+    f.clock.set_ms(start + 2 * HOUR);
+    spend(&f, 50);
+    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
+    let five = q
+        .windows
+        .iter()
+        .find(|w| w.kind == WindowKind::FiveHour)
+        .unwrap();
+    assert_eq!(
+        five.resets_at,
+        Some(start + 7 * HOUR),
+        "opened by the first grant"
+    );
+}

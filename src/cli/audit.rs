@@ -7,7 +7,7 @@ use super::Ctx;
 use super::args::{self, When};
 use super::output::table;
 use crate::clock::format_ms;
-use crate::error::{Error, exit};
+use crate::error::Error;
 use crate::records::AuditQuery;
 use crate::types::{AgentId, Provider, truncate_for_message};
 
@@ -65,10 +65,8 @@ impl AuditCmd {
                         seq: seq.unwrap_or(0),
                         problem: problem.unwrap_or_default(),
                     };
-                    if !ctx.out.json {
-                        ctx.out.error(&err);
-                    }
-                    Ok(exit::STORAGE)
+                    ctx.out.error(&err);
+                    Ok(err.exit_code())
                 }
             };
         }

@@ -48,7 +48,16 @@ impl DemoCmd {
                 .with_clock(Arc::new(clock.clone()))
                 .with_key(KeySource::File(dir.path().join("keys/master.key"))),
         )?;
-        let say = |s: &str| ctx.out.line(s);
+        // With --json the tour is collected and printed as one document at the end.
+        let lines = std::cell::RefCell::new(Vec::<String>::new());
+        let say = |s: &str| -> Result<(), Error> {
+            if ctx.out.json {
+                lines.borrow_mut().push(s.to_string());
+                Ok(())
+            } else {
+                ctx.out.line(s)
+            }
+        };
         let account = Account::default();
 
         say(&format!(
@@ -192,12 +201,19 @@ impl DemoCmd {
             if verify.ok { "intact" } else { "BROKEN" },
             verify.rows
         ))?;
-        if self.keep {
-            let kept = dir.keep();
+        let kept = self.keep.then(|| dir.keep().join("ledger.db"));
+        if let Some(path) = &kept {
             say(&format!(
                 "\nkept: explore with  authledger --db {} quota",
-                kept.join("ledger.db").display()
+                path.display()
             ))?;
+        }
+        if ctx.out.json {
+            ctx.out.json(&serde_json::json!({
+                "audit_intact": verify.ok,
+                "kept": kept,
+                "tour": lines.into_inner(),
+            }))?;
         }
         Ok(0)
     }

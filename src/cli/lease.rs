@@ -23,11 +23,17 @@ pub enum LeaseCmd {
     Renew {
         /// The lease id printed by acquire.
         lease_id: LeaseId,
+        /// Refuse unless this is the lease's fencing number (printed by acquire --json).
+        #[arg(long, value_name = "N")]
+        fence: Option<i64>,
     },
     /// End a lease and return its unused tokens.
     Release {
         /// The lease id printed by acquire.
         lease_id: LeaseId,
+        /// Refuse unless this is the lease's fencing number (printed by acquire --json).
+        #[arg(long, value_name = "N")]
+        fence: Option<i64>,
     },
     /// List active leases (or every lease with --all).
     List {
@@ -82,7 +88,7 @@ pub struct Acquire {
 }
 
 impl Acquire {
-    fn requests(&self) -> Vec<AcquireRequest> {
+    fn requests(&self, audit_denial: bool) -> Vec<AcquireRequest> {
         let providers: &[Provider] = match self.provider {
             ProviderChoice::Claude => &[Provider::Claude],
             ProviderChoice::Openai => &[Provider::Openai],
@@ -95,15 +101,16 @@ impl Acquire {
                     .ttl(self.ttl)
                     .account(self.account.clone());
                 r.tokens = self.tokens;
+                r.audit_denial = audit_denial;
                 r
             })
             .collect()
     }
 
     /// One pass over the candidate providers: the first grant, or the first refusal.
-    fn try_once(&self, ledger: &Ledger) -> Result<Lease, Error> {
+    fn try_once(&self, ledger: &Ledger, audit_denial: bool) -> Result<Lease, Error> {
         let mut first_denial = None;
-        for req in self.requests() {
+        for req in self.requests(audit_denial) {
             match ledger.acquire(&req) {
                 Ok(lease) => return Ok(lease),
                 Err(e @ Error::Quota(QuotaError::Denied(_))) => {
@@ -120,17 +127,17 @@ impl Acquire {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
-        for req in self.requests() {
+        for req in self.requests(true) {
             req.validate()?;
         }
         let ledger = ctx.open()?;
         let deadline = self.wait.map(|w| Instant::now() + w);
         let mut pause = Duration::from_millis(100);
         let lease = loop {
-            match self.try_once(&ledger) {
-                Err(Error::Quota(QuotaError::Denied(_)))
-                    if deadline.is_some_and(|d| Instant::now() + pause < d) =>
-                {
+            // Only the last attempt's refusal goes to the audit trail: waiting is not news.
+            let last = deadline.is_none_or(|d| Instant::now() + pause >= d);
+            match self.try_once(&ledger, last) {
+                Err(Error::Quota(QuotaError::Denied(_))) if !last => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -169,8 +176,12 @@ impl LeaseCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
             LeaseCmd::Acquire(a) => a.run(ctx),
-            LeaseCmd::Renew { lease_id } => {
-                let lease = ctx.open()?.renew(lease_id)?;
+            LeaseCmd::Renew { lease_id, fence } => {
+                let ledger = ctx.open()?;
+                if let Some(f) = fence {
+                    ledger.check_fence(lease_id, *f)?;
+                }
+                let lease = ledger.renew(lease_id)?;
                 if ctx.out.json {
                     ctx.out.json(&json!({
                         "lease_id": lease.id,
@@ -187,8 +198,12 @@ impl LeaseCmd {
                 }
                 Ok(0)
             }
-            LeaseCmd::Release { lease_id } => {
-                let r = ctx.open()?.release(lease_id)?;
+            LeaseCmd::Release { lease_id, fence } => {
+                let ledger = ctx.open()?;
+                if let Some(f) = fence {
+                    ledger.check_fence(lease_id, *f)?;
+                }
+                let r = ledger.release(lease_id)?;
                 if ctx.out.json {
                     ctx.out.json(&json!({
                         "lease_id": r.lease.id,

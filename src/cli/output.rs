@@ -59,11 +59,13 @@ impl Output {
 
     /// Reports a usage error (from argument parsing) the same way.
     pub fn usage_error(&self, message: &str) {
+        self.failure(message, crate::exit::USAGE);
+    }
+
+    /// Reports a failure that is not an [`Error`] value, with the exit code it leads to.
+    pub fn failure(&self, message: &str, exit_code: i32) {
         if self.json {
-            eprintln!(
-                "{}",
-                json!({ "error": message, "exit_code": crate::exit::USAGE })
-            );
+            eprintln!("{}", json!({ "error": message, "exit_code": exit_code }));
         } else {
             eprintln!("authledger: {message}");
         }

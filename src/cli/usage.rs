@@ -50,6 +50,9 @@ enum UsageAction {
         /// Idempotency key: a retry with the same key is recorded once.
         #[arg(long, value_name = "IDEMPOTENCY_KEY")]
         key: Option<String>,
+        /// Refuse unless this is the lease's fencing number (printed by acquire --json).
+        #[arg(long, value_name = "N")]
+        fence: Option<i64>,
     },
 }
 
@@ -63,6 +66,7 @@ impl UsageCmd {
                 output,
                 requests,
                 key,
+                fence,
             }) => {
                 let record = UsageRecord {
                     input: *input,
@@ -71,7 +75,11 @@ impl UsageCmd {
                     key: key.clone(),
                 };
                 record.validate()?;
-                let o = ctx.open()?.record_usage(lease_id, &record)?;
+                let ledger = ctx.open()?;
+                if let Some(f) = fence {
+                    ledger.check_fence(lease_id, *f)?;
+                }
+                let o = ledger.record_usage(lease_id, &record)?;
                 if ctx.out.json {
                     ctx.out.json(&o)?;
                 } else {
@@ -97,7 +105,7 @@ impl UsageCmd {
                         "usage recorded, but lease {} is {}: it was lost; stop using it",
                         o.lease_id, o.lease_state
                     );
-                    ctx.out.usage_error(&msg);
+                    ctx.out.failure(&msg, exit::DENIED);
                     return Ok(exit::DENIED);
                 }
                 Ok(0)

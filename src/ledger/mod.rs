@@ -118,12 +118,14 @@ impl Ledger {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
         let now = self.now();
-        let outcome = self.store.write(|tx| -> Result<_, Error> {
-            // No grant without a credential an agent can use: checked from clear metadata in
-            // the same transaction, so no key and no network are needed here.
-            credentials::require_usable(tx, req.provider, &req.account, now)?;
-            Ok(quota::acquire(tx, now, req, id)?)
-        })?;
+        let outcome = self
+            .store
+            .write(|tx: &mut crate::store::Tx<'_>| -> Result<_, Error> {
+                // No grant without a credential an agent can use: checked from clear metadata in
+                // the same transaction, so no key and no network are needed here.
+                credentials::require_usable(tx, req.provider, &req.account, now)?;
+                Ok(quota::acquire(tx, now, req, id)?)
+            })?;
         outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
     }
 
@@ -193,6 +195,24 @@ impl Ledger {
         self.store
             .read(|tx| tx.lease(id))?
             .ok_or_else(|| Error::Quota(QuotaError::UnknownLease(id.clone())))
+    }
+
+    /// Checks that `fence` is the lease's fencing number, so a holder that kept a lease id
+    /// from elsewhere cannot act on it. (Lease ids are never reused, so renew, release and
+    /// record_usage already refuse a holder whose lease ended; the fence is for callers that
+    /// pass leases between processes and for resources guarded by it.)
+    pub fn check_fence(&self, id: &LeaseId, fence: i64) -> Result<(), Error> {
+        let lease = self.lease(id)?;
+        if lease.fence == fence {
+            Ok(())
+        } else {
+            Err(QuotaError::StaleFence {
+                id: id.clone(),
+                given: fence,
+                actual: lease.fence,
+            }
+            .into())
+        }
     }
 
     /// Active leases, or every lease with `all`.

@@ -35,6 +35,9 @@ pub struct AcquireRequest {
     pub tokens: Option<i64>,
     /// How long the lease lives without a renew.
     pub ttl: Duration,
+    /// Whether a refusal is written to the audit trail. A caller that retries (`--wait`) turns
+    /// it off for all but its last attempt, so waiting does not flood the trail.
+    pub audit_denial: bool,
 }
 
 impl AcquireRequest {
@@ -46,6 +49,7 @@ impl AcquireRequest {
             account: Account::default(),
             tokens: None,
             ttl: DEFAULT_TTL,
+            audit_denial: true,
         }
     }
 
@@ -86,10 +90,11 @@ impl AcquireRequest {
     }
 }
 
-/// Grants a lease or refuses it, in the caller's write transaction. A refusal is written to
-/// the audit trail and returned as `Ok(Err(denial))` so the transaction still commits.
+/// Grants a lease or refuses it, in the caller's write transaction. A refusal leaves no trace
+/// of the decision (no window opened by it) but its audit row, and is returned as
+/// `Ok(Err(denial))` so the transaction still commits that row.
 pub fn acquire(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     now: Millis,
     req: &AcquireRequest,
     lease_id: LeaseId,
@@ -100,26 +105,52 @@ pub fn acquire(
         reclaim(tx, now, &stale, LeaseState::Expired, "ttl")?;
     }
     let limits = ensure_limits(tx, req.provider, &req.account, now)?;
-    let decision = decide(tx, now, req, &limits)?;
-    let (amount, windows) = match decision {
-        Ok(granted) => granted,
-        Err(denial) => {
-            audit::append(
-                tx,
-                now,
-                AuditEvent::new(action::DENY, json!({ "denial": &denial }))
-                    .on(req.provider, &req.account)
-                    .by(&req.agent),
-            )?;
-            return Ok(Err(denial));
+    let mut outcome = None;
+    tx.undo_unless(|tx| -> Result<bool, QuotaError> {
+        let granted = match decide(tx, now, req, &limits)? {
+            Ok((amount, windows)) => Ok(grant(tx, now, req, lease_id, &limits, amount, &windows)?),
+            Err(denial) => Err(denial),
+        };
+        let keep = granted.is_ok();
+        outcome = Some(granted);
+        Ok(keep)
+    })?;
+    match outcome {
+        Some(Ok(lease)) => Ok(Ok(lease)),
+        Some(Err(denial)) => {
+            if req.audit_denial {
+                audit::append(
+                    tx,
+                    now,
+                    AuditEvent::new(action::DENY, json!({ "denial": &denial }))
+                        .on(req.provider, &req.account)
+                        .by(&req.agent),
+                )?;
+            }
+            Ok(Err(denial))
         }
-    };
+        None => Err(crate::store::StoreError::Constraint {
+            reason: "acquire reached no decision".into(),
+        }
+        .into()),
+    }
+}
 
-    for w in &windows {
+/// Writes a decided grant: the conditional reservations, the lease, its audit row.
+fn grant(
+    tx: &Tx<'_>,
+    now: Millis,
+    req: &AcquireRequest,
+    lease_id: LeaseId,
+    limits: &Limits,
+    amount: i64,
+    windows: &[Window],
+) -> Result<Lease, QuotaError> {
+    for w in windows {
         let limit = limits.budget_for(w.kind).unwrap_or(i64::MAX);
         if !tx.reserve_in_window(w.id, amount, limit)? {
-            // The checks above read the same snapshot, so this cannot happen; if it ever does,
-            // fail closed and let the transaction roll back.
+            // The checks read the same snapshot, so this cannot happen; if it ever does, fail
+            // closed and let the transaction roll back.
             return Err(crate::store::StoreError::Constraint {
                 reason: format!(
                     "reservation in the {} window would exceed its limit",
@@ -140,16 +171,17 @@ pub fn acquire(
         used: 0,
         ttl_ms,
         created_at: now,
-        expires_at: now + ttl_ms,
+        expires_at: now.saturating_add(ttl_ms),
         heartbeat_at: now,
         state: LeaseState::Active,
         ended_at: None,
         end_reason: None,
     };
     tx.insert_lease(&lease)?;
-    for w in &windows {
+    for w in windows {
         tx.insert_lease_window(&lease.id, w.id, amount)?;
     }
+    crate::fault::point("acquire:before-audit");
     audit::append(
         tx,
         now,
@@ -167,7 +199,7 @@ pub fn acquire(
         .by(&req.agent)
         .lease(&lease.id),
     )?;
-    Ok(Ok(lease))
+    Ok(lease)
 }
 
 type Grant = (i64, Vec<Window>);

@@ -95,6 +95,16 @@ pub enum QuotaError {
         /// When it ended.
         ended_at: Millis,
     },
+    /// The caller's fencing number is not the lease's: it acts on a lease it does not hold.
+    #[error("lease {id} has fence {actual}, not {given}: you do not hold it; stop")]
+    StaleFence {
+        /// The lease.
+        id: LeaseId,
+        /// The fence the caller gave.
+        given: i64,
+        /// The lease's fence.
+        actual: i64,
+    },
     /// An idempotency key was reused for a different usage record.
     #[error("idempotency key {key:?} was already used for a different usage record; use a new key")]
     IdempotencyConflict {

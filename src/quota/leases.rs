@@ -142,6 +142,7 @@ pub fn release(
         Err(e) => return Ok(Err(e)),
     };
     tx.end_lease(id, LeaseState::Released, now, "released")?;
+    crate::fault::point("release:after-end");
     let returned = return_reservation(tx, id)?;
     lease.state = LeaseState::Released;
     lease.ended_at = Some(now);

@@ -48,6 +48,11 @@ impl LimitsUpdate {
                 check_tokens(what, n)?;
             }
         }
+        if self.lease_cap == Some(Some(0)) {
+            return Err(InvalidInput(
+                "--lease-cap must be at least 1 (or off)".into(),
+            ));
+        }
         if let Some(c) = self.concurrent
             && !(0..=MAX_CONCURRENT).contains(&c)
         {

@@ -127,14 +127,22 @@ pub fn record_usage(
     }
 
     let tokens = record.input + record.output;
-    for (window_id, held) in tx.lease_windows(id)? {
-        let from_reserved = tokens.min(held);
-        tx.add_usage_to_window(window_id, tokens, from_reserved, record.requests)?;
-        if from_reserved > 0 {
-            tx.take_from_lease_window(id, window_id, from_reserved)?;
+    let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
+    // Usage counts where it happened: in the windows current now. Opening them first carries
+    // the lease's unused reservation along if it outlived the window it was granted in.
+    for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
+        if limits.budget_for(kind).is_some() {
+            let w = current_window(
+                tx,
+                lease.provider,
+                &lease.account,
+                kind,
+                now,
+                limits.reset_offset_min,
+            )?;
+            tx.add_usage_to_window(w.id, tokens, 0, record.requests)?;
         }
     }
-    let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
     if limits.rpm.is_some() || limits.tpm.is_some() {
         let minute = current_window(
             tx,
@@ -146,6 +154,15 @@ pub fn record_usage(
         )?;
         tx.add_usage_to_window(minute.id, tokens, 0, record.requests)?;
     }
+    // What was used comes out of what the lease held, wherever it holds it.
+    for (window_id, held) in tx.lease_windows(id)? {
+        let from_reserved = tokens.min(held);
+        if from_reserved > 0 {
+            tx.add_usage_to_window(window_id, 0, from_reserved, 0)?;
+            tx.take_from_lease_window(id, window_id, from_reserved)?;
+        }
+    }
+    crate::fault::point("usage:before-insert");
     tx.add_lease_usage(id, tokens)?;
     lease.used += tokens;
     tx.insert_usage(&UsageEvent {

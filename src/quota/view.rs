@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::limits::effective_limits;
-use super::windows::aligned_bounds;
+use super::windows::{aligned_bounds, pending_carry};
 use crate::records::Limits;
 use crate::store::{StoreError, Tx};
 use crate::types::{Account, Millis, Provider, WindowKind};
@@ -79,7 +79,7 @@ fn window_status(
         Some(w) => (w.used, w.reserved, w.requests, Some(w.end_ms)),
         None => (
             0,
-            0,
+            pending_carry(tx, l.provider, &l.account, kind, now)?,
             0,
             aligned_bounds(kind, now, l.reset_offset_min).map(|(_, e)| e),
         ),

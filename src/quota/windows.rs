@@ -29,7 +29,8 @@ pub fn aligned_bounds(
 }
 
 /// The window of `kind` containing `now`, opening a new row when none does. A new window is a
-/// new row; an old one is never zeroed.
+/// new row; an old one is never zeroed. Opening a budget window carries the unused
+/// reservations of still-active leases over from the window before it.
 pub fn current_window(
     tx: &Tx<'_>,
     provider: Provider,
@@ -43,7 +44,31 @@ pub fn current_window(
     }
     let (start, end) =
         aligned_bounds(kind, now, reset_offset_min).unwrap_or((now, now + kind.length_ms()));
-    tx.insert_window(provider, account, kind, start, end)
+    let mut window = tx.insert_window(provider, account, kind, start, end)?;
+    if kind != WindowKind::Minute
+        && let Some(previous) = tx.previous_window(provider, account, kind, start)?
+    {
+        window.reserved += tx.carry_reservations(previous.id, window.id)?;
+    }
+    Ok(window)
+}
+
+/// What a window not opened yet would start with: the reservations active leases would carry
+/// into it. Lets read-only views show the truth without writing.
+pub fn pending_carry(
+    tx: &Tx<'_>,
+    provider: Provider,
+    account: &Account,
+    kind: WindowKind,
+    now: Millis,
+) -> Result<i64, StoreError> {
+    if kind == WindowKind::Minute {
+        return Ok(0);
+    }
+    match tx.previous_window(provider, account, kind, now + 1)? {
+        Some(previous) => tx.active_holdings(previous.id),
+        None => Ok(0),
+    }
 }
 
 #[cfg(test)]

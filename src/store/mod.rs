@@ -80,7 +80,7 @@ impl Store {
         if fresh {
             // Creating the file and its first migration happen under the writer lock, so two
             // processes opening a new ledger at once do not both create tables.
-            let _guard = WriteLock::acquire(&lock_path)?;
+            let _guard = WriteLock::acquire(&lock_path, options.write_deadline)?;
             files::ensure_private_file(path)?;
             Self::prepare(path, &options)?;
         } else {
@@ -122,7 +122,7 @@ impl Store {
         let conn = open_connection(path, options)?;
         if migrate::check(&conn, path)? {
             drop(conn);
-            let _guard = WriteLock::acquire(lock_path)?;
+            let _guard = WriteLock::acquire(lock_path, options.write_deadline)?;
             Self::prepare(path, options)?;
         }
         Ok(())
@@ -158,7 +158,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let _queue = WriteLock::acquire(&self.lock_path)?;
+        let _queue = WriteLock::acquire(&self.lock_path, self.options.write_deadline)?;
         let mut conn = self.pool.get().map_err(StoreError::from)?;
         let started = Instant::now();
         let txn = loop {

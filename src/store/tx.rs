@@ -26,6 +26,25 @@ impl<'c> Tx<'c> {
     pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
         self.txn.commit()
     }
+
+    /// Runs `f` inside a savepoint that is rolled back when `f` returns `Ok(false)`: a decision
+    /// that was refused leaves no trace but what the caller writes afterwards.
+    pub fn undo_unless<E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'c>) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        self.txn
+            .execute_batch("SAVEPOINT decide")
+            .map_err(StoreError::from)?;
+        let keep = f(self)?;
+        let sql = if keep {
+            "RELEASE decide"
+        } else {
+            "ROLLBACK TO decide; RELEASE decide"
+        };
+        self.txn.execute_batch(sql).map_err(StoreError::from)?;
+        Ok(keep)
+    }
 }
 
 /// Parses a stored text column back into its type, reporting a hand-edited value clearly.

@@ -160,6 +160,66 @@ impl Tx<'_> {
         raw.map(window_build).transpose()
     }
 
+    /// The latest window of `kind` that started before `before`.
+    pub fn previous_window(
+        &self,
+        provider: Provider,
+        account: &Account,
+        kind: WindowKind,
+        before: Millis,
+    ) -> Result<Option<Window>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                &format!(
+                    "SELECT {WINDOW_COLS} FROM windows
+                     WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms < ?4
+                     ORDER BY start_ms DESC LIMIT 1"
+                ),
+                params![provider.as_str(), account.as_str(), kind.as_str(), before],
+                window_from_row,
+            )
+            .optional()?;
+        raw.map(window_build).transpose()
+    }
+
+    /// What active leases still hold in a window: the reservation that moves with them when
+    /// the next window opens.
+    pub fn active_holdings(&self, window_id: i64) -> Result<i64, StoreError> {
+        Ok(self.txn.query_row(
+            "SELECT COALESCE(SUM(lw.reserved), 0) FROM lease_windows lw
+             JOIN leases l ON l.id = lw.lease_id
+             WHERE lw.window_id = ?1 AND l.state = 'active'",
+            [window_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Moves active leases' unused reservations from a window that has ended into the one that
+    /// replaced it, so a lease that outlives its window keeps holding its tokens where they
+    /// count. Returns the tokens moved.
+    pub fn carry_reservations(&self, from: i64, to: i64) -> Result<i64, StoreError> {
+        let moved = self.active_holdings(from)?;
+        if moved == 0 {
+            return Ok(0);
+        }
+        self.txn.execute(
+            "UPDATE lease_windows SET window_id = ?2
+             WHERE window_id = ?1 AND reserved > 0
+               AND lease_id IN (SELECT id FROM leases WHERE state = 'active')",
+            params![from, to],
+        )?;
+        self.txn.execute(
+            "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
+            params![from, moved],
+        )?;
+        self.txn.execute(
+            "UPDATE windows SET reserved = reserved + ?2 WHERE id = ?1",
+            params![to, moved],
+        )?;
+        Ok(moved)
+    }
+
     /// Creates a window row (a new window, never a reset of an old one) and returns it.
     pub fn insert_window(
         &self,

@@ -1,0 +1,21 @@
+//! Crash points for tests. A debug build stops forever at the named point when
+//! `AUTHLEDGER_FAULT` names it, after saying so on stderr, so a test can `kill -9` the process
+//! in the middle of a transaction and check that nothing was half-written. Release builds
+//! compile this to nothing.
+
+/// The environment variable naming the point to stop at.
+pub const FAULT_VAR: &str = "AUTHLEDGER_FAULT";
+
+/// Stops here forever if `AUTHLEDGER_FAULT` names this point (debug builds only).
+#[inline]
+pub fn point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var(FAULT_VAR).is_ok_and(|v| v == name) {
+        eprintln!("authledger: fault point {name} reached");
+        loop {
+            std::thread::park();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
