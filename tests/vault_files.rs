@@ -1771,3 +1771,35 @@ fn logout_removes_the_credential_and_revokes_its_leases() {
     assert_refused(&out, AUTH, &["claude"], "second logout");
     assert_eq!(home.snapshot(), before, "a refused logout writes nothing");
 }
+
+#[test]
+fn regression_an_oauth_token_is_not_an_api_key_and_tiers_fit_their_provider() {
+    let home = Home::new();
+    let before = home.snapshot();
+    let out = home
+        .cmd()
+        .env("ANTHROPIC_API_KEY", "sk-ant-oat01-looks-like-a-setup-token")
+        .args(["login", "claude", "--account", "x", "--from", "env"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("OAuth token"), "{}", stderr(&out));
+    let out = home
+        .cmd()
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-abcdefghijklmnop")
+        .args([
+            "login",
+            "claude",
+            "--account",
+            "x",
+            "--from",
+            "env",
+            "--tier",
+            "chatgpt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no chatgpt tier"), "{}", stderr(&out));
+    assert_eq!(before, home.snapshot());
+}

@@ -216,6 +216,9 @@ impl LoginCmd {
             None if std::io::stdin().is_terminal() && !self.api_key_stdin => ask_provider()?,
             None => return Err(InvalidInput("name a provider: claude or openai".into()).into()),
         };
+        if let Some(t) = self.tier {
+            t.check_for(provider)?;
+        }
         let credential = self.credential(ctx, provider)?;
         let ledger = ctx.open()?;
         let s = ledger.store_credential(&credential)?;

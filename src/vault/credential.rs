@@ -65,6 +65,22 @@ impl Tier {
     }
 }
 
+impl Tier {
+    /// Checks that the plan exists for the provider (Claude: max, pro, api; OpenAI: api,
+    /// chatgpt).
+    pub fn check_for(self, provider: Provider) -> Result<(), InvalidInput> {
+        let ok = match provider {
+            Provider::Claude => matches!(self, Tier::Max | Tier::Pro | Tier::Api),
+            Provider::Openai => matches!(self, Tier::Api | Tier::Chatgpt),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(InvalidInput(format!("{provider} has no {self} tier")))
+        }
+    }
+}
+
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

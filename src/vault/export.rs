@@ -35,7 +35,8 @@ pub fn codex_auth_json(c: &Credential, now: Millis) -> Result<serde_json::Value,
             "tokens": {
                 "id_token": c.id_token.as_ref().ok_or_else(|| missing("id_token"))?.expose_secret(),
                 "access_token": c.access_token.as_ref().ok_or_else(|| missing("access token"))?.expose_secret(),
-                "refresh_token": c.refresh_token.as_ref().map(|s| s.expose_secret()),
+                // Codex requires the field; an empty one means "cannot refresh".
+                "refresh_token": c.refresh_token.as_ref().map_or("", |s| s.expose_secret()),
                 "account_id": c.account_id,
             },
             "last_refresh": format_ms(now),

@@ -69,8 +69,14 @@ fn required(what: &str, obj: &Value, key: &str) -> Result<Secret, VaultError> {
 }
 
 /// Checks an API key's shape: `sk-ant-` for Claude, `sk-` for OpenAI, no whitespace inside.
+/// A Claude Code OAuth token (`sk-ant-oat…`) is refused: Claude Code rejects it as an API key.
 pub fn check_api_key(provider: Provider, key: &Secret) -> Result<(), VaultError> {
     let k = key.expose_secret();
+    if provider == Provider::Claude && k.starts_with("sk-ant-oat") {
+        return Err(VaultError::Conflict(
+            "that is a Claude Code OAuth token, not an API key: store it with `authledger login claude --setup-token` (or --from claude-code)".into(),
+        ));
+    }
     let prefix = match provider {
         Provider::Claude => "sk-ant-",
         Provider::Openai => "sk-",
