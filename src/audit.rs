@@ -41,6 +41,8 @@ pub mod action {
     pub const IMPORT: &str = "import";
     /// A credential was exported to another tool's file.
     pub const EXPORT: &str = "export";
+    /// An OAuth refresh ran (detail: its outcome).
+    pub const REFRESH: &str = "refresh";
     /// The master key was rotated.
     pub const KEY_ROTATE: &str = "key_rotate";
 }

@@ -25,6 +25,8 @@ pub struct LedgerConfig {
     pub key: KeySource,
     /// Provider settings from `config.toml` (base URLs, OAuth endpoints).
     pub file: FileConfig,
+    /// How OAuth tokens are refreshed.
+    pub refresh: crate::ledger::RefreshPolicy,
 }
 
 impl LedgerConfig {
@@ -37,6 +39,7 @@ impl LedgerConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             key: KeySource::Default,
             file: FileConfig::default(),
+            refresh: crate::ledger::RefreshPolicy::default(),
         }
     }
 

@@ -38,6 +38,9 @@ pub enum Error {
     /// A credential problem.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// An OAuth step failed.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// `config.toml` cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -78,6 +81,7 @@ impl Error {
                 _ => exit::OTHER,
             },
             Error::Vault(v) => v.exit_code(),
+            Error::OAuth(o) => o.exit_code(),
             Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
         }

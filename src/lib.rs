@@ -41,7 +41,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fault;
-mod ledger;
+pub mod ledger;
+pub mod oauth;
 pub mod quota;
 pub mod random;
 pub mod records;
@@ -53,7 +54,7 @@ pub mod vault;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LedgerConfig;
 pub use error::{Error, exit};
-pub use ledger::{Ledger, LogoutReport, Released};
+pub use ledger::{Ledger, LogoutReport, RefreshPolicy, Released};
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
     UsageOutcome, UsageRecord,

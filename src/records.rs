@@ -253,6 +253,8 @@ pub struct CredentialRecord {
     pub updated_at: Millis,
     /// When last handed to an agent.
     pub last_used_at: Option<Millis>,
+    /// When an OAuth refresh last replaced the tokens.
+    pub refreshed_at: Option<Millis>,
 }
 
 /// One encrypted secret field of a credential.

@@ -19,6 +19,31 @@ pub struct DaemonCmd {
     /// Leases with no heartbeat for this long are reclaimed too.
     #[arg(long, value_name = "DUR", value_parser = args::duration, default_value = "30m")]
     idle: Duration,
+    /// How often to look for OAuth tokens close to expiry and refresh them ahead of time.
+    #[arg(long, value_name = "DUR", value_parser = args::duration, default_value = "5m")]
+    refresh_every: Duration,
+}
+
+/// Refreshes every OAuth credential that would expire before the next pass (plus the usual
+/// margin), so agents rarely wait for a refresh. Returns one log line per credential touched.
+fn refresh_pass(ledger: &crate::ledger::Ledger, every: Duration) -> Vec<String> {
+    let now = ledger.now();
+    let margin = every * 2 + ledger.config().refresh.margin;
+    let horizon = now + i64::try_from(margin.as_millis()).unwrap_or(i64::MAX / 2);
+    let credentials = match ledger.credentials() {
+        Ok(c) => c,
+        Err(e) => return vec![format!("refresh pass failed: {e}")],
+    };
+    credentials
+        .into_iter()
+        .filter(|c| c.refreshable && c.status == "ok" && c.expires_at.is_some_and(|t| t <= horizon))
+        .map(
+            |c| match ledger.access_token_within(c.provider, &c.account, margin) {
+                Ok(_) => format!("refreshed {}/{}", c.provider, c.account),
+                Err(e) => format!("refresh of {}/{} failed: {e}", c.provider, c.account),
+            },
+        )
+        .collect()
 }
 
 impl DaemonCmd {
@@ -42,8 +67,19 @@ impl DaemonCmd {
             let mut int = signal(SignalKind::interrupt()).map_err(io)?;
             let mut tick = tokio::time::interval(self.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut refresh_tick = tokio::time::interval(self.refresh_every);
+            refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    _ = refresh_tick.tick() => {
+                        let l = ledger.clone();
+                        let every = self.refresh_every;
+                        if let Ok(lines) = tokio::task::spawn_blocking(move || refresh_pass(&l, every)).await {
+                            for line in lines {
+                                eprintln!("{} {line}", format_ms(ctx.clock().now_ms()));
+                            }
+                        }
+                    }
                     _ = tick.tick() => {
                         let l = ledger.clone();
                         let idle = self.idle;

@@ -39,6 +39,22 @@ pub struct LoginCmd {
     /// The plan: max, pro, api or chatgpt (default: from the source).
     #[arg(long)]
     tier: Option<Tier>,
+    /// Sign in with OAuth (authorization code + PKCE) at the endpoints in config.toml.
+    #[arg(long, conflicts_with_all = ["api_key_stdin", "from", "device", "setup_token"])]
+    oauth: bool,
+    /// With --oauth: print the URL instead of opening a browser, and accept a pasted
+    /// `code#state` or redirect URL on stdin.
+    #[arg(long, requires = "oauth")]
+    no_browser: bool,
+    /// With --oauth: how long to wait for the browser.
+    #[arg(long, value_name = "DUR", value_parser = super::args::duration, default_value = "5m")]
+    timeout: std::time::Duration,
+    /// Sign in with the device grant (RFC 8628), for machines without a browser.
+    #[arg(long, conflicts_with_all = ["api_key_stdin", "from", "setup_token"])]
+    device: bool,
+    /// Store the long-lived token printed by `claude setup-token`, read from stdin.
+    #[arg(long, conflicts_with_all = ["api_key_stdin", "from"])]
+    setup_token: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,22 +222,38 @@ impl LoginCmd {
 
     /// Stores the credential.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
-        if self.verify && self.from.is_some() {
+        if self.verify && (self.from.is_some() || self.oauth || self.device || self.setup_token) {
             return Err(
                 InvalidInput("--verify checks API keys given with --api-key-stdin".into()).into(),
             );
         }
         let provider = match self.provider {
             Some(p) => p,
-            None if std::io::stdin().is_terminal() && !self.api_key_stdin => ask_provider()?,
+            None if std::io::stdin().is_terminal() && !self.api_key_stdin && !self.setup_token => {
+                ask_provider()?
+            }
             None => return Err(InvalidInput("name a provider: claude or openai".into()).into()),
         };
         if let Some(t) = self.tier {
             t.check_for(provider)?;
         }
-        let credential = self.credential(ctx, provider)?;
-        let ledger = ctx.open()?;
-        let s = ledger.store_credential(&credential)?;
+        let s = if self.oauth || self.device {
+            super::oauth_login::run(
+                ctx,
+                provider,
+                &self.account,
+                self.tier,
+                self.device,
+                self.no_browser,
+                self.timeout,
+            )?
+        } else if self.setup_token {
+            let credential = setup_token_credential(provider, &self.account, self.tier)?;
+            ctx.open()?.store_credential(&credential)?
+        } else {
+            let credential = self.credential(ctx, provider)?;
+            ctx.open()?.store_credential(&credential)?
+        };
         if ctx.out.json {
             ctx.out.json(&s)?;
         } else {
@@ -239,6 +271,43 @@ impl LoginCmd {
         }
         Ok(0)
     }
+}
+
+/// A `claude setup-token` token from stdin: a long-lived Claude Code OAuth token, handed to
+/// Claude Code only as `CLAUDE_CODE_OAUTH_TOKEN`.
+fn setup_token_credential(
+    provider: Provider,
+    account: &Account,
+    tier: Option<Tier>,
+) -> Result<Credential, Error> {
+    if provider != Provider::Claude {
+        return Err(
+            InvalidInput("--setup-token is for Claude Code's `claude setup-token`".into()).into(),
+        );
+    }
+    let token = read_stdin_secret()?;
+    if !token.expose_secret().starts_with("sk-ant-oat")
+        || token.expose_secret().chars().any(char::is_whitespace)
+    {
+        return Err(InvalidInput(
+            "that is not a Claude Code OAuth token (they start with sk-ant-oat); paste what `claude setup-token` printed".into(),
+        )
+        .into());
+    }
+    Ok(Credential {
+        provider,
+        account: account.clone(),
+        kind: crate::vault::CredentialKind::Oauth,
+        tier: tier.unwrap_or(Tier::Max),
+        api_key: None,
+        access_token: Some(token),
+        refresh_token: None,
+        id_token: None,
+        expires_at: None,
+        scopes: vec!["user:inference".into()],
+        account_id: None,
+        source: "setup-token".into(),
+    })
 }
 
 /// Remove a provider's credential and revoke its leases.

@@ -12,9 +12,11 @@ mod init;
 mod lease;
 mod limits;
 mod login;
+mod oauth_login;
 mod output;
 mod quota;
 mod status;
+mod token;
 mod usage;
 
 use std::path::PathBuf;
@@ -59,6 +61,9 @@ enum Command {
     Login(login::LoginCmd),
     /// Remove a provider's credential and revoke its leases.
     Logout(login::LogoutCmd),
+    /// Print the provider's usable secret, refreshing an OAuth token first if it is about to
+    /// expire (usable as Claude Code's apiKeyHelper).
+    Token(token::TokenCmd),
     /// Credentials (redacted), tier, expiry, last use and quota per provider.
     Status(status::StatusCmd),
     /// Whether each provider can take a lease now, and why not.
@@ -200,6 +205,7 @@ pub fn main() -> i32 {
         Command::Init(c) => c.run(&ctx),
         Command::Login(c) => c.run(&ctx),
         Command::Logout(c) => c.run(&ctx),
+        Command::Token(c) => c.run(&ctx),
         Command::Status(c) => c.run(&ctx),
         Command::Providers(c) => c.run(&ctx),
         Command::Export(c) => c.run(&ctx),

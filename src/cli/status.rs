@@ -51,7 +51,7 @@ impl StatusCmd {
             "leases",
         ]);
         for (q, c) in rows {
-            let (kind, tier, secret, expires, used) = match c {
+            let (kind, tier, secret, expires, refreshed, used) = match c {
                 Some(c) => (
                     if c.status == "ok" {
                         c.kind.as_str().to_string()
@@ -61,10 +61,12 @@ impl StatusCmd {
                     c.tier.to_string(),
                     c.redacted.clone(),
                     c.expires_at.map_or("-".into(), format_ms),
+                    c.refreshed_at.map_or("-".into(), format_ms),
                     c.last_used_at.map_or("never".into(), format_ms),
                 ),
                 None => (
                     "none".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -77,6 +79,7 @@ impl StatusCmd {
                 tier,
                 secret,
                 expires,
+                refreshed,
                 used,
                 format!("{} of {} ({}%)", q.used + q.reserved, q.limit, q.percent),
                 format!("{}/{}", q.active_leases, q.concurrent_limit),

@@ -21,7 +21,9 @@ use crate::types::{Account, LeaseId, Millis, Provider};
 pub use crate::quota::Released;
 
 mod credentials;
+mod tokens;
 pub use credentials::LogoutReport;
+pub use tokens::RefreshPolicy;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
 #[derive(Debug, Clone)]

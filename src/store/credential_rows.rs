@@ -7,7 +7,7 @@ use super::{StoreError, Tx};
 use crate::records::{CredentialRecord, SealedField};
 use crate::types::{Account, Millis, Provider};
 
-const COLS: &str = "provider, account, kind, tier, expires_at, scopes, account_id, source, status, generation, created_at, updated_at, last_used_at";
+const COLS: &str = "provider, account, kind, tier, expires_at, scopes, account_id, source, status, generation, created_at, updated_at, last_used_at, refreshed_at";
 
 type Raw = (
     [String; 3],
@@ -17,6 +17,7 @@ type Raw = (
     Option<String>,
     [String; 2],
     [i64; 3],
+    Option<i64>,
     Option<i64>,
 );
 
@@ -30,6 +31,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
         [r.get(7)?, r.get(8)?],
         [r.get(9)?, r.get(10)?, r.get(11)?],
         r.get(12)?,
+        r.get(13)?,
     ))
 }
 
@@ -43,6 +45,7 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
         [source, status],
         [generation, created_at, updated_at],
         last_used_at,
+        refreshed_at,
     ) = raw;
     Ok(CredentialRecord {
         provider: parse_col("provider", provider)?,
@@ -58,6 +61,7 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
         created_at,
         updated_at,
         last_used_at,
+        refreshed_at,
     })
 }
 
@@ -94,12 +98,13 @@ impl Tx<'_> {
     pub fn put_credential_record(&self, c: &CredentialRecord) -> Result<(), StoreError> {
         self.txn.execute(
             &format!(
-                "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (provider, account) DO UPDATE SET
                    kind = excluded.kind, tier = excluded.tier, expires_at = excluded.expires_at,
                    scopes = excluded.scopes, account_id = excluded.account_id, source = excluded.source,
                    status = excluded.status, generation = excluded.generation,
-                   updated_at = excluded.updated_at, last_used_at = excluded.last_used_at"
+                   updated_at = excluded.updated_at, last_used_at = excluded.last_used_at,
+                   refreshed_at = excluded.refreshed_at"
             ),
             params![
                 c.provider.as_str(),
@@ -114,7 +119,8 @@ impl Tx<'_> {
                 c.generation,
                 c.created_at,
                 c.updated_at,
-                c.last_used_at
+                c.last_used_at,
+                c.refreshed_at
             ],
         )?;
         Ok(())
@@ -135,6 +141,61 @@ impl Tx<'_> {
             params![provider.as_str(), account.as_str()],
         )?;
         Ok(n == 1)
+    }
+
+    /// Marks a credential `ok` or `needs_login`, only if it is still at `generation` (a newer
+    /// login must not be marked by an old refresh's failure). Returns whether it was marked.
+    pub fn set_credential_status(
+        &self,
+        provider: Provider,
+        account: &Account,
+        status: &str,
+        generation: i64,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let n = self.txn.execute(
+            "UPDATE credentials SET status = ?3, generation = generation + 1, updated_at = ?5
+             WHERE provider = ?1 AND account = ?2 AND generation = ?4",
+            params![provider.as_str(), account.as_str(), status, generation, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Takes the refresh claim for a credential unless another holder has a live one. The claim
+    /// expires at `until`, so a holder that died does not block the others for long.
+    pub fn try_claim_refresh(
+        &self,
+        provider: Provider,
+        account: &Account,
+        holder: &str,
+        generation: i64,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        let n = self.txn.execute(
+            "INSERT INTO refresh_claims (provider, account, holder, generation, claimed_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (provider, account) DO UPDATE SET
+               holder = excluded.holder, generation = excluded.generation,
+               claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+             WHERE refresh_claims.expires_at <= excluded.claimed_at",
+            params![provider.as_str(), account.as_str(), holder, generation, now, until],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Gives up a refresh claim (only the holder's own).
+    pub fn release_refresh_claim(
+        &self,
+        provider: Provider,
+        account: &Account,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        self.txn.execute(
+            "DELETE FROM refresh_claims WHERE provider = ?1 AND account = ?2 AND holder = ?3",
+            params![provider.as_str(), account.as_str(), holder],
+        )?;
+        Ok(())
     }
 
     /// Notes that an agent was handed the credential.

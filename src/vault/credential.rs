@@ -204,4 +204,6 @@ pub struct CredentialSummary {
     pub updated_at: Millis,
     /// When an agent last got it.
     pub last_used_at: Option<Millis>,
+    /// When an OAuth refresh last replaced its tokens.
+    pub refreshed_at: Option<Millis>,
 }

@@ -96,7 +96,36 @@ pub(crate) fn put(
     now: Millis,
     c: &Credential,
 ) -> Result<i64, VaultError> {
+    write(tx, cipher, now, c, None).map(|g| g.unwrap_or(0))
+}
+
+/// Replaces a credential with refreshed tokens only if it is still at `generation`: a refresh
+/// that lost a race, or raced a new login, never overwrites a newer credential. Returns the new
+/// generation, or `None` if the credential had moved on.
+pub(crate) fn put_refreshed(
+    tx: &Tx<'_>,
+    cipher: &Cipher,
+    now: Millis,
+    c: &Credential,
+    generation: i64,
+) -> Result<Option<i64>, VaultError> {
+    write(tx, cipher, now, c, Some(generation))
+}
+
+fn write(
+    tx: &Tx<'_>,
+    cipher: &Cipher,
+    now: Millis,
+    c: &Credential,
+    expected: Option<i64>,
+) -> Result<Option<i64>, VaultError> {
     let prior = tx.credential_record(c.provider, &c.account)?;
+    if let Some(expected) = expected
+        && prior.as_ref().map(|p| p.generation) != Some(expected)
+    {
+        return Ok(None);
+    }
+    let refreshed_at = if expected.is_some() { Some(now) } else { None };
     let generation = prior.as_ref().map_or(1, |p| p.generation + 1);
     tx.put_credential_record(&CredentialRecord {
         provider: c.provider,
@@ -111,7 +140,8 @@ pub(crate) fn put(
         generation,
         created_at: prior.as_ref().map_or(now, |p| p.created_at),
         updated_at: now,
-        last_used_at: prior.and_then(|p| p.last_used_at),
+        last_used_at: prior.as_ref().and_then(|p| p.last_used_at),
+        refreshed_at,
     })?;
     let mut fields = Vec::new();
     for (name, secret) in c.secret_fields() {
@@ -126,7 +156,7 @@ pub(crate) fn put(
         });
     }
     tx.replace_sealed_fields(c.provider, &c.account, &fields)?;
-    Ok(generation)
+    Ok(Some(generation))
 }
 
 fn open_fields(
@@ -234,6 +264,7 @@ pub(crate) fn summaries(
             created_at: rec.created_at,
             updated_at: rec.updated_at,
             last_used_at: rec.last_used_at,
+            refreshed_at: rec.refreshed_at,
         });
     }
     Ok(out)

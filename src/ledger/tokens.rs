@@ -1,0 +1,293 @@
+//! `access_token`: the one way every other part gets a usable credential, refreshing OAuth
+//! tokens near expiry so that, across any number of processes, one refresh runs at a time.
+//!
+//! A refresh is claimed in the ledger (a row with its own expiry, so a dead claimer blocks the
+//! others only briefly); the others wait and read the new token. The refreshed credential is
+//! written with a compare-and-swap on its generation, so a refresh that lost a race, or raced a
+//! new login, never overwrites a newer credential; a rotating refresh token is therefore never
+//! presented twice by us. After an ambiguous failure (a timeout: the server may have rotated
+//! the token) nothing is retried blindly; the old token is used while it is still valid, and
+//! the next call starts again from what the ledger holds.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::Ledger;
+use crate::audit::{self, AuditEvent, action};
+use crate::error::Error;
+use crate::oauth::{self, RefreshOutcome, TokenSet};
+use crate::random;
+use crate::types::{Account, Millis, Provider};
+use crate::vault::{self, Credential, CredentialKind, Secret, VaultError};
+
+/// How `access_token` refreshes.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    /// Refresh when the access token expires within this margin (default 5 min).
+    pub margin: Duration,
+    /// How long a claim holds off other refreshers (default 30 s).
+    pub claim_ttl: Duration,
+    /// How long a caller waits for another process's refresh before giving up (default 40 s).
+    pub wait: Duration,
+    /// Attempts for failures that surely did not reach the server (default 3).
+    pub attempts: u32,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            margin: Duration::from_secs(5 * 60),
+            claim_ttl: Duration::from_secs(30),
+            wait: Duration::from_secs(40),
+            attempts: 3,
+        }
+    }
+}
+
+fn ms(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn needs_refresh(c: &Credential, now: Millis, margin: Duration) -> bool {
+    c.kind == CredentialKind::Oauth && c.expires_at.is_some_and(|at| at - ms(margin) <= now)
+}
+
+fn still_valid(c: &Credential, now: Millis) -> bool {
+    c.expires_at.is_none_or(|at| at > now)
+}
+
+impl Ledger {
+    /// The usable secret of a provider account: the API key, or the OAuth access token,
+    /// refreshed first when it expires within the refresh margin.
+    pub fn access_token(&self, provider: Provider, account: &Account) -> Result<Secret, Error> {
+        self.access_token_within(provider, account, self.config.refresh.margin)
+    }
+
+    /// [`access_token`](Self::access_token) with another margin (the daemon refreshes well
+    /// ahead of expiry).
+    pub fn access_token_within(
+        &self,
+        provider: Provider,
+        account: &Account,
+        margin: Duration,
+    ) -> Result<Secret, Error> {
+        let policy = self.config.refresh.clone();
+        let holder = hex::encode(random::bytes::<8>().map_err(VaultError::from)?);
+        let waited_since = Instant::now();
+        let mut first_generation = None;
+        loop {
+            let now = self.now();
+            let (credential, generation, status) =
+                self.credential_with_generation(provider, account)?;
+            // A token someone refreshed while we waited (or that we just refreshed) is taken as
+            // it is while valid, even if the server gives tokens shorter-lived than the margin:
+            // one refresh per expiry, not one per caller.
+            let seen_refresh = *first_generation.get_or_insert(generation) != generation;
+            if status == "needs_login" {
+                return Err(VaultError::NotUsable {
+                    provider,
+                    account: account.clone(),
+                    why: "its refresh was refused; log in again".into(),
+                }
+                .into());
+            }
+            if !needs_refresh(&credential, now, margin)
+                || (seen_refresh && still_valid(&credential, now))
+            {
+                return credential.primary_secret().cloned().ok_or_else(|| {
+                    VaultError::NoCredential {
+                        provider,
+                        account: account.clone(),
+                    }
+                    .into()
+                });
+            }
+            let Some(refresh_token) = credential.refresh_token.clone() else {
+                return self.fallback(&credential, now, "it has no refresh token");
+            };
+            let claimed = self.store.write(|tx| {
+                tx.try_claim_refresh(
+                    provider,
+                    account,
+                    &holder,
+                    generation,
+                    now,
+                    now + ms(policy.claim_ttl),
+                )
+            })?;
+            if !claimed {
+                // Another process is refreshing: wait for its result.
+                if waited_since.elapsed() >= policy.wait {
+                    return self.fallback(
+                        &credential,
+                        now,
+                        "another process's refresh did not finish",
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(25));
+                continue;
+            }
+            crate::fault::point("refresh:claimed");
+            let cfg = oauth_config(self, provider)?;
+            let outcome = oauth::refresh(&cfg, provider, &refresh_token, policy.attempts);
+            match self.settle_refresh(&credential, generation, &holder, outcome)? {
+                Settled::Again => continue,
+                Settled::Failed(why) => return self.fallback(&credential, self.now(), &why),
+                Settled::NeedsLogin => {
+                    return Err(VaultError::NotUsable {
+                        provider,
+                        account: account.clone(),
+                        why: "the authorization server refused its refresh token (invalid_grant); log in again".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// The old token while it is still valid; otherwise the reason it cannot be had.
+    fn fallback(&self, c: &Credential, now: Millis, why: &str) -> Result<Secret, Error> {
+        match (still_valid(c, now), c.primary_secret()) {
+            (true, Some(s)) => Ok(s.clone()),
+            _ => Err(VaultError::NotUsable {
+                provider: c.provider,
+                account: c.account.clone(),
+                why: format!("it expired and cannot be refreshed: {why}"),
+            }
+            .into()),
+        }
+    }
+
+    fn credential_with_generation(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<(Credential, i64, String), Error> {
+        self.store.read(|tx| -> Result<_, Error> {
+            let missing = || VaultError::NoCredential {
+                provider,
+                account: account.clone(),
+            };
+            let record = tx
+                .credential_record(provider, account)?
+                .ok_or_else(missing)?;
+            let cipher =
+                vault::unlock(tx, &self.config.key.resolve()?, false)?.ok_or_else(missing)?;
+            let credential = vault::get(tx, &cipher, provider, account)?.ok_or_else(missing)?;
+            Ok((credential, record.generation, record.status))
+        })
+    }
+
+    /// Writes a refresh's result (compare-and-swap on the generation), releases the claim and
+    /// audits the outcome, all in one transaction.
+    fn settle_refresh(
+        &self,
+        old: &Credential,
+        generation: i64,
+        holder: &str,
+        outcome: RefreshOutcome,
+    ) -> Result<Settled, Error> {
+        let now = self.now();
+        let (provider, account) = (old.provider, &old.account);
+        self.store.write(|tx| -> Result<_, Error> {
+            let (settled, detail) = match outcome {
+                RefreshOutcome::Refreshed(tokens) => {
+                    let cipher = vault::unlock(tx, &self.config.key.resolve()?, false)?
+                        .ok_or_else(|| VaultError::NoKey("no key available".into()))?;
+                    let fresh = refreshed(old, tokens, now);
+                    match vault::put_refreshed(tx, &cipher, now, &fresh, generation)? {
+                        Some(g) => (Settled::Again, json!({ "outcome": "ok", "generation": g, "expires_at": fresh.expires_at })),
+                        None => (Settled::Again, json!({ "outcome": "superseded" })),
+                    }
+                }
+                RefreshOutcome::InvalidGrant(description) => {
+                    tx.set_credential_status(provider, account, "needs_login", generation, now)?;
+                    (Settled::NeedsLogin, json!({ "outcome": "invalid_grant", "description": description }))
+                }
+                RefreshOutcome::Refused { error, description } => (
+                    Settled::Failed(format!("the token endpoint refused ({error})")),
+                    json!({ "outcome": "refused", "error": error, "description": description }),
+                ),
+                RefreshOutcome::Ambiguous(reason) => (
+                    Settled::Failed(format!("the refresh may not have completed ({reason})")),
+                    json!({ "outcome": "ambiguous", "reason": reason }),
+                ),
+                RefreshOutcome::Transient(reason) => (
+                    Settled::Failed(format!("the token endpoint could not be reached ({reason})")),
+                    json!({ "outcome": "failed", "reason": reason }),
+                ),
+            };
+            tx.release_refresh_claim(provider, account, holder)?;
+            audit::append(tx, now, AuditEvent::new(action::REFRESH, detail).on(provider, account))?;
+            Ok(settled)
+        })
+    }
+
+    /// Stores the tokens of a finished OAuth login (audited as `login`).
+    pub fn store_oauth_login(
+        &self,
+        provider: Provider,
+        account: &Account,
+        tier: vault::Tier,
+        tokens: TokenSet,
+        requested_scopes: &[String],
+        source: &str,
+    ) -> Result<vault::CredentialSummary, Error> {
+        let now = self.now();
+        let credential = Credential {
+            provider,
+            account: account.clone(),
+            kind: CredentialKind::Oauth,
+            tier,
+            api_key: None,
+            access_token: Some(tokens.access_token),
+            refresh_token: tokens.refresh_token,
+            id_token: None,
+            expires_at: tokens.expires_in.map(|d| now.saturating_add(ms(d))),
+            scopes: tokens.scopes.unwrap_or_else(|| requested_scopes.to_vec()),
+            account_id: None,
+            source: source.to_string(),
+        };
+        self.store_credential(&credential)
+    }
+}
+
+/// What happened to a claimed refresh.
+enum Settled {
+    /// Read the ledger again (we refreshed, or someone else's credential superseded ours).
+    Again,
+    /// The refresh failed; use the old token if it is still valid.
+    Failed(String),
+    /// The refresh token was refused for good.
+    NeedsLogin,
+}
+
+/// The credential after a refresh: new access token and expiry; the new refresh token if the
+/// server rotated it, else the old one.
+fn refreshed(old: &Credential, tokens: TokenSet, now: Millis) -> Credential {
+    let mut c = old.clone();
+    c.access_token = Some(tokens.access_token);
+    if let Some(r) = tokens.refresh_token {
+        c.refresh_token = Some(r);
+    }
+    c.expires_at = tokens.expires_in.map(|d| now.saturating_add(ms(d)));
+    if let Some(scopes) = tokens.scopes {
+        c.scopes = scopes;
+    }
+    c
+}
+
+fn oauth_config(
+    ledger: &Ledger,
+    provider: Provider,
+) -> Result<crate::settings::OAuthConfig, Error> {
+    Ok(ledger
+        .config
+        .file
+        .provider(provider)
+        .and_then(|p| p.oauth.clone())
+        .ok_or_else(|| oauth::OAuthError::NotConfigured {
+            key: format!("[providers.{provider}.oauth] (needed to refresh the token)"),
+        })?)
+}

@@ -1,0 +1,215 @@
+//! The loopback callback: a one-request HTTP server on 127.0.0.1 that catches the
+//! authorization server's redirect, and the parser for a pasted `code#state` or redirect URL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use super::OAuthError;
+
+/// What the redirect carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackParams {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state we sent (to be checked).
+    pub state: Option<String>,
+    /// An error code (`access_denied`, …).
+    pub error: Option<String>,
+    /// The error's description.
+    pub error_description: Option<String>,
+}
+
+impl CallbackParams {
+    fn from_query(query: &str) -> CallbackParams {
+        let mut p = CallbackParams::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let v = Some(v.into_owned());
+            match k.as_ref() {
+                "code" => p.code = v,
+                "state" => p.state = v,
+                "error" => p.error = v,
+                "error_description" => p.error_description = v,
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// Reads what a user pasted: a full redirect URL, a query string, or `code#state`.
+pub fn parse_pasted(text: &str) -> Option<CallbackParams> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(url) = url::Url::parse(text) {
+        return Some(CallbackParams::from_query(url.query().unwrap_or("")));
+    }
+    if text.contains('=') {
+        return Some(CallbackParams::from_query(text.trim_start_matches('?')));
+    }
+    let (code, state) = text.split_once('#')?;
+    Some(CallbackParams {
+        code: Some(code.to_string()),
+        state: Some(state.to_string()),
+        ..CallbackParams::default()
+    })
+}
+
+/// A listener bound to 127.0.0.1 only, waiting for one `/callback` request.
+#[derive(Debug)]
+pub struct Loopback {
+    listener: TcpListener,
+    port: u16,
+}
+
+const SUCCESS_PAGE: &str = "<!doctype html><title>authledger</title><p>Signed in. You can close this tab and return to the terminal.</p>";
+const FAILURE_PAGE: &str = "<!doctype html><title>authledger</title><p>Sign-in failed. Return to the terminal for details.</p>";
+
+impl Loopback {
+    /// Binds 127.0.0.1 on `port` (0 for an ephemeral one). Never a wildcard address: the code
+    /// must not be catchable from another machine.
+    pub fn bind(port: u16) -> Result<Loopback, OAuthError> {
+        let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| OAuthError::Callback { port, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| OAuthError::Callback { port, source })?
+            .port();
+        Ok(Loopback { listener, port })
+    }
+
+    /// The redirect URI to register with the request.
+    pub fn redirect_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/callback", self.port)
+    }
+
+    /// Waits until `/callback` is requested or something is pasted, whichever comes first,
+    /// answering the browser with a small page. Other paths (a favicon) get 404 and the wait
+    /// goes on. Gives [`OAuthError::Timeout`] at the deadline.
+    pub fn wait(
+        &self,
+        timeout: Duration,
+        pasted: Option<&Receiver<String>>,
+    ) -> Result<CallbackParams, OAuthError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(rx) = pasted
+                && let Ok(line) = rx.try_recv()
+                && let Some(params) = parse_pasted(&line)
+            {
+                return Ok(params);
+            }
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(params) = serve(stream) {
+                        return Ok(params);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(OAuthError::Timeout(
+                            humantime::format_duration(timeout).to_string(),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(OAuthError::Callback {
+                        port: self.port,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Handles one connection; returns the parameters if it was the callback.
+fn serve(stream: TcpStream) -> Option<CallbackParams> {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    // Drain the headers so the browser sees a clean response.
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        header.clear();
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut out = &stream;
+    if path != "/callback" {
+        let _ = out
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return None;
+    }
+    let params = CallbackParams::from_query(query);
+    let page = if params.code.is_some() && params.error.is_none() {
+        SUCCESS_PAGE
+    } else {
+        FAILURE_PAGE
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+    Some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_forms_parse() {
+        let p = parse_pasted("abc#xyz").unwrap();
+        assert_eq!(
+            (p.code.as_deref(), p.state.as_deref()),
+            (Some("abc"), Some("xyz"))
+        );
+        let p = parse_pasted("http://127.0.0.1:5/callback?code=c1&state=s1").unwrap();
+        assert_eq!(
+            (p.code.as_deref(), p.state.as_deref()),
+            (Some("c1"), Some("s1"))
+        );
+        let p = parse_pasted("error=access_denied&state=s").unwrap();
+        assert_eq!(p.error.as_deref(), Some("access_denied"));
+        assert!(parse_pasted("   ").is_none());
+        assert!(parse_pasted("no-separator").is_none());
+    }
+
+    #[test]
+    fn the_callback_is_caught_and_other_paths_ignored() {
+        let lb = Loopback::bind(0).unwrap();
+        let port = lb.port;
+        let client = std::thread::spawn(move || {
+            let get = |path: &str| {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut body);
+                body
+            };
+            assert!(get("/favicon.ico").starts_with("HTTP/1.1 404"));
+            assert!(get("/callback?code=k&state=s").contains("Signed in"));
+        });
+        let p = lb.wait(Duration::from_secs(10), None).unwrap();
+        assert_eq!(p.code.as_deref(), Some("k"));
+        client.join().unwrap();
+    }
+
+    #[test]
+    fn nobody_coming_is_a_timeout() {
+        let lb = Loopback::bind(0).unwrap();
+        assert!(matches!(
+            lb.wait(Duration::from_millis(50), None),
+            Err(OAuthError::Timeout(_))
+        ));
+    }
+}

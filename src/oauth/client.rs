@@ -1,0 +1,89 @@
+//! Building the oauth2 client and its HTTP client from configuration.
+
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{AuthUrl, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, TokenUrl};
+
+use super::OAuthError;
+use crate::settings::OAuthConfig;
+use crate::types::Provider;
+
+/// A public client with its token endpoint set (and maybe others).
+pub type TokenClient<A = EndpointNotSet, D = EndpointNotSet> =
+    BasicClient<A, D, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+fn key(provider: Provider, name: &str) -> String {
+    format!("providers.{provider}.oauth.{name}")
+}
+
+fn required<'a>(
+    provider: Provider,
+    value: &'a Option<String>,
+    name: &str,
+) -> Result<&'a str, OAuthError> {
+    value
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| OAuthError::NotConfigured {
+            key: key(provider, name),
+        })
+}
+
+fn bad(provider: Provider, name: &str, e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::BadUrl {
+        key: key(provider, name),
+        reason: e.to_string(),
+    }
+}
+
+/// A client for refresh: client id and token endpoint.
+pub fn token_client(cfg: &OAuthConfig, provider: Provider) -> Result<TokenClient, OAuthError> {
+    let client_id = required(provider, &cfg.client_id, "client_id")?;
+    let token_url = required(provider, &cfg.token_url, "token_url")?;
+    Ok(
+        BasicClient::new(ClientId::new(client_id.to_string())).set_token_uri(
+            TokenUrl::new(token_url.to_string()).map_err(|e| bad(provider, "token_url", e))?,
+        ),
+    )
+}
+
+/// A client for the authorization-code flow.
+pub fn code_client(
+    cfg: &OAuthConfig,
+    provider: Provider,
+) -> Result<TokenClient<EndpointSet>, OAuthError> {
+    let authorize_url = required(provider, &cfg.authorize_url, "authorize_url")?;
+    Ok(token_client(cfg, provider)?.set_auth_uri(
+        AuthUrl::new(authorize_url.to_string()).map_err(|e| bad(provider, "authorize_url", e))?,
+    ))
+}
+
+/// A client for the device grant.
+pub fn device_client(
+    cfg: &OAuthConfig,
+    provider: Provider,
+) -> Result<TokenClient<EndpointNotSet, EndpointSet>, OAuthError> {
+    let url = required(
+        provider,
+        &cfg.device_authorization_url,
+        "device_authorization_url",
+    )?;
+    Ok(token_client(cfg, provider)?.set_device_authorization_url(
+        DeviceAuthorizationUrl::new(url.to_string())
+            .map_err(|e| bad(provider, "device_authorization_url", e))?,
+    ))
+}
+
+/// The HTTP client for token requests. It never follows redirects (a redirected token request
+/// could carry a code or refresh token to another host) and gives up after 30 seconds.
+pub fn http(provider: Provider) -> Result<reqwest::blocking::Client, OAuthError> {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| OAuthError::Network {
+            provider,
+            reason: e.to_string(),
+        })
+}
