@@ -41,6 +41,10 @@ pub mod action {
     pub const IMPORT: &str = "import";
     /// A credential was exported to another tool's file.
     pub const EXPORT: &str = "export";
+    /// The preferred provider changed.
+    pub const SWITCH: &str = "switch";
+    /// Selection passed over the first choice (detail: from, to, reason).
+    pub const FALLBACK: &str = "fallback";
     /// An OAuth refresh ran (detail: its outcome).
     pub const REFRESH: &str = "refresh";
     /// The master key was rotated.

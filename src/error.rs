@@ -38,6 +38,9 @@ pub enum Error {
     /// A credential problem.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// No provider account can take an agent.
+    #[error(transparent)]
+    Select(#[from] crate::select::SelectError),
     /// An OAuth step failed.
     #[error(transparent)]
     OAuth(#[from] crate::oauth::OAuthError),
@@ -82,6 +85,7 @@ impl Error {
             },
             Error::Vault(v) => v.exit_code(),
             Error::OAuth(o) => o.exit_code(),
+            Error::Select(s) => s.exit_code(),
             Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
         }

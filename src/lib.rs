@@ -35,17 +35,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fault;
+pub mod health;
 pub mod ledger;
 pub mod oauth;
 pub mod quota;
 pub mod random;
 pub mod records;
+pub mod select;
 pub mod settings;
 pub mod store;
 pub mod types;

@@ -267,3 +267,24 @@ pub struct SealedField {
     /// Ciphertext and tag.
     pub ciphertext: Vec<u8>,
 }
+
+/// What the ledger knows of a provider account's health, from reported responses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthRecord {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// Selection skips the account until then.
+    pub unavailable_until: Option<Millis>,
+    /// Why it is unavailable (`429`, `5xx x3`).
+    pub reason: Option<String>,
+    /// 5xx answers in a row.
+    pub consecutive_errors: i64,
+    /// The last reported HTTP status.
+    pub last_status: Option<i64>,
+    /// The rate-limit headers last reported, as a JSON object.
+    pub facts: String,
+    /// When last reported.
+    pub updated_at: Millis,
+}

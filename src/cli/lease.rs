@@ -1,5 +1,6 @@
 //! `authledger lease acquire|renew|release|list`
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
@@ -12,7 +13,8 @@ use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::quota::{AcquireRequest, QuotaError};
 use crate::records::Lease;
-use crate::types::{Account, AgentId, LeaseId, Provider};
+use crate::select::{Choice, Decision};
+use crate::types::{Account, AgentId, InvalidInput, LeaseId, Provider};
 
 /// Lease commands.
 #[derive(Debug, Subcommand)]
@@ -43,107 +45,108 @@ pub enum LeaseCmd {
     },
 }
 
-/// Which provider to lease on.
+/// A provider, or `auto` (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderChoice {
-    /// Claude.
-    Claude,
-    /// OpenAI.
-    Openai,
-    /// The first provider, in order, that grants.
-    Auto,
+pub struct ProviderChoice(pub Option<Provider>);
+
+/// Parses `claude`, `openai` or `auto`.
+pub fn provider_choice(s: &str) -> Result<ProviderChoice, String> {
+    match s {
+        "auto" => Ok(ProviderChoice(None)),
+        other => other
+            .parse::<Provider>()
+            .map(|p| ProviderChoice(Some(p)))
+            .map_err(|e| e.to_string()),
+    }
 }
 
-fn provider_choice(s: &str) -> Result<ProviderChoice, String> {
-    match s {
-        "auto" => Ok(ProviderChoice::Auto),
-        other => match other.parse::<Provider>().map_err(|e| e.to_string())? {
-            Provider::Claude => Ok(ProviderChoice::Claude),
-            Provider::Openai => Ok(ProviderChoice::Openai),
-        },
+/// The acquisition arguments `lease acquire` and `run` share.
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// Who the lease is for.
+    #[arg(long)]
+    pub agent: AgentId,
+    /// claude, openai or auto (preferred provider, then Claude, then OpenAI, with fallback).
+    #[arg(long, value_parser = provider_choice, default_value = "auto")]
+    pub provider: ProviderChoice,
+    /// Which account of the provider (default: the best one, subscriptions before API keys).
+    #[arg(long)]
+    pub account: Option<Account>,
+    /// Exactly this many tokens (granted whole or refused); default: a fair share.
+    #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
+    pub tokens: Option<i64>,
+    /// Time to live without a renew.
+    #[arg(long, value_name = "DUR", value_parser = args::duration, default_value = "2h")]
+    pub ttl: Duration,
+    /// Keep retrying this long while refused.
+    #[arg(long, value_name = "DUR", value_parser = args::duration)]
+    pub wait: Option<Duration>,
+}
+
+impl AcquireArgs {
+    fn choice(&self) -> Result<Choice, Error> {
+        match (self.provider.0, &self.account) {
+            (Some(p), a) => Ok(Choice::Explicit(p, a.clone())),
+            (None, None) => Ok(Choice::Auto),
+            (None, Some(_)) => {
+                Err(InvalidInput("--account needs --provider claude|openai".into()).into())
+            }
+        }
+    }
+
+    fn request(&self, audit_denial: bool) -> AcquireRequest {
+        let mut r = AcquireRequest::new(
+            self.agent.clone(),
+            self.provider.0.unwrap_or(Provider::Claude),
+        )
+        .ttl(self.ttl);
+        r.tokens = self.tokens;
+        r.audit_denial = audit_denial;
+        r
+    }
+
+    /// Acquires, retrying while refused until `--wait` runs out (with a spinner in a terminal);
+    /// only the last refusal is audited.
+    pub fn acquire(&self, ledger: &Ledger) -> Result<(Lease, Decision), Error> {
+        self.request(true).validate()?;
+        let choice = self.choice()?;
+        let deadline = self.wait.map(|w| Instant::now() + w);
+        let spinner = (deadline.is_some() && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("waiting for a slot or budget…");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let mut pause = Duration::from_millis(100);
+        let result = loop {
+            let last = deadline.is_none_or(|d| Instant::now() + pause >= d);
+            match ledger.acquire_selected(&self.request(last), &choice) {
+                Err(Error::Quota(QuotaError::Denied(_)) | Error::Select(_)) if !last => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => break other,
+            }
+        };
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        result
     }
 }
 
 /// `lease acquire`
 #[derive(Debug, Args)]
 pub struct Acquire {
-    /// Who the lease is for.
-    #[arg(long)]
-    agent: AgentId,
-    /// claude, openai or auto.
-    #[arg(long, value_parser = provider_choice, default_value = "auto")]
-    provider: ProviderChoice,
-    /// Which account of the provider.
-    #[arg(long, default_value = "default")]
-    account: Account,
-    /// Exactly this many tokens (granted whole or refused); default: a fair share.
-    #[arg(long, value_name = "N", value_parser = args::tokens, allow_negative_numbers = true)]
-    tokens: Option<i64>,
-    /// Time to live without a renew.
-    #[arg(long, value_name = "DUR", value_parser = args::duration, default_value = "2h")]
-    ttl: Duration,
-    /// Keep retrying this long while refused.
-    #[arg(long, value_name = "DUR", value_parser = args::duration)]
-    wait: Option<Duration>,
+    #[command(flatten)]
+    args: AcquireArgs,
 }
 
 impl Acquire {
-    fn requests(&self, audit_denial: bool) -> Vec<AcquireRequest> {
-        let providers: &[Provider] = match self.provider {
-            ProviderChoice::Claude => &[Provider::Claude],
-            ProviderChoice::Openai => &[Provider::Openai],
-            ProviderChoice::Auto => &Provider::ALL,
-        };
-        providers
-            .iter()
-            .map(|p| {
-                let mut r = AcquireRequest::new(self.agent.clone(), *p)
-                    .ttl(self.ttl)
-                    .account(self.account.clone());
-                r.tokens = self.tokens;
-                r.audit_denial = audit_denial;
-                r
-            })
-            .collect()
-    }
-
-    /// One pass over the candidate providers: the first grant, or the first refusal.
-    fn try_once(&self, ledger: &Ledger, audit_denial: bool) -> Result<Lease, Error> {
-        let mut first_denial = None;
-        for req in self.requests(audit_denial) {
-            match ledger.acquire(&req) {
-                Ok(lease) => return Ok(lease),
-                Err(e @ Error::Quota(QuotaError::Denied(_))) => {
-                    first_denial.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(
-            first_denial.unwrap_or(Error::Invalid(crate::types::InvalidInput(
-                "no provider to lease on".into(),
-            ))),
-        )
-    }
-
     fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
-        for req in self.requests(true) {
-            req.validate()?;
-        }
+        self.args.request(true).validate()?;
         let ledger = ctx.open()?;
-        let deadline = self.wait.map(|w| Instant::now() + w);
-        let mut pause = Duration::from_millis(100);
-        let lease = loop {
-            // Only the last attempt's refusal goes to the audit trail: waiting is not news.
-            let last = deadline.is_none_or(|d| Instant::now() + pause >= d);
-            match self.try_once(&ledger, last) {
-                Err(Error::Quota(QuotaError::Denied(_))) if !last => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                other => break other?,
-            }
-        };
+        let (lease, decision) = self.args.acquire(&ledger)?;
         if ctx.out.json {
             ctx.out.json(&json!({
                 "lease_id": lease.id,
@@ -155,16 +158,19 @@ impl Acquire {
                 "expires_at_ms": lease.expires_at,
                 "fence": lease.fence,
                 "ttl_ms": lease.ttl_ms,
+                "reason": decision.reason,
+                "fallback": decision.fallback_from.is_some(),
             }))?;
         } else {
             ctx.out.line(&format!(
-                "{}\t{} tokens on {}/{} for {}, expires {}",
+                "{}\t{} tokens on {}/{} for {}, expires {} ({})",
                 lease.id,
                 lease.allocated,
                 lease.provider,
                 lease.account,
                 lease.agent,
-                format_ms(lease.expires_at)
+                format_ms(lease.expires_at),
+                decision.reason
             ))?;
         }
         Ok(0)

@@ -1,6 +1,7 @@
 //! The `authledger` command line: argument parsing, one module per command group, and the
 //! mapping of errors to the documented exit codes.
 
+mod agents;
 mod args;
 mod audit;
 mod cleanup;
@@ -15,6 +16,7 @@ mod login;
 mod oauth_login;
 mod output;
 mod quota;
+mod run;
 mod status;
 mod token;
 mod usage;
@@ -77,6 +79,15 @@ enum Command {
     /// Change limits.
     #[command(subcommand)]
     Limits(limits::LimitsCmd),
+    /// Set the preferred provider for `auto` (claude, openai, or auto for none).
+    Switch(agents::SwitchCmd),
+    /// Feed a provider's HTTP response (status, rate-limit headers) into its health.
+    Report(agents::ReportCmd),
+    /// Print the environment an agent holding a lease gets (shell, json or dotenv).
+    Env(agents::EnvCmd),
+    /// Run an agent under a lease: acquire, start it with its environment, heartbeat, forward
+    /// signals, release when it ends, exit with its code.
+    Run(run::RunCmd),
     /// Limit, used, reserved, remaining and reset time per provider.
     Quota(quota::QuotaCmd),
     /// Acquire, renew, release and list leases.
@@ -211,6 +222,10 @@ pub fn main() -> i32 {
         Command::Export(c) => c.run(&ctx),
         Command::Key(c) => c.run(&ctx),
         Command::Limits(c) => c.run(&ctx),
+        Command::Switch(c) => c.run(&ctx),
+        Command::Report(c) => c.run(&ctx),
+        Command::Env(c) => c.run(&ctx),
+        Command::Run(c) => c.run(&ctx),
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),
         Command::Usage(c) => c.run(&ctx),

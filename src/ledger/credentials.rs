@@ -166,33 +166,39 @@ impl Ledger {
     /// `revoke` per lease).
     pub fn logout(&self, provider: Provider, account: &Account) -> Result<LogoutReport, Error> {
         let now = self.now();
-        self.store.write(|tx| -> Result<_, Error> {
-            if !vault::delete(tx, provider, account)? {
-                return Err(VaultError::NoCredential {
+        self.store
+            .write(|tx| -> Result<_, Error> {
+                if !vault::delete(tx, provider, account)? {
+                    return Err(VaultError::NoCredential {
+                        provider,
+                        account: account.clone(),
+                    }
+                    .into());
+                }
+                let mut revoked = Vec::new();
+                for lease in tx.leases(crate::store::LeaseFilter::Active)? {
+                    if lease.provider == provider && &lease.account == account {
+                        quota::revoke(tx, now, &lease.id, "logout")??;
+                        revoked.push(lease.id);
+                    }
+                }
+                audit::append(
+                    tx,
+                    now,
+                    AuditEvent::new(action::LOGOUT, json!({ "revoked": revoked.len() }))
+                        .on(provider, account),
+                )?;
+                Ok(LogoutReport {
                     provider,
                     account: account.clone(),
-                }
-                .into());
-            }
-            let mut revoked = Vec::new();
-            for lease in tx.leases(crate::store::LeaseFilter::Active)? {
-                if lease.provider == provider && &lease.account == account {
-                    quota::revoke(tx, now, &lease.id, "logout")??;
-                    revoked.push(lease.id);
-                }
-            }
-            audit::append(
-                tx,
-                now,
-                AuditEvent::new(action::LOGOUT, json!({ "revoked": revoked.len() }))
-                    .on(provider, account),
-            )?;
-            Ok(LogoutReport {
-                provider,
-                account: account.clone(),
-                revoked,
+                    revoked,
+                })
             })
-        })
+            .inspect(|r| {
+                for id in &r.revoked {
+                    crate::agent::remove_lease_dir(self.db_path(), id);
+                }
+            })
     }
 
     /// Writes `dir/auth.json` (0600) in the form the Codex CLI reads, for the stored OpenAI

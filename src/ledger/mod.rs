@@ -20,6 +20,7 @@ use crate::types::{Account, LeaseId, Millis, Provider};
 
 pub use crate::quota::Released;
 
+mod agents;
 mod credentials;
 mod tokens;
 pub use credentials::LogoutReport;
@@ -150,13 +151,17 @@ impl Ledger {
         detail: Option<serde_json::Value>,
     ) -> Result<Released, Error> {
         let now = self.now();
-        settle(self.store.write(|tx| quota::release(tx, now, id, detail)))
+        let released = settle(self.store.write(|tx| quota::release(tx, now, id, detail)))?;
+        crate::agent::remove_lease_dir(self.db_path(), id);
+        Ok(released)
     }
 
     /// Takes a lease away from its holder; returns the tokens given back.
     pub fn revoke(&self, id: &LeaseId, reason: &str) -> Result<i64, Error> {
         let now = self.now();
-        settle(self.store.write(|tx| quota::revoke(tx, now, id, reason)))
+        let returned = settle(self.store.write(|tx| quota::revoke(tx, now, id, reason)))?;
+        crate::agent::remove_lease_dir(self.db_path(), id);
+        Ok(returned)
     }
 
     /// Records usage on a lease, idempotently by key. Recorded even if the lease ended; the
@@ -181,7 +186,11 @@ impl Ledger {
     /// Reclaims expired leases and leases idle longer than `idle`.
     pub fn cleanup_idle(&self, idle: Duration) -> Result<CleanupReport, Error> {
         let now = self.now();
-        Ok(self.store.write(|tx| quota::cleanup(tx, now, idle))?)
+        let report = self.store.write(|tx| quota::cleanup(tx, now, idle))?;
+        // Private agent directories of leases that ended (here or anywhere else) go too.
+        let active: Vec<LeaseId> = self.leases(false)?.into_iter().map(|l| l.id).collect();
+        crate::agent::sweep_lease_dirs(self.db_path(), &active);
+        Ok(report)
     }
 
     /// The quota of every account, or of one provider's.

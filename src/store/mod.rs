@@ -7,6 +7,7 @@ mod audit_rows;
 mod credential_rows;
 mod error;
 pub mod files;
+mod health_rows;
 mod lease_rows;
 mod lock;
 mod migrate;

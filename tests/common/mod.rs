@@ -2,6 +2,8 @@
 //! snapshot of the database for "nothing changed" checks.
 #![allow(dead_code)]
 
+pub mod oauth_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

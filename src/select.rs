@@ -1,0 +1,301 @@
+//! Provider selection: which provider account a new agent gets, and why.
+//!
+//! Order for `auto` (DESIGN.md): the user's preferred provider (`switch`), then Claude, then
+//! OpenAI; within a provider, subscription (OAuth) accounts before API keys, so metered
+//! billing is the last resort. An account is taken when its credential is usable (valid or
+//! refreshable), it is healthy, every window is under 80 % and a slot is free; failing that,
+//! any account with a usable credential, health, budget left and a free slot. Every candidate's
+//! verdict is kept, so a decision can always say why. Nothing here touches the network.
+
+use serde::Serialize;
+
+use crate::health;
+use crate::quota::{QuotaStatus, quota_status};
+use crate::store::{StoreError, Tx};
+use crate::types::{Account, Millis, Provider};
+use crate::vault::{self, CredentialKind, Usability, VaultError};
+
+/// Above this share of any window, an account is only a fallback.
+pub const BUSY_PERCENT: f64 = 80.0;
+
+/// The settings key of the preferred provider.
+pub const PREFERRED_KEY: &str = "preferred_provider";
+
+/// What the caller asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// This provider (and, if given, this account); accounts of the provider may stand in for
+    /// each other, other providers may not.
+    Explicit(Provider, Option<Account>),
+    /// The best provider by the rules.
+    Auto,
+}
+
+/// One candidate and the verdict on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// `None` if it passes every test, else why not.
+    pub problem: Option<String>,
+    /// Whether it could still serve as a last resort (usable, healthy, budget and slot left).
+    pub fallback_ok: bool,
+}
+
+/// The choice made, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The chosen provider.
+    pub provider: Provider,
+    /// The chosen account.
+    pub account: Account,
+    /// Why it was chosen.
+    pub reason: String,
+    /// The account that would have been first, if this is a fallback, and why it was passed
+    /// over.
+    pub fallback_from: Option<(Provider, Account, String)>,
+    /// Every candidate in order with its verdict.
+    pub considered: Vec<Verdict>,
+}
+
+/// No account can take an agent; each candidate says why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// A storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A vault failure.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// Nothing usable.
+    #[error("no provider can take an agent now: {}", summary(.0))]
+    NoneUsable(Vec<Verdict>),
+}
+
+impl SelectError {
+    /// Exit 4 when every candidate lacks a usable credential, else 3 (all busy or unhealthy).
+    pub fn exit_code(&self) -> i32 {
+        use crate::error::exit;
+        match self {
+            SelectError::Store(_) => exit::STORAGE,
+            SelectError::Vault(v) => v.exit_code(),
+            SelectError::NoneUsable(v) => {
+                let credential_problem = |c: &Verdict| {
+                    c.problem.as_deref().is_some_and(|p| {
+                        p.starts_with("no credential")
+                            || p.starts_with("needs login")
+                            || p.starts_with("credential expired")
+                    })
+                };
+                if v.iter().all(credential_problem) {
+                    exit::AUTH
+                } else {
+                    exit::DENIED
+                }
+            }
+        }
+    }
+}
+
+fn summary(v: &[Verdict]) -> String {
+    if v.is_empty() {
+        return "no credentials stored (run `authledger login`)".into();
+    }
+    v.iter()
+        .map(|c| {
+            format!(
+                "{}/{}: {}",
+                c.provider,
+                c.account,
+                c.problem.as_deref().unwrap_or("ok")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The preferred provider set by `switch`, if any.
+pub fn preferred(tx: &Tx<'_>) -> Result<Option<Provider>, StoreError> {
+    Ok(tx.setting(PREFERRED_KEY)?.and_then(|v| v.parse().ok()))
+}
+
+/// Candidates in order: (provider, account, kind).
+fn candidates(
+    tx: &Tx<'_>,
+    choice: &Choice,
+) -> Result<Vec<(Provider, Account, CredentialKind)>, SelectError> {
+    let providers: Vec<Provider> = match choice {
+        Choice::Explicit(p, _) => vec![*p],
+        Choice::Auto => {
+            let mut order = Vec::new();
+            if let Some(p) = preferred(tx)? {
+                order.push(p);
+            }
+            for p in Provider::ALL {
+                if !order.contains(&p) {
+                    order.push(p);
+                }
+            }
+            order
+        }
+    };
+    let records = tx.credential_records()?;
+    let mut out = Vec::new();
+    for p in providers {
+        let mut accounts: Vec<(Provider, Account, CredentialKind)> = records
+            .iter()
+            .filter(|r| r.provider == p)
+            .filter(|r| match choice {
+                Choice::Explicit(_, Some(a)) => &r.account == a,
+                _ => true,
+            })
+            .filter_map(|r| {
+                let kind = r.kind.parse().ok()?;
+                Some((r.provider, r.account.clone(), kind))
+            })
+            .collect();
+        // Subscriptions first: metered API billing is the last resort.
+        accounts.sort_by_key(|(_, a, k)| (*k == CredentialKind::ApiKey, a.clone()));
+        out.extend(accounts);
+    }
+    if let Choice::Explicit(p, Some(a)) = choice
+        && out.is_empty()
+    {
+        // Name the missing credential rather than returning an empty list.
+        out.push((*p, a.clone(), CredentialKind::ApiKey));
+    }
+    Ok(out)
+}
+
+fn judge(
+    tx: &Tx<'_>,
+    now: Millis,
+    p: Provider,
+    a: &Account,
+    quota: &[QuotaStatus],
+) -> Result<Verdict, SelectError> {
+    let verdict = |problem: Option<String>, fallback_ok| Verdict {
+        provider: p,
+        account: a.clone(),
+        problem,
+        fallback_ok,
+    };
+    match vault::usability(tx, p, a, now)? {
+        Usability::Usable { .. } => {}
+        Usability::Missing => return Ok(verdict(Some("no credential".into()), false)),
+        Usability::NeedsLogin => {
+            return Ok(verdict(Some("needs login (refresh refused)".into()), false));
+        }
+        Usability::Expired { at } => {
+            return Ok(verdict(
+                Some(format!(
+                    "credential expired {}",
+                    crate::clock::format_ms(at)
+                )),
+                false,
+            ));
+        }
+    }
+    if let Some((until, why)) = health::unavailable(tx.health(p, a)?.as_ref(), now) {
+        return Ok(verdict(
+            Some(format!(
+                "unhealthy until {}: {why}",
+                crate::clock::format_ms(until)
+            )),
+            false,
+        ));
+    }
+    let Some(q) = quota.iter().find(|q| q.provider == p && &q.account == a) else {
+        return Ok(verdict(None, true));
+    };
+    if q.active_leases >= q.concurrent_limit {
+        return Ok(verdict(
+            Some(format!(
+                "no free slot ({}/{} leases)",
+                q.active_leases, q.concurrent_limit
+            )),
+            false,
+        ));
+    }
+    let budget_left = q
+        .windows
+        .iter()
+        .filter(|w| w.kind != crate::types::WindowKind::Minute)
+        .all(|w| w.remaining.is_none_or(|r| r > 0));
+    if !budget_left {
+        return Ok(verdict(Some("budget spent".into()), false));
+    }
+    if let Some(w) = q
+        .windows
+        .iter()
+        .find(|w| w.percent.is_some_and(|pct| pct >= BUSY_PERCENT))
+    {
+        return Ok(verdict(
+            Some(format!(
+                "at {:.0} % of its {} window",
+                w.percent.unwrap_or(0.0),
+                w.kind
+            )),
+            true,
+        ));
+    }
+    Ok(verdict(None, true))
+}
+
+/// Chooses a provider account for a new agent.
+pub fn select(tx: &Tx<'_>, now: Millis, choice: &Choice) -> Result<Decision, SelectError> {
+    let order = candidates(tx, choice)?;
+    let quota = quota_status(
+        tx,
+        now,
+        match choice {
+            Choice::Explicit(p, _) => Some(*p),
+            Choice::Auto => None,
+        },
+    )?;
+    let mut considered = Vec::with_capacity(order.len());
+    for (p, a, _) in &order {
+        considered.push(judge(tx, now, *p, a, &quota)?);
+    }
+    let pick = considered
+        .iter()
+        .position(|v| v.problem.is_none())
+        .or_else(|| considered.iter().position(|v| v.fallback_ok));
+    let Some(i) = pick else {
+        return Err(SelectError::NoneUsable(considered));
+    };
+    let first = &considered[0];
+    let chosen = &considered[i];
+    let fallback_from = (i != 0).then(|| {
+        (
+            first.provider,
+            first.account.clone(),
+            first.problem.clone().unwrap_or_default(),
+        )
+    });
+    let reason = match (choice, &fallback_from, &chosen.problem) {
+        (_, Some((fp, fa, why)), None) => format!("{fp}/{fa} {why}"),
+        (_, Some((fp, fa, why)), Some(own)) => {
+            format!(
+                "{fp}/{fa} {why}; {}/{} is {own} but has a free slot",
+                chosen.provider, chosen.account
+            )
+        }
+        (_, None, Some(own)) => format!("the only candidate, {own}"),
+        (Choice::Explicit(..), None, None) => "asked for".into(),
+        (Choice::Auto, None, None) => match preferred(tx)? {
+            Some(p) if p == chosen.provider => "preferred provider".into(),
+            _ => "first usable provider".into(),
+        },
+    };
+    Ok(Decision {
+        provider: chosen.provider,
+        account: chosen.account.clone(),
+        reason,
+        fallback_from,
+        considered,
+    })
+}

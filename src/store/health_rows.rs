@@ -1,0 +1,81 @@
+//! Provider health rows.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::tx::parse_col;
+use super::{StoreError, Tx};
+use crate::records::HealthRecord;
+use crate::types::{Account, Provider};
+
+impl Tx<'_> {
+    /// A provider account's health, if anything was reported.
+    pub fn health(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<Option<HealthRecord>, StoreError> {
+        let raw = self
+            .txn
+            .query_row(
+                "SELECT provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at
+                 FROM provider_health WHERE provider = ?1 AND account = ?2",
+                params![provider.as_str(), account.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((
+            p,
+            a,
+            unavailable_until,
+            reason,
+            consecutive_errors,
+            last_status,
+            facts,
+            updated_at,
+        )) = raw
+        else {
+            return Ok(None);
+        };
+        Ok(Some(HealthRecord {
+            provider: parse_col("provider", p)?,
+            account: parse_col("account", a)?,
+            unavailable_until,
+            reason,
+            consecutive_errors,
+            last_status,
+            facts,
+            updated_at,
+        }))
+    }
+
+    /// Stores a provider account's health.
+    pub fn put_health(&self, h: &HealthRecord) -> Result<(), StoreError> {
+        self.txn.execute(
+            "INSERT OR REPLACE INTO provider_health
+               (provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                h.provider.as_str(),
+                h.account.as_str(),
+                h.unavailable_until,
+                h.reason,
+                h.consecutive_errors,
+                h.last_status,
+                h.facts,
+                h.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+}
