@@ -77,6 +77,9 @@ impl QuotaCmd {
             }
         }
         ctx.out.line(&t.to_string())?;
+        if let Some(r) = super::status::recommendation(&ledger) {
+            ctx.out.line(&r)?;
+        }
         Ok(0)
     }
 }

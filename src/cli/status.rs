@@ -7,8 +7,9 @@ use super::Ctx;
 use super::output::table;
 use crate::clock::format_ms;
 use crate::error::Error;
+use crate::select::{Choice, SelectError};
 use crate::types::Provider;
-use crate::vault::Usability;
+use crate::vault::CredentialKind;
 
 /// Credentials (redacted), tier, expiry, last use, and quota per provider account.
 #[derive(Debug, Args)]
@@ -46,6 +47,7 @@ impl StatusCmd {
             "tier",
             "secret",
             "expires",
+            "refreshed",
             "last used",
             "today",
             "leases",
@@ -86,8 +88,46 @@ impl StatusCmd {
             ]);
         }
         ctx.out.line(&t.to_string())?;
+        if let Some(w) = metered_warning(&ledger, &creds) {
+            ctx.out.line(&w)?;
+        }
+        for q in health_lines(&ledger, &quotas)? {
+            ctx.out.line(&q)?;
+        }
         Ok(0)
     }
+}
+
+/// One line per account with reported health worth knowing: unavailable, or rate-limit facts.
+fn health_lines(
+    ledger: &crate::ledger::Ledger,
+    quotas: &[crate::quota::QuotaStatus],
+) -> Result<Vec<String>, Error> {
+    let now = ledger.now();
+    let mut out = Vec::new();
+    for q in quotas {
+        let Some(h) = ledger.health(q.provider, &q.account)? else {
+            continue;
+        };
+        let state = match h.unavailable_until {
+            Some(t) if t > now => format!(
+                "unavailable until {} ({})",
+                format_ms(t),
+                h.reason.as_deref().unwrap_or("")
+            ),
+            _ => format!("last status {}", h.last_status.unwrap_or(0)),
+        };
+        let facts = if h.facts == "{}" {
+            String::new()
+        } else {
+            format!("; {}", h.facts)
+        };
+        out.push(format!(
+            "health {}/{}: {state}{facts}",
+            q.provider, q.account
+        ));
+    }
+    Ok(out)
 }
 
 /// Whether each provider account can take a lease now, and why not.
@@ -95,55 +135,41 @@ impl StatusCmd {
 pub struct ProvidersCmd {}
 
 impl ProvidersCmd {
-    /// Prints one row per provider account.
+    /// Prints one row per account with a credential, in selection order, marking where the
+    /// next `auto` agent goes.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
-        let mut out = Vec::new();
-        for q in ledger.quota(None)? {
-            let (usable, why) = match ledger.usability(q.provider, &q.account)? {
-                Usability::Usable { kind, tier } => {
-                    if q.remaining == 0 {
-                        (
-                            false,
-                            format!("today's budget is spent; resets {}", format_ms(q.resets_at)),
-                        )
-                    } else if q.active_leases >= q.concurrent_limit {
-                        (
-                            false,
-                            format!("all {} concurrent leases in use", q.concurrent_limit),
-                        )
-                    } else {
-                        (
-                            true,
-                            format!(
-                                "{} ({tier}), {} tokens left today",
-                                kind.as_str(),
-                                q.remaining
-                            ),
-                        )
-                    }
-                }
-                Usability::Missing => (
-                    false,
-                    format!("no credential: run `authledger login {}`", q.provider),
-                ),
-                Usability::Expired { at } => {
-                    (false, format!("credential expired {}", format_ms(at)))
-                }
-                Usability::NeedsLogin => (false, "refresh refused: log in again".into()),
-            };
-            out.push(json!({
-                "provider": q.provider,
-                "account": q.account,
-                "usable": usable,
-                "reason": why,
-            }));
-        }
+        let (verdicts, next) = match ledger.select(&Choice::Auto) {
+            Ok(d) => (d.considered.clone(), Some((d.provider, d.account.clone()))),
+            Err(Error::Select(SelectError::NoneUsable(v))) => (v, None),
+            Err(e) => return Err(e),
+        };
+        let rows: Vec<_> = verdicts
+            .iter()
+            .map(|v| {
+                let is_next = next
+                    .as_ref()
+                    .is_some_and(|(p, a)| *p == v.provider && *a == v.account);
+                json!({
+                    "provider": v.provider,
+                    "account": v.account,
+                    "usable": v.problem.is_none() || v.fallback_ok,
+                    "reason": v.problem.clone().unwrap_or_else(|| "ok".into()),
+                    "next": is_next,
+                })
+            })
+            .collect();
         if ctx.out.json {
-            return ctx.out.json(&out).map(|_| 0);
+            return ctx.out.json(&rows).map(|_| 0);
         }
-        let mut t = table(&["provider", "usable", "why"]);
-        for r in &out {
+        if rows.is_empty() {
+            ctx.out.line(
+                "no credentials: run `authledger login claude` or `authledger login openai`",
+            )?;
+            return Ok(0);
+        }
+        let mut t = table(&["provider", "usable", "why", ""]);
+        for r in &rows {
             t.add_row(vec![
                 format!(
                     "{}/{}",
@@ -152,9 +178,44 @@ impl ProvidersCmd {
                 ),
                 if r["usable"] == true { "yes" } else { "no" }.to_string(),
                 r["reason"].as_str().unwrap_or("").to_string(),
+                if r["next"] == true {
+                    "<- next agent"
+                } else {
+                    ""
+                }
+                .to_string(),
             ]);
         }
         ctx.out.line(&t.to_string())?;
         Ok(0)
     }
+}
+
+/// A one-line recommendation when `auto` is passing over its first choice, e.g.
+/// "claude/default at 86 % of its day window; new agents will go to openai/default".
+pub fn recommendation(ledger: &crate::ledger::Ledger) -> Option<String> {
+    let d = ledger.select(&Choice::Auto).ok()?;
+    let (p, a, why) = d.fallback_from?;
+    Some(format!(
+        "{p}/{a} {why}; new agents will go to {}/{}",
+        d.provider, d.account
+    ))
+}
+
+/// A warning when new agents are billed per token although a subscription exists.
+pub fn metered_warning(
+    ledger: &crate::ledger::Ledger,
+    creds: &[crate::vault::CredentialSummary],
+) -> Option<String> {
+    let d = ledger.select(&Choice::Auto).ok()?;
+    let chosen = creds
+        .iter()
+        .find(|c| c.provider == d.provider && c.account == d.account)?;
+    let has_subscription = creds.iter().any(|c| c.kind == CredentialKind::Oauth);
+    (chosen.kind == CredentialKind::ApiKey && has_subscription).then(|| {
+        format!(
+            "warning: new agents are billed per token on {}/{} (API key): {}",
+            d.provider, d.account, d.reason
+        )
+    })
 }

@@ -137,6 +137,9 @@ impl UsageCmd {
                     ]);
                 }
                 ctx.out.line(&t.to_string())?;
+                if let Some(r) = super::status::recommendation(&ledger) {
+                    ctx.out.line(&r)?;
+                }
                 Ok(0)
             }
         }

@@ -95,6 +95,7 @@ struct State {
     used_refresh: HashSet<String>,
     replays: Vec<String>,
     access_tokens: Vec<String>,
+    refresh_tokens: Vec<String>,
     device_polls: u32,
     slowed_down: bool,
     serial: u32,
@@ -175,6 +176,11 @@ impl OAuthServer {
     /// Every access token issued, oldest first.
     pub fn access_tokens(&self) -> Vec<String> {
         self.lock().access_tokens.clone()
+    }
+
+    /// Every refresh token issued, oldest first.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.lock().refresh_tokens.clone()
     }
 
     /// Makes every refresh token issued so far unknown (as after a revocation).
@@ -420,6 +426,7 @@ fn issue(s: &mut State, port: u16) -> Answer {
     if s.mode.refresh_token {
         let refresh = format!("refresh-{port}-{n:04}-Hy3nQe8sJd5uWc1F");
         s.live_refresh.insert(refresh.clone());
+        s.refresh_tokens.push(refresh.clone());
         body["refresh_token"] = json!(refresh);
     }
     Answer::Json(200, body)

@@ -1,0 +1,821 @@
+mod common;
+
+// OAuth end to end, with real CLI processes against a fake authorization server started inside
+// each test on 127.0.0.1 (tests/common/oauth_server.rs): the PKCE login through the loopback
+// callback or a paste, its refusals, the device grant, setup-token, and the single-flight
+// refresh across processes. Every CLI call pins the clock (T0 unless a test moves it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::oauth_server::{Authorize, CLIENT_ID, DEVICE_GRANT, OAuthServer, USER_CODE, s256};
+use common::{Home, T0, code, stderr, stdout};
+use serde_json::Value;
+
+const SECOND: i64 = 1000;
+/// The three stderr lines `login --oauth --no-browser` prints before it waits.
+const PREAMBLE: usize = 3;
+
+fn configure(home: &Home, server: &OAuthServer) {
+    std::fs::write(home.path().join("config.toml"), server.config_toml("openai"))
+        .expect("write config.toml");
+}
+
+/// A CLI process whose stderr is read line by line on a thread, so a test can wait for a
+/// line without hanging when it never comes.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// How a [`Running`] process ended.
+struct Finished {
+    code: i32,
+    stdout: String,
+    stderr: Vec<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn authledger");
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first (further) stderr line satisfying `wanted`.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} on stderr; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Types a line on the process's stdin.
+    fn paste(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{text}").expect("write stdin");
+    }
+
+    /// Waits (at most 90 s) for the exit, and collects stdout and every stderr line.
+    fn finish(mut self) -> Finished {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running after 90 s; stderr so far: {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(self.stdin.take());
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .expect("read stdout");
+        self.seen.extend(self.lines.iter());
+        Finished {
+            code: status.code().expect("exited normally"),
+            stdout: out,
+            stderr: self.seen,
+        }
+    }
+
+    /// SIGKILLs the process and reaps it.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let status = self.child.wait().expect("reap");
+        assert!(status.code().is_none(), "killed by a signal: {status}");
+    }
+}
+
+/// Starts `login openai --oauth --no-browser --timeout <timeout>` and waits for the authorize
+/// URL it prints.
+fn start_login(home: &Home, timeout: &str) -> (Running, url::Url) {
+    let mut cmd = home.cmd();
+    cmd.args([
+        "login",
+        "openai",
+        "--oauth",
+        "--no-browser",
+        "--timeout",
+        timeout,
+    ]);
+    let mut running = Running::spawn(cmd);
+    let line = running.wait_for("authorize URL", |l| l.starts_with("http://"));
+    let url = url::Url::parse(&line).expect("the printed URL parses");
+    (running, url)
+}
+
+/// The browser step: GET the authorize URL and follow the redirect to the CLI's loopback.
+/// Returns the final status and page.
+fn browse(url: &url::Url) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client.get(url.as_str()).send().expect("browser GET");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// The browser step without following: the `Location` the authorization server answers with.
+fn redirect_location(url: &url::Url) -> url::Url {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client.get(url.as_str()).send().expect("browser GET");
+    assert_eq!(r.status().as_u16(), 302, "the server redirects");
+    let location = r.headers()["location"].to_str().unwrap();
+    url::Url::parse(location).expect("Location parses")
+}
+
+fn query(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A whole login through the browser step; asserts it succeeded.
+fn login(home: &Home, server: &OAuthServer) -> Finished {
+    let (running, url) = start_login(home, "30s");
+    let (status, page) = browse(&url);
+    assert_eq!(status, 200, "the loopback answered: {page}");
+    let done = running.finish();
+    assert_eq!(done.code, 0, "login failed: {:?}", done.stderr);
+    assert_eq!(server.problems(), Vec::<String>::new());
+    done
+}
+
+/// The openai/default credential summary from `status --json` at `now`.
+fn credential_at(home: &Home, now: i64, provider: &str) -> Value {
+    let out = home.run_at(now, &["--json", "status", "--provider", provider]);
+    assert_eq!(code(&out), 0, "status: {}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    rows.as_array()
+        .and_then(|rows| rows.iter().find(|r| r["provider"] == provider))
+        .map(|r| r["credential"].clone())
+        .unwrap_or_else(|| panic!("no {provider} row: {rows}"))
+}
+
+fn credential(home: &Home, provider: &str) -> Value {
+    credential_at(home, T0, provider)
+}
+
+/// Audit rows with this action, oldest first.
+fn audit(home: &Home, action: &str) -> Vec<Value> {
+    let out = home.run(&["--json", "audit", "--action", action]);
+    assert_eq!(code(&out), 0, "audit: {}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+    let mut rows = rows.as_array().cloned().unwrap_or_default();
+    rows.sort_by_key(|r| r["seq"].as_i64());
+    rows
+}
+
+fn token_at(home: &Home, now: i64) -> Output {
+    home.run_at(now, &["token", "openai"])
+}
+
+/// `redacted` shows a head and the last four characters, never the secret itself.
+fn assert_redacts(redacted: &Value, secret: &str) {
+    let r = redacted.as_str().expect("redacted is text");
+    assert!(
+        r.contains('…') && r.ends_with(&secret[secret.len() - 4..]) && !r.contains(secret),
+        "{r:?} does not redact {secret:?}"
+    );
+}
+
+fn refresh_claims(home: &Home) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        home.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT holder, expires_at FROM refresh_claims")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The full login
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_full_login_checks_pkce_redirect_uri_and_client_id() {
+    let server = OAuthServer::start();
+    let home = Home::empty();
+    configure(&home, &server);
+
+    let (running, url) = start_login(&home, "30s");
+    let (status, page) = browse(&url);
+    assert_eq!(status, 200);
+    assert!(page.contains("Signed in"), "{page}");
+    let done = running.finish();
+    assert_eq!(done.code, 0, "{:?}", done.stderr);
+    assert!(done.stdout.contains("stored openai/default: oauth"), "{}", done.stdout);
+
+    // What the server saw and checked: the authorization request…
+    assert_eq!(server.problems(), Vec::<String>::new());
+    let authorize: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/authorize")
+        .collect();
+    assert_eq!(authorize.len(), 1);
+    let a = &authorize[0];
+    assert_eq!(a.param("response_type"), Some("code"));
+    assert_eq!(a.param("client_id"), Some(CLIENT_ID));
+    assert_eq!(a.param("code_challenge_method"), Some("S256"));
+    assert_eq!(a.param("scope"), Some("openid offline_access"));
+    assert_eq!(a.param("audience"), Some("test-api"), "extra_params are sent");
+    let redirect_uri = a.param("redirect_uri").unwrap();
+    assert!(
+        redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/callback"),
+        "{redirect_uri}"
+    );
+    assert!(a.param("state").is_some_and(|s| s.len() >= 16), "a random state");
+    // …and the one code exchange: form-encoded, the verifier behind the challenge, the same
+    // redirect URI, the client id in the body and no secret.
+    let exchanges = server.token_requests("authorization_code");
+    assert_eq!(exchanges.len(), 1);
+    let x = &exchanges[0];
+    assert_eq!(
+        s256(x.param("code_verifier").unwrap()),
+        a.param("code_challenge").unwrap()
+    );
+    assert_eq!(x.param("redirect_uri"), Some(redirect_uri));
+    assert_eq!(x.param("client_id"), Some(CLIENT_ID));
+    assert_eq!(x.param("client_secret"), None);
+
+    // What the ledger holds: the tokens, expiring T0 + expires_in, shown redacted.
+    let access = server.access_tokens()[0].clone();
+    let c = credential(&home, "openai");
+    assert_eq!(c["kind"], "oauth", "{c}");
+    assert_eq!(c["tier"], "chatgpt");
+    assert_eq!(c["source"], "oauth");
+    assert_eq!(c["status"], "ok");
+    assert_eq!(c["refreshable"], true);
+    assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_eq!(c["scopes"], serde_json::json!(["openid", "offline_access"]));
+    assert_no_secret_shown(&home, &access);
+    assert_redacts(&c["redacted"], &access);
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), access);
+
+    let logins = audit(&home, "login");
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0]["provider"], "openai");
+    assert_eq!(logins[0]["detail"]["source"], "oauth");
+    assert_eq!(logins[0]["detail"]["kind"], "oauth");
+}
+
+/// Neither `status` nor the audit trail ever shows a token.
+fn assert_no_secret_shown(home: &Home, secret: &str) {
+    for args in [&["--json", "status"][..], &["status"], &["--json", "audit"]] {
+        let out = home.run(args);
+        assert!(!stdout(&out).contains(secret), "{args:?} shows a secret");
+    }
+}
+
+#[test]
+fn a_login_without_refresh_token_or_expiry_is_stored_without_expiry() {
+    let server = OAuthServer::start();
+    server.set(|m| {
+        m.expires_in = None;
+        m.refresh_token = false;
+        m.token_type = "bearer";
+    });
+    let home = Home::empty();
+    configure(&home, &server);
+    login(&home, &server);
+
+    let access = server.access_tokens()[0].clone();
+    let c = credential(&home, "openai");
+    assert_eq!(c["kind"], "oauth", "{c}");
+    assert_eq!(c["expires_at"], Value::Null);
+    assert_eq!(c["refreshable"], false);
+    // With no expiry there is nothing to refresh, even a year later.
+    let out = token_at(&home, T0 + 365 * 24 * 3600 * SECOND);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), access);
+    assert!(server.token_requests("refresh_token").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The paste path
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_pasted_code_and_state_or_redirect_url_completes_the_login() {
+    for paste_whole_url in [false, true] {
+        let server = OAuthServer::start();
+        let home = Home::empty();
+        configure(&home, &server);
+        let (mut running, url) = start_login(&home, "30s");
+        let location = redirect_location(&url);
+        let pasted = if paste_whole_url {
+            location.to_string()
+        } else {
+            format!(
+                "{}#{}",
+                query(&location, "code").unwrap(),
+                query(&location, "state").unwrap()
+            )
+        };
+        running.paste(&pasted);
+        let done = running.finish();
+        assert_eq!(done.code, 0, "pasting {pasted}: {:?}", done.stderr);
+        assert_eq!(server.problems(), Vec::<String>::new());
+        assert_eq!(server.token_requests("authorization_code").len(), 1);
+        let c = credential(&home, "openai");
+        assert_eq!(c["kind"], "oauth", "{c}");
+        assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+        assert_redacts(&c["redacted"], &server.access_tokens()[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Refusals: exit 4, one error line, nothing stored
+// ---------------------------------------------------------------------------------------------
+
+/// A refused login: exit 4, the preamble then exactly one error line naming `needle`, and a
+/// ledger snapshot equal to `before`.
+fn assert_refused(home: &Home, before: &str, done: &Finished, needle: &str) {
+    assert_eq!(done.code, 4, "{:?}", done.stderr);
+    assert_eq!(done.stdout, "");
+    let (last, earlier) = done.stderr.split_last().expect("stderr");
+    assert_eq!(earlier.len(), PREAMBLE, "one error line after the URL: {earlier:?}");
+    assert!(
+        last.starts_with("authledger: ") && last.contains(needle),
+        "expected an error naming {needle:?}, got {last:?}"
+    );
+    assert_eq!(home.snapshot(), before, "a refused login changed the ledger");
+}
+
+/// A home with the fixture credentials (so a refusal must also leave an existing OpenAI
+/// credential alone) configured for `server`, and its snapshot.
+fn refusal_home(server: &OAuthServer) -> (Home, String) {
+    let home = Home::new();
+    configure(&home, server);
+    let before = home.snapshot();
+    (home, before)
+}
+
+#[test]
+fn a_state_mismatch_is_refused_before_any_token_request() {
+    let server = OAuthServer::start();
+    server.set(|m| m.authorize = Authorize::WrongState);
+    let (home, before) = refusal_home(&server);
+    let (running, url) = start_login(&home, "30s");
+    browse(&url);
+    let done = running.finish();
+    assert_refused(&home, &before, &done, "state does not match");
+    assert!(server.token_requests("authorization_code").is_empty());
+}
+
+#[test]
+fn access_denied_is_refused() {
+    let server = OAuthServer::start();
+    server.set(|m| m.authorize = Authorize::Deny);
+    let (home, before) = refusal_home(&server);
+    let (running, url) = start_login(&home, "30s");
+    let (_, page) = browse(&url);
+    assert!(!page.contains("Signed in"), "{page}");
+    let done = running.finish();
+    assert_refused(&home, &before, &done, "access_denied");
+    assert!(server.token_requests("authorization_code").is_empty());
+}
+
+#[test]
+fn nobody_completing_the_login_is_a_timeout() {
+    let server = OAuthServer::start();
+    let (home, before) = refusal_home(&server);
+    let started = Instant::now();
+    let (running, _url) = start_login(&home, "1s");
+    let done = running.finish();
+    assert!(started.elapsed() < Duration::from_secs(20), "the timeout was kept");
+    assert_refused(&home, &before, &done, "no authorization arrived within 1s");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_token_endpoint_400_is_refused() {
+    let server = OAuthServer::start();
+    server.set(|m| m.code_error = Some("invalid_request"));
+    let (home, before) = refusal_home(&server);
+    let (running, url) = start_login(&home, "30s");
+    browse(&url);
+    let done = running.finish();
+    assert_refused(&home, &before, &done, "invalid_request");
+    assert_eq!(server.token_requests("authorization_code").len(), 1);
+    assert_eq!(server.problems(), Vec::<String>::new());
+}
+
+/// The loopback's page for a forged callback (wrong state) must not tell the user they are
+/// signed in: the CLI refuses it.
+#[test]
+fn a_forged_callback_is_not_shown_the_success_page() {
+    let server = OAuthServer::start();
+    server.set(|m| m.authorize = Authorize::WrongState);
+    let (home, _before) = refusal_home(&server);
+    let (running, url) = start_login(&home, "30s");
+    let (_, page) = browse(&url);
+    let done = running.finish();
+    assert_eq!(done.code, 4);
+    assert!(
+        !page.contains("Signed in"),
+        "the browser was told it signed in, but the CLI refused the callback: {page}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Configuration errors
+// ---------------------------------------------------------------------------------------------
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait")
+}
+
+/// Exit 2, one stderr line containing `needle`, nothing changed.
+fn assert_usage_error(home: &Home, before: &str, out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert_eq!(home.snapshot(), before);
+}
+
+#[test]
+fn a_missing_client_id_is_named() {
+    let server = OAuthServer::start();
+    let home = Home::new();
+    let config: String = server
+        .config_toml("openai")
+        .lines()
+        .filter(|l| !l.starts_with("client_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let before = home.snapshot();
+    for flow in ["--oauth", "--device"] {
+        let mut cmd = home.cmd();
+        cmd.args(["login", "openai", flow]);
+        let out = run_with_stdin(cmd, "");
+        assert_usage_error(&home, &before, &out, "providers.openai.oauth.client_id");
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn no_claude_subscription_oauth_flow_of_our_own() {
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[providers.claude.oauth]\n\
+         authorize_url = \"https://claude.ai/oauth/authorize\"\n\
+         token_url = \"https://console.anthropic.com/v1/oauth/token\"\n\
+         device_authorization_url = \"https://claude.ai/oauth/device\"\n\
+         client_id = \"someone-elses-client\"\n",
+    )
+    .unwrap();
+    let before = home.snapshot();
+    for flow in ["--oauth", "--device"] {
+        let mut cmd = home.cmd();
+        cmd.args(["login", "claude", flow]);
+        if flow == "--oauth" {
+            cmd.arg("--no-browser");
+        }
+        let out = run_with_stdin(cmd, "");
+        assert_usage_error(&home, &before, &out, "setup-token");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. setup-token
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_setup_token_is_stored_as_a_max_oauth_credential() {
+    let home = Home::empty();
+    let token = "sk-ant-oat01-Qm9vYmFyYmF6cXV4LXNldHVwLXRva2VuLWZvci10ZXN0cy0xMjM0NTY3ODkw";
+    let mut cmd = home.cmd();
+    cmd.args(["login", "claude", "--setup-token"]);
+    let out = run_with_stdin(cmd, &format!("{token}\n"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let c = credential(&home, "claude");
+    assert_eq!(c["kind"], "oauth", "{c}");
+    assert_eq!(c["tier"], "max");
+    assert_eq!(c["source"], "setup-token");
+    assert_eq!(c["expires_at"], Value::Null);
+    assert_eq!(c["refreshable"], false);
+    assert_redacts(&c["redacted"], token);
+    let out = home.run(&["token", "claude"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), token);
+    assert_eq!(audit(&home, "login").len(), 1);
+
+    let before = home.snapshot();
+    for not_a_token in ["sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789", "hello", ""] {
+        let mut cmd = home.cmd();
+        cmd.args(["login", "claude", "--setup-token"]);
+        let out = run_with_stdin(cmd, &format!("{not_a_token}\n"));
+        let needle = if not_a_token.is_empty() {
+            "no key on stdin"
+        } else {
+            "sk-ant-oat"
+        };
+        assert_usage_error(&home, &before, &out, needle);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The device grant
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_device_grant_polls_at_the_interval_and_slows_down() {
+    let server = OAuthServer::start();
+    server.set(|m| {
+        m.pending_polls = 2;
+        m.slow_down = true;
+    });
+    let home = Home::empty();
+    configure(&home, &server);
+    let mut cmd = home.cmd();
+    cmd.args(["login", "openai", "--device"]);
+    let done = Running::spawn(cmd).finish();
+    assert_eq!(done.code, 0, "{:?}", done.stderr);
+    let said = done.stderr.join("\n");
+    assert!(
+        said.contains(USER_CODE) && said.contains(&server.url("/device")),
+        "the user code and verification URI are shown: {said}"
+    );
+    assert_eq!(server.problems(), Vec::<String>::new());
+
+    let device = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/device/code")
+        .expect("a device authorization request");
+    assert_eq!(device.param("client_id"), Some(CLIENT_ID));
+    assert_eq!(device.param("scope"), Some("openid offline_access"));
+    // Two authorization_pending, one slow_down, then the tokens.
+    let polls = server.token_requests(DEVICE_GRANT);
+    assert_eq!(polls.len(), 4, "{polls:?}");
+    let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_secs(1) && gaps[1] >= Duration::from_secs(1),
+        "polls at least `interval` (1 s) apart: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= Duration::from_secs(6),
+        "after slow_down the interval grows by 5 s (RFC 8628 3.5): {gaps:?}"
+    );
+
+    let c = credential(&home, "openai");
+    assert_eq!(c["kind"], "oauth", "{c}");
+    assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_redacts(&c["redacted"], &server.access_tokens()[0]);
+    assert_eq!(audit(&home, "login").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7–9. Refresh: single-flight across processes, invalid_grant, a killed claimer
+// ---------------------------------------------------------------------------------------------
+
+/// A home logged in at T0 with a token that expires in 2 minutes (inside the 5-minute refresh
+/// margin), against a server whose later tokens live an hour. Returns the home, the access
+/// token and the refresh token of that login.
+fn logged_in_near_expiry(server: &OAuthServer) -> (Home, String, String) {
+    server.set(|m| m.expires_in = Some(120));
+    let home = Home::empty();
+    configure(&home, server);
+    login(&home, server);
+    server.set(|m| m.expires_in = Some(3600));
+    let c = credential(&home, "openai");
+    assert_eq!(c["expires_at"], T0 + 120 * SECOND, "{c}");
+    (
+        home,
+        server.access_tokens()[0].clone(),
+        server.refresh_tokens()[0].clone(),
+    )
+}
+
+#[test]
+fn sixteen_processes_refresh_once() {
+    let server = OAuthServer::start();
+    let (home, old, old_refresh) = logged_in_near_expiry(&server);
+    server.set(|m| m.refresh_delay = Duration::from_millis(500));
+
+    let started = Instant::now();
+    let children: Vec<Child> = (0..16)
+        .map(|_| {
+            home.cmd()
+                .args(["token", "openai"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn token")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    println!("16 concurrent `token` calls took {:?}", started.elapsed());
+
+    let refreshes = server.token_requests("refresh_token");
+    assert_eq!(server.replays(), Vec::<String>::new(), "a refresh token was presented twice");
+    assert_eq!(refreshes.len(), 1, "exactly one refresh request: {refreshes:?}");
+    assert_eq!(refreshes[0].param("refresh_token"), Some(old_refresh.as_str()));
+    assert_eq!(refreshes[0].param("client_id"), Some(CLIENT_ID));
+    let new = server.access_tokens().last().unwrap().clone();
+    assert_ne!(new, old);
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(code(out), 0, "process {i}: {}", stderr(out));
+        assert_eq!(stdout(out).trim(), new, "process {i} printed another token");
+    }
+
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "ok");
+    let c = credential(&home, "openai");
+    assert_eq!(c["refreshed_at"], T0, "{c}");
+    assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_eq!(c["status"], "ok");
+    assert_redacts(&c["redacted"], &new);
+    assert!(refresh_claims(&home).is_empty(), "the claim was released");
+
+    // The rotated refresh token was kept: the next refresh (near the new expiry) presents it.
+    server.set(|m| m.refresh_delay = Duration::ZERO);
+    let later = T0 + 3600 * SECOND - 60 * SECOND;
+    let out = token_at(&home, later);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let refreshes = server.token_requests("refresh_token");
+    assert_eq!(refreshes.len(), 2);
+    assert_ne!(refreshes[1].param("refresh_token"), Some(old_refresh.as_str()));
+    assert_eq!(server.replays(), Vec::<String>::new());
+    assert_eq!(stdout(&out).trim(), server.access_tokens().last().unwrap());
+}
+
+#[test]
+fn invalid_grant_marks_the_credential_as_needing_login() {
+    let server = OAuthServer::start();
+    let (home, _old, _) = logged_in_near_expiry(&server);
+    server.forget_refresh_tokens();
+
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("log in again"), "{}", stderr(&out));
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+
+    let c = credential(&home, "openai");
+    assert_eq!(c["status"], "needs_login", "{c}");
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "openai",
+        "--tokens",
+        "100",
+    ]);
+    assert_eq!(code(&out), 4, "lease acquire: {}", stderr(&out));
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "invalid_grant");
+
+    // Asking again does not present the refused token again.
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+
+    // A new login makes it usable again.
+    login(&home, &server);
+    assert_eq!(credential(&home, "openai")["status"], "ok");
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), server.access_tokens().last().unwrap());
+}
+
+#[test]
+fn a_killed_claimer_is_taken_over_after_its_claim_expires() {
+    use std::sync::Arc;
+
+    use authledger::settings::FileConfig;
+    use authledger::{Account, KeySource, Ledger, LedgerConfig, ManualClock, Provider};
+
+    let server = OAuthServer::start();
+    let (home, old, old_refresh) = logged_in_near_expiry(&server);
+
+    // A `token` process takes the claim and is killed before its refresh request.
+    let mut cmd = home.cmd();
+    cmd.env("AUTHLEDGER_FAULT", "refresh:claimed")
+        .args(["token", "openai"]);
+    let mut claimer = Running::spawn(cmd);
+    claimer.wait_for("the fault point", |l| {
+        l.contains("fault point refresh:claimed reached")
+    });
+    claimer.kill();
+    assert!(server.token_requests("refresh_token").is_empty());
+    let claims = refresh_claims(&home);
+    assert_eq!(claims.len(), 1, "the dead claimer's claim is left behind");
+    assert_eq!(claims[0].1, T0 + 30 * SECOND, "claims live 30 s");
+
+    // While the claim is live nobody else refreshes; a caller that gives up waiting gets the
+    // old token, which is still valid. (Through the library, to wait 1 s instead of the CLI's
+    // 40 s.)
+    let file =
+        FileConfig::parse(std::path::Path::new("config.toml"), &server.config_toml("openai"))
+            .unwrap();
+    let mut config = LedgerConfig::new(home.db())
+        .with_clock(Arc::new(ManualClock::new(T0 + 10 * SECOND)))
+        .with_key(KeySource::File(home.path().join("keys").join("master.key")))
+        .with_file_config(file);
+    config.refresh.wait = Duration::from_secs(1);
+    let ledger = Ledger::open(config).unwrap();
+    let token = ledger
+        .access_token(Provider::Openai, &Account::default())
+        .unwrap();
+    assert_eq!(token.expose_secret(), old);
+    assert!(server.token_requests("refresh_token").is_empty());
+    drop(ledger);
+
+    // After the claim expired, the next caller takes over and refreshes, once.
+    let started = Instant::now();
+    let out = token_at(&home, T0 + 31 * SECOND);
+    println!("the take-over took {:?}", started.elapsed());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let refreshes = server.token_requests("refresh_token");
+    assert_eq!(refreshes.len(), 1);
+    assert_eq!(refreshes[0].param("refresh_token"), Some(old_refresh.as_str()));
+    assert_eq!(server.replays(), Vec::<String>::new());
+    let new = server.access_tokens().last().unwrap().clone();
+    assert_ne!(new, old);
+    assert_eq!(stdout(&out).trim(), new);
+    assert!(refresh_claims(&home).is_empty());
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "ok");
+    assert_eq!(
+        credential_at(&home, T0 + 31 * SECOND, "openai")["refreshed_at"],
+        T0 + 31 * SECOND
+    );
+}
