@@ -161,11 +161,11 @@ fn candidates(
         accounts.sort_by_key(|(_, a, k)| (*k == CredentialKind::ApiKey, a.clone()));
         out.extend(accounts);
     }
-    if let Choice::Explicit(p, Some(a)) = choice
+    if let Choice::Explicit(p, a) = choice
         && out.is_empty()
     {
         // Name the missing credential rather than returning an empty list.
-        out.push((*p, a.clone(), CredentialKind::ApiKey));
+        out.push((*p, a.clone().unwrap_or_default(), CredentialKind::ApiKey));
     }
     Ok(out)
 }
@@ -185,7 +185,12 @@ fn judge(
     };
     match vault::usability(tx, p, a, now)? {
         Usability::Usable { .. } => {}
-        Usability::Missing => return Ok(verdict(Some("no credential".into()), false)),
+        Usability::Missing => {
+            return Ok(verdict(
+                Some(format!("no credential (run `authledger login {p}`)")),
+                false,
+            ));
+        }
         Usability::NeedsLogin => {
             return Ok(verdict(Some("needs login (refresh refused)".into()), false));
         }
