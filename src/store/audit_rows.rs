@@ -27,8 +27,7 @@ impl Tx<'_> {
     /// The last row of the chain: `(seq, hash)`.
     pub fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self
-            .txn
-            .query_row(
+            .one(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -38,7 +37,7 @@ impl Tx<'_> {
 
     /// Appends a row whose hashes the audit layer computed.
     pub fn insert_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             &format!(
                 "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
@@ -61,7 +60,7 @@ impl Tx<'_> {
     /// Rows matching a query, oldest first (the newest `limit` of them when a limit is set).
     pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = q.limit.map(i64::from).unwrap_or(-1);
-        let mut stmt = self.txn.prepare(&format!(
+        let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT * FROM (
                 SELECT {AUDIT_COLS} FROM audit
                 WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR at_ms < ?2)
@@ -94,7 +93,7 @@ impl Tx<'_> {
     ) -> Result<Option<T>, StoreError> {
         let mut stmt = self
             .txn
-            .prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY rowid"))?;
+            .prepare_cached(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY rowid"))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             if let Some(found) = visit(audit_from_row(r)?) {

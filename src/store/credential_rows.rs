@@ -73,8 +73,7 @@ impl Tx<'_> {
         account: &Account,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),
                 params![provider.as_str(), account.as_str()],
                 from_row,
@@ -85,7 +84,7 @@ impl Tx<'_> {
 
     /// Every credential's metadata, ordered by provider and account.
     pub fn credential_records(&self) -> Result<Vec<CredentialRecord>, StoreError> {
-        let mut stmt = self.txn.prepare(&format!(
+        let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {COLS} FROM credentials ORDER BY provider, account"
         ))?;
         let raws = stmt
@@ -96,7 +95,7 @@ impl Tx<'_> {
 
     /// Inserts or replaces a credential's metadata.
     pub fn put_credential_record(&self, c: &CredentialRecord) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             &format!(
                 "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (provider, account) DO UPDATE SET
@@ -132,11 +131,11 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<bool, StoreError> {
-        self.txn.execute(
+        self.exec(
             "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
             params![provider.as_str(), account.as_str()],
         )?;
-        let n = self.txn.execute(
+        let n = self.exec(
             "DELETE FROM credentials WHERE provider = ?1 AND account = ?2",
             params![provider.as_str(), account.as_str()],
         )?;
@@ -153,7 +152,7 @@ impl Tx<'_> {
         generation: i64,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let n = self.txn.execute(
+        let n = self.exec(
             "UPDATE credentials SET status = ?3, generation = generation + 1, updated_at = ?5
              WHERE provider = ?1 AND account = ?2 AND generation = ?4",
             params![provider.as_str(), account.as_str(), status, generation, now],
@@ -172,7 +171,7 @@ impl Tx<'_> {
         now: Millis,
         until: Millis,
     ) -> Result<bool, StoreError> {
-        let n = self.txn.execute(
+        let n = self.exec(
             "INSERT INTO refresh_claims (provider, account, holder, generation, claimed_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (provider, account) DO UPDATE SET
@@ -191,7 +190,7 @@ impl Tx<'_> {
         account: &Account,
         holder: &str,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "DELETE FROM refresh_claims WHERE provider = ?1 AND account = ?2 AND holder = ?3",
             params![provider.as_str(), account.as_str(), holder],
         )?;
@@ -205,7 +204,7 @@ impl Tx<'_> {
         account: &Account,
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE credentials SET last_used_at = ?3 WHERE provider = ?1 AND account = ?2",
             params![provider.as_str(), account.as_str(), now],
         )?;
@@ -218,7 +217,7 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Vec<SealedField>, StoreError> {
-        let mut stmt = self.txn.prepare(
+        let mut stmt = self.txn.prepare_cached(
             "SELECT field, nonce, ciphertext FROM credential_secrets
              WHERE provider = ?1 AND account = ?2 ORDER BY field",
         )?;
@@ -241,12 +240,12 @@ impl Tx<'_> {
         account: &Account,
         fields: &[SealedField],
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
             params![provider.as_str(), account.as_str()],
         )?;
         for f in fields {
-            self.txn.execute(
+            self.exec(
                 "INSERT INTO credential_secrets (provider, account, field, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![provider.as_str(), account.as_str(), f.field, f.nonce, f.ciphertext],
             )?;

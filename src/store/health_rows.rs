@@ -15,8 +15,7 @@ impl Tx<'_> {
         account: &Account,
     ) -> Result<Option<HealthRecord>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 "SELECT provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at
                  FROM provider_health WHERE provider = ?1 AND account = ?2",
                 params![provider.as_str(), account.as_str()],
@@ -61,7 +60,7 @@ impl Tx<'_> {
 
     /// Stores a provider account's health.
     pub fn put_health(&self, h: &HealthRecord) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "INSERT OR REPLACE INTO provider_health
                (provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

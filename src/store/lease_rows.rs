@@ -80,8 +80,7 @@ impl Tx<'_> {
     /// One lease by id.
     pub fn lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 &format!("SELECT {LEASE_COLS} FROM leases WHERE id = ?1"),
                 [id.as_str()],
                 lease_from_row,
@@ -100,7 +99,7 @@ impl Tx<'_> {
                 format!("SELECT {LEASE_COLS} FROM leases ORDER BY created_at DESC, fence DESC")
             }
         };
-        let mut stmt = self.txn.prepare(&sql)?;
+        let mut stmt = self.txn.prepare_cached(&sql)?;
         let raws = stmt
             .query_map([], lease_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -115,7 +114,7 @@ impl Tx<'_> {
         now: Millis,
         idle_before: Option<Millis>,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self.txn.prepare(&format!(
+        let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {LEASE_COLS} FROM leases
              WHERE state = 'active' AND (?1 IS NULL OR provider = ?1)
                AND (expires_at <= ?2 OR (?3 IS NOT NULL AND heartbeat_at <= ?3))
@@ -136,7 +135,7 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<(i64, Option<Millis>), StoreError> {
-        Ok(self.txn.query_row(
+        Ok(self.one(
             "SELECT COUNT(*), MIN(expires_at) FROM leases
              WHERE provider = ?1 AND account = ?2 AND state = 'active'",
             params![provider.as_str(), account.as_str()],
@@ -146,16 +145,16 @@ impl Tx<'_> {
 
     /// The next fencing number: larger than any lease's so far.
     pub fn next_fence(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .txn
-            .query_row("SELECT COALESCE(MAX(fence), 0) + 1 FROM leases", [], |r| {
+        Ok(
+            self.one("SELECT COALESCE(MAX(fence), 0) + 1 FROM leases", [], |r| {
                 r.get(0)
-            })?)
+            })?,
+        )
     }
 
     /// Stores a new lease.
     pub fn insert_lease(&self, l: &Lease) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             &format!(
                 "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ),
@@ -186,7 +185,7 @@ impl Tx<'_> {
         now: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE leases SET heartbeat_at = ?2, expires_at = ?3 WHERE id = ?1 AND state = 'active'",
             params![id.as_str(), now, expires_at],
         )?;
@@ -201,7 +200,7 @@ impl Tx<'_> {
         now: Millis,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let n = self.txn.execute(
+        let n = self.exec(
             "UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4 WHERE id = ?1 AND state = 'active'",
             params![id.as_str(), state.as_str(), now, reason],
         )?;
@@ -210,7 +209,7 @@ impl Tx<'_> {
 
     /// Adds recorded usage to a lease's own tally.
     pub fn add_lease_usage(&self, id: &LeaseId, tokens: i64) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE leases SET used = used + ?2 WHERE id = ?1",
             params![id.as_str(), tokens],
         )?;
@@ -224,7 +223,7 @@ impl Tx<'_> {
         window_id: i64,
         reserved: i64,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)",
             params![id.as_str(), window_id, reserved],
         )?;
@@ -233,7 +232,7 @@ impl Tx<'_> {
 
     /// The windows a lease reserved in and what it still holds in each: `(window_id, reserved)`.
     pub fn lease_windows(&self, id: &LeaseId) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut stmt = self.txn.prepare(
+        let mut stmt = self.txn.prepare_cached(
             "SELECT window_id, reserved FROM lease_windows WHERE lease_id = ?1 ORDER BY window_id",
         )?;
         let rows = stmt
@@ -249,7 +248,7 @@ impl Tx<'_> {
         window_id: i64,
         tokens: i64,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2",
             params![id.as_str(), window_id, tokens],
         )?;

@@ -105,6 +105,7 @@ impl Store {
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(0))
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build_unchecked(manager);
         Ok(Store {

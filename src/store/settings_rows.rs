@@ -8,8 +8,7 @@ impl Tx<'_> {
     /// Reads a setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .txn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            .one("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()?)
@@ -17,7 +16,7 @@ impl Tx<'_> {
 
     /// Writes a setting.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],

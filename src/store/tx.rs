@@ -23,6 +23,26 @@ impl<'c> Tx<'c> {
         Tx { txn }
     }
 
+    /// Executes one statement through the connection's statement cache: the ledger runs the
+    /// same few dozen statements over and over, and re-preparing them dominated a transaction.
+    pub(super) fn exec<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> rusqlite::Result<usize> {
+        self.txn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// [`exec`](Self::exec) for a query returning one row.
+    pub(super) fn one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.txn.prepare_cached(sql)?.query_row(params, f)
+    }
+
     pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
         self.txn.commit()
     }

@@ -11,8 +11,7 @@ impl Tx<'_> {
     /// The usage event stored under an idempotency key, if any.
     pub fn usage_by_key(&self, key: &str) -> Result<Option<UsageEvent>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 "SELECT idem_key, lease_id, agent, provider, account, input, output, requests, at_ms
                  FROM usage_events WHERE idem_key = ?1",
                 [key],
@@ -46,7 +45,7 @@ impl Tx<'_> {
 
     /// Stores a usage event; the UNIQUE idempotency key makes a duplicate impossible.
     pub fn insert_usage(&self, e: &UsageEvent) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "INSERT INTO usage_events (idem_key, lease_id, agent, provider, account, input, output, requests, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -75,7 +74,7 @@ impl Tx<'_> {
             UsageGroup::Provider => "provider || '/' || account",
             UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
         };
-        let mut stmt = self.txn.prepare(&format!(
+        let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {key} AS k, SUM(input), SUM(output), SUM(requests), COUNT(*)
              FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY k"
         ))?;

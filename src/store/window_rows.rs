@@ -88,8 +88,7 @@ impl Tx<'_> {
         account: &Account,
     ) -> Result<Option<Limits>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
                 params![provider.as_str(), account.as_str()],
                 limits_from_row,
@@ -100,7 +99,7 @@ impl Tx<'_> {
 
     /// Every provider account the ledger knows of: with limits, a credential or a lease.
     pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
-        let mut stmt = self.txn.prepare(
+        let mut stmt = self.txn.prepare_cached(
             "SELECT provider, account FROM limits
              UNION SELECT provider, account FROM credentials
              UNION SELECT provider, account FROM leases
@@ -116,7 +115,7 @@ impl Tx<'_> {
 
     /// Inserts or replaces one provider account's limits.
     pub fn put_limits(&self, l: &Limits) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             &format!(
                 "INSERT OR REPLACE INTO limits ({LIMIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ),
@@ -146,8 +145,7 @@ impl Tx<'_> {
         now: Millis,
     ) -> Result<Option<Window>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 &format!(
                     "SELECT {WINDOW_COLS} FROM windows
                      WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms <= ?4 AND end_ms > ?4
@@ -169,8 +167,7 @@ impl Tx<'_> {
         before: Millis,
     ) -> Result<Option<Window>, StoreError> {
         let raw = self
-            .txn
-            .query_row(
+            .one(
                 &format!(
                     "SELECT {WINDOW_COLS} FROM windows
                      WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms < ?4
@@ -186,7 +183,7 @@ impl Tx<'_> {
     /// What active leases still hold in a window: the reservation that moves with them when
     /// the next window opens.
     pub fn active_holdings(&self, window_id: i64) -> Result<i64, StoreError> {
-        Ok(self.txn.query_row(
+        Ok(self.one(
             "SELECT COALESCE(SUM(lw.reserved), 0) FROM lease_windows lw
              JOIN leases l ON l.id = lw.lease_id
              WHERE lw.window_id = ?1 AND l.state = 'active'",
@@ -203,17 +200,17 @@ impl Tx<'_> {
         if moved == 0 {
             return Ok(0);
         }
-        self.txn.execute(
+        self.exec(
             "UPDATE lease_windows SET window_id = ?2
              WHERE window_id = ?1 AND reserved > 0
                AND lease_id IN (SELECT id FROM leases WHERE state = 'active')",
             params![from, to],
         )?;
-        self.txn.execute(
+        self.exec(
             "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
             params![from, moved],
         )?;
-        self.txn.execute(
+        self.exec(
             "UPDATE windows SET reserved = reserved + ?2 WHERE id = ?1",
             params![to, moved],
         )?;
@@ -229,7 +226,7 @@ impl Tx<'_> {
         start_ms: Millis,
         end_ms: Millis,
     ) -> Result<Window, StoreError> {
-        self.txn.execute(
+        self.exec(
             "INSERT INTO windows (provider, account, kind, start_ms, end_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![provider.as_str(), account.as_str(), kind.as_str(), start_ms, end_ms],
         )?;
@@ -254,7 +251,7 @@ impl Tx<'_> {
         tokens: i64,
         limit: i64,
     ) -> Result<bool, StoreError> {
-        let n = self.txn.execute(
+        let n = self.exec(
             "UPDATE windows SET reserved = reserved + ?2
              WHERE id = ?1 AND used + reserved + ?2 <= ?3",
             params![window_id, tokens, limit],
@@ -264,7 +261,7 @@ impl Tx<'_> {
 
     /// Returns an unused reservation to a window.
     pub fn unreserve_in_window(&self, window_id: i64, tokens: i64) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
             params![window_id, tokens],
         )?;
@@ -280,7 +277,7 @@ impl Tx<'_> {
         from_reserved: i64,
         requests: i64,
     ) -> Result<(), StoreError> {
-        self.txn.execute(
+        self.exec(
             "UPDATE windows SET used = used + ?2, reserved = reserved - ?3, requests = requests + ?4
              WHERE id = ?1",
             params![window_id, tokens, from_reserved, requests],
