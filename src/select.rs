@@ -70,9 +70,9 @@ pub enum SelectError {
     /// A vault failure.
     #[error(transparent)]
     Vault(#[from] VaultError),
-    /// Nothing usable.
-    #[error("no provider can take an agent now: {}", summary(.0))]
-    NoneUsable(Vec<Verdict>),
+    /// Nothing usable; each candidate says why. The second field is what was asked, if known.
+    #[error("no provider can take an agent now{}: {}", asked_text(*.1), summary(.0))]
+    NoneUsable(Vec<Verdict>, Option<i64>),
 }
 
 impl SelectError {
@@ -82,7 +82,7 @@ impl SelectError {
         match self {
             SelectError::Store(_) => exit::STORAGE,
             SelectError::Vault(v) => v.exit_code(),
-            SelectError::NoneUsable(v) => {
+            SelectError::NoneUsable(v, _) => {
                 let credential_problem = |c: &Verdict| {
                     c.problem.as_deref().is_some_and(|p| {
                         p.starts_with("no credential")
@@ -97,6 +97,13 @@ impl SelectError {
                 }
             }
         }
+    }
+}
+
+fn asked_text(asked: Option<i64>) -> String {
+    match asked {
+        Some(n) => format!(" (asked {n} tokens)"),
+        None => String::new(),
     }
 }
 
@@ -159,6 +166,11 @@ fn candidates(
             .collect();
         // Subscriptions first: metered API billing is the last resort.
         accounts.sort_by_key(|(_, a, k)| (*k == CredentialKind::ApiKey, a.clone()));
+        if accounts.is_empty() && *choice == Choice::Auto {
+            // A provider with no credential is still a candidate, so the decision can say why
+            // it was passed over.
+            accounts.push((p, Account::default(), CredentialKind::ApiKey));
+        }
         out.extend(accounts);
     }
     if let Choice::Explicit(p, a) = choice
@@ -217,9 +229,16 @@ fn judge(
         return Ok(verdict(None, true));
     };
     if q.active_leases >= q.concurrent_limit {
+        let frees = match tx.active_lease_count(p, a)?.1 {
+            Some(t) => format!(
+                "; a slot frees by {} at the latest",
+                crate::clock::format_ms(t)
+            ),
+            None => String::new(),
+        };
         return Ok(verdict(
             Some(format!(
-                "no free slot ({}/{} leases)",
+                "no free slot ({}/{} leases{frees})",
                 q.active_leases, q.concurrent_limit
             )),
             false,
@@ -231,7 +250,16 @@ fn judge(
         .filter(|w| w.kind != crate::types::WindowKind::Minute)
         .all(|w| w.remaining.is_none_or(|r| r > 0));
     if !budget_left {
-        return Ok(verdict(Some("budget spent".into()), false));
+        let resets = q
+            .windows
+            .iter()
+            .filter(|w| w.kind != crate::types::WindowKind::Minute && w.remaining == Some(0))
+            .filter_map(|w| w.resets_at)
+            .max();
+        let when = resets.map_or(String::new(), |t| {
+            format!(" (resets at {})", crate::clock::format_ms(t))
+        });
+        return Ok(verdict(Some(format!("budget spent{when}")), false));
     }
     if let Some(w) = q
         .windows
@@ -270,7 +298,7 @@ pub fn select(tx: &Tx<'_>, now: Millis, choice: &Choice) -> Result<Decision, Sel
         .position(|v| v.problem.is_none())
         .or_else(|| considered.iter().position(|v| v.fallback_ok));
     let Some(i) = pick else {
-        return Err(SelectError::NoneUsable(considered));
+        return Err(SelectError::NoneUsable(considered, None));
     };
     let first = &considered[0];
     let chosen = &considered[i];

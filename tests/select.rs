@@ -225,7 +225,8 @@ fn no_free_slot_falls_back() {
     let d = auto(&f);
     assert_eq!(chosen(&d), "claude/key");
     assert!(
-        d.reason.contains("no free slot (1/1 leases)"),
+        d.reason
+            .contains("no free slot (1/1 leases; a slot frees by 2026-11-23T12:00:00Z"),
         "{}",
         d.reason
     );

@@ -105,7 +105,7 @@ pub fn run(
             None
         };
         let spin = spinner("waiting for the browser…");
-        let params = loopback.wait(timeout, pasted.as_ref());
+        let params = loopback.wait(timeout, request.state(), pasted.as_ref());
         if let Some(s) = spin {
             s.finish_and_clear();
         }

@@ -52,10 +52,29 @@ impl RunCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
         let (lease, decision) = self.acquire.acquire(&ledger)?;
-        eprintln!(
-            "authledger: {} on {}/{} for {}: {} tokens ({})",
-            lease.id, lease.provider, lease.account, lease.agent, lease.allocated, decision.reason
-        );
+        if ctx.out.json {
+            eprintln!(
+                "{}",
+                json!({
+                    "lease_id": lease.id,
+                    "provider": lease.provider,
+                    "account": lease.account,
+                    "agent": lease.agent,
+                    "allocated_tokens": lease.allocated,
+                    "reason": decision.reason,
+                })
+            );
+        } else {
+            eprintln!(
+                "authledger: {} on {}/{} for {}: {} tokens ({})",
+                lease.id,
+                lease.provider,
+                lease.account,
+                lease.agent,
+                lease.allocated,
+                decision.reason
+            );
+        }
         let env = match ledger.agent_env(&lease) {
             Ok(env) => env,
             Err(e) => {
@@ -100,6 +119,14 @@ impl RunCmd {
             .command
             .first()
             .ok_or_else(|| crate::types::InvalidInput("no command to run".into()))?;
+        // Handlers first: a signal that arrives while the child starts is forwarded.
+        let io = |source| Error::Io {
+            what: "cannot listen for signals".into(),
+            source,
+        };
+        let mut sigint = signal(SignalKind::interrupt()).map_err(io)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(io)?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(io)?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&self.command[1..]);
         for k in &env.remove {
@@ -113,13 +140,6 @@ impl RunCmd {
             source,
         })?;
         let pid = child.id();
-        let io = |source| Error::Io {
-            what: "cannot listen for signals".into(),
-            source,
-        };
-        let mut sigint = signal(SignalKind::interrupt()).map_err(io)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(io)?;
-        let mut sighup = signal(SignalKind::hangup()).map_err(io)?;
         // In a terminal, Ctrl-C already reaches the child (same process group): forwarding it
         // again would count as a second press.
         let forward_int = !std::io::stdin().is_terminal();

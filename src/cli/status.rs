@@ -141,7 +141,7 @@ impl ProvidersCmd {
         let ledger = ctx.open()?;
         let (verdicts, next) = match ledger.select(&Choice::Auto) {
             Ok(d) => (d.considered.clone(), Some((d.provider, d.account.clone()))),
-            Err(Error::Select(SelectError::NoneUsable(v))) => (v, None),
+            Err(Error::Select(SelectError::NoneUsable(v, _))) => (v, None),
             Err(e) => return Err(e),
         };
         let rows: Vec<_> = verdicts

@@ -34,7 +34,12 @@ impl Ledger {
         let outcome = self
             .store
             .write(|tx: &mut crate::store::Tx<'_>| -> Result<_, Error> {
-                let decision = select::select(tx, now, choice)?;
+                let decision = select::select(tx, now, choice).map_err(|e| match e {
+                    select::SelectError::NoneUsable(v, _) => {
+                        select::SelectError::NoneUsable(v, req.tokens)
+                    }
+                    other => other,
+                })?;
                 let mut req = req.clone();
                 req.provider = decision.provider;
                 req.account = decision.account.clone();

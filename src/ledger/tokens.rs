@@ -117,8 +117,18 @@ impl Ledger {
                 )
             })?;
             if !claimed {
-                // Another process is refreshing: wait for its result.
-                if waited_since.elapsed() >= policy.wait {
+                // Another process is refreshing (or just did): wait for its result. While the
+                // old token still has time left, a short wait is enough: if the refresher died,
+                // the old token serves until its claim expires and someone takes over.
+                let comfortable = credential
+                    .expires_at
+                    .is_some_and(|at| at - now > ms(policy.claim_ttl));
+                let patience = if comfortable {
+                    policy.wait.min(Duration::from_secs(2))
+                } else {
+                    policy.wait
+                };
+                if waited_since.elapsed() >= patience {
                     return self.fallback(
                         &credential,
                         now,

@@ -65,7 +65,7 @@ pub struct Loopback {
     port: u16,
 }
 
-const SUCCESS_PAGE: &str = "<!doctype html><title>authledger</title><p>Signed in. You can close this tab and return to the terminal.</p>";
+const SUCCESS_PAGE: &str = "<!doctype html><title>authledger</title><p>Authorization received. Return to the terminal: it finishes the sign-in.</p>";
 const FAILURE_PAGE: &str = "<!doctype html><title>authledger</title><p>Sign-in failed. Return to the terminal for details.</p>";
 
 impl Loopback {
@@ -93,6 +93,7 @@ impl Loopback {
     pub fn wait(
         &self,
         timeout: Duration,
+        expected_state: &str,
         pasted: Option<&Receiver<String>>,
     ) -> Result<CallbackParams, OAuthError> {
         let deadline = Instant::now() + timeout;
@@ -105,7 +106,7 @@ impl Loopback {
             }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Some(params) = serve(stream) {
+                    if let Some(params) = serve(stream, expected_state) {
                         return Ok(params);
                     }
                 }
@@ -128,8 +129,9 @@ impl Loopback {
     }
 }
 
-/// Handles one connection; returns the parameters if it was the callback.
-fn serve(stream: TcpStream) -> Option<CallbackParams> {
+/// Handles one connection; returns the parameters if it was the callback. Only a callback
+/// with the expected state, a code and no error is shown the success page.
+fn serve(stream: TcpStream, expected_state: &str) -> Option<CallbackParams> {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(&stream);
@@ -149,7 +151,10 @@ fn serve(stream: TcpStream) -> Option<CallbackParams> {
         return None;
     }
     let params = CallbackParams::from_query(query);
-    let page = if params.code.is_some() && params.error.is_none() {
+    let page = if params.code.is_some()
+        && params.error.is_none()
+        && params.state.as_deref() == Some(expected_state)
+    {
         SUCCESS_PAGE
     } else {
         FAILURE_PAGE
@@ -197,9 +202,9 @@ mod tests {
                 body
             };
             assert!(get("/favicon.ico").starts_with("HTTP/1.1 404"));
-            assert!(get("/callback?code=k&state=s").contains("Signed in"));
+            assert!(get("/callback?code=k&state=s").contains("Authorization received"));
         });
-        let p = lb.wait(Duration::from_secs(10), None).unwrap();
+        let p = lb.wait(Duration::from_secs(10), "s", None).unwrap();
         assert_eq!(p.code.as_deref(), Some("k"));
         client.join().unwrap();
     }
@@ -208,7 +213,7 @@ mod tests {
     fn nobody_coming_is_a_timeout() {
         let lb = Loopback::bind(0).unwrap();
         assert!(matches!(
-            lb.wait(Duration::from_millis(50), None),
+            lb.wait(Duration::from_millis(50), "s", None),
             Err(OAuthError::Timeout(_))
         ));
     }

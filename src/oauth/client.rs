@@ -76,11 +76,12 @@ pub fn device_client(
 }
 
 /// The HTTP client for token requests. It never follows redirects (a redirected token request
-/// could carry a code or refresh token to another host) and gives up after 30 seconds.
+/// could carry a code or refresh token to another host) and gives up after 9 seconds, so three
+/// attempts fit inside one 30-second refresh claim.
 pub fn http(provider: Provider) -> Result<reqwest::blocking::Client, OAuthError> {
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(9))
         .build()
         .map_err(|e| OAuthError::Network {
             provider,

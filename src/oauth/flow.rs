@@ -50,6 +50,13 @@ pub struct AuthorizationRequest {
     redirect: RedirectUrl,
 }
 
+impl AuthorizationRequest {
+    /// The state the callback must carry.
+    pub fn state(&self) -> &str {
+        self.state.secret()
+    }
+}
+
 impl std::fmt::Debug for AuthorizationRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthorizationRequest")

@@ -160,8 +160,9 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// Takes the refresh claim for a credential unless another holder has a live one. The claim
-    /// expires at `until`, so a holder that died does not block the others for long.
+    /// Takes the refresh claim for a credential unless another holder has a live one or the
+    /// credential is no longer at `generation`. The claim expires at `until`, so a holder that
+    /// died does not block the others for long.
     pub fn try_claim_refresh(
         &self,
         provider: Provider,
@@ -171,6 +172,19 @@ impl Tx<'_> {
         now: Millis,
         until: Millis,
     ) -> Result<bool, StoreError> {
+        // A claim is only for the credential as the caller read it: if another process has
+        // refreshed it since (its generation moved on), the caller must read the new token
+        // instead of refreshing again with a refresh token that may already be rotated.
+        let current: Option<i64> = self
+            .one(
+                "SELECT generation FROM credentials WHERE provider = ?1 AND account = ?2",
+                params![provider.as_str(), account.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if current != Some(generation) {
+            return Ok(false);
+        }
         let n = self.exec(
             "INSERT INTO refresh_claims (provider, account, holder, generation, claimed_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -243,7 +243,9 @@ fn handle(stream: TcpStream, port: u16, state: &Mutex<State>) {
 
 /// Reads the request line, the headers and a `Content-Length` body.
 fn read_request(stream: &TcpStream) -> Option<(String, String, String)> {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -298,7 +300,8 @@ fn error(code: &str) -> Answer {
 fn expect(s: &mut State, params: &BTreeMap<String, String>, name: &str, want: &str) -> bool {
     let got = params.get(name).map(String::as_str);
     if got != Some(want) {
-        s.problems.push(format!("{name} is {got:?}, expected {want:?}"));
+        s.problems
+            .push(format!("{name} is {got:?}, expected {want:?}"));
         return false;
     }
     true
@@ -312,7 +315,9 @@ fn authorize(s: &mut State, p: &BTreeMap<String, String>) -> Answer {
     let challenge = p.get("code_challenge").cloned().unwrap_or_default();
     let state = p.get("state").cloned().unwrap_or_default();
     if !redirect.starts_with("http://127.0.0.1:") || !redirect.ends_with("/callback") {
-        s.problems.push(format!("redirect_uri {redirect:?} is not a loopback /callback"));
+        s.problems.push(format!(
+            "redirect_uri {redirect:?} is not a loopback /callback"
+        ));
         ok = false;
     }
     if challenge.len() != 43 || state.is_empty() {
@@ -346,7 +351,8 @@ fn authorize(s: &mut State, p: &BTreeMap<String, String>) -> Answer {
 fn token(state: &Mutex<State>, port: u16, p: &BTreeMap<String, String>) -> Answer {
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     if p.contains_key("client_secret") {
-        s.problems.push("a public client sent a client_secret".into());
+        s.problems
+            .push("a public client sent a client_secret".into());
     }
     if !expect(&mut s, p, "client_id", CLIENT_ID) {
         return error("invalid_client");
@@ -355,7 +361,8 @@ fn token(state: &Mutex<State>, port: u16, p: &BTreeMap<String, String>) -> Answe
     match param("grant_type").as_str() {
         "authorization_code" => {
             let Some((challenge, redirect)) = s.codes.remove(&param("code")) else {
-                s.problems.push(format!("unknown or reused code {:?}", param("code")));
+                s.problems
+                    .push(format!("unknown or reused code {:?}", param("code")));
                 return error("invalid_grant");
             };
             let verifier = param("code_verifier");
