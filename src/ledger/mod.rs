@@ -22,6 +22,7 @@ pub use crate::quota::Released;
 
 mod agents;
 mod credentials;
+mod run;
 mod tokens;
 pub use credentials::LogoutReport;
 pub use tokens::RefreshPolicy;
