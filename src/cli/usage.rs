@@ -137,6 +137,19 @@ impl UsageCmd {
                     ]);
                 }
                 ctx.out.line(&t.to_string())?;
+                for q in ledger.quota(None)? {
+                    let windows: Vec<String> = q
+                        .windows
+                        .iter()
+                        .filter_map(|w| w.percent.map(|p| format!("{} {p:.1} %", w.kind)))
+                        .collect();
+                    ctx.out.line(&format!(
+                        "{}/{}: {}",
+                        q.provider,
+                        q.account,
+                        windows.join(", ")
+                    ))?;
+                }
                 if let Some(r) = super::status::recommendation(&ledger) {
                     ctx.out.line(&r)?;
                 }
