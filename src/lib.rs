@@ -7,13 +7,13 @@
 //! transaction.
 //!
 //! ```
-//! # fn main() -> Result<(), authledger::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use authledger::{
 //!     Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, MasterKey,
 //!     Provider, Secret, UsageRecord,
 //! };
 //!
-//! let dir = tempfile::tempdir().unwrap();
+//! let dir = tempfile::tempdir()?;
 //! let config = LedgerConfig::new(dir.path().join("ledger.db"))
 //!     .with_key(KeySource::File(dir.path().join("keys/master.key")));
 //! let ledger = Ledger::open(config)?;

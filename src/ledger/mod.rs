@@ -104,9 +104,9 @@ impl Ledger {
     /// Grants a lease or refuses it with [`QuotaError::Denied`] (audited as `acquire`/`deny`).
     ///
     /// ```
-    /// # fn main() -> Result<(), authledger::Error> {
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use authledger::{Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider, Secret, UsageRecord};
-    /// let dir = tempfile::tempdir().unwrap();
+    /// let dir = tempfile::tempdir()?;
     /// let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))
     ///     .with_key(KeySource::File(dir.path().join("master.key"))))?;
     /// let key = Secret::new("sk-ant-api03-example-key-0000".into());
