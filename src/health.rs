@@ -27,22 +27,34 @@ fn is_rate_header(name: &str) -> bool {
         || name.starts_with("x-codex-")
 }
 
-/// Parses a reset time: RFC 3339, epoch seconds, or a Go-style duration (`6m0s`, `20ms`) from now.
+/// The longest any report keeps an account out: a week. A header claiming more is a bug on
+/// the other side, and an account locked out for ever would never report the 2xx that clears it.
+const MAX_UNAVAILABLE_MS: Millis = 7 * 86_400_000;
+
+/// Parses a reset time (RFC 3339, epoch seconds, or a Go-style duration such as `6m0s` from
+/// now), bounded to at most a week from now.
 fn parse_reset(value: &str, now: Millis) -> Option<Millis> {
+    parse_reset_unbounded(value, now).map(|t| t.clamp(now, now + MAX_UNAVAILABLE_MS))
+}
+
+fn parse_reset_unbounded(value: &str, now: Millis) -> Option<Millis> {
     let v = value.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Some(t.timestamp_millis());
     }
     if let Ok(secs) = v.parse::<f64>() {
+        if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
+            return None;
+        }
         // Epoch seconds are big; a small number is a delay in seconds.
         return Some(if secs > 1e9 {
             (secs * 1000.0) as Millis
         } else {
-            now + (secs * 1000.0) as Millis
+            now.saturating_add((secs * 1000.0) as Millis)
         });
     }
     if let Ok(d) = humantime::parse_duration(v) {
-        return Some(now + i64::try_from(d.as_millis()).unwrap_or(0));
+        return Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
     }
     chrono::DateTime::parse_from_rfc2822(v)
         .ok()
@@ -180,6 +192,11 @@ mod tests {
             Some(1_000_000_010_000)
         );
         assert_eq!(parse_reset("1000000020", now), Some(1_000_000_020_000));
+        assert_eq!(parse_reset("inf", now), None);
+        assert_eq!(
+            parse_reset("9223371000000000s", now),
+            Some(now + MAX_UNAVAILABLE_MS)
+        );
         assert!(parse_header("retry-after: 30").is_ok());
         assert!(parse_header("no colon").is_err());
     }

@@ -188,6 +188,7 @@ fn judge(
     p: Provider,
     a: &Account,
     quota: &[QuotaStatus],
+    asked: Option<i64>,
 ) -> Result<Verdict, SelectError> {
     let verdict = |problem: Option<String>, fallback_ok| Verdict {
         provider: p,
@@ -261,6 +262,20 @@ fn judge(
         });
         return Ok(verdict(Some(format!("budget spent{when}")), false));
     }
+    if let Some(n) = asked {
+        let left = q
+            .windows
+            .iter()
+            .filter(|w| w.kind != crate::types::WindowKind::Minute)
+            .filter_map(|w| w.remaining)
+            .min();
+        if let Some(left) = left.filter(|left| *left < n) {
+            return Ok(verdict(
+                Some(format!("only {left} tokens left (asked {n})")),
+                false,
+            ));
+        }
+    }
     if let Some(w) = q
         .windows
         .iter()
@@ -278,8 +293,14 @@ fn judge(
     Ok(verdict(None, true))
 }
 
-/// Chooses a provider account for a new agent.
-pub fn select(tx: &Tx<'_>, now: Millis, choice: &Choice) -> Result<Decision, SelectError> {
+/// Chooses a provider account for a new agent; `asked` (a named token figure) rules out
+/// accounts that cannot grant it whole.
+pub fn select(
+    tx: &Tx<'_>,
+    now: Millis,
+    choice: &Choice,
+    asked: Option<i64>,
+) -> Result<Decision, SelectError> {
     let order = candidates(tx, choice)?;
     let quota = quota_status(
         tx,
@@ -291,14 +312,14 @@ pub fn select(tx: &Tx<'_>, now: Millis, choice: &Choice) -> Result<Decision, Sel
     )?;
     let mut considered = Vec::with_capacity(order.len());
     for (p, a, _) in &order {
-        considered.push(judge(tx, now, *p, a, &quota)?);
+        considered.push(judge(tx, now, *p, a, &quota, asked)?);
     }
     let pick = considered
         .iter()
         .position(|v| v.problem.is_none())
         .or_else(|| considered.iter().position(|v| v.fallback_ok));
     let Some(i) = pick else {
-        return Err(SelectError::NoneUsable(considered, None));
+        return Err(SelectError::NoneUsable(considered, asked));
     };
     let first = &considered[0];
     let chosen = &considered[i];

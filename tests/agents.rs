@@ -471,7 +471,10 @@ fn claude_oauth_is_a_bearer_token_and_the_parents_keys_are_removed() {
     let entry = opencode_entry(&env, "anthropic");
     assert_eq!(entry["type"], "oauth", "{entry}");
     assert_eq!(entry["access"], CLAUDE_OAUTH_TOKEN, "{entry}");
-    assert_eq!(entry["refresh"], "sk-ant-ort01-FAKE", "{entry}");
+    assert_eq!(
+        entry["refresh"], "",
+        "agents never get the refresh token: {entry}"
+    );
     assert_eq!(entry["expires"], 1_893_456_000_000_i64, "{entry}");
 
     // Two agents never share a session id.
@@ -525,12 +528,16 @@ fn chatgpt_oauth_gets_a_private_codex_home_removed_after_the_run() {
             .unwrap();
     assert_eq!(auth["auth_mode"], "chatgpt", "{auth}");
     assert_eq!(auth["OPENAI_API_KEY"], Value::Null, "{auth}");
-    for field in ["id_token", "access_token", "refresh_token", "account_id"] {
+    for field in ["id_token", "access_token", "account_id"] {
         assert_eq!(
             auth["tokens"][field], original["tokens"][field],
             "tokens.{field} in Codex's format"
         );
     }
+    assert_eq!(
+        auth["tokens"]["refresh_token"], "",
+        "the agent's Codex never gets the refresh token: the ledger refreshes"
+    );
     assert!(auth.get("last_refresh").is_some(), "{auth}");
 
     assert_absent(
@@ -554,7 +561,10 @@ fn chatgpt_oauth_gets_a_private_codex_home_removed_after_the_run() {
         entry["access"], original["tokens"]["access_token"],
         "{entry}"
     );
-    assert_eq!(entry["refresh"], "rt_FAKE", "{entry}");
+    assert_eq!(
+        entry["refresh"], "",
+        "agents never get the refresh token: {entry}"
+    );
     assert_eq!(entry["accountId"], "acct-FAKE", "{entry}");
     assert!(entry["expires"].is_i64(), "{entry}");
 
@@ -1240,4 +1250,22 @@ fn a_refused_run_starts_nothing_and_says_when_a_slot_frees() {
         "the refusal says when a slot frees ({}): {err}",
         held["expires_at"]
     );
+}
+
+#[test]
+fn regression_the_ledgers_master_key_never_reaches_an_agent() {
+    let home = Home::new();
+    let key = std::fs::read_to_string(home.path().join("keys/master.key")).unwrap();
+    let (out, env, _scratch) = run_agent(
+        &home,
+        &["--agent", "nosy", "--provider", "claude"],
+        &[
+            ("AUTHLEDGER_MASTER_KEY", key.trim()),
+            ("AUTHLEDGER_NEW_MASTER_KEY", key.trim()),
+        ],
+        "exit 0",
+    );
+    must(out, "run with the key in the environment");
+    assert!(!env.contains_key("AUTHLEDGER_MASTER_KEY"), "{env:?}");
+    assert!(!env.contains_key("AUTHLEDGER_NEW_MASTER_KEY"), "{env:?}");
 }

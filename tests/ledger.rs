@@ -330,3 +330,40 @@ fn a_lease_needs_a_usable_credential() {
     f.ledger.acquire(&req("b").account(work).tokens(1)).unwrap();
     assert!(f.ledger.verify_audit().unwrap().ok);
 }
+
+#[test]
+fn regression_a_token_near_expiry_without_a_token_endpoint_is_used_while_it_lasts() {
+    // A Claude Code token (refreshable only by Claude Code) two minutes from expiry: there is
+    // no [providers.claude.oauth] to refresh it with, so it serves as it is, and no refresh
+    // claim is left behind.
+    let f = fixture(limits(1_000, 10));
+    let mut c = authledger::Credential::api_key(
+        Provider::Claude,
+        Account::new("cc").unwrap(),
+        authledger::Secret::new("unused".into()),
+        "claude-code",
+    );
+    c.kind = authledger::CredentialKind::Oauth;
+    c.tier = authledger::Tier::Max;
+    c.api_key = None;
+    c.access_token = Some(authledger::Secret::new("sk-ant-oat01-still-good".into()));
+    c.refresh_token = Some(authledger::Secret::new("sk-ant-ort01-refresh".into()));
+    c.expires_at = Some(T0 + 2 * MIN);
+    f.ledger.store_credential(&c).unwrap();
+    let token = f
+        .ledger
+        .access_token(Provider::Claude, &Account::new("cc").unwrap())
+        .unwrap();
+    assert_eq!(token.expose_secret(), "sk-ant-oat01-still-good");
+    let raw = rusqlite::Connection::open(f.dir.path().join("ledger.db")).unwrap();
+    let claims: i64 = raw
+        .query_row("SELECT COUNT(*) FROM refresh_claims", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(claims, 0);
+    f.clock.advance_ms(2 * MIN);
+    let err = f
+        .ledger
+        .access_token(Provider::Claude, &Account::new("cc").unwrap())
+        .unwrap_err();
+    assert_eq!(err.exit_code(), authledger::exit::AUTH, "{err}");
+}

@@ -346,3 +346,27 @@ fn a_fallback_grant_writes_a_fallback_audit_row() {
     assert_eq!(detail["to"], "claude/key");
     assert!(detail["reason"].as_str().unwrap().contains("429"));
 }
+
+#[test]
+fn a_named_figure_that_does_not_fit_falls_back_to_an_account_where_it_does() {
+    let f = fixture();
+    use_tokens(&f, Provider::Claude, "sub", 500);
+    use_tokens(&f, Provider::Claude, "key", 500);
+    // 500 left on each Claude account, 1000 on OpenAI: 700 fits only there.
+    let (lease, d) = f
+        .ledger
+        .acquire_selected(
+            &AcquireRequest::new(AgentId::new("big").unwrap(), Provider::Claude).tokens(700),
+            &Choice::Auto,
+        )
+        .unwrap();
+    assert_eq!(
+        format!("{}/{}", lease.provider, lease.account),
+        "openai/default"
+    );
+    assert!(
+        d.reason.contains("only 500 tokens left (asked 700)"),
+        "{}",
+        d.reason
+    );
+}

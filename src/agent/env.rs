@@ -25,6 +25,9 @@ pub const CREDENTIAL_VARS: &[&str] = &[
     "OPENAI_BASE_URL",
     "CODEX_HOME",
     "OPENCODE_AUTH_CONTENT",
+    // The ledger's own key: an agent holding one lease must not read every credential.
+    "AUTHLEDGER_MASTER_KEY",
+    "AUTHLEDGER_NEW_MASTER_KEY",
 ];
 
 /// A variable's value: plain, or a secret that is only exposed when the environment is
@@ -96,7 +99,10 @@ fn opencode_entry(c: &Credential, token: &Secret) -> serde_json::Value {
             let mut e = json!({
                 "type": "oauth",
                 "access": token.expose_secret(),
-                "refresh": c.refresh_token.as_ref().map_or("", |s| s.expose_secret()),
+                // Agents never get the refresh token: refreshing is the ledger's job, done once
+                // for everyone; an agent that refreshed on its own would rotate the token
+                // behind the ledger's back.
+                "refresh": "",
                 "expires": c.expires_at.unwrap_or(0),
             });
             if let Some(id) = &c.account_id {
@@ -221,6 +227,7 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
         Provider::Openai => {
             let home = lease_dir(db_path, &lease.id).join("codex");
             let mut for_codex = credential.clone();
+            for_codex.refresh_token = None;
             match credential.kind {
                 CredentialKind::ApiKey => {
                     env.secret("OPENAI_API_KEY", &token);

@@ -17,7 +17,9 @@ impl Ledger {
     /// Which provider account a new agent would get now, and why. No network, one read.
     pub fn select(&self, choice: &Choice) -> Result<Decision, Error> {
         let now = self.now();
-        Ok(self.store.read(|tx| select::select(tx, now, choice))?)
+        Ok(self
+            .store
+            .read(|tx| select::select(tx, now, choice, None))?)
     }
 
     /// Chooses a provider account and takes a lease on it, in one transaction. The request's
@@ -34,12 +36,7 @@ impl Ledger {
         let outcome = self
             .store
             .write(|tx: &mut crate::store::Tx<'_>| -> Result<_, Error> {
-                let decision = select::select(tx, now, choice).map_err(|e| match e {
-                    select::SelectError::NoneUsable(v, _) => {
-                        select::SelectError::NoneUsable(v, req.tokens)
-                    }
-                    other => other,
-                })?;
+                let decision = select::select(tx, now, choice, req.tokens)?;
                 let mut req = req.clone();
                 req.provider = decision.provider;
                 req.account = decision.account.clone();
@@ -116,8 +113,10 @@ impl Ledger {
     /// The environment for an agent holding `lease` (see [`crate::agent`]); refreshes an OAuth
     /// token first if it is close to expiry, and notes the credential's last use.
     pub fn agent_env(&self, lease: &Lease) -> Result<crate::agent::AgentEnv, Error> {
-        let credential = self.credential(lease.provider, &lease.account)?;
+        // Refresh first, then read: the agent must get the credential as it is after the
+        // refresh, never a refresh token that was just spent.
         let token = self.access_token(lease.provider, &lease.account)?;
+        let credential = self.credential(lease.provider, &lease.account)?;
         let limits = self.limits(lease.provider, &lease.account)?;
         let now = self.now();
         let env = crate::agent::agent_env(crate::agent::EnvInputs {

@@ -59,7 +59,9 @@ impl Ledger {
             Ok(Supervised { status, lost }) => {
                 let (code, signal) = code_of(status);
                 if lost {
-                    // The lease was reclaimed while the agent ran: nothing left to release.
+                    // The lease was reclaimed while the agent ran: nothing left to release,
+                    // but its private directory goes.
+                    crate::agent::remove_lease_dir(self.db_path(), &lease.id);
                     return Ok(code);
                 }
                 (code, json!({ "exit_code": code, "signal": signal }))

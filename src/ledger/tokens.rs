@@ -106,6 +106,15 @@ impl Ledger {
             let Some(refresh_token) = credential.refresh_token.clone() else {
                 return self.fallback(&credential, now, "it has no refresh token");
             };
+            // No configured token endpoint (e.g. a Claude Code token, which only Claude Code
+            // refreshes): use the token while it lasts, claim nothing.
+            let Ok(cfg) = oauth_config(self, provider) else {
+                return self.fallback(
+                    &credential,
+                    now,
+                    &format!("no [providers.{provider}.oauth] token endpoint is configured"),
+                );
+            };
             let claimed = self.store.write(|tx| {
                 tx.try_claim_refresh(
                     provider,
@@ -124,7 +133,7 @@ impl Ledger {
                     .expires_at
                     .is_some_and(|at| at - now > ms(policy.claim_ttl));
                 let patience = if comfortable {
-                    policy.wait.min(Duration::from_secs(2))
+                    policy.wait.min(Duration::from_secs(5))
                 } else {
                     policy.wait
                 };
@@ -139,7 +148,6 @@ impl Ledger {
                 continue;
             }
             crate::fault::point("refresh:claimed");
-            let cfg = oauth_config(self, provider)?;
             let outcome = oauth::refresh(&cfg, provider, &refresh_token, policy.attempts);
             match self.settle_refresh(&credential, generation, &holder, outcome)? {
                 Settled::Again => continue,
@@ -212,8 +220,12 @@ impl Ledger {
                     }
                 }
                 RefreshOutcome::InvalidGrant(description) => {
-                    tx.set_credential_status(provider, account, "needs_login", generation, now)?;
-                    (Settled::NeedsLogin, json!({ "outcome": "invalid_grant", "description": description }))
+                    // Only the credential this refresh read is marked; if it moved on (another
+                    // process refreshed, or a new login), read that instead.
+                    let marked =
+                        tx.set_credential_status(provider, account, "needs_login", generation, now)?;
+                    let settled = if marked { Settled::NeedsLogin } else { Settled::Again };
+                    (settled, json!({ "outcome": "invalid_grant", "description": description, "superseded": !marked }))
                 }
                 RefreshOutcome::Refused { error, description } => (
                     Settled::Failed(format!("the token endpoint refused ({error})")),

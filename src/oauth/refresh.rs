@@ -97,9 +97,9 @@ pub fn refresh(
                     e.inner()
                 ));
             }
-            // oauth2 reports an HTTP error status without a standard error body here: the
-            // server failed before doing anything we can see; a retry is safe.
-            Err(RequestTokenError::Other(s)) => RefreshOutcome::Transient(s),
+            // oauth2 reports here a reply it could not read as a token response (an empty
+            // error body, or a 200 without JSON): the server may have rotated the token.
+            Err(RequestTokenError::Other(s)) => return RefreshOutcome::Ambiguous(s),
         };
     }
     last

@@ -325,7 +325,12 @@ pub fn from_opencode(
         Some("oauth") => {
             let access = required(what, e, "access")?;
             let refresh = string_field(what, e, "refresh")?.map(Secret::new);
-            let expires_at = e.get("expires").and_then(Value::as_i64);
+            let expires_at = match e.get("expires") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().filter(|ms| *ms >= 0).ok_or_else(|| {
+                    malformed(what, format!("{key}.expires must be epoch milliseconds"))
+                })?),
+            };
             let default_tier = match provider {
                 Provider::Claude => Tier::Max,
                 Provider::Openai => Tier::Chatgpt,
