@@ -64,18 +64,25 @@ fn parse_durability(s: &str) -> Durability {
 
 // ---------- raw SQLite baseline ----------
 
-fn raw_open(db: &Path, d: Durability) -> rusqlite::Connection {
+fn raw_open(db: &Path, d: Durability, create: bool) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(db).expect("open raw db");
     c.busy_timeout(Duration::from_secs(5))
         .expect("busy timeout");
     c.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;
-         CREATE TABLE IF NOT EXISTS counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, who TEXT NOT NULL);
-         INSERT OR IGNORE INTO counters (id, n) VALUES (1, 0);",
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
         durability_name(d)
     ))
-    .expect("raw schema");
+    .expect("raw pragmas");
+    if create {
+        // The parent creates the file once; workers only open it (WAL mode persists).
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, who TEXT NOT NULL);
+             INSERT OR IGNORE INTO counters (id, n) VALUES (1, 0);",
+        )
+        .expect("raw schema");
+    }
     c
 }
 
@@ -161,7 +168,7 @@ fn measure(n: usize, mut op: impl FnMut(usize)) -> (f64, Lat) {
 
 fn single_process(d: Durability, n: usize) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut raw = raw_open(&dir.path().join("raw.db"), d);
+    let mut raw = raw_open(&dir.path().join("raw.db"), d, true);
     let (raw_rate, raw_lat) = measure(n, |_| {
         raw_tx(&mut raw, "bench");
     });
@@ -202,7 +209,7 @@ fn worker(kind: &str, dir: &Path, d: Durability, secs: f64, name: &str) {
     let mut busy = 0u64;
     match kind {
         "raw" => {
-            let mut c = raw_open(&dir.join("raw.db"), d);
+            let mut c = raw_open(&dir.join("raw.db"), d, false);
             while Instant::now() < deadline {
                 let t = Instant::now();
                 if raw_tx(&mut c, name) {
@@ -242,7 +249,7 @@ fn contention(kind: &str, procs: usize, d: Durability, secs: f64) -> Value {
     if kind == "ledger" {
         drop(prepare_ledger(dir.path(), d));
     } else {
-        drop(raw_open(&dir.path().join("raw.db"), d));
+        drop(raw_open(&dir.path().join("raw.db"), d, true));
     }
     let exe = std::env::current_exe().expect("current exe");
     let children: Vec<_> = (0..procs)

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::quota::{AcquireRequest, LimitsUpdate};
 use crate::records::{AuditQuery, UsageGroup};
+use crate::select::Choice;
 use crate::types::{Account, AgentId, Provider};
 use crate::vault::{Credential, KeySource, Secret};
 
@@ -112,6 +113,31 @@ impl DemoCmd {
             Err(e) => say(&format!("   linter: {e} (exit code {})", e.exit_code()))?,
             Ok(l) => say(&format!("   linter unexpectedly got {}", l.id))?,
         }
+        let openai_key = Secret::new(format!(
+            "sk-proj-demo-{}",
+            hex::encode(crate::random::bytes::<12>().map_err(crate::vault::VaultError::from)?)
+        ));
+        ledger.store_credential(&Credential::api_key(
+            Provider::Openai,
+            account.clone(),
+            openai_key,
+            "stdin",
+        ))?;
+        let (fallback, decision) = ledger.acquire_selected(
+            &AcquireRequest::new(agent("linter")?, Provider::Claude).ttl(Duration::from_secs(3600)),
+            &Choice::Auto,
+        )?;
+        say(&format!(
+            "   with an OpenAI key in the vault, `auto` sends it to {}/{} instead: {}",
+            fallback.provider, fallback.account, decision.reason
+        ))?;
+        let env = ledger.agent_env(&leases[0])?;
+        let names: Vec<&str> = env.set.iter().map(|(k, _)| k.as_str()).collect();
+        say(&format!(
+            "   the reviewer's agent gets {} (values stay in its environment)",
+            names.join(", ")
+        ))?;
+        ledger.release(&fallback.id)?;
 
         say("")?;
         say(
