@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Home, code, stderr, stdout};
+use common::{Home, assert_refused, code, stderr, stdout};
 
 const USAGE: i32 = 2;
 const DENIED: i32 = 3;
@@ -45,42 +45,6 @@ fn seeded() -> (Home, String) {
         "usage", "record", &id, "--input", "120", "--output", "30", "--key", "seed-1",
     ]);
     (home, id)
-}
-
-/// Asserts a refusal: the exit code, nothing on stdout, and exactly one non-empty line on
-/// stderr that starts with `authledger: ` and mentions every needle (case-insensitively).
-fn assert_refused(out: &Output, exit: i32, needles: &[&str], what: &str) {
-    let err = stderr(out);
-    assert_eq!(
-        code(out),
-        exit,
-        "{what}: exit code (stderr: {err:?}, stdout: {:?})",
-        stdout(out)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{what}: stdout must be empty, got {:?}",
-        stdout(out)
-    );
-    assert!(
-        err.ends_with('\n') && err.matches('\n').count() == 1,
-        "{what}: stderr must be exactly one line, got {err:?}"
-    );
-    let line = err.trim_end_matches('\n');
-    let message = line
-        .strip_prefix("authledger: ")
-        .unwrap_or_else(|| panic!("{what}: stderr must start with 'authledger: ', got {line:?}"));
-    assert!(
-        !message.trim().is_empty(),
-        "{what}: the message is empty: {line:?}"
-    );
-    let lower = message.to_lowercase();
-    for needle in needles {
-        assert!(
-            lower.contains(&needle.to_lowercase()),
-            "{what}: the message should mention {needle:?}: {line:?}"
-        );
-    }
 }
 
 /// Asserts a refusal in `--json` mode: nothing on stdout, and stderr is one JSON object with

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::{Home, T0, code, fixture, stderr, stdout};
+use common::{Home, T0, assert_refused, code, fixture, stderr, stdout};
 use serde_json::Value;
 
 const USAGE: i32 = 2;
@@ -133,39 +133,6 @@ fn ok(out: Output, what: &str) -> Output {
         stdout(&out)
     );
     out
-}
-
-/// Asserts a refusal: the exit code, nothing on stdout, exactly one line on stderr starting
-/// `authledger: ` and mentioning every needle (case-insensitively).
-fn assert_refused(out: &Output, exit: i32, needles: &[&str], what: &str) {
-    let err = stderr(out);
-    assert_eq!(
-        code(out),
-        exit,
-        "{what}: exit code (stderr {err:?}, stdout {:?})",
-        stdout(out)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{what}: stdout must be empty, got {:?}",
-        stdout(out)
-    );
-    assert!(
-        err.ends_with('\n') && err.matches('\n').count() == 1,
-        "{what}: stderr must be exactly one line, got {err:?}"
-    );
-    let message = err
-        .trim_end_matches('\n')
-        .strip_prefix("authledger: ")
-        .unwrap_or_else(|| panic!("{what}: stderr must start with 'authledger: ', got {err:?}"));
-    assert!(!message.trim().is_empty(), "{what}: empty message");
-    let lower = message.to_lowercase();
-    for needle in needles {
-        assert!(
-            lower.contains(&needle.to_lowercase()),
-            "{what}: the message should mention {needle:?}: {message:?}"
-        );
-    }
 }
 
 /// `status --json` as parsed JSON and as raw text.

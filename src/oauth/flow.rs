@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use oauth2::basic::BasicErrorResponse;
 use oauth2::{
     AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
     RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse,
@@ -121,10 +120,14 @@ pub fn begin(
     })
 }
 
-fn token_error<RE: std::error::Error + 'static>(
+fn token_error<RE, T>(
     provider: Provider,
-    e: RequestTokenError<RE, BasicErrorResponse>,
-) -> OAuthError {
+    e: RequestTokenError<RE, oauth2::StandardErrorResponse<T>>,
+) -> OAuthError
+where
+    RE: std::error::Error + 'static,
+    T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + 'static,
+{
     match e {
         RequestTokenError::ServerResponse(r) => OAuthError::TokenRefused {
             error: r.error().as_ref().to_string(),
@@ -214,23 +217,6 @@ pub fn device_login(
     let response = client
         .exchange_device_access_token(&details)
         .request(&http, std::thread::sleep, None)
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => OAuthError::TokenRefused {
-                error: r.error().as_ref().to_string(),
-                description: r.error_description().cloned(),
-            },
-            RequestTokenError::Request(e) => OAuthError::Network {
-                provider,
-                reason: error_chain(&e),
-            },
-            RequestTokenError::Parse(e, _) => OAuthError::Network {
-                provider,
-                reason: format!("unreadable token response ({})", e.inner()),
-            },
-            RequestTokenError::Other(s) => OAuthError::Network {
-                provider,
-                reason: s,
-            },
-        })?;
+        .map_err(|e| token_error(provider, e))?;
     Ok(TokenSet::from_response(&response))
 }

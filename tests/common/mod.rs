@@ -149,3 +149,39 @@ pub fn snapshot(db: &Path) -> String {
     }
     out
 }
+
+/// Asserts a refusal: the exit code, nothing on stdout, and exactly one non-empty line on
+/// stderr that starts with `authledger: ` and mentions every needle (case-insensitively).
+pub fn assert_refused(out: &std::process::Output, exit: i32, needles: &[&str], what: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        code(out),
+        exit,
+        "{what}: exit code (stderr: {err:?}, stdout: {:?})",
+        stdout(out)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout must be empty, got {:?}",
+        stdout(out)
+    );
+    assert!(
+        err.ends_with('\n') && err.matches('\n').count() == 1,
+        "{what}: stderr must be exactly one line, got {err:?}"
+    );
+    let line = err.trim_end_matches('\n');
+    let message = line
+        .strip_prefix("authledger: ")
+        .unwrap_or_else(|| panic!("{what}: stderr must start with 'authledger: ', got {line:?}"));
+    assert!(
+        !message.trim().is_empty(),
+        "{what}: the message is empty: {line:?}"
+    );
+    let lower = message.to_lowercase();
+    for needle in needles {
+        assert!(
+            lower.contains(&needle.to_lowercase()),
+            "{what}: the message should mention {needle:?}: {line:?}"
+        );
+    }
+}
