@@ -58,8 +58,8 @@ enum Command {
     Demo(demo::DemoCmd),
     /// Create the ledger (and its default limits) if it does not exist.
     Init(init::InitCmd),
-    /// Store a credential (API key from stdin, or an import from Codex, Claude Code, opencode
-    /// or the environment).
+    /// Store a credential: an API key from stdin, an import from Codex, Claude Code, opencode
+    /// or the environment, a `claude setup-token` token, or an OAuth login (PKCE or device).
     Login(login::LoginCmd),
     /// Remove a provider's credential and revoke its leases.
     Logout(login::LogoutCmd),
@@ -68,7 +68,7 @@ enum Command {
     Token(token::TokenCmd),
     /// Credentials (redacted), tier, expiry, last use and quota per provider.
     Status(status::StatusCmd),
-    /// Whether each provider can take a lease now, and why not.
+    /// Each account in selection order: usable or not and why, and where the next agent goes.
     Providers(status::ProvidersCmd),
     /// Write a stored credential in another tool's format.
     #[command(subcommand)]
@@ -99,7 +99,7 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Reclaim expired and idle leases now.
     Cleanup(cleanup::CleanupCmd),
-    /// Run hourly cleanup until SIGTERM or SIGINT.
+    /// Run hourly cleanup and OAuth refresh ahead of expiry until SIGTERM or SIGINT.
     Daemon(daemon::DaemonCmd),
     /// Check permissions, integrity, schema version and the audit chain.
     Doctor(doctor::DoctorCmd),
