@@ -114,19 +114,44 @@ impl Tx<'_> {
         now: Millis,
         idle_before: Option<Millis>,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {LEASE_COLS} FROM leases
-             WHERE state = 'active' AND (?1 IS NULL OR provider = ?1)
-               AND (expires_at <= ?2 OR (?3 IS NOT NULL AND heartbeat_at <= ?3))
-             ORDER BY fence"
-        ))?;
-        let raws = stmt
-            .query_map(
-                params![provider.map(|p| p.as_str()), now, idle_before],
-                lease_from_row,
-            )?
+        // Two index-friendly queries (by expiry, and by last heartbeat) rather than one OR
+        // that would scan every lease ever granted.
+        let mut raws = Vec::new();
+        let mut queries = vec![(
+            format!(
+                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_state_expiry
+                 WHERE state = 'active' AND expires_at <= ?2 AND (?1 IS NULL OR provider = ?1)"
+            ),
+            now,
+        )];
+        if let Some(idle) = idle_before {
+            queries.push((
+                format!(
+                    "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_state_heartbeat
+                     WHERE state = 'active' AND heartbeat_at <= ?2 AND expires_at > ?3
+                       AND (?1 IS NULL OR provider = ?1)"
+                ),
+                idle,
+            ));
+        }
+        for (sql, bound) in queries {
+            let mut stmt = self.txn.prepare_cached(&sql)?;
+            let p = provider.map(|p| p.as_str());
+            let rows = if sql.contains("?3") {
+                stmt.query_map(params![p, bound, now], lease_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                stmt.query_map(params![p, bound], lease_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            raws.extend(rows);
+        }
+        let mut leases = raws
+            .into_iter()
+            .map(lease_build)
             .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(lease_build).collect()
+        leases.sort_by_key(|l| l.fence);
+        Ok(leases)
     }
 
     /// Active leases of one provider account, and the earliest time one of them expires.

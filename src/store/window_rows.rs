@@ -97,12 +97,12 @@ impl Tx<'_> {
         raw.map(limits_build).transpose()
     }
 
-    /// Every provider account the ledger knows of: with limits, a credential or a lease.
+    /// Every provider account the ledger knows of: with limits or a credential (a lease's
+    /// account always has limits: acquire stores them).
     pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
         let mut stmt = self.txn.prepare_cached(
             "SELECT provider, account FROM limits
              UNION SELECT provider, account FROM credentials
-             UNION SELECT provider, account FROM leases
              ORDER BY 1, 2",
         )?;
         let raws = stmt
