@@ -243,6 +243,9 @@ fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection, St
 
 fn apply_pragmas(conn: &Connection, options: &StoreOptions) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(options.busy_timeout)?;
+    // The ledger runs a few dozen distinct statements; the default cache of 16 would evict and
+    // re-parse them on every transaction.
+    conn.set_prepared_statement_cache_capacity(128);
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(

@@ -53,16 +53,14 @@ impl<'c> Tx<'c> {
         &mut self,
         f: impl FnOnce(&mut Tx<'c>) -> Result<bool, E>,
     ) -> Result<bool, E> {
-        self.txn
-            .execute_batch("SAVEPOINT decide")
+        self.exec("SAVEPOINT decide", [])
             .map_err(StoreError::from)?;
         let keep = f(self)?;
-        let sql = if keep {
-            "RELEASE decide"
-        } else {
-            "ROLLBACK TO decide; RELEASE decide"
-        };
-        self.txn.execute_batch(sql).map_err(StoreError::from)?;
+        if !keep {
+            self.exec("ROLLBACK TO decide", [])
+                .map_err(StoreError::from)?;
+        }
+        self.exec("RELEASE decide", []).map_err(StoreError::from)?;
         Ok(keep)
     }
 }
