@@ -1,44 +1,21 @@
 //! Lease and usage semantics through the library API (invariants 1–4 of DESIGN.md).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use authledger::{
     Account, AcquireRequest, AgentId, DenyReason, Error, LeaseState, Ledger, LedgerConfig,
-    LimitsUpdate, ManualClock, Provider, QuotaError, UsageRecord,
+    LimitsUpdate, Provider, QuotaError, UsageRecord,
 };
 
 const T0: i64 = 1_795_399_200_000;
 const MIN: i64 = 60_000;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    clock: ManualClock,
-    ledger: Ledger,
-}
+type Fixture = common::LibraryLedger;
 
 fn fixture(update: LimitsUpdate) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let ledger = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db"))
-            .with_clock(Arc::new(clock.clone()))
-            .with_key(authledger::KeySource::File(dir.path().join("master.key"))),
-    )
-    .unwrap();
-    ledger
-        .set_limits(Provider::Claude, &Account::default(), &update)
-        .unwrap();
-    let key = authledger::Secret::new("sk-ant-api03-test-key-000000".into());
-    ledger
-        .store_credential(&authledger::Credential::api_key(
-            Provider::Claude,
-            Account::default(),
-            key,
-            "stdin",
-        ))
-        .unwrap();
-    Fixture { dir, clock, ledger }
+    common::library_ledger(T0, update)
 }
 
 fn limits(daily: i64, concurrent: i64) -> LimitsUpdate {

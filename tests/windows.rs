@@ -1,12 +1,13 @@
 //! Every metering window refuses at its edge and grants again when the window moves, with the
 //! manual clock standing in for time.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use authledger::{
-    Account, AcquireRequest, AgentId, DenyReason, Error, Ledger, LedgerConfig, LimitsUpdate,
-    ManualClock, Provider, QuotaError, UsageRecord, WindowKind,
+    AcquireRequest, AgentId, DenyReason, Error, LimitsUpdate, Provider, QuotaError, UsageRecord,
+    WindowKind,
 };
 
 const HOUR: i64 = 3_600_000;
@@ -14,38 +15,10 @@ const DAY: i64 = 24 * HOUR;
 /// 2026-11-23T00:00:00Z.
 const MIDNIGHT: i64 = 1_795_392_000_000;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    clock: ManualClock,
-    ledger: Ledger,
-}
+type Fixture = common::LibraryLedger;
 
 fn fixture(start: i64, update: LimitsUpdate) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(start);
-    let ledger = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db"))
-            .with_clock(Arc::new(clock.clone()))
-            .with_key(authledger::KeySource::File(dir.path().join("master.key"))),
-    )
-    .unwrap();
-    ledger
-        .set_limits(Provider::Claude, &Account::default(), &update)
-        .unwrap();
-    let key = authledger::Secret::new("sk-ant-api03-test-key-000000".into());
-    ledger
-        .store_credential(&authledger::Credential::api_key(
-            Provider::Claude,
-            Account::default(),
-            key,
-            "stdin",
-        ))
-        .unwrap();
-    Fixture {
-        _dir: dir,
-        clock,
-        ledger,
-    }
+    common::library_ledger(start, update)
 }
 
 fn ask(f: &Fixture, tokens: i64) -> Result<authledger::Lease, Error> {

@@ -185,3 +185,37 @@ pub fn assert_refused(out: &std::process::Output, exit: i32, needles: &[&str], w
         );
     }
 }
+
+/// A library ledger on a temporary file with a manual clock at `start`, Claude limits set by
+/// `update`, and a Claude API key stored (leases need a usable credential).
+pub struct LibraryLedger {
+    pub dir: tempfile::TempDir,
+    pub clock: authledger::ManualClock,
+    pub ledger: authledger::Ledger,
+}
+
+pub fn library_ledger(start: i64, update: authledger::LimitsUpdate) -> LibraryLedger {
+    use authledger::{
+        Account, Credential, KeySource, Ledger, LedgerConfig, ManualClock, Provider, Secret,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(start);
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_clock(std::sync::Arc::new(clock.clone()))
+            .with_key(KeySource::File(dir.path().join("master.key"))),
+    )
+    .expect("open ledger");
+    ledger
+        .set_limits(Provider::Claude, &Account::default(), &update)
+        .expect("limits");
+    ledger
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new("sk-ant-api03-test-key-000000".into()),
+            "stdin",
+        ))
+        .expect("credential");
+    LibraryLedger { dir, clock, ledger }
+}
