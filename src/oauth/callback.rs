@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::OAuthError;
 
-/// What the redirect carried.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the redirect carried. The authorization code is a credential until it is exchanged,
+/// so `Debug` does not print it.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CallbackParams {
     /// The authorization code.
     pub code: Option<String>,
@@ -19,6 +20,17 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// The error's description.
     pub error_description: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
+            .field("state", &self.state)
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .finish()
+    }
 }
 
 impl CallbackParams {
@@ -187,6 +199,8 @@ mod tests {
         assert_eq!(p.error.as_deref(), Some("access_denied"));
         assert!(parse_pasted("   ").is_none());
         assert!(parse_pasted("no-separator").is_none());
+        let shown = format!("{:?}", parse_pasted("secret-code#st").unwrap());
+        assert!(!shown.contains("secret-code"), "{shown}");
     }
 
     #[test]
