@@ -69,7 +69,7 @@ fn raw_open(db: &Path, d: Durability, create: bool) -> rusqlite::Connection {
     c.busy_timeout(Duration::from_secs(5))
         .expect("busy timeout");
     c.execute_batch(&format!(
-        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000;",
         durability_name(d)
     ))
     .expect("raw pragmas");

@@ -114,12 +114,12 @@ impl Tx<'_> {
         now: Millis,
         idle_before: Option<Millis>,
     ) -> Result<Vec<Lease>, StoreError> {
-        // Two index-friendly queries (by expiry, and by last heartbeat) rather than one OR
-        // that would scan every lease ever granted.
+        // Both go through the partial index of active leases, never the table of every lease
+        // ever granted.
         let mut raws = Vec::new();
         let mut queries = vec![(
             format!(
-                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_state_expiry
+                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
                  WHERE state = 'active' AND expires_at <= ?2 AND (?1 IS NULL OR provider = ?1)"
             ),
             now,
@@ -127,7 +127,7 @@ impl Tx<'_> {
         if let Some(idle) = idle_before {
             queries.push((
                 format!(
-                    "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_state_heartbeat
+                    "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
                      WHERE state = 'active' AND heartbeat_at <= ?2 AND expires_at > ?3
                        AND (?1 IS NULL OR provider = ?1)"
                 ),

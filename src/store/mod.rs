@@ -257,8 +257,11 @@ fn apply_pragmas(conn: &Connection, options: &StoreOptions) -> Result<(), rusqli
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
+    // Checkpoints every 4,000 WAL pages rather than SQLite's 1,000: the pages a grant touches
+    // are the same few each time, so a longer interval copies each back once for many
+    // commits, and fsyncs the database file a quarter as often.
     conn.execute_batch(&format!(
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; PRAGMA trusted_schema = OFF;"
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; PRAGMA trusted_schema = OFF; PRAGMA wal_autocheckpoint = 4000;"
     ))?;
     Ok(())
 }

@@ -184,9 +184,10 @@ impl Tx<'_> {
     /// the next window opens.
     pub fn active_holdings(&self, window_id: i64) -> Result<i64, StoreError> {
         Ok(self.one(
-            "SELECT COALESCE(SUM(lw.reserved), 0) FROM lease_windows lw
-             JOIN leases l ON l.id = lw.lease_id
-             WHERE lw.window_id = ?1 AND l.state = 'active'",
+            // From the few active leases to their reservations, never across every
+            // reservation ever made.
+            "SELECT COALESCE(SUM(lw.reserved), 0) FROM leases l CROSS JOIN lease_windows lw
+             WHERE l.state = 'active' AND lw.lease_id = l.id AND lw.window_id = ?1",
             [window_id],
             |r| r.get(0),
         )?)
@@ -202,8 +203,8 @@ impl Tx<'_> {
         }
         self.exec(
             "UPDATE lease_windows SET window_id = ?2
-             WHERE window_id = ?1 AND reserved > 0
-               AND lease_id IN (SELECT id FROM leases WHERE state = 'active')",
+             WHERE lease_id IN (SELECT id FROM leases WHERE state = 'active')
+               AND window_id = ?1 AND reserved > 0",
             params![from, to],
         )?;
         self.exec(
