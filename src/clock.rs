@@ -14,6 +14,12 @@ use crate::types::Millis;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> Millis;
+
+    /// Whether this is the machine's own clock, the one every process shares. Only such a
+    /// ledger hands writes to the daemon, whose transactions run on the wall clock.
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's wall clock.
@@ -21,6 +27,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
+
     fn now_ms(&self) -> Millis {
         // A clock before 1970 is a broken machine; reading it as the epoch keeps the ledger
         // consistent instead of panicking.

@@ -27,6 +27,9 @@ pub struct LedgerConfig {
     pub file: FileConfig,
     /// How OAuth tokens are refreshed.
     pub refresh: crate::ledger::RefreshPolicy,
+    /// Whether hot-path writes go through `authledger daemon` when one serves this ledger
+    /// (group commit). Only ledgers on the system clock use it; default on.
+    pub use_daemon: bool,
 }
 
 impl LedgerConfig {
@@ -40,6 +43,7 @@ impl LedgerConfig {
             key: KeySource::Default,
             file: FileConfig::default(),
             refresh: crate::ledger::RefreshPolicy::default(),
+            use_daemon: true,
         }
     }
 
@@ -58,6 +62,12 @@ impl LedgerConfig {
     /// Uses another clock (a [`ManualClock`](crate::ManualClock) in tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Chooses whether writes may go through a running daemon (on by default).
+    pub fn with_daemon(mut self, use_daemon: bool) -> Self {
+        self.use_daemon = use_daemon;
         self
     }
 

@@ -55,6 +55,18 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// The daemon could not start serving.
+    #[error(transparent)]
+    Serve(#[from] crate::daemon::DaemonError),
+    /// The daemon refused a request for a reason that has no variant of its own here; the
+    /// message and exit code are the ones the daemon's ledger gave.
+    #[error("{message}")]
+    Daemon {
+        /// The documented exit code.
+        exit_code: i32,
+        /// The one-line message.
+        message: String,
+    },
     /// No place for the database could be found.
     #[error("no ledger location: pass --db, or set AUTHLEDGER_DB or AUTHLEDGER_HOME")]
     NoLocation,
@@ -87,7 +99,8 @@ impl Error {
             Error::OAuth(o) => o.exit_code(),
             Error::Select(s) => s.exit_code(),
             Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
-            Error::Io { .. } => exit::OTHER,
+            Error::Io { .. } | Error::Serve(_) => exit::OTHER,
+            Error::Daemon { exit_code, .. } => *exit_code,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fault;
 pub mod health;

@@ -3,7 +3,7 @@
 //! They sit below every layer so the store can read and write them without importing the
 //! business logic that interprets them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::types::{Account, AgentId, LeaseId, LeaseState, Millis, Provider, WindowKind};
 
@@ -97,7 +97,7 @@ pub struct Window {
 }
 
 /// A lease as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// The lease's id.
     pub id: LeaseId,

@@ -203,7 +203,7 @@ fn renew_extends_by_the_ttl_and_fences_only_grow() {
 }
 
 #[test]
-fn acquire_reclaims_expired_leases_of_its_provider_without_the_daemon() {
+fn acquire_reclaims_expired_leases_of_its_account_without_the_daemon() {
     let f = fixture(limits(1_000, 1));
     let old = f
         .ledger

@@ -1,4 +1,5 @@
-//! `authledger daemon`: periodic cleanup until told to stop.
+//! `authledger daemon`: group commit for every process's writes, periodic cleanup and refresh
+//! ahead of expiry, until told to stop.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde_json::json;
 use super::cleanup::summary;
 use super::{Ctx, args};
 use crate::clock::format_ms;
+use crate::daemon::{DaemonError, Server};
 use crate::error::Error;
 
 /// Run cleanup now and then every interval, until SIGTERM or SIGINT.
@@ -50,6 +52,23 @@ impl DaemonCmd {
     /// Runs until a signal arrives; exits 0 on SIGTERM/SIGINT.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
+        // Group commit for the other processes' writes. A daemon on a pinned clock (tests, the
+        // demo) does not serve: its transactions would run on a time the others do not share.
+        let server = if ctx.clock().is_wall_clock() {
+            match Server::start(&ledger) {
+                Ok(server) => {
+                    eprintln!("serving writes at {}", server.socket_path().display());
+                    Some(server)
+                }
+                Err(e @ DaemonError::PathTooLong { .. }) => {
+                    eprintln!("warning: {e}; clients work on the database directly");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -98,7 +117,13 @@ impl DaemonCmd {
                     _ = int.recv() => break,
                 }
             }
-            eprintln!("daemon stopping");
+            match server {
+                Some(server) => {
+                    let s = server.stats();
+                    eprintln!("daemon stopping: served {} requests in {} transactions", s.requests, s.transactions);
+                }
+                None => eprintln!("daemon stopping"),
+            }
             Ok(0)
         })
     }

@@ -51,6 +51,19 @@ impl DoctorCmd {
             detail: mode,
         });
 
+        // Informational: the ledger is correct without a daemon, only slower under contention.
+        checks.push(Check {
+            check: "daemon".into(),
+            ok: true,
+            detail: match crate::daemon::serving(ledger.db_path()) {
+                Some(socket) => format!("serving writes at {}", socket.display()),
+                None => {
+                    "none: writes go to the database directly (authledger daemon adds group commit)"
+                        .into()
+                }
+            },
+        });
+
         let audit = ledger.verify_audit()?;
         storage_bad |= !audit.ok;
         checks.push(Check {

@@ -37,6 +37,10 @@ pub use output::Output;
 /// time across processes without sleeping; it has no other use.
 pub const NOW_VAR: &str = "AUTHLEDGER_NOW";
 
+/// Set (to anything but `0`) to make commands work on the database directly even when a daemon
+/// serves it.
+pub const NO_DAEMON_VAR: &str = "AUTHLEDGER_NO_DAEMON";
+
 /// One ledger for coding agents' credentials and quotas.
 #[derive(Debug, Parser)]
 #[command(name = "authledger", version, about, allow_negative_numbers = true)]
@@ -121,7 +125,8 @@ impl Ctx {
         Ledger::open(
             LedgerConfig::new(path)
                 .with_clock(self.clock.clone())
-                .with_file_config(file),
+                .with_file_config(file)
+                .with_daemon(std::env::var_os(NO_DAEMON_VAR).is_none_or(|v| v == "0")),
         )
     }
 

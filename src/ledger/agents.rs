@@ -5,13 +5,51 @@ use serde_json::json;
 
 use super::Ledger;
 use crate::audit::{self, AuditEvent, action};
+use crate::daemon::Call;
+use crate::daemon::protocol::{Outcome, Request};
 use crate::error::Error;
 use crate::health;
-use crate::quota::{self, AcquireRequest, QuotaError};
+use crate::quota::{self, AcquireRequest, Denial, QuotaError};
 use crate::random;
 use crate::records::{HealthRecord, Lease};
 use crate::select::{self, Choice, Decision, PREFERRED_KEY};
-use crate::types::{Account, LeaseId, Provider};
+use crate::store::Tx;
+use crate::types::{Account, LeaseId, Millis, Provider};
+
+/// Selection and grant in `tx`, both paths (direct and through the daemon) alike. A fallback is
+/// audited beside the grant.
+pub(super) fn acquire_selected_in(
+    tx: &mut Tx<'_>,
+    now: Millis,
+    req: &AcquireRequest,
+    choice: &Choice,
+    id: LeaseId,
+) -> Result<(Result<Lease, Denial>, Decision), Error> {
+    let decision = select::select(tx, now, choice, req.tokens)?;
+    let mut req = req.clone();
+    req.provider = decision.provider;
+    req.account = decision.account.clone();
+    super::credentials::require_usable(tx, req.provider, &req.account, now)?;
+    let granted = quota::acquire(tx, now, &req, id)?;
+    if let (Ok(lease), Some((from_p, from_a, why))) = (&granted, &decision.fallback_from) {
+        audit::append(
+            tx,
+            now,
+            AuditEvent::new(
+                action::FALLBACK,
+                json!({
+                    "from": format!("{from_p}/{from_a}"),
+                    "to": format!("{}/{}", lease.provider, lease.account),
+                    "reason": why,
+                }),
+            )
+            .on(lease.provider, &lease.account)
+            .by(&lease.agent)
+            .lease(&lease.id),
+        )?;
+    }
+    Ok((granted, decision))
+}
 
 impl Ledger {
     /// Which provider account a new agent would get now, and why. No network, one read.
@@ -32,37 +70,30 @@ impl Ledger {
     ) -> Result<(Lease, Decision), Error> {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
+        let call = self.through_daemon(|| Request::AcquireSelected {
+            id: id.clone(),
+            request: req.clone(),
+            choice: choice.clone(),
+        });
+        let resume = match call {
+            Call::Replied(reply) => {
+                return match (*reply)? {
+                    Outcome::Selected { lease, decision } => Ok((lease, decision)),
+                    other => Err(super::unexpected(&other)),
+                };
+            }
+            Call::Lost => true,
+            Call::NoDaemon => false,
+        };
         let now = self.now();
-        let outcome = self
-            .store
-            .write(|tx: &mut crate::store::Tx<'_>| -> Result<_, Error> {
+        let outcome = self.store.write(|tx| -> Result<_, Error> {
+            // The daemon may have granted it before going away: the lease id tells.
+            if resume && let Some(lease) = tx.lease(&id)? {
                 let decision = select::select(tx, now, choice, req.tokens)?;
-                let mut req = req.clone();
-                req.provider = decision.provider;
-                req.account = decision.account.clone();
-                super::credentials::require_usable(tx, req.provider, &req.account, now)?;
-                let granted = quota::acquire(tx, now, &req, id)?;
-                if let (Ok(lease), Some((from_p, from_a, why))) =
-                    (&granted, &decision.fallback_from)
-                {
-                    audit::append(
-                        tx,
-                        now,
-                        AuditEvent::new(
-                            action::FALLBACK,
-                            json!({
-                                "from": format!("{from_p}/{from_a}"),
-                                "to": format!("{}/{}", lease.provider, lease.account),
-                                "reason": why,
-                            }),
-                        )
-                        .on(lease.provider, &lease.account)
-                        .by(&lease.agent)
-                        .lease(&lease.id),
-                    )?;
-                }
-                Ok((granted, decision))
-            })?;
+                return Ok((Ok(lease), decision));
+            }
+            acquire_selected_in(tx, now, req, choice, id)
+        })?;
         match outcome {
             (Ok(lease), decision) => Ok((lease, decision)),
             (Err(denial), _) => Err(Error::Quota(QuotaError::Denied(Box::new(denial)))),

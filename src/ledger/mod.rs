@@ -8,6 +8,8 @@ use std::time::Duration;
 use crate::audit::{self, VerifyReport};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
+use crate::daemon::protocol::{Outcome, Request};
+use crate::daemon::{Call, DaemonLink};
 use crate::error::Error;
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
@@ -16,11 +18,12 @@ use crate::quota::{
 use crate::random;
 use crate::records::{AuditEntry, AuditQuery, Lease, Limits, UsageGroup, UsageSummary};
 use crate::store::{LeaseFilter, Store};
-use crate::types::{Account, LeaseId, Millis, Provider};
+use crate::types::{Account, LeaseId, LeaseState, Millis, Provider};
 
 pub use crate::quota::Released;
 
 mod agents;
+mod batch;
 mod credentials;
 mod run;
 mod tokens;
@@ -33,6 +36,7 @@ pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
     config: LedgerConfig,
+    daemon: Arc<DaemonLink>,
 }
 
 /// Runs a write whose closure may want to commit and still report an error (a lease found
@@ -45,11 +49,26 @@ impl Ledger {
     /// Opens (creating and migrating if needed) the ledger described by `config`.
     pub fn open(config: LedgerConfig) -> Result<Ledger, Error> {
         let store = Store::open(&config.db_path, config.store_options())?;
+        let daemon = DaemonLink::new(
+            &config.db_path,
+            config.use_daemon && config.clock.is_wall_clock(),
+            config.store_options().write_deadline,
+        );
         Ok(Ledger {
             store,
             clock: config.clock.clone(),
             config,
+            daemon: Arc::new(daemon),
         })
+    }
+
+    /// The same ledger working on the database directly, never through a daemon: what the
+    /// daemon itself runs on.
+    pub fn without_daemon(&self) -> Ledger {
+        Ledger {
+            daemon: Arc::new(DaemonLink::new(self.db_path(), false, Duration::ZERO)),
+            ..self.clone()
+        }
     }
 
     /// The current time on the ledger's clock.
@@ -121,20 +140,55 @@ impl Ledger {
     pub fn acquire(&self, req: &AcquireRequest) -> Result<Lease, Error> {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
+        let call = self.through_daemon(|| Request::Acquire {
+            id: id.clone(),
+            request: req.clone(),
+        });
+        match call {
+            Call::Replied(reply) => match (*reply)? {
+                Outcome::Lease(lease) => Ok(lease),
+                other => Err(unexpected(&other)),
+            },
+            // The daemon may have granted it before going away: the lease id tells.
+            Call::Lost => self.acquire_direct(req, id, true),
+            Call::NoDaemon => self.acquire_direct(req, id, false),
+        }
+    }
+
+    fn acquire_direct(
+        &self,
+        req: &AcquireRequest,
+        id: LeaseId,
+        resume: bool,
+    ) -> Result<Lease, Error> {
         let now = self.now();
-        let outcome = self
-            .store
-            .write(|tx: &mut crate::store::Tx<'_>| -> Result<_, Error> {
-                // No grant without a credential an agent can use: checked from clear metadata in
-                // the same transaction, so no key and no network are needed here.
-                credentials::require_usable(tx, req.provider, &req.account, now)?;
-                Ok(quota::acquire(tx, now, req, id)?)
-            })?;
+        let outcome = self.store.write(|tx| -> Result<_, Error> {
+            if resume && let Some(granted) = tx.lease(&id)? {
+                return Ok(Ok(granted));
+            }
+            batch::acquire_in(tx, now, req, id)
+        })?;
         outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
+    }
+
+    /// Hands a request to the daemon when this ledger uses one; `request` is built only then.
+    fn through_daemon(&self, request: impl FnOnce() -> Request) -> Call {
+        if self.daemon.enabled() {
+            self.daemon.call(&request())
+        } else {
+            Call::NoDaemon
+        }
     }
 
     /// Extends a lease by its TTL (a heartbeat). A lease that already ended is reported lost.
     pub fn renew(&self, id: &LeaseId) -> Result<Lease, Error> {
+        // A renew is safe to repeat, so a lost reply is simply retried here.
+        if let Call::Replied(reply) = self.through_daemon(|| Request::Renew { id: id.clone() }) {
+            return match (*reply)? {
+                Outcome::Lease(lease) => Ok(lease),
+                other => Err(unexpected(&other)),
+            };
+        }
         let now = self.now();
         settle(self.store.write(|tx| quota::renew(tx, now, id)))
     }
@@ -151,10 +205,41 @@ impl Ledger {
         id: &LeaseId,
         detail: Option<serde_json::Value>,
     ) -> Result<Released, Error> {
-        let now = self.now();
-        let released = settle(self.store.write(|tx| quota::release(tx, now, id, detail)))?;
+        let call = self.through_daemon(|| Request::Release {
+            id: id.clone(),
+            detail: detail.clone(),
+        });
+        let released = match call {
+            Call::Replied(reply) => match (*reply)? {
+                Outcome::Released(released) => released,
+                other => return Err(unexpected(&other)),
+            },
+            Call::NoDaemon => self.release_direct(id, detail)?,
+            Call::Lost => match self.release_direct(id, detail) {
+                // The daemon released it before going away: what it returned is what the
+                // lease had not used.
+                Err(Error::Quota(QuotaError::LeaseLost {
+                    state: LeaseState::Released,
+                    ..
+                })) => {
+                    let lease = self.lease(id)?;
+                    let returned = (lease.allocated - lease.used).max(0);
+                    Released { lease, returned }
+                }
+                other => other?,
+            },
+        };
         crate::agent::remove_lease_dir(self.db_path(), id);
         Ok(released)
+    }
+
+    fn release_direct(
+        &self,
+        id: &LeaseId,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Released, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::release(tx, now, id, detail)))
     }
 
     /// Takes a lease away from its holder; returns the tokens given back.
@@ -173,6 +258,18 @@ impl Ledger {
             "auto-{}",
             hex::encode(random::bytes::<12>().map_err(QuotaError::from)?)
         );
+        let call = self.through_daemon(|| Request::RecordUsage {
+            id: id.clone(),
+            record: record.clone(),
+            fallback_key: fallback.clone(),
+        });
+        // A lost reply is retried directly: the same key makes it count once.
+        if let Call::Replied(reply) = call {
+            return match (*reply)? {
+                Outcome::Usage(outcome) => Ok(outcome),
+                other => Err(unexpected(&other)),
+            };
+        }
         let now = self.now();
         Ok(self
             .store
@@ -259,5 +356,13 @@ impl Ledger {
     /// The storage underneath, for `doctor`.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// A reply of the wrong kind: a daemon of another version, most likely.
+fn unexpected(outcome: &Outcome) -> Error {
+    Error::Daemon {
+        exit_code: crate::error::exit::OTHER,
+        message: format!("the daemon answered with an unexpected reply ({outcome:?}); restart it"),
     }
 }

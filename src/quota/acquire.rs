@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{Denial, DenyReason, QuotaError};
@@ -23,7 +24,7 @@ pub const TTL_RANGE: (Duration, Duration) =
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// What an agent asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AcquireRequest {
     /// Who asks.
     pub agent: AgentId,
@@ -100,8 +101,8 @@ pub fn acquire(
     lease_id: LeaseId,
 ) -> Result<Result<Lease, Denial>, QuotaError> {
     req.validate()?;
-    // Correctness never waits for the daemon: expired leases of this provider go back first.
-    for stale in tx.stale_leases(Some(req.provider), now, None)? {
+    // Correctness never waits for cleanup: this account's expired leases go back first.
+    for stale in tx.expired_leases(req.provider, &req.account, now)? {
         reclaim(tx, now, &stale, LeaseState::Expired, "ttl")?;
     }
     let limits = ensure_limits(tx, req.provider, &req.account, now)?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::QuotaError;
@@ -121,7 +121,7 @@ pub fn renew(
 }
 
 /// What a release gave back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Released {
     /// The lease as it ended.
     pub lease: Lease,
@@ -197,7 +197,7 @@ pub fn cleanup(tx: &Tx<'_>, now: Millis, idle: Duration) -> Result<CleanupReport
     let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
     let idle_before = now.saturating_sub(idle_ms);
     let mut report = CleanupReport::default();
-    for lease in tx.stale_leases(None, now, Some(idle_before))? {
+    for lease in tx.stale_leases(now, idle_before)? {
         let reason = if lease.expires_at <= now {
             report.expired += 1;
             "ttl"

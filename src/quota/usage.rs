@@ -1,6 +1,6 @@
 //! Recording what agents actually used: idempotent, never lost, never counted twice.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::QuotaError;
@@ -16,7 +16,7 @@ use crate::types::{
 };
 
 /// One usage report from an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Input (prompt) tokens.
     pub input: i64,
@@ -67,7 +67,7 @@ impl UsageRecord {
 }
 
 /// What recording did, and what the lease's holder should do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageOutcome {
     /// The lease.
     pub lease_id: LeaseId,

@@ -106,52 +106,42 @@ impl Tx<'_> {
         raws.into_iter().map(lease_build).collect()
     }
 
-    /// Active leases whose TTL has run out by `now`, or (when `idle_before` is given) whose last
-    /// heartbeat is older than it; optionally only those of one provider.
-    pub fn stale_leases(
+    /// Active leases of one provider account whose TTL has run out by `now`: what an acquire
+    /// on that account reclaims first. A range of the active-lease index, however many leases
+    /// are held.
+    pub fn expired_leases(
         &self,
-        provider: Option<Provider>,
+        provider: Provider,
+        account: &Account,
         now: Millis,
-        idle_before: Option<Millis>,
     ) -> Result<Vec<Lease>, StoreError> {
-        // Both go through the partial index of active leases, never the table of every lease
-        // ever granted.
-        let mut raws = Vec::new();
-        let mut queries = vec![(
-            format!(
-                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
-                 WHERE state = 'active' AND expires_at <= ?2 AND (?1 IS NULL OR provider = ?1)"
-            ),
-            now,
-        )];
-        if let Some(idle) = idle_before {
-            queries.push((
-                format!(
-                    "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
-                     WHERE state = 'active' AND heartbeat_at <= ?2 AND expires_at > ?3
-                       AND (?1 IS NULL OR provider = ?1)"
-                ),
-                idle,
-            ));
-        }
-        for (sql, bound) in queries {
-            let mut stmt = self.txn.prepare_cached(&sql)?;
-            let p = provider.map(|p| p.as_str());
-            let rows = if sql.contains("?3") {
-                stmt.query_map(params![p, bound, now], lease_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?
-            } else {
-                stmt.query_map(params![p, bound], lease_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?
-            };
-            raws.extend(rows);
-        }
-        let mut leases = raws
-            .into_iter()
-            .map(lease_build)
+        let mut stmt = self.txn.prepare_cached(&format!(
+            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+             WHERE state = 'active' AND provider = ?1 AND account = ?2 AND expires_at <= ?3
+             ORDER BY fence"
+        ))?;
+        let raws = stmt
+            .query_map(
+                params![provider.as_str(), account.as_str(), now],
+                lease_from_row,
+            )?
             .collect::<Result<Vec<_>, _>>()?;
-        leases.sort_by_key(|l| l.fence);
-        Ok(leases)
+        raws.into_iter().map(lease_build).collect()
+    }
+
+    /// Every active lease whose TTL has run out by `now` or whose last heartbeat is at or
+    /// before `idle_before`: what cleanup reclaims. Reads the active-lease index only, never
+    /// the leases that ended.
+    pub fn stale_leases(&self, now: Millis, idle_before: Millis) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self.txn.prepare_cached(&format!(
+            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+             WHERE state = 'active' AND (expires_at <= ?1 OR heartbeat_at <= ?2)
+             ORDER BY fence"
+        ))?;
+        let raws = stmt
+            .query_map(params![now, idle_before], lease_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(lease_build).collect()
     }
 
     /// Active leases of one provider account, and the earliest time one of them expires.

@@ -305,6 +305,28 @@ mod tests {
     }
 
     #[test]
+    fn an_isolated_failure_undoes_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("l.db"), StoreOptions::default()).unwrap();
+        let outcomes = store
+            .write(|tx| -> Result<_, StoreError> {
+                let kept = tx.isolated(|tx| tx.set_setting("kept-1", "1"))?;
+                let failed = tx.isolated(|tx| -> Result<(), StoreError> {
+                    tx.set_setting("undone", "1")?;
+                    Err(StoreError::Busy { waited_ms: 0 })
+                })?;
+                let after = tx.isolated(|tx| tx.set_setting("kept-2", "1"))?;
+                Ok((kept.is_ok(), failed.is_err(), after.is_ok()))
+            })
+            .unwrap();
+        assert_eq!(outcomes, (true, true, true));
+        let read = |k: &str| store.read(|tx| tx.setting(k)).unwrap();
+        assert_eq!(read("kept-1").as_deref(), Some("1"));
+        assert_eq!(read("undone"), None);
+        assert_eq!(read("kept-2").as_deref(), Some("1"));
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");

@@ -47,6 +47,22 @@ impl<'c> Tx<'c> {
         self.txn.commit()
     }
 
+    /// Runs `f` inside a savepoint that is rolled back when it fails, so one request of a batch
+    /// undoes only itself. The outer error is the savepoint's own failure (the transaction is
+    /// then unusable); the inner one is `f`'s.
+    pub fn isolated<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'c>) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        self.exec("SAVEPOINT one", [])?;
+        let result = f(self);
+        if result.is_err() {
+            self.exec("ROLLBACK TO one", [])?;
+        }
+        self.exec("RELEASE one", [])?;
+        Ok(result)
+    }
+
     /// Runs `f` inside a savepoint that is rolled back when `f` returns `Ok(false)`: a decision
     /// that was refused leaves no trace but what the caller writes afterwards.
     pub fn undo_unless<E: From<StoreError>>(

@@ -63,6 +63,16 @@ impl Home {
         c
     }
 
+    /// The CLI on the wall clock (no pinned time): the only kind of command that talks to a
+    /// serving daemon.
+    pub fn cmd_wall(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authledger"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AUTHLEDGER_HOME", self.path());
+        c
+    }
+
     /// The CLI at [`T0`].
     pub fn cmd(&self) -> Command {
         self.cmd_at(T0)

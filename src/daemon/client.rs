@@ -1,0 +1,95 @@
+//! A ledger's side of the daemon's socket: a few kept-open connections, used when the socket
+//! answers.
+
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::protocol::{Reply, Request, read_frame, write_frame};
+use super::socket_path_for;
+
+/// How a call through the daemon went.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// No daemon serves this ledger (or it does not take this ledger's calls): work directly.
+    NoDaemon,
+    /// The daemon answered.
+    Replied(Box<Reply>),
+    /// The daemon took the request and went away (or stopped answering) before replying: it
+    /// may or may not have committed. The caller settles this from the ledger itself.
+    Lost,
+}
+
+/// The way to a daemon, if one serves the ledger.
+#[derive(Debug)]
+pub(crate) struct DaemonLink {
+    socket: Option<PathBuf>,
+    timeout: Duration,
+    idle: Mutex<Vec<BufReader<UnixStream>>>,
+}
+
+impl DaemonLink {
+    /// A link to the daemon of the database at `db`; `enabled: false` never uses one.
+    pub(crate) fn new(db: &std::path::Path, enabled: bool, timeout: Duration) -> Self {
+        DaemonLink {
+            socket: if enabled { socket_path_for(db) } else { None },
+            timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this ledger hands writes to a daemon when one serves.
+    pub(crate) fn enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Sends one request and waits for its reply.
+    pub(crate) fn call(&self, request: &Request) -> Call {
+        let Some(socket) = &self.socket else {
+            return Call::NoDaemon;
+        };
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let (mut conn, fresh) = match kept {
+            Some(conn) => (conn, false),
+            None => match UnixStream::connect(socket) {
+                Ok(s) => {
+                    // A daemon stopped with SIGSTOP must not hang its clients forever.
+                    let _ = s.set_read_timeout(Some(self.timeout));
+                    let _ = s.set_write_timeout(Some(self.timeout));
+                    (BufReader::new(s), true)
+                }
+                Err(_) => return Call::NoDaemon,
+            },
+        };
+        match exchange(&mut conn, request) {
+            Ok(reply) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(conn);
+                }
+                Call::Replied(Box::new(reply))
+            }
+            // A kept connection may be to a daemon that has since stopped; a fresh one
+            // tells us whether one serves now.
+            Err(Failure::NotSent) if !fresh => self.call(request),
+            Err(Failure::NotSent) => Call::NoDaemon,
+            Err(Failure::NoReply) => Call::Lost,
+        }
+    }
+}
+
+enum Failure {
+    /// Nothing reached the daemon.
+    NotSent,
+    /// The request was sent; no reply came back.
+    NoReply,
+}
+
+fn exchange(conn: &mut BufReader<UnixStream>, request: &Request) -> Result<Reply, Failure> {
+    write_frame(conn.get_mut(), request).map_err(|_| Failure::NotSent)?;
+    match read_frame::<Reply>(conn) {
+        Ok(Some(reply)) => Ok(reply),
+        _ => Err(Failure::NoReply),
+    }
+}

@@ -1,0 +1,72 @@
+//! Group commit through `authledger daemon`.
+//!
+//! With SQLite every commit pays its own fsync, so processes writing at once can together go no
+//! faster than one process alone, and they queue for the writer lock. When a daemon runs, a
+//! ledger on the wall clock sends its hot-path writes (acquire, renew, release,
+//! record_usage) to it over a Unix socket beside the database; the daemon runs whatever
+//! requests are waiting in one transaction with one fsync. With no daemon (or when it goes
+//! away) the same calls work on the database directly: the daemon is never needed for
+//! correctness, and both paths run the same code in the same kind of transaction.
+
+use std::path::{Path, PathBuf};
+
+mod client;
+pub mod protocol;
+mod server;
+
+pub(crate) use client::{Call, DaemonLink};
+pub use server::{ServedStats, Server};
+
+/// Why the daemon could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// Another daemon already serves this ledger.
+    #[error("another daemon already serves {db}")]
+    AlreadyServed {
+        /// The database.
+        db: PathBuf,
+    },
+    /// The socket's path would be too long for a Unix socket address.
+    #[error(
+        "cannot serve {path}: its socket path is longer than a Unix socket allows; use a shorter --db path"
+    )]
+    PathTooLong {
+        /// The database.
+        path: PathBuf,
+    },
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Unix socket addresses hold 108 bytes on Linux, the terminating NUL included.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The socket beside the database, or `None` when its path is too long to bind.
+pub fn socket_path_for(db: &Path) -> Option<PathBuf> {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".sock");
+    // The server binds under a staging name a few bytes longer (".<pid>").
+    (s.len() + 8 <= MAX_SOCKET_PATH).then(|| PathBuf::from(s))
+}
+
+/// The socket of the daemon serving the database at `db`, if one answers there now.
+pub fn serving(db: &Path) -> Option<PathBuf> {
+    let socket = socket_path_for(db)?;
+    std::os::unix::net::UnixStream::connect(&socket)
+        .is_ok()
+        .then_some(socket)
+}
+
+/// The file a serving daemon holds locked, so there is never more than one per ledger.
+fn lock_path_for(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".daemon");
+    PathBuf::from(s)
+}

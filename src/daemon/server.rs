@@ -1,0 +1,253 @@
+//! The daemon's side: group commit for every process on the machine.
+//!
+//! Each client connection gets a thread that reads one request at a time and hands it to the
+//! batcher. The batcher takes whatever requests are waiting, runs them in one write transaction
+//! (each inside its own savepoint, so one failure undoes only itself) and commits them with one
+//! fsync. While a batch commits, the next one gathers, so the more processes write at once the
+//! more each fsync carries, and each client waits for at most the batch in flight and its own.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
+
+use super::protocol::{Reply, Request, WireError, read_frame, write_frame};
+use super::{DaemonError, lock_path_for, socket_path_for};
+use crate::ledger::Ledger;
+
+/// The most requests one transaction carries: enough to share an fsync among every client of a
+/// busy machine, few enough that one batch never holds the writer lock for long.
+const MAX_BATCH: usize = 256;
+
+/// One request waiting for the batcher, with the way back to its connection.
+struct Job {
+    request: Request,
+    reply: SyncSender<Reply>,
+}
+
+/// A running group-commit server. Dropping it stops accepting, removes the socket and lets
+/// the batcher finish the requests already taken.
+#[derive(Debug)]
+pub struct Server {
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    stats: Arc<Counters>,
+    _single: File,
+}
+
+/// What the server has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServedStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Transactions (and so fsyncs) they took.
+    pub transactions: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    transactions: AtomicU64,
+}
+
+impl Server {
+    /// Serves the ledger's hot-path writes to other processes on a Unix socket beside the
+    /// database (`ledger.db.sock`), until dropped. One server per ledger: a second is refused.
+    pub fn start(ledger: &Ledger) -> Result<Server, DaemonError> {
+        let ledger = ledger.without_daemon();
+        let db = ledger.db_path().to_path_buf();
+        let socket =
+            socket_path_for(&db).ok_or_else(|| DaemonError::PathTooLong { path: db.clone() })?;
+        let single = take_single_lock(&db)?;
+        // No other server holds the lock, so a socket file left behind is a dead one's.
+        let _ = std::fs::remove_file(&socket);
+        let listener = bind_private(&socket)?;
+        let owner = UnixCredentials::new().uid();
+
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
+        std::thread::Builder::new()
+            .name("authledger-batcher".into())
+            .spawn(move || batcher(&ledger, &queue, &counters))
+            .map_err(|source| DaemonError::Io {
+                what: "cannot start the batcher".into(),
+                source,
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let accept = std::thread::Builder::new()
+            .name("authledger-accept".into())
+            .spawn(move || accept_loop(&listener, &jobs, &stopping, owner))
+            .map_err(|source| DaemonError::Io {
+                what: "cannot start the listener".into(),
+                source,
+            })?;
+        Ok(Server {
+            socket,
+            stop,
+            accept: Some(accept),
+            stats,
+            _single: single,
+        })
+    }
+
+    /// Requests answered and the transactions they took so far: their ratio is how many
+    /// requests share each fsync.
+    pub fn stats(&self) -> ServedStats {
+        ServedStats {
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The socket clients connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the stop flag. Open connections keep their threads
+        // (and the batcher) until their clients hang up.
+        let woke = UnixStream::connect(&self.socket).is_ok();
+        // Clients that look for the socket from now on work on the database directly.
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(accept) = self.accept.take()
+            && woke
+        {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn take_single_lock(db: &Path) -> Result<File, DaemonError> {
+    let path = lock_path_for(db);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| DaemonError::Io {
+            what: format!("cannot open {}", path.display()),
+            source,
+        })?;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::AlreadyServed { db: db.into() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Io {
+            what: format!("cannot lock {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// Binds under a temporary name, makes the socket owner-only, then moves it into place, so no
+/// client ever sees a socket others could connect to.
+fn bind_private(socket: &Path) -> Result<UnixListener, DaemonError> {
+    let mut staging = socket.as_os_str().to_owned();
+    staging.push(format!(".{}", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let io = |what: &str, source| DaemonError::Io {
+        what: format!("{what} {}", socket.display()),
+        source,
+    };
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(|e| io("cannot bind", e))?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("cannot restrict", e))?;
+    std::fs::rename(&staging, socket).map_err(|e| io("cannot publish", e))?;
+    Ok(listener)
+}
+
+fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, owner: u32) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        // Only processes of the ledger's own user may write through it.
+        let peer = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
+        if peer != Ok(owner) {
+            continue;
+        }
+        let jobs = jobs.clone();
+        let _ = std::thread::Builder::new()
+            .name("authledger-client".into())
+            .spawn(move || serve_client(stream, &jobs));
+    }
+}
+
+/// One client: a request, its reply, and so on until it hangs up.
+fn serve_client(stream: UnixStream, jobs: &Sender<Job>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let (reply_to, replies) = mpsc::sync_channel(1);
+    loop {
+        let reply = match read_frame::<Request>(&mut reader) {
+            Ok(Some(request)) => {
+                let job = Job {
+                    request,
+                    reply: reply_to.clone(),
+                };
+                if jobs.send(job).is_err() {
+                    return;
+                }
+                match replies.recv() {
+                    Ok(reply) => reply,
+                    Err(_) => return,
+                }
+            }
+            Ok(None) => return,
+            // A frame that is not a request: say so and hang up, the stream is out of step.
+            Err(e) => {
+                let refusal: Reply = Err(WireError::Other {
+                    exit_code: crate::error::exit::USAGE,
+                    message: format!("malformed request to the daemon: {e}"),
+                });
+                let _ = write_frame(&mut writer, &refusal);
+                return;
+            }
+        };
+        if write_frame(&mut writer, &reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<&Request> = batch.iter().map(|j| &j.request).collect();
+        let replies = ledger.apply_batch(&requests);
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        // Committed, not yet answered: the moment a client cannot tell what happened.
+        crate::fault::point("daemon:before-reply");
+        for (job, reply) in batch.into_iter().zip(replies) {
+            let _ = job.reply.send(reply);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The daemon's side of the façade: requests from many processes in one transaction.
+
+use crate::daemon::protocol::{Outcome, Reply, Request, WireError};
+use crate::error::Error;
+use crate::quota::{self, AcquireRequest, Denial};
+use crate::records::Lease;
+use crate::store::Tx;
+use crate::types::{LeaseId, Millis};
+
+use super::{Ledger, credentials};
+
+/// A grant decided in `tx`: the credential check, then the quota. Both paths (direct and
+/// through the daemon) run exactly this.
+pub(super) fn acquire_in(
+    tx: &mut Tx<'_>,
+    now: Millis,
+    req: &AcquireRequest,
+    id: LeaseId,
+) -> Result<Result<Lease, Denial>, Error> {
+    // No grant without a credential an agent can use: checked from clear metadata in the same
+    // transaction, so no key and no network are needed here.
+    credentials::require_usable(tx, req.provider, &req.account, now)?;
+    Ok(quota::acquire(tx, now, req, id)?)
+}
+
+impl Ledger {
+    /// Runs the requests of many clients in one write transaction with one commit: each in its
+    /// own savepoint, so a failing request undoes only its own writes, while a refusal (which
+    /// writes its audit row) commits like a grant. If the commit itself fails, every request
+    /// gets that error and none happened.
+    pub(crate) fn apply_batch(&self, requests: &[&Request]) -> Vec<Reply> {
+        let now = self.now();
+        let written = self.store.write(|tx| -> Result<Vec<Reply>, Error> {
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in requests {
+                let reply = match tx.isolated(|tx| apply(tx, now, request))? {
+                    Ok(reply) => reply,
+                    Err(e) => Err(WireError::from(&e)),
+                };
+                replies.push(reply);
+            }
+            Ok(replies)
+        });
+        match written {
+            Ok(replies) => replies,
+            Err(e) => {
+                let failure = WireError::from(&e);
+                requests.iter().map(|_| Err(failure.clone())).collect()
+            }
+        }
+    }
+}
+
+/// One request. `Err` undoes the request's writes; `Ok(Err(..))` keeps them (a refusal's audit
+/// row, a lease found expired and reclaimed) and reports the refusal.
+fn apply(tx: &mut Tx<'_>, now: Millis, request: &Request) -> Result<Reply, Error> {
+    let lost = |e: quota::QuotaError| WireError::from(&Error::from(e));
+    Ok(match request {
+        Request::Acquire { id, request } => {
+            request.validate()?;
+            acquire_in(tx, now, request, id.clone())?
+                .map(Outcome::Lease)
+                .map_err(|denial| WireError::Denied { denial })
+        }
+        Request::AcquireSelected {
+            id,
+            request,
+            choice,
+        } => {
+            request.validate()?;
+            match super::agents::acquire_selected_in(tx, now, request, choice, id.clone())? {
+                (Ok(lease), decision) => Ok(Outcome::Selected { lease, decision }),
+                (Err(denial), _) => Err(WireError::Denied { denial }),
+            }
+        }
+        Request::Renew { id } => quota::renew(tx, now, id)?.map(Outcome::Lease).map_err(lost),
+        Request::Release { id, detail } => quota::release(tx, now, id, detail.clone())?
+            .map(Outcome::Released)
+            .map_err(lost),
+        Request::RecordUsage {
+            id,
+            record,
+            fallback_key,
+        } => Ok(Outcome::Usage(quota::record_usage(
+            tx,
+            now,
+            id,
+            record,
+            fallback_key.clone(),
+        )?)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::LedgerConfig;
+    use crate::quota::{LimitsUpdate, UsageRecord};
+    use crate::records::AuditQuery;
+    use crate::types::{Account, AgentId, LeaseState, Provider};
+    use crate::vault::{Credential, KeySource, Secret};
+
+    fn ledger(dir: &std::path::Path) -> Ledger {
+        let ledger = Ledger::open(
+            LedgerConfig::new(dir.join("ledger.db"))
+                .with_clock(Arc::new(ManualClock::new(1_795_428_000_000)))
+                .with_key(KeySource::File(dir.join("master.key"))),
+        )
+        .unwrap();
+        ledger
+            .set_limits(
+                Provider::Claude,
+                &Account::default(),
+                &LimitsUpdate {
+                    daily_tokens: Some(1_000),
+                    concurrent: Some(1),
+                    ..LimitsUpdate::default()
+                },
+            )
+            .unwrap();
+        ledger
+            .store_credential(&Credential::api_key(
+                Provider::Claude,
+                Account::default(),
+                Secret::new("sk-ant-api03-batch-test-000000".into()),
+                "stdin",
+            ))
+            .unwrap();
+        ledger
+    }
+
+    fn acquire(id: u8, agent: &str) -> Request {
+        Request::Acquire {
+            id: LeaseId::from_random([id; 10]),
+            request: AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
+                .tokens(100),
+        }
+    }
+
+    fn actions(ledger: &Ledger) -> Vec<String> {
+        let rows = ledger.audit(&AuditQuery::default()).unwrap();
+        rows.into_iter().map(|r| r.action).collect()
+    }
+
+    #[test]
+    fn one_transaction_keeps_grants_and_refusals_and_undoes_only_a_failed_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        let before = actions(&ledger).len();
+        let a = LeaseId::from_random([1; 10]);
+        let requests = [
+            acquire(1, "first"),
+            // Concurrency 1: refused, and the refusal's audit row stays.
+            acquire(2, "second"),
+            // An idempotency key already used by the first record, with other figures: the
+            // request fails and its writes are undone; the others are not.
+            Request::RecordUsage {
+                id: a.clone(),
+                record: UsageRecord::new(10, 0).key("k"),
+                fallback_key: "unused".into(),
+            },
+            Request::RecordUsage {
+                id: a.clone(),
+                record: UsageRecord::new(20, 0).key("k"),
+                fallback_key: "unused".into(),
+            },
+            Request::Release {
+                id: a.clone(),
+                detail: None,
+            },
+        ];
+        let refs: Vec<&Request> = requests.iter().collect();
+        let replies = ledger.apply_batch(&refs);
+
+        assert!(matches!(&replies[0], Ok(Outcome::Lease(l)) if l.id == a));
+        assert!(matches!(&replies[1], Err(WireError::Denied { .. })));
+        assert!(matches!(&replies[2], Ok(Outcome::Usage(u)) if !u.duplicate));
+        assert!(matches!(&replies[3], Err(WireError::IdempotencyConflict { key }) if key == "k"));
+        assert!(matches!(&replies[4], Ok(Outcome::Released(r)) if r.returned == 90));
+
+        assert_eq!(
+            actions(&ledger)[before..],
+            ["acquire", "deny", "usage", "release"]
+        );
+        let lease = ledger.lease(&a).unwrap();
+        assert_eq!((lease.state, lease.used), (LeaseState::Released, 10));
+        assert!(ledger.verify_audit().unwrap().ok);
+    }
+
+    #[test]
+    fn requests_in_a_batch_see_each_others_writes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        let first = LeaseId::from_random([1; 10]);
+        let requests = [
+            acquire(1, "first"),
+            Request::Release {
+                id: first,
+                detail: None,
+            },
+            // The slot the release freed is granted within the same transaction.
+            acquire(2, "second"),
+        ];
+        let refs: Vec<&Request> = requests.iter().collect();
+        let replies = ledger.apply_batch(&refs);
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        let active = ledger.leases(false).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].agent.as_str(), "second");
+    }
+}

@@ -1,0 +1,396 @@
+mod common;
+
+// Group commit through `authledger daemon`, with real OS processes on one ledger file: many
+// clients sharing the daemon's transactions keep every invariant, a daemon killed between its
+// commit and its reply loses nothing and doubles nothing, and a ledger never has two daemons.
+// The daemon serves only clients on the wall clock, so these commands do not pin the time; the
+// API key account they use has no expiry and its rate limits are switched off.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Home, code, stderr, stdout};
+use serde_json::Value;
+
+/// A ledger home with a Claude API key and the given concurrency, on the wall clock.
+fn wall_home(concurrent: &str) -> Home {
+    let home = Home::empty();
+    let mut login = home
+        .cmd_wall()
+        .args(["login", "claude", "--api-key-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn login");
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-ant-api03-daemon-test-key-0000000000")
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "login: {}", stderr(&out));
+    let out = wall(
+        &home,
+        &[
+            "limits",
+            "set",
+            "claude",
+            "--concurrent",
+            concurrent,
+            "--daily-tokens",
+            "1000000",
+            "--rpm",
+            "off",
+            "--tpm",
+            "off",
+        ],
+    );
+    assert_eq!(code(&out), 0, "limits: {}", stderr(&out));
+    home
+}
+
+fn wall(home: &Home, args: &[&str]) -> Output {
+    home.cmd_wall().args(args).output().expect("run authledger")
+}
+
+/// A running daemon and its stderr, line by line.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(home: &Home, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = home.cmd_wall();
+        cmd.args(["daemon", "--interval", "1h"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let (tx, lines) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut daemon = Daemon { child, lines };
+        daemon.wait_for("serving writes at");
+        daemon
+    }
+
+    /// Waits (up to 30 s) for a stderr line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no {needle:?} from the daemon within 30 s; stderr: {seen:?}");
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then the "served N requests in M transactions" figures from its last line.
+    fn stop(mut self) -> (u64, u64) {
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(term.success());
+        let line = self.wait_for("daemon stopping");
+        let status = self.child.wait().expect("reap daemon");
+        assert_eq!(status.code(), Some(0), "daemon exit: {status:?}");
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(numbers.len(), 2, "{line}");
+        (numbers[0], numbers[1])
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn db(home: &Home) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(home.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open ledger read-only")
+}
+
+/// (action, lease id) of every audit row, in chain order.
+fn audit_rows(home: &Home) -> Vec<(String, Option<String>)> {
+    let conn = db(home);
+    let mut stmt = conn
+        .prepare("SELECT action, lease_id FROM audit ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn processes_writing_through_the_daemon_share_transactions_and_keep_every_invariant() {
+    const WORKERS: usize = 8;
+    const ROUNDS: usize = 12;
+    const CONCURRENT: usize = 3;
+    let home = wall_home(&CONCURRENT.to_string());
+    let daemon = Daemon::start(&home, &[]);
+
+    // Each worker thread drives real CLI processes: acquire, record usage, renew, release.
+    let results: Vec<(usize, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let home = &home;
+                s.spawn(move || {
+                    let (mut granted, mut denied) = (0, 0);
+                    for _ in 0..ROUNDS {
+                        let agent = format!("w{w}");
+                        let out = wall(
+                            home,
+                            &[
+                                "--json",
+                                "lease",
+                                "acquire",
+                                "--agent",
+                                &agent,
+                                "--provider",
+                                "claude",
+                                "--tokens",
+                                "100",
+                            ],
+                        );
+                        match code(&out) {
+                            0 => granted += 1,
+                            3 => {
+                                denied += 1;
+                                continue;
+                            }
+                            other => panic!("acquire exit {other}: {}", stderr(&out)),
+                        }
+                        let lease: Value = serde_json::from_slice(&out.stdout).unwrap();
+                        let id = lease["lease_id"].as_str().unwrap();
+                        for args in [
+                            vec!["usage", "record", id, "--input", "30", "--output", "10"],
+                            vec!["lease", "renew", id],
+                            vec!["lease", "release", id],
+                        ] {
+                            let out = wall(home, &args);
+                            assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+                        }
+                    }
+                    (granted, denied)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let granted: usize = results.iter().map(|r| r.0).sum();
+    let denied: usize = results.iter().map(|r| r.1).sum();
+    assert_eq!(granted + denied, WORKERS * ROUNDS);
+    assert!(granted > 0);
+
+    // Every acquire and every follow-up went through the daemon, fewer transactions than
+    // requests being the point but never required: processes may happen not to overlap.
+    let (requests, transactions) = daemon.stop();
+    assert_eq!(requests as usize, WORKERS * ROUNDS + 3 * granted);
+    assert!(
+        transactions >= 1 && transactions <= requests,
+        "{transactions} > {requests}"
+    );
+
+    // The trail replayed in commit order: never more than CONCURRENT leases at once, every
+    // grant used, renewed and released exactly once.
+    let rows = audit_rows(&home);
+    let mut live: HashMap<String, Vec<&str>> = HashMap::new();
+    let mut done = 0;
+    let mut peak = 0;
+    for (action, lease) in &rows {
+        match (action.as_str(), lease) {
+            ("acquire", Some(id)) => {
+                assert!(
+                    live.insert(id.clone(), Vec::new()).is_none(),
+                    "{id} granted twice"
+                );
+                peak = peak.max(live.len());
+            }
+            ("usage" | "renew", Some(id)) => {
+                live.get_mut(id).expect("on a live lease").push(action)
+            }
+            ("release", Some(id)) => {
+                let steps = live.remove(id).expect("release of a live lease");
+                assert_eq!(steps, ["usage", "renew"], "{id}");
+                done += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(live.is_empty(), "leases never released: {live:?}");
+    assert_eq!(done, granted);
+    assert!(
+        peak <= CONCURRENT,
+        "{peak} leases at once, limit {CONCURRENT}"
+    );
+    let out = wall(&home, &["audit", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let used: i64 = db(&home)
+        .query_row(
+            "SELECT used FROM windows WHERE provider = 'claude' AND kind = 'day'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(used, 40 * granted as i64);
+}
+
+#[test]
+fn a_daemon_killed_between_commit_and_reply_loses_and_doubles_nothing() {
+    let home = wall_home("5");
+    let mut daemon = Daemon::start(&home, &[("AUTHLEDGER_FAULT", "daemon:before-reply")]);
+    let client = home
+        .cmd_wall()
+        .args([
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "a",
+            "--provider",
+            "claude",
+            "--tokens",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The daemon committed the grant and stopped before answering: kill it there.
+    daemon.wait_for("fault point daemon:before-reply reached");
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    // The client saw its connection drop, found its lease in the ledger and reports it.
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "acquire: {}", stderr(&out));
+    let lease: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap().to_string();
+    let grants: Vec<_> = audit_rows(&home)
+        .into_iter()
+        .filter(|(a, _)| a == "acquire")
+        .collect();
+    assert_eq!(grants, [("acquire".to_string(), Some(id.clone()))]);
+
+    // The dead daemon's socket is left behind; clients work directly and say nothing of it.
+    assert!(home.path().join("ledger.db.sock").exists());
+    let out = wall(&home, &["lease", "release", &id]);
+    assert_eq!(code(&out), 0, "release: {}", stderr(&out));
+    let active: i64 = db(&home)
+        .query_row(
+            "SELECT COUNT(*) FROM leases WHERE state = 'active'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(active, 0);
+
+    // A new daemon takes the stale socket over.
+    let again = Daemon::start(&home, &[]);
+    let out = wall(
+        &home,
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "b",
+            "--provider",
+            "claude",
+            "--tokens",
+            "1",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(again.stop(), (1, 1));
+}
+
+#[test]
+fn one_daemon_per_ledger_owner_only_socket_and_none_on_a_pinned_clock() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = wall_home("5");
+    let first = Daemon::start(&home, &[]);
+    let socket = home.path().join("ledger.db.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    let doctor = wall(&home, &["doctor"]);
+    assert!(
+        stdout(&doctor).contains(&format!("serving writes at {}", socket.display())),
+        "{}",
+        stdout(&doctor)
+    );
+
+    let second = wall(&home, &["daemon", "--interval", "1h"]);
+    assert_eq!(code(&second), 1);
+    assert!(
+        stderr(&second).contains("another daemon already serves"),
+        "{}",
+        stderr(&second)
+    );
+
+    // A command told to stay off the daemon works directly: the daemon counts nothing.
+    let out = home
+        .cmd_wall()
+        .env("AUTHLEDGER_NO_DAEMON", "1")
+        .args([
+            "lease",
+            "acquire",
+            "--agent",
+            "d",
+            "--provider",
+            "claude",
+            "--tokens",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(first.stop(), (0, 0));
+    assert!(!socket.exists(), "a stopped daemon removes its socket");
+    assert!(stdout(&wall(&home, &["doctor"])).contains("none: writes go to the database directly"));
+
+    // On a pinned clock the daemon cleans up but serves no one.
+    let mut pinned = home
+        .cmd()
+        .args(["daemon", "--interval", "1h"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(pinned.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("cleanup"), "{line}");
+    assert!(!socket.exists());
+    pinned.kill().unwrap();
+    pinned.wait().unwrap();
+}
