@@ -103,17 +103,19 @@ fn raw_tx(c: &mut rusqlite::Connection, who: &str) -> bool {
 
 // ---------- ledger fixture ----------
 
-fn ledger_at(dir: &Path, d: Durability) -> Ledger {
+/// The ledger in `dir`; `daemon` lets its writes go through a daemon serving that file.
+fn ledger_at(dir: &Path, d: Durability, daemon: bool) -> Ledger {
     Ledger::open(
         LedgerConfig::new(dir.join("ledger.db"))
             .with_durability(d)
+            .with_daemon(daemon)
             .with_key(KeySource::File(dir.join("keys").join("master.key"))),
     )
     .expect("open ledger")
 }
 
 fn prepare_ledger(dir: &Path, d: Durability) -> Ledger {
-    let ledger = ledger_at(dir, d);
+    let ledger = ledger_at(dir, d, false);
     ledger
         .set_limits(
             Provider::Claude,
@@ -155,54 +157,133 @@ fn request(agent: &str) -> AcquireRequest {
 // ---------- single process ----------
 
 /// Runs `op` `n` times; returns (ops/s, latencies).
-fn measure(n: usize, mut op: impl FnMut(usize)) -> (f64, Lat) {
-    let mut us = Vec::with_capacity(n);
-    let start = Instant::now();
-    for i in 0..n {
-        let t = Instant::now();
-        op(i);
-        us.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    (n as f64 / start.elapsed().as_secs_f64(), summarize(us))
+fn measure(n: usize, op: impl FnMut(usize)) -> (f64, Lat) {
+    let mut series = Series::default();
+    series.run(n, op);
+    (series.rate(), series.lat())
 }
 
+/// Timings of one kind of operation, gathered over several rounds.
+#[derive(Default)]
+struct Series {
+    us: Vec<f64>,
+    secs: f64,
+}
+
+impl Series {
+    fn run(&mut self, n: usize, mut op: impl FnMut(usize)) {
+        let start = Instant::now();
+        for i in 0..n {
+            let t = Instant::now();
+            op(i);
+            self.us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        self.secs += start.elapsed().as_secs_f64();
+    }
+
+    fn rate(&self) -> f64 {
+        self.us.len() as f64 / self.secs.max(1e-9)
+    }
+
+    fn lat(&self) -> Lat {
+        summarize(self.us.clone())
+    }
+}
+
+/// One process, each operation beside raw transactions. The disk's fsync speed drifts during a
+/// run (±50 % on the VM), so the kinds take turns in ten rounds rather than one after another:
+/// each ratio compares figures taken over the same stretch of time.
 fn single_process(d: Durability, n: usize) -> Value {
+    const ROUNDS: usize = 10;
+    let chunk = (n / ROUNDS).max(2);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = raw_open(&dir.path().join("raw.db"), d, true);
-    let (raw_rate, raw_lat) = measure(n, |_| {
-        raw_tx(&mut raw, "bench");
-    });
     let ledger = prepare_ledger(dir.path(), d);
-    let mut ids = Vec::with_capacity(n);
-    let (acq_rate, acq_lat) = measure(n, |_| {
-        ids.push(ledger.acquire(&request("a")).expect("acquire").id)
-    });
-    let (use_rate, use_lat) = measure(n, |i| {
-        ledger
-            .record_usage(&ids[i], &UsageRecord::new(1, 0).key(format!("k{i}")))
-            .expect("usage");
-    });
-    let (rel_rate, rel_lat) = measure(n, |i| {
-        ledger.release(&ids[i]).expect("release");
-    });
-    let (pair_rate, pair_lat) = measure(n / 2, |_| {
-        let l = ledger.acquire(&request("p")).expect("acquire");
-        ledger.release(&l.id).expect("release");
-    });
-    let row = |rate: f64, lat: &Lat| json!({ "ops_per_s": rate, "ratio_to_raw": rate / raw_rate, "p50_us": lat.p50, "p99_us": lat.p99, "max_us": lat.max });
+    let [mut raw_s, mut acq, mut usage, mut rel, mut pair] =
+        std::array::from_fn(|_| Series::default());
+    let mut key = 0u64;
+    for _ in 0..ROUNDS {
+        raw_s.run(chunk, |_| {
+            raw_tx(&mut raw, "bench");
+        });
+        let mut ids = Vec::with_capacity(chunk);
+        acq.run(chunk, |_| {
+            ids.push(ledger.acquire(&request("a")).expect("acquire").id)
+        });
+        usage.run(chunk, |i| {
+            key += 1;
+            ledger
+                .record_usage(&ids[i], &UsageRecord::new(1, 0).key(format!("k{key}")))
+                .expect("usage");
+        });
+        rel.run(chunk, |i| {
+            ledger.release(&ids[i]).expect("release");
+        });
+        pair.run(chunk / 2, |_| {
+            let l = ledger.acquire(&request("p")).expect("acquire");
+            ledger.release(&l.id).expect("release");
+        });
+    }
+    let raw_rate = raw_s.rate();
+    let row = |rate: f64, lat: Lat| json!({ "ops_per_s": rate, "ratio_to_raw": rate / raw_rate, "p50_us": lat.p50, "p99_us": lat.p99, "max_us": lat.max });
     json!({
         "durability": durability_name(d),
-        "raw": row(raw_rate, &raw_lat),
-        "acquire": row(acq_rate, &acq_lat),
-        "record_usage": row(use_rate, &use_lat),
-        "release": row(rel_rate, &rel_lat),
-        "acquire_release_pair": row(pair_rate * 2.0, &pair_lat),
+        "raw": row(raw_rate, raw_s.lat()),
+        "acquire": row(acq.rate(), acq.lat()),
+        "record_usage": row(usage.rate(), usage.lat()),
+        "release": row(rel.rate(), rel.lat()),
+        "acquire_release_pair": row(pair.rate() * 2.0, pair.lat()),
+        "wal_frames_per_tx": wal_frames(d),
     })
+}
+
+/// WAL frames (database pages) each kind of transaction writes: at synchronous=NORMAL, where no
+/// fsync hides them, they are most of a transaction's cost. Counted on fresh files, starting
+/// from an empty WAL each time.
+fn wal_frames(d: Durability) -> Value {
+    const K: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut raw = raw_open(&dir.path().join("raw.db"), d, true);
+    let ledger = prepare_ledger(dir.path(), d);
+    let side = raw_open(&dir.path().join("ledger.db"), d, false);
+    let frames = |c: &rusqlite::Connection, op: &mut dyn FnMut()| -> f64 {
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("truncate the WAL");
+        for _ in 0..K {
+            op();
+        }
+        let log: i64 = c
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .expect("count WAL frames");
+        log as f64 / K as f64
+    };
+    let raw_side = raw_open(&dir.path().join("raw.db"), d, false);
+    let raw_frames = frames(&raw_side, &mut || {
+        raw_tx(&mut raw, "bench");
+    });
+    let mut ids = Vec::new();
+    let acquire = frames(&side, &mut || {
+        ids.push(ledger.acquire(&request("f")).expect("acquire").id)
+    });
+    let mut i = 0;
+    let usage = frames(&side, &mut || {
+        ledger
+            .record_usage(&ids[i], &UsageRecord::new(1, 0).key(format!("f{i}")))
+            .expect("usage");
+        i += 1;
+    });
+    let mut j = 0;
+    let release = frames(&side, &mut || {
+        ledger.release(&ids[j]).expect("release");
+        j += 1;
+    });
+    json!({ "raw": raw_frames, "acquire": acquire, "record_usage": usage, "release": release })
 }
 
 // ---------- many processes ----------
 
-/// A worker process: runs raw transactions or acquire+release pairs until `secs` pass.
+/// A worker process: runs raw transactions or acquire+release pairs (directly, or through the
+/// daemon for `daemon`) until `secs` pass.
 fn worker(kind: &str, dir: &Path, d: Durability, secs: f64, name: &str) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut us = Vec::new();
@@ -220,7 +301,7 @@ fn worker(kind: &str, dir: &Path, d: Durability, secs: f64, name: &str) {
             }
         }
         _ => {
-            let ledger = ledger_at(dir, d);
+            let ledger = ledger_at(dir, d, kind == "daemon");
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match ledger.acquire(&request(name)) {
@@ -246,10 +327,15 @@ fn worker(kind: &str, dir: &Path, d: Durability, secs: f64, name: &str) {
 
 fn contention(kind: &str, procs: usize, d: Durability, secs: f64) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    if kind == "ledger" {
-        drop(prepare_ledger(dir.path(), d));
-    } else {
+    // Kept alive (serving) until the workers are done.
+    let mut _server = None;
+    if kind == "raw" {
         drop(raw_open(&dir.path().join("raw.db"), d, true));
+    } else {
+        let ledger = prepare_ledger(dir.path(), d);
+        if kind == "daemon" {
+            _server = Some(authledger::daemon::Server::start(&ledger).expect("start the daemon"));
+        }
     }
     let exe = std::env::current_exe().expect("current exe");
     let children: Vec<_> = (0..procs)
@@ -386,6 +472,7 @@ fn whole_processes(n: usize) -> Value {
         ],
     );
     let rss_run = children_peak_rss_kb();
+    let concurrent = concurrent_runs(dir.path(), if quick() { 8 } else { 64 });
     let s = summarize(status);
     let a = summarize(acquire);
     json!({
@@ -393,31 +480,92 @@ fn whole_processes(n: usize) -> Value {
         "lease_acquire_ms": { "p50": a.p50, "p99": a.p99 },
         "peak_rss_kb_cli": rss_cli,
         "peak_rss_kb_run": rss_run,
+        "concurrent_runs": concurrent,
     })
+}
+
+/// Starts `n` `run`s at once, each holding a lease while its agent sleeps; each agent reads its
+/// `run`'s peak RSS (VmHWM) from /proc while the lease is held. Returns per-process figures.
+fn concurrent_runs(home: &Path, n: usize) -> Value {
+    let script = "sleep 1; grep VmHWM /proc/$PPID/status";
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_authledger"))
+                .env("AUTHLEDGER_HOME", home)
+                .args(["run", "--agent", &format!("c{i}"), "--provider", "claude"])
+                .args(["--tokens", "1", "--", "sh", "-c", script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn run")
+        })
+        .collect();
+    let mut kb: Vec<f64> = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(v) = text
+            .split_whitespace()
+            .skip_while(|w| *w != "VmHWM:")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+        {
+            kb.push(v);
+        }
+    }
+    let reported = kb.len();
+    let total: f64 = kb.iter().sum();
+    let lat = summarize(kb);
+    json!({ "runs": n, "reported": reported, "peak_rss_kb_p50": lat.p50, "peak_rss_kb_max": lat.max, "peak_rss_kb_sum": total })
 }
 
 // ---------- report ----------
 
-/// One point of the chart: processes, ledger tx/s, raw tx/s, ledger p99 ms, raw p99 ms.
-type Point = (usize, f64, f64, f64, f64);
+/// One point of the chart: per series (daemon, direct, raw) throughput and p99.
+struct Point {
+    processes: usize,
+    rate: [f64; 3],
+    p99_ms: [f64; 3],
+}
+
+const SERIES: [(&str, &str); 3] = [
+    ("ledger through the daemon", "#2ca02c"),
+    ("ledger direct", "#1f77b4"),
+    ("raw SQLite", "#ff7f0e"),
+];
 
 fn svg(points: &[Point]) -> String {
-    let (w, h, pad) = (640.0, 320.0, 50.0);
-    let max_rate = points.iter().map(|p| p.1.max(p.2)).fold(1.0, f64::max);
-    let max_p99 = points.iter().map(|p| p.3.max(p.4)).fold(1.0, f64::max);
+    let (w, h, pad) = (680.0, 340.0, 50.0);
+    let max_rate = points.iter().flat_map(|p| p.rate).fold(1.0, f64::max);
+    let max_p99 = points.iter().flat_map(|p| p.p99_ms).fold(1.0, f64::max);
     let n = points.len().max(2) as f64 - 1.0;
     let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n;
-    let line = |f: &dyn Fn(&Point) -> f64, max: f64, color: &str, dash: &str| {
+    let line = |value: &dyn Fn(&Point) -> f64, max: f64, color: &str, dash: &str| {
         let pts: Vec<String> = points
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", x(i), h - pad - (h - 2.0 * pad) * f(p) / max))
+            .map(|(i, p)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(i),
+                    h - pad - (h - 2.0 * pad) * value(p) / max
+                )
+            })
             .collect();
         format!(
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
             pts.join(" ")
         )
     };
+    let mut body = String::new();
+    for (k, (name, color)) in SERIES.iter().enumerate() {
+        body += &line(&|p| p.rate[k], max_rate, color, "");
+        body += &line(&|p| p.p99_ms[k], max_p99, color, "6 4");
+        body += &format!(
+            r#"<text x="{}" y="40" font-size="12" fill="{color}">{name}</text>"#,
+            pad + 200.0 * k as f64
+        );
+    }
     let labels: String = points
         .iter()
         .enumerate()
@@ -426,22 +574,17 @@ fn svg(points: &[Point]) -> String {
                 r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">{}</text>"#,
                 x(i),
                 h - pad + 18.0,
-                p.0
+                p.processes
             )
         })
         .collect();
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{pad}" y="20" font-size="14">Throughput (solid, max {max_rate:.0} tx/s) and p99 latency (dashed, max {max_p99:.1} ms) by processes</text>
-<text x="{pad}" y="38" font-size="12" fill="#1f77b4">ledger acquire+release</text><text x="220" y="38" font-size="12" fill="#ff7f0e">raw SQLite transactions</text>
-{}{}{}{}{labels}
+<text x="{pad}" y="20" font-size="14">acquire+release, synchronous=FULL: throughput (solid, top {max_rate:.0} tx/s), p99 (dashed, top {max_p99:.1} ms)</text>
+{body}{labels}
 <text x="{}" y="{}" font-size="12" text-anchor="middle">processes</text>
 </svg>"##,
-        line(&|p| p.1, max_rate, "#1f77b4", ""),
-        line(&|p| p.2, max_rate, "#ff7f0e", ""),
-        line(&|p| p.3, max_p99, "#1f77b4", "6 4"),
-        line(&|p| p.4, max_p99, "#ff7f0e", "6 4"),
         w / 2.0,
         h - 8.0
     )
@@ -486,39 +629,61 @@ fn main() {
                 .as_f64()
                 .unwrap_or(0.0),
         );
+        let frames = &r["wal_frames_per_tx"];
+        println!(
+            "   WAL frames per transaction: raw {:.1}; acquire {:.1}, record_usage {:.1}, release {:.1}",
+            frames["raw"].as_f64().unwrap_or(0.0),
+            frames["acquire"].as_f64().unwrap_or(0.0),
+            frames["record_usage"].as_f64().unwrap_or(0.0),
+            frames["release"].as_f64().unwrap_or(0.0),
+        );
         single.push(r);
     }
 
     let mut multi = Vec::new();
     let mut points = Vec::new();
+    let mut raw_one_process = 0.0;
     for &p in procs {
         let raw = contention("raw", p, Durability::Full, secs);
         let led = contention("ledger", p, Durability::Full, secs);
+        let dmn = contention("daemon", p, Durability::Full, secs);
         let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-        println!(
-            "{p:>2} processes: ledger {:.0} tx/s (min/max per process {}/{}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, busy {}) | raw {:.0} tx/s (min/max {}/{}, p99 {:.1} ms, max {:.1} ms, busy {})",
-            f(&led, "commits_per_s"),
-            led["min_commits"],
-            led["max_commits"],
-            f(&led, "p50_us") / 1e3,
-            f(&led, "p99_us") / 1e3,
-            f(&led, "max_us") / 1e3,
-            led["busy_errors"],
-            f(&raw, "commits_per_s"),
-            raw["min_commits"],
-            raw["max_commits"],
-            f(&raw, "p99_us") / 1e3,
-            f(&raw, "max_us") / 1e3,
-            raw["busy_errors"],
-        );
-        points.push((
-            p,
-            f(&led, "commits_per_s"),
-            f(&raw, "commits_per_s"),
-            f(&led, "p99_us") / 1e3,
-            f(&raw, "p99_us") / 1e3,
-        ));
-        multi.push(json!({ "ledger": led, "raw": raw }));
+        if p == 1 {
+            raw_one_process = f(&raw, "commits_per_s");
+        }
+        let line = |name: &str, v: &Value| {
+            format!(
+                "{name} {:.0} tx/s ({:.2}× raw 1-process; per process {}–{}, {:.2}–{:.2}× mean; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; busy {})",
+                f(v, "commits_per_s"),
+                f(v, "commits_per_s") / raw_one_process.max(1.0),
+                v["min_commits"],
+                v["max_commits"],
+                f(v, "min_over_mean"),
+                f(v, "max_over_mean"),
+                f(v, "p50_us") / 1e3,
+                f(v, "p99_us") / 1e3,
+                f(v, "max_us") / 1e3,
+                v["busy_errors"],
+            )
+        };
+        println!("{p:>2} processes:");
+        println!("   {}", line("through the daemon", &dmn));
+        println!("   {}", line("direct (flock queue)", &led));
+        println!("   {}", line("raw SQLite", &raw));
+        points.push(Point {
+            processes: p,
+            rate: [
+                f(&dmn, "commits_per_s"),
+                f(&led, "commits_per_s"),
+                f(&raw, "commits_per_s"),
+            ],
+            p99_ms: [
+                f(&dmn, "p99_us") / 1e3,
+                f(&led, "p99_us") / 1e3,
+                f(&raw, "p99_us") / 1e3,
+            ],
+        });
+        multi.push(json!({ "daemon": dmn, "ledger": led, "raw": raw, "raw_one_process_tx_per_s": raw_one_process }));
     }
 
     let hot = hot_paths(if quick { 500 } else { 5_000 });
@@ -536,6 +701,15 @@ fn main() {
         whole["lease_acquire_ms"]["p50"].as_f64().unwrap_or(0.0),
         whole["peak_rss_kb_cli"],
         whole["peak_rss_kb_run"],
+    );
+    let runs = &whole["concurrent_runs"];
+    println!(
+        "{} concurrent runs holding leases: peak RSS per run p50 {} KB, max {} KB, all together {} KB ({} reported)",
+        runs["runs"],
+        runs["peak_rss_kb_p50"],
+        runs["peak_rss_kb_max"],
+        runs["peak_rss_kb_sum"],
+        runs["reported"],
     );
 
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
