@@ -394,3 +394,81 @@ fn one_daemon_per_ledger_owner_only_socket_and_none_on_a_pinned_clock() {
     pinned.kill().unwrap();
     pinned.wait().unwrap();
 }
+
+#[test]
+fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
+    use authledger::daemon::{ServedStats, Server};
+    use authledger::{
+        Account, AcquireRequest, AgentId, Credential, Error, KeySource, Ledger, LedgerConfig,
+        LimitsUpdate, Provider, QuotaError, Secret, UsageRecord,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Ledger::open(
+            LedgerConfig::new(dir.path().join("ledger.db"))
+                .with_key(KeySource::File(dir.path().join("master.key"))),
+        )
+        .unwrap()
+    };
+    let owner = open();
+    owner
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new("sk-ant-api03-library-daemon-0000".into()),
+            "stdin",
+        ))
+        .unwrap();
+    owner
+        .set_limits(
+            Provider::Claude,
+            &Account::default(),
+            &LimitsUpdate {
+                concurrent: Some(1),
+                rpm: Some(None),
+                tpm: Some(None),
+                ..LimitsUpdate::default()
+            },
+        )
+        .unwrap();
+    let server = Server::start(&owner).unwrap();
+    let client = open();
+    let ask = |agent: &str| {
+        AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude).tokens(100)
+    };
+
+    let lease = client.acquire(&ask("a")).unwrap();
+    let err = client.acquire(&ask("b")).unwrap_err();
+    assert!(matches!(err, Error::Quota(QuotaError::Denied(_))), "{err}");
+    assert_eq!(err.exit_code(), 3);
+    client
+        .record_usage(&lease.id, &UsageRecord::new(10, 5).key("u1"))
+        .unwrap();
+    // The retry of a usage record counts once, through the daemon as directly.
+    let again = client
+        .record_usage(&lease.id, &UsageRecord::new(10, 5).key("u1"))
+        .unwrap();
+    assert!(again.duplicate);
+    let released = client.release(&lease.id).unwrap();
+    assert_eq!(released.returned, 85);
+    let err = client.release(&lease.id).unwrap_err();
+    assert!(
+        matches!(err, Error::Quota(QuotaError::LeaseLost { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        server.stats(),
+        ServedStats {
+            requests: 6,
+            transactions: 6
+        }
+    );
+    // Told to stay off the daemon, a ledger works directly.
+    client
+        .without_daemon()
+        .acquire(&ask("c"))
+        .expect("direct acquire");
+    assert_eq!(server.stats().requests, 6);
+    drop(server);
+    assert!(!dir.path().join("ledger.db.sock").exists());
+}

@@ -5,7 +5,7 @@ use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{Reply, Request, read_frame, write_frame};
 use super::socket_path_for;
@@ -22,12 +22,19 @@ pub(crate) enum Call {
     Lost,
 }
 
+/// How long a ledger that found no daemon works directly before looking again. Looking costs
+/// three system calls, a tenth of a small transaction, so it is not done on every write; a
+/// daemon started meanwhile is picked up within this time.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// The way to a daemon, if one serves the ledger.
 #[derive(Debug)]
 pub(crate) struct DaemonLink {
     socket: Option<PathBuf>,
     timeout: Duration,
     idle: Mutex<Vec<BufReader<UnixStream>>>,
+    /// Until when to work directly, after finding no daemon.
+    direct_until: Mutex<Option<Instant>>,
 }
 
 impl DaemonLink {
@@ -37,6 +44,7 @@ impl DaemonLink {
             socket: if enabled { socket_path_for(db) } else { None },
             timeout,
             idle: Mutex::new(Vec::new()),
+            direct_until: Mutex::new(None),
         }
     }
 
@@ -53,15 +61,23 @@ impl DaemonLink {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let (mut conn, fresh) = match kept {
             Some(conn) => (conn, false),
-            None => match UnixStream::connect(socket) {
-                Ok(s) => {
-                    // A daemon stopped with SIGSTOP must not hang its clients forever.
-                    let _ = s.set_read_timeout(Some(self.timeout));
-                    let _ = s.set_write_timeout(Some(self.timeout));
-                    (BufReader::new(s), true)
+            None => {
+                if self.recently_absent() {
+                    return Call::NoDaemon;
                 }
-                Err(_) => return Call::NoDaemon,
-            },
+                match UnixStream::connect(socket) {
+                    Ok(s) => {
+                        // A daemon stopped with SIGSTOP must not hang its clients forever.
+                        let _ = s.set_read_timeout(Some(self.timeout));
+                        let _ = s.set_write_timeout(Some(self.timeout));
+                        (BufReader::new(s), true)
+                    }
+                    Err(_) => {
+                        self.note_absent();
+                        return Call::NoDaemon;
+                    }
+                }
+            }
         };
         match exchange(&mut conn, request) {
             Ok(reply) => {
@@ -73,8 +89,27 @@ impl DaemonLink {
             // A kept connection may be to a daemon that has since stopped; a fresh one
             // tells us whether one serves now.
             Err(Failure::NotSent) if !fresh => self.call(request),
-            Err(Failure::NotSent) => Call::NoDaemon,
+            Err(Failure::NotSent) => {
+                self.note_absent();
+                Call::NoDaemon
+            }
             Err(Failure::NoReply) => Call::Lost,
+        }
+    }
+}
+
+impl DaemonLink {
+    fn recently_absent(&self) -> bool {
+        self.direct_until
+            .lock()
+            .ok()
+            .and_then(|until| *until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn note_absent(&self) {
+        if let Ok(mut until) = self.direct_until.lock() {
+            *until = Some(Instant::now() + PROBE_EVERY);
         }
     }
 }

@@ -17,6 +17,7 @@ mod usage_rows;
 mod window_rows;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -26,7 +27,7 @@ pub use error::StoreError;
 pub use lease_rows::LeaseFilter;
 pub use tx::Tx;
 
-use lock::WriteLock;
+use lock::{LockFiles, WriteLock};
 
 /// How hard SQLite makes a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +67,7 @@ pub struct Store {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
     lock_path: PathBuf,
+    locks: Arc<LockFiles>,
     options: StoreOptions,
 }
 
@@ -111,6 +113,7 @@ impl Store {
         Ok(Store {
             pool,
             path: path.to_path_buf(),
+            locks: LockFiles::new(lock_path.clone()),
             lock_path,
             options,
         })
@@ -160,7 +163,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let _queue = WriteLock::acquire(&self.lock_path, self.options.write_deadline)?;
+        let _queue = self.locks.acquire(self.options.write_deadline)?;
         let mut conn = self.pool.get().map_err(StoreError::from)?;
         let started = Instant::now();
         let txn = loop {
