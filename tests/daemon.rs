@@ -472,3 +472,51 @@ fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
     drop(server);
     assert!(!dir.path().join("ledger.db.sock").exists());
 }
+
+#[test]
+fn a_daemon_of_another_wire_version_is_passed_by_and_the_write_done_directly() {
+    use authledger::daemon::protocol::{Envelope, Reply, WireError, read_frame, write_frame};
+    use authledger::{
+        Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider,
+        Secret,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_key(KeySource::File(dir.path().join("master.key"))),
+    )
+    .unwrap();
+    ledger
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new("sk-ant-api03-version-test-0000".into()),
+            "stdin",
+        ))
+        .unwrap();
+    // A "daemon" from a future release: it reads one request and says it speaks version 99.
+    let socket = authledger::daemon::socket_path_for(&dir.path().join("ledger.db")).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let future = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let envelope: Envelope = read_frame(&mut conn).unwrap().unwrap();
+        let reply: Reply = Err(WireError::Version { served: 99 });
+        write_frame(&mut conn, &reply).unwrap();
+        envelope.v
+    });
+    let lease = ledger
+        .acquire(&AcquireRequest::new(AgentId::new("a").unwrap(), Provider::Claude).tokens(10))
+        .expect("done directly");
+    assert_eq!(
+        future.join().unwrap(),
+        authledger::daemon::protocol::VERSION
+    );
+    assert_eq!(ledger.lease(&lease.id).unwrap().id, lease.id);
+    let grants = ledger
+        .audit(&authledger::AuditQuery {
+            action: Some("acquire".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::protocol::{Reply, Request, read_frame, write_frame};
+use super::protocol::{Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame};
 use super::socket_path_for;
 
 /// How a call through the daemon went.
@@ -54,10 +54,20 @@ impl DaemonLink {
     }
 
     /// Sends one request and waits for its reply.
-    pub(crate) fn call(&self, request: &Request) -> Call {
+    pub(crate) fn call(&self, request: Request) -> Call {
         let Some(socket) = &self.socket else {
             return Call::NoDaemon;
         };
+        self.send(
+            socket,
+            &Envelope {
+                v: VERSION,
+                request,
+            },
+        )
+    }
+
+    fn send(&self, socket: &std::path::Path, envelope: &Envelope) -> Call {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let (mut conn, fresh) = match kept {
             Some(conn) => (conn, false),
@@ -79,7 +89,12 @@ impl DaemonLink {
                 }
             }
         };
-        match exchange(&mut conn, request) {
+        match exchange(&mut conn, envelope) {
+            // A daemon of another version did nothing: work directly until it is replaced.
+            Ok(Err(WireError::Version { .. })) => {
+                self.note_absent();
+                Call::NoDaemon
+            }
             Ok(reply) => {
                 if let Ok(mut idle) = self.idle.lock() {
                     idle.push(conn);
@@ -88,7 +103,7 @@ impl DaemonLink {
             }
             // A kept connection may be to a daemon that has since stopped; a fresh one
             // tells us whether one serves now.
-            Err(Failure::NotSent) if !fresh => self.call(request),
+            Err(Failure::NotSent) if !fresh => self.send(socket, envelope),
             Err(Failure::NotSent) => {
                 self.note_absent();
                 Call::NoDaemon
@@ -121,8 +136,8 @@ enum Failure {
     NoReply,
 }
 
-fn exchange(conn: &mut BufReader<UnixStream>, request: &Request) -> Result<Reply, Failure> {
-    write_frame(conn.get_mut(), request).map_err(|_| Failure::NotSent)?;
+fn exchange(conn: &mut BufReader<UnixStream>, envelope: &Envelope) -> Result<Reply, Failure> {
+    write_frame(conn.get_mut(), envelope).map_err(|_| Failure::NotSent)?;
     match read_frame::<Reply>(conn) {
         Ok(Some(reply)) => Ok(reply),
         _ => Err(Failure::NoReply),

@@ -19,6 +19,21 @@ use crate::types::{LeaseId, LeaseState, Millis};
 /// is a confused or hostile peer.
 const MAX_FRAME: usize = 1 << 20;
 
+/// The version of this wire format. A daemon answers requests of another version with
+/// [`WireError::Version`], and the client then works on the database directly: an upgraded
+/// client never fails because an older daemon is still running.
+pub const VERSION: u32 = 1;
+
+/// A request as framed: the wire format's version beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`VERSION`] of the sender.
+    pub v: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
 /// One write asked of the daemon. Every id is chosen by the caller, so a reply lost with a dying
 /// daemon can be settled by looking at the ledger.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +136,11 @@ pub enum WireError {
         /// The key.
         key: String,
     },
+    /// The daemon speaks another version of the wire format.
+    Version {
+        /// The version the daemon speaks.
+        served: u32,
+    },
     /// Anything else, as its message and exit code.
     Other {
         /// The documented exit code.
@@ -184,6 +204,12 @@ impl From<WireError> for Error {
             WireError::IdempotencyConflict { key } => {
                 QuotaError::IdempotencyConflict { key }.into()
             }
+            WireError::Version { served } => Error::Daemon {
+                exit_code: crate::error::exit::OTHER,
+                message: format!(
+                    "the daemon speaks wire format {served}, this build {VERSION}; restart it"
+                ),
+            },
             WireError::Other { exit_code, message } => Error::Daemon { exit_code, message },
         }
     }

@@ -12,19 +12,23 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
 
-use super::protocol::{Reply, Request, WireError, read_frame, write_frame};
+use super::protocol::{Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame};
 use super::{DaemonError, lock_path_for, socket_path_for};
 use crate::ledger::Ledger;
 
 /// The most requests one transaction carries: enough to share an fsync among every client of a
 /// busy machine, few enough that one batch never holds the writer lock for long.
 const MAX_BATCH: usize = 256;
+
+/// The most client connections served at once (a thread each); more are closed on accept, and
+/// their clients work on the database directly.
+const MAX_CLIENTS: usize = 1024;
 
 /// One request waiting for the batcher, with the way back to its connection.
 struct Job {
@@ -173,6 +177,7 @@ fn bind_private(socket: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, owner: u32) {
+    let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -183,10 +188,21 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, o
         if peer != Ok(owner) {
             continue;
         }
+        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
         let jobs = jobs.clone();
-        let _ = std::thread::Builder::new()
+        let count = clients.clone();
+        let spawned = std::thread::Builder::new()
             .name("authledger-client".into())
-            .spawn(move || serve_client(stream, &jobs));
+            .spawn(move || {
+                serve_client(stream, &jobs);
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            clients.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -198,8 +214,11 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>) {
     let mut reader = BufReader::new(stream);
     let (reply_to, replies) = mpsc::sync_channel(1);
     loop {
-        let reply = match read_frame::<Request>(&mut reader) {
-            Ok(Some(request)) => {
+        let reply = match read_frame::<Envelope>(&mut reader) {
+            Ok(Some(envelope)) if envelope.v != VERSION => {
+                Err(WireError::Version { served: VERSION })
+            }
+            Ok(Some(Envelope { request, .. })) => {
                 let job = Job {
                     request,
                     reply: reply_to.clone(),

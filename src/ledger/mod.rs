@@ -174,7 +174,7 @@ impl Ledger {
     /// Hands a request to the daemon when this ledger uses one; `request` is built only then.
     fn through_daemon(&self, request: impl FnOnce() -> Request) -> Call {
         if self.daemon.enabled() {
-            self.daemon.call(&request())
+            self.daemon.call(request())
         } else {
             Call::NoDaemon
         }
