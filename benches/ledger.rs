@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench ledger                  # the full run (a few minutes)
 //! BENCH_QUICK=1 cargo bench --bench ledger    # under a minute; CI runs it, asserting nothing
+//! BENCH_PROCS=16,64 cargo bench --bench ledger # only these contention points (and 1, the baseline)
 //! ```
 //!
 //! Results go to stdout as a table and to `target/bench/results.json`; the contention chart
@@ -606,7 +607,16 @@ fn main() {
     let quick = quick();
     let n = if quick { 300 } else { 3_000 };
     let secs = if quick { 1.5 } else { 5.0 };
-    let procs: &[usize] = if quick { &[1, 4] } else { &[1, 4, 16, 64] };
+    // BENCH_PROCS=16,64 measures only those contention points (the 1-process baseline is
+    // always taken: the ratios need it).
+    let chosen: Option<Vec<usize>> = std::env::var("BENCH_PROCS").ok().map(|v| {
+        let mut p: Vec<usize> = v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        p.insert(0, 1);
+        p.dedup();
+        p
+    });
+    let default: &[usize] = if quick { &[1, 4] } else { &[1, 4, 16, 64] };
+    let procs: &[usize] = chosen.as_deref().unwrap_or(default);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -668,7 +678,7 @@ fn main() {
         };
         println!("{p:>2} processes:");
         println!("   {}", line("through the daemon", &dmn));
-        println!("   {}", line("direct (flock queue)", &led));
+        println!("   {}", line("direct (ticket queue)", &led));
         println!("   {}", line("raw SQLite", &raw));
         points.push(Point {
             processes: p,

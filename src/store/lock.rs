@@ -1,27 +1,42 @@
-//! The cross-process writer queue.
+//! The cross-process writer queue: first come, first served.
 //!
 //! SQLite's own busy handler polls with sleeps; under contention a process can lose every race
-//! for seconds. Writers therefore first take an exclusive `flock` on a lock file beside the
-//! database: the kernel blocks waiters without polling and wakes one as soon as the holder lets
-//! go, so the lock passes hand to hand. SQLite's busy timeout stays underneath as a backstop for
-//! writers that do not use this queue (the `sqlite3` shell, a backup tool).
+//! for seconds. A plain `flock` is better (the kernel blocks waiters without polling) but still
+//! unfair: it wakes every waiter at once and whoever runs first wins, so a writer that comes
+//! straight back can win again and again while another waits for hundreds of milliseconds.
 //!
-//! The wait is bounded: an uncontended lock is taken on the spot; a contended one is waited
-//! for by a helper thread in the kernel's queue, and a caller that runs out of patience
-//! (a stopped or hung holder) gets [`StoreError::Busy`] instead of hanging. If the helper wins
-//! the lock after its caller gave up, it lets go at once.
+//! So writers queue by ticket, in the lock file beside the database. Bytes 0..8 hold the next
+//! ticket number; taking one is a few microseconds under a lock on those bytes. Ticket `t`
+//! then locks its own byte (`BATON + t`) and waits for the byte of ticket `t - 1`: each writer
+//! waits for exactly its predecessor, who lets go of its byte when its transaction ends, and
+//! the kernel releases the byte of a writer that dies. The locks are open-file-description
+//! locks (`F_OFD_SETLK`), so threads of one process queue like processes do. SQLite's own
+//! write lock stays underneath: the queue decides the order, SQLite still guarantees there is
+//! one writer, and its busy timeout covers writers that do not queue (the `sqlite3` shell).
+//!
+//! The wait is bounded: a free queue is passed on the spot; otherwise a helper thread waits in
+//! the kernel for the predecessor, and a caller that runs out of patience (a stopped or hung
+//! holder ahead) gets [`StoreError::Busy`] instead of hanging. Its helper still waits its turn
+//! and then passes the baton on at once, so nobody behind it is stuck.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, fcntl};
+
 use super::StoreError;
 
+/// Bytes 0..8 of the lock file: the next ticket, little-endian. Locked while a ticket is taken.
+const COUNTER: (i64, i64) = (0, 8);
+
+/// Ticket `t`'s byte is `BATON + t`.
+const BATON: i64 = 64;
+
 /// Open handles to one lock file, kept between writes: opening and closing the file cost about
-/// as much as a small transaction's statements. Each handle is its own open file description,
-/// so threads of one process exclude each other exactly as processes do.
+/// as much as a small transaction's statements.
 #[derive(Debug)]
 pub struct LockFiles {
     path: PathBuf,
@@ -40,32 +55,120 @@ impl LockFiles {
         })
     }
 
-    /// Blocks until this process is the ledger's only writer, or `deadline` has passed.
+    /// Blocks until every writer that queued earlier is done and this one may write, or
+    /// `deadline` has passed.
     pub fn acquire(self: &Arc<Self>, deadline: Duration) -> Result<WriteLock, StoreError> {
-        let file = self.handle()?;
-        match file.try_lock() {
-            Ok(()) => return Ok(self.held(file)),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(source)) => return Err(lock_error(self.path.clone(), source)),
-        }
         let started = Instant::now();
-        let (tx, rx) = mpsc::sync_channel::<std::io::Result<File>>(1);
+        let file = self.handle()?;
+        let ticket = self.take_ticket(&file, started, deadline)?;
+        let held = |file| WriteLock {
+            file: Some(file),
+            ticket,
+            home: self.clone(),
+        };
+        // The first ticket, or a predecessor already done (or dead): go at once.
+        if ticket == 0 || self.wait_for(&file, ticket - 1, false)? {
+            return Ok(held(file));
+        }
+        let (tx, rx) = mpsc::sync_channel::<Result<File, StoreError>>(1);
+        let home = self.clone();
         std::thread::spawn(move || {
-            let result = file.lock().map(|()| file);
-            // If the caller gave up, `send` fails and the file (and its lock) is dropped here.
+            let result = home.wait_for(&file, ticket - 1, true).map(|_| file);
+            // If the caller gave up, `send` fails and the file is dropped here, which releases
+            // this ticket's byte: whoever is behind goes on.
             let _ = tx.send(result);
         });
-        match rx.recv_timeout(deadline) {
-            Ok(Ok(file)) => Ok(self.held(file)),
-            Ok(Err(source)) => Err(lock_error(self.path.clone(), source)),
+        match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
+            Ok(Ok(file)) => Ok(held(file)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Busy {
                 waited_ms: started.elapsed().as_millis() as u64,
             }),
         }
     }
 
+    /// Takes the next ticket and locks its byte, under the counter's lock.
+    fn take_ticket(
+        &self,
+        file: &File,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<i64, StoreError> {
+        // Held for a few microseconds by anyone: poll rather than block, so a writer stopped
+        // right here cannot hang the others past their deadline.
+        while !self.range(file, COUNTER, Lock::Write, false)? {
+            if started.elapsed() >= deadline {
+                return Err(StoreError::Busy {
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let taken = (|| {
+            let mut buf = [0u8; 8];
+            let n = file
+                .read_at(&mut buf, 0)
+                .map_err(|e| lock_error(self.path.clone(), e))?;
+            let ticket = if n == 8 {
+                i64::from_le_bytes(buf).clamp(0, i64::MAX / 2)
+            } else {
+                0
+            };
+            file.write_all_at(&(ticket + 1).to_le_bytes(), 0)
+                .map_err(|e| lock_error(self.path.clone(), e))?;
+            // Nobody else has this ticket, so its byte is free.
+            self.range(file, (BATON + ticket, 1), Lock::Write, false)?;
+            Ok(ticket)
+        })();
+        self.range(file, COUNTER, Lock::Unlock, false)?;
+        taken
+    }
+
+    /// Waits until `ticket`'s holder is done (its byte is free) and takes the byte, to be freed
+    /// with this writer's own when it is done. `Ok(false)`: not yet, and `block` was false.
+    fn wait_for(&self, file: &File, ticket: i64, block: bool) -> Result<bool, StoreError> {
+        self.range(file, (BATON + ticket, 1), Lock::Write, block)
+    }
+
+    /// Locks, or unlocks, a byte range with an open-file-description lock. `Ok(false)`: held
+    /// by someone else and `block` was false.
+    fn range(
+        &self,
+        file: &File,
+        (start, len): (i64, i64),
+        how: Lock,
+        block: bool,
+    ) -> Result<bool, StoreError> {
+        let l_type = match how {
+            Lock::Write => nix::libc::F_WRLCK,
+            Lock::Unlock => nix::libc::F_UNLCK,
+        };
+        let spec = nix::libc::flock {
+            l_type: l_type as nix::libc::c_short,
+            l_whence: nix::libc::SEEK_SET as nix::libc::c_short,
+            l_start: start,
+            l_len: len,
+            l_pid: 0,
+        };
+        loop {
+            let arg = if block {
+                FcntlArg::F_OFD_SETLKW(&spec)
+            } else {
+                FcntlArg::F_OFD_SETLK(&spec)
+            };
+            match fcntl(file, arg) {
+                Ok(_) => return Ok(true),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) if !block => {
+                    return Ok(false);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(lock_error(self.path.clone(), std::io::Error::from(e))),
+            }
+        }
+    }
+
     /// A kept handle, if it is still to the file at the path (someone may have deleted and
-    /// recreated it: locking the old one would exclude nobody), else a new one.
+    /// recreated it: queueing in the old one would order nobody), else a new one.
     fn handle(&self) -> Result<File, StoreError> {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         if let Some(file) = kept
@@ -83,19 +186,19 @@ impl LockFiles {
             .open(&self.path)
             .map_err(|source| lock_error(self.path.clone(), source))
     }
-
-    fn held(self: &Arc<Self>, file: File) -> WriteLock {
-        WriteLock {
-            file: Some(file),
-            home: self.clone(),
-        }
-    }
 }
 
-/// A held write lock; dropping it lets the next writer in.
+#[derive(Clone, Copy)]
+enum Lock {
+    Write,
+    Unlock,
+}
+
+/// A held place at the head of the queue; dropping it lets the next writer in.
 #[derive(Debug)]
 pub struct WriteLock {
     file: Option<File>,
+    ticket: i64,
     home: Arc<LockFiles>,
 }
 
@@ -109,9 +212,17 @@ impl WriteLock {
 impl Drop for WriteLock {
     fn drop(&mut self) {
         let Some(file) = self.file.take() else { return };
-        // Unlocked, the handle is kept for the next write; if unlocking fails, closing it (the
-        // drop) releases the lock all the same.
-        if file.unlock().is_ok()
+        // Freeing this ticket's byte (and the predecessor's, taken while waiting) lets the next
+        // writer in. The handle is kept for the next write; if unlocking fails, closing it (the
+        // drop) releases the bytes all the same.
+        let first = (self.ticket - 1).max(0);
+        let freed = self.home.range(
+            &file,
+            (BATON + first, self.ticket - first + 1),
+            Lock::Unlock,
+            false,
+        );
+        if matches!(freed, Ok(true))
             && let Ok(mut idle) = self.home.idle.lock()
             && idle.len() < KEEP_IDLE
         {
@@ -165,6 +276,38 @@ mod tests {
         assert!(matches!(err, StoreError::Busy { .. }), "{err}");
         drop(other);
         locks.acquire(Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn writers_get_the_lock_in_the_order_they_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.lock");
+        let locks = LockFiles::new(path.clone());
+        let held = locks.acquire(Duration::from_secs(1)).unwrap();
+        let next_ticket = || {
+            let mut buf = [0u8; 8];
+            File::open(&path).unwrap().read_at(&mut buf, 0).unwrap();
+            i64::from_le_bytes(buf)
+        };
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 1..=4 {
+            let (locks, order) = (locks.clone(), order.clone());
+            waiters.push(std::thread::spawn(move || {
+                let turn = locks.acquire(Duration::from_secs(30)).unwrap();
+                order.lock().unwrap().push(i);
+                drop(turn);
+            }));
+            // The next waiter queues only once this one holds its ticket.
+            while next_ticket() <= i {
+                std::thread::yield_now();
+            }
+        }
+        drop(held);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [1, 2, 3, 4]);
     }
 
     #[test]
