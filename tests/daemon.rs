@@ -520,3 +520,78 @@ fn a_daemon_of_another_wire_version_is_passed_by_and_the_write_done_directly() {
         .unwrap();
     assert_eq!(grants.len(), 1);
 }
+
+/// Runs `args` through a daemon armed to stop between its commit and its reply, kills the
+/// daemon there, and returns the client's output (the client settles the outcome itself).
+fn through_a_dying_daemon(home: &Home, args: &[&str]) -> Output {
+    let mut daemon = Daemon::start(home, &[("AUTHLEDGER_FAULT", "daemon:before-reply")]);
+    let client = home
+        .cmd_wall()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    daemon.wait_for("fault point daemon:before-reply reached");
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    client.wait_with_output().unwrap()
+}
+
+#[test]
+fn usage_and_release_lost_with_the_daemon_count_once() {
+    let home = wall_home("5");
+    let direct = |args: &[&str]| {
+        home.cmd_wall()
+            .env("AUTHLEDGER_NO_DAEMON", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = direct(&[
+        "--json",
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "claude",
+        "--tokens",
+        "100",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Usage committed by the daemon that died: the client's direct retry finds its key.
+    let out = through_a_dying_daemon(
+        &home,
+        &[
+            "usage", "record", &id, "--input", "30", "--output", "10", "--key", "req-1",
+        ],
+    );
+    assert_eq!(code(&out), 0, "usage: {}", stderr(&out));
+    // Release committed by the daemon that died: the client finds the lease released and
+    // reports what it gave back.
+    let out = through_a_dying_daemon(&home, &["--json", "lease", "release", &id]);
+    assert_eq!(code(&out), 0, "release: {}", stderr(&out));
+    let released: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(released["returned_tokens"], 60, "{released}");
+
+    let actions: Vec<String> = audit_rows(&home)
+        .into_iter()
+        .filter(|(_, lease)| lease.as_deref() == Some(id.as_str()))
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(actions, ["acquire", "usage", "release"]);
+    let (used, reserved): (i64, i64) = db(&home)
+        .query_row(
+            "SELECT used, reserved FROM windows WHERE provider = 'claude' AND kind = 'day'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((used, reserved), (40, 0));
+}
