@@ -595,3 +595,50 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
         .unwrap();
     assert_eq!((used, reserved), (40, 0));
 }
+
+#[test]
+fn clients_of_a_stopped_server_in_a_live_process_go_on_directly() {
+    use authledger::daemon::Server;
+    use authledger::{
+        Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider,
+        Secret,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_key(KeySource::File(dir.path().join("master.key"))),
+    )
+    .unwrap();
+    ledger
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new("sk-ant-api03-stopped-server-000".into()),
+            "stdin",
+        ))
+        .unwrap();
+    let ask = || AcquireRequest::new(AgentId::new("a").unwrap(), Provider::Claude).tokens(1);
+    let server = Server::start(&ledger).unwrap();
+    let client = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_key(KeySource::File(dir.path().join("master.key"))),
+    )
+    .unwrap();
+    client.acquire(&ask()).unwrap();
+    let served = server.stats().requests;
+    assert_eq!(served, 1);
+    drop(server);
+    // The client's kept connection is refused at its next request; it settles that request on
+    // the database and goes on directly, and a new server may start at once.
+    let lease = client.acquire(&ask()).unwrap();
+    assert_eq!(client.lease(&lease.id).unwrap().id, lease.id);
+    let again = Server::start(&ledger).unwrap();
+    assert_eq!(again.stats().requests, 0);
+    let grants = client
+        .audit(&authledger::AuditQuery {
+            action: Some("acquire".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(grants.len(), 2);
+}

@@ -108,7 +108,11 @@ impl DaemonLink {
                 self.note_absent();
                 Call::NoDaemon
             }
-            Err(Failure::NoReply) => Call::Lost,
+            // Whatever happened to the daemon, work directly for a while.
+            Err(Failure::NoReply) => {
+                self.note_absent();
+                Call::Lost
+            }
         }
     }
 }

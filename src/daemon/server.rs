@@ -36,8 +36,9 @@ struct Job {
     reply: SyncSender<Reply>,
 }
 
-/// A running group-commit server. Dropping it stops accepting, removes the socket and lets
-/// the batcher finish the requests already taken.
+/// A running group-commit server. Dropping it stops accepting and removes the socket; the
+/// batcher finishes the requests already taken, and open connections close at their next
+/// request (whose client then works on the database directly).
 #[derive(Debug)]
 pub struct Server {
     socket: PathBuf,
@@ -176,7 +177,7 @@ fn bind_private(socket: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, owner: u32) {
+fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &Arc<AtomicBool>, owner: u32) {
     let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -194,10 +195,11 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, o
         }
         let jobs = jobs.clone();
         let count = clients.clone();
+        let stop = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("authledger-client".into())
             .spawn(move || {
-                serve_client(stream, &jobs);
+                serve_client(stream, &jobs, &stop);
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -206,8 +208,10 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &AtomicBool, o
     }
 }
 
-/// One client: a request, its reply, and so on until it hangs up.
-fn serve_client(stream: UnixStream, jobs: &Sender<Job>) {
+/// One client: a request, its reply, and so on until it hangs up or the server stops. A
+/// request read after the stop is not run: the client sees the connection close and settles it
+/// on the database itself.
+fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -218,6 +222,7 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>) {
             Ok(Some(envelope)) if envelope.v != VERSION => {
                 Err(WireError::Version { served: VERSION })
             }
+            Ok(Some(_)) if stop.load(Ordering::SeqCst) => return,
             Ok(Some(Envelope { request, .. })) => {
                 let job = Job {
                     request,
