@@ -266,7 +266,9 @@ fn processes_writing_through_the_daemon_share_transactions_and_keep_every_invari
 
 #[test]
 fn a_daemon_killed_between_commit_and_reply_loses_and_doubles_nothing() {
-    let home = wall_home("5");
+    // One slot: the lease the client finds is the one holding it, and it must still be
+    // reported granted.
+    let home = wall_home("1");
     let mut daemon = Daemon::start(&home, &[("AUTHLEDGER_FAULT", "daemon:before-reply")]);
     let client = home
         .cmd_wall()
@@ -474,56 +476,69 @@ fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
 }
 
 #[test]
-fn a_daemon_of_another_wire_version_is_passed_by_and_the_write_done_directly() {
-    use authledger::daemon::protocol::{Envelope, Reply, WireError, read_frame, write_frame};
+fn a_daemon_that_did_not_run_the_request_is_passed_by_and_the_write_done_directly() {
+    use authledger::daemon::protocol::{
+        Envelope, Reply, VERSION, WireError, read_frame, write_frame,
+    };
     use authledger::{
         Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider,
         Secret,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db"))
-            .with_key(KeySource::File(dir.path().join("master.key"))),
-    )
-    .unwrap();
-    ledger
-        .store_credential(&Credential::api_key(
-            Provider::Claude,
-            Account::default(),
-            Secret::new("sk-ant-api03-version-test-0000".into()),
-            "stdin",
-        ))
+    // A daemon from a future release, and one too busy to start the request in time: neither
+    // did anything, so the client does it itself.
+    for refusal in [WireError::Version { served: 99 }, WireError::Expired] {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(
+            LedgerConfig::new(dir.path().join("ledger.db"))
+                .with_key(KeySource::File(dir.path().join("master.key"))),
+        )
         .unwrap();
-    // A "daemon" from a future release: it reads one request and says it speaks version 99.
-    let socket = authledger::daemon::socket_path_for(&dir.path().join("ledger.db")).unwrap();
-    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let future = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let envelope: Envelope = read_frame(&mut conn).unwrap().unwrap();
-        let reply: Reply = Err(WireError::Version { served: 99 });
-        write_frame(&mut conn, &reply).unwrap();
-        envelope.v
-    });
-    let lease = ledger
-        .acquire(&AcquireRequest::new(AgentId::new("a").unwrap(), Provider::Claude).tokens(10))
-        .expect("done directly");
-    assert_eq!(
-        future.join().unwrap(),
-        authledger::daemon::protocol::VERSION
-    );
-    assert_eq!(ledger.lease(&lease.id).unwrap().id, lease.id);
-    let grants = ledger
-        .audit(&authledger::AuditQuery {
-            action: Some("acquire".into()),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(grants.len(), 1);
+        ledger
+            .store_credential(&Credential::api_key(
+                Provider::Claude,
+                Account::default(),
+                Secret::new("sk-ant-api03-refusal-test-0000".into()),
+                "stdin",
+            ))
+            .unwrap();
+        let socket = authledger::daemon::socket_path_for(&dir.path().join("ledger.db")).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let answer = refusal.clone();
+        let fake = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let envelope: Envelope = read_frame(&mut conn).unwrap().unwrap();
+            let reply: Reply = Err(answer);
+            write_frame(&mut conn, &reply).unwrap();
+            envelope
+        });
+        let before = ledger.now();
+        let lease = ledger
+            .acquire(&AcquireRequest::new(AgentId::new("a").unwrap(), Provider::Claude).tokens(10))
+            .expect("done directly");
+        let envelope = fake.join().unwrap();
+        assert_eq!(envelope.v, VERSION);
+        // The deadline the daemon would have checked: some seconds ahead of the client's clock.
+        assert!(envelope.deadline_ms > before + 1_000, "{refusal:?}");
+        assert_eq!(ledger.lease(&lease.id).unwrap().id, lease.id);
+        let grants = ledger
+            .audit(&authledger::AuditQuery {
+                action: Some("acquire".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(grants.len(), 1, "{refusal:?}");
+    }
 }
 
 /// Runs `args` through a daemon armed to stop between its commit and its reply, kills the
 /// daemon there, and returns the client's output (the client settles the outcome itself).
 fn through_a_dying_daemon(home: &Home, args: &[&str]) -> Output {
+    through_a_dying_daemon_with(home, args, || {})
+}
+
+/// [`through_a_dying_daemon`], running `meanwhile` after the daemon committed and before it
+/// is killed.
+fn through_a_dying_daemon_with(home: &Home, args: &[&str], meanwhile: impl FnOnce()) -> Output {
     let mut daemon = Daemon::start(home, &[("AUTHLEDGER_FAULT", "daemon:before-reply")]);
     let client = home
         .cmd_wall()
@@ -533,6 +548,7 @@ fn through_a_dying_daemon(home: &Home, args: &[&str]) -> Output {
         .spawn()
         .unwrap();
     daemon.wait_for("fault point daemon:before-reply reached");
+    meanwhile();
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     client.wait_with_output().unwrap()
@@ -574,8 +590,18 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
     );
     assert_eq!(code(&out), 0, "usage: {}", stderr(&out));
     // Release committed by the daemon that died: the client finds the lease released and
-    // reports what it gave back.
-    let out = through_a_dying_daemon(&home, &["--json", "lease", "release", &id]);
+    // reports what the release gave back, even though more usage arrived on the ended lease
+    // before the client looked.
+    let out = through_a_dying_daemon_with(&home, &["--json", "lease", "release", &id], || {
+        let late = direct(&["usage", "record", &id, "--input", "15", "--output", "5"]);
+        // Recorded, and the holder told the lease is gone (exit 3).
+        assert_eq!(code(&late), 3, "late usage: {}", stderr(&late));
+        assert!(
+            stderr(&late).contains("usage recorded"),
+            "{}",
+            stderr(&late)
+        );
+    });
     assert_eq!(code(&out), 0, "release: {}", stderr(&out));
     let released: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(released["returned_tokens"], 60, "{released}");
@@ -585,7 +611,7 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
         .filter(|(_, lease)| lease.as_deref() == Some(id.as_str()))
         .map(|(a, _)| a)
         .collect();
-    assert_eq!(actions, ["acquire", "usage", "release"]);
+    assert_eq!(actions, ["acquire", "usage", "release", "usage"]);
     let (used, reserved): (i64, i64) = db(&home)
         .query_row(
             "SELECT used, reserved FROM windows WHERE provider = 'claude' AND kind = 'day'",
@@ -593,7 +619,7 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((used, reserved), (40, 0));
+    assert_eq!((used, reserved), (60, 0));
 }
 
 #[test]

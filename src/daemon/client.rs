@@ -3,17 +3,20 @@
 
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
+
 use super::protocol::{Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame};
 use super::socket_path_for;
+use crate::clock::{Clock, SystemClock};
 
 /// How a call through the daemon went.
 #[derive(Debug)]
 pub(crate) enum Call {
-    /// No daemon serves this ledger (or it does not take this ledger's calls): work directly.
+    /// No daemon serves this ledger, or it did not do the request: work directly.
     NoDaemon,
     /// The daemon answered.
     Replied(Box<Reply>),
@@ -27,11 +30,22 @@ pub(crate) enum Call {
 /// daemon started meanwhile is picked up within this time.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// A request the daemon has not started within this time is not started at all (its deadline
+/// travels with it), so the client may do it itself.
+const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+
+/// How much longer than the budget a client waits for the reply: room for the batch that
+/// started the request in time to commit. Only a commit slower than this could still land
+/// after the client has moved on.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a ledger works directly after its daemon failed to answer in time.
+const AFTER_SILENCE: Duration = Duration::from_secs(30);
+
 /// The way to a daemon, if one serves the ledger.
 #[derive(Debug)]
 pub(crate) struct DaemonLink {
     socket: Option<PathBuf>,
-    timeout: Duration,
     idle: Mutex<Vec<BufReader<UnixStream>>>,
     /// Until when to work directly, after finding no daemon.
     direct_until: Mutex<Option<Instant>>,
@@ -39,10 +53,9 @@ pub(crate) struct DaemonLink {
 
 impl DaemonLink {
     /// A link to the daemon of the database at `db`; `enabled: false` never uses one.
-    pub(crate) fn new(db: &std::path::Path, enabled: bool, timeout: Duration) -> Self {
+    pub(crate) fn new(db: &Path, enabled: bool) -> Self {
         DaemonLink {
             socket: if enabled { socket_path_for(db) } else { None },
-            timeout,
             idle: Mutex::new(Vec::new()),
             direct_until: Mutex::new(None),
         }
@@ -58,16 +71,16 @@ impl DaemonLink {
         let Some(socket) = &self.socket else {
             return Call::NoDaemon;
         };
-        self.send(
-            socket,
-            &Envelope {
-                v: VERSION,
-                request,
-            },
-        )
+        let budget = i64::try_from(REQUEST_BUDGET.as_millis()).unwrap_or(i64::MAX / 2);
+        let envelope = Envelope {
+            v: VERSION,
+            deadline_ms: SystemClock.now_ms().saturating_add(budget),
+            request,
+        };
+        self.send(socket, &envelope)
     }
 
-    fn send(&self, socket: &std::path::Path, envelope: &Envelope) -> Call {
+    fn send(&self, socket: &Path, envelope: &Envelope) -> Call {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let (mut conn, fresh) = match kept {
             Some(conn) => (conn, false),
@@ -75,15 +88,10 @@ impl DaemonLink {
                 if self.recently_absent() {
                     return Call::NoDaemon;
                 }
-                match UnixStream::connect(socket) {
-                    Ok(s) => {
-                        // A daemon stopped with SIGSTOP must not hang its clients forever.
-                        let _ = s.set_read_timeout(Some(self.timeout));
-                        let _ = s.set_write_timeout(Some(self.timeout));
-                        (BufReader::new(s), true)
-                    }
-                    Err(_) => {
-                        self.note_absent();
+                match connect(socket) {
+                    Some(conn) => (conn, true),
+                    None => {
+                        self.work_directly_for(PROBE_EVERY);
                         return Call::NoDaemon;
                     }
                 }
@@ -92,7 +100,12 @@ impl DaemonLink {
         match exchange(&mut conn, envelope) {
             // A daemon of another version did nothing: work directly until it is replaced.
             Ok(Err(WireError::Version { .. })) => {
-                self.note_absent();
+                self.work_directly_for(PROBE_EVERY);
+                Call::NoDaemon
+            }
+            // Too busy to start it in time: it did nothing, and will not.
+            Ok(Err(WireError::Expired)) => {
+                self.work_directly_for(AFTER_SILENCE);
                 Call::NoDaemon
             }
             Ok(reply) => {
@@ -105,19 +118,17 @@ impl DaemonLink {
             // tells us whether one serves now.
             Err(Failure::NotSent) if !fresh => self.send(socket, envelope),
             Err(Failure::NotSent) => {
-                self.note_absent();
+                self.work_directly_for(PROBE_EVERY);
                 Call::NoDaemon
             }
             // Whatever happened to the daemon, work directly for a while.
             Err(Failure::NoReply) => {
-                self.note_absent();
+                self.work_directly_for(AFTER_SILENCE);
                 Call::Lost
             }
         }
     }
-}
 
-impl DaemonLink {
     fn recently_absent(&self) -> bool {
         self.direct_until
             .lock()
@@ -126,11 +137,27 @@ impl DaemonLink {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    fn note_absent(&self) {
+    fn work_directly_for(&self, pause: Duration) {
         if let Ok(mut until) = self.direct_until.lock() {
-            *until = Some(Instant::now() + PROBE_EVERY);
+            *until = Some(Instant::now() + pause);
         }
     }
+}
+
+/// A connection to the socket, if something listens there and it runs as this user: in a
+/// directory others can write to, a socket planted by someone else must not see our requests
+/// or answer them.
+fn connect(socket: &Path) -> Option<BufReader<UnixStream>> {
+    let stream = UnixStream::connect(socket).ok()?;
+    let peer = getsockopt(&stream, PeerCredentials).ok()?;
+    if peer.uid() != UnixCredentials::new().uid() {
+        return None;
+    }
+    // A daemon stopped with SIGSTOP must not hang its clients.
+    let wait = Some(REQUEST_BUDGET + REPLY_GRACE);
+    stream.set_read_timeout(wait).ok()?;
+    stream.set_write_timeout(wait).ok()?;
+    Some(BufReader::new(stream))
 }
 
 enum Failure {

@@ -24,14 +24,25 @@ const MAX_FRAME: usize = 1 << 20;
 /// client never fails because an older daemon is still running.
 pub const VERSION: u32 = 1;
 
-/// A request as framed: the wire format's version beside it.
+/// A request as framed: the wire format's version and the request's deadline beside it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     /// [`VERSION`] of the sender.
     pub v: u32,
+    /// Wall-clock time (ms) after which the daemon must not start the request: by then the
+    /// client may have given up and done it itself.
+    pub deadline_ms: Millis,
     /// The request.
     #[serde(flatten)]
     pub request: Request,
+}
+
+/// Just the version of a frame, read before anything else so a request of another version is
+/// answered with [`WireError::Version`] even when its shape is unknown here.
+#[derive(Debug, Deserialize)]
+pub struct VersionOnly {
+    /// The sender's [`VERSION`].
+    pub v: u32,
 }
 
 /// One write asked of the daemon. Every id is chosen by the caller, so a reply lost with a dying
@@ -136,6 +147,8 @@ pub enum WireError {
         /// The key.
         key: String,
     },
+    /// The request's deadline passed before the daemon could start it; nothing was done.
+    Expired,
     /// The daemon speaks another version of the wire format.
     Version {
         /// The version the daemon speaks.
@@ -204,6 +217,10 @@ impl From<WireError> for Error {
             WireError::IdempotencyConflict { key } => {
                 QuotaError::IdempotencyConflict { key }.into()
             }
+            WireError::Expired => Error::Daemon {
+                exit_code: crate::error::exit::OTHER,
+                message: "the daemon could not start the request in time; nothing was done".into(),
+            },
             WireError::Version { served } => Error::Daemon {
                 exit_code: crate::error::exit::OTHER,
                 message: format!(
@@ -230,6 +247,16 @@ pub fn write_frame(w: &mut impl Write, value: &impl Serialize) -> std::io::Resul
 
 /// Reads one frame; `Ok(None)` when the peer closed the connection between frames.
 pub fn read_frame<T: serde::de::DeserializeOwned>(r: &mut impl Read) -> std::io::Result<Option<T>> {
+    match read_frame_bytes(r)? {
+        Some(body) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one frame's JSON bytes; `Ok(None)` when the peer closed the connection between frames.
+pub fn read_frame_bytes(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -245,9 +272,7 @@ pub fn read_frame<T: serde::de::DeserializeOwned>(r: &mut impl Read) -> std::io:
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(Some(body))
 }
 
 #[cfg(test)]

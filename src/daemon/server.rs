@@ -4,7 +4,8 @@
 //! batcher. The batcher takes whatever requests are waiting, runs them in one write transaction
 //! (each inside its own savepoint, so one failure undoes only itself) and commits them with one
 //! fsync. While a batch commits, the next one gathers, so the more processes write at once the
-//! more each fsync carries, and each client waits for at most the batch in flight and its own.
+//! more each fsync carries, and a request waits for the batch in flight and its own (a batch takes
+//! up to 256 requests).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -18,7 +19,9 @@ use std::thread::JoinHandle;
 
 use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
 
-use super::protocol::{Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame};
+use super::protocol::{
+    Envelope, Reply, VERSION, VersionOnly, WireError, read_frame_bytes, write_frame,
+};
 use super::{DaemonError, lock_path_for, socket_path_for};
 use crate::ledger::Ledger;
 
@@ -30,9 +33,13 @@ const MAX_BATCH: usize = 256;
 /// their clients work on the database directly.
 const MAX_CLIENTS: usize = 1024;
 
+/// How long a client connection may stay idle before the server closes it (the client opens a
+/// new one when it next writes).
+const IDLE_CLIENT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One request waiting for the batcher, with the way back to its connection.
 struct Job {
-    request: Request,
+    request: Envelope,
     reply: SyncSender<Reply>,
 }
 
@@ -183,7 +190,12 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &Arc<AtomicBoo
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let Ok(stream) = stream else {
+            // Out of file descriptors, most likely: do not spin.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(IDLE_CLIENT));
         // Only processes of the ledger's own user may write through it.
         let peer = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
         if peer != Ok(owner) {
@@ -218,12 +230,11 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
     let mut reader = BufReader::new(stream);
     let (reply_to, replies) = mpsc::sync_channel(1);
     loop {
-        let reply = match read_frame::<Envelope>(&mut reader) {
-            Ok(Some(envelope)) if envelope.v != VERSION => {
-                Err(WireError::Version { served: VERSION })
-            }
+        let frame = read_frame_bytes(&mut reader).and_then(|body| body.map(parse).transpose());
+        let reply = match frame {
+            Ok(Some(Err(refusal))) => Err(refusal),
             Ok(Some(_)) if stop.load(Ordering::SeqCst) => return,
-            Ok(Some(Envelope { request, .. })) => {
+            Ok(Some(Ok(request))) => {
                 let job = Job {
                     request,
                     reply: reply_to.clone(),
@@ -253,6 +264,16 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
     }
 }
 
+/// A frame's request, or the refusal to send back: another version first, then the shape.
+fn parse(body: Vec<u8>) -> std::io::Result<Result<Envelope, WireError>> {
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let version: VersionOnly = serde_json::from_slice(&body).map_err(invalid)?;
+    if version.v != VERSION {
+        return Ok(Err(WireError::Version { served: VERSION }));
+    }
+    serde_json::from_slice(&body).map(Ok).map_err(invalid)
+}
+
 fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -262,7 +283,7 @@ fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
                 Err(_) => break,
             }
         }
-        let requests: Vec<&Request> = batch.iter().map(|j| &j.request).collect();
+        let requests: Vec<&Envelope> = batch.iter().map(|j| &j.request).collect();
         let replies = ledger.apply_batch(&requests);
         counters.transactions.fetch_add(1, Ordering::Relaxed);
         counters

@@ -88,8 +88,15 @@ impl Ledger {
         let now = self.now();
         let outcome = self.store.write(|tx| -> Result<_, Error> {
             // The daemon may have granted it before going away: the lease id tells.
+            // Selecting again would be wrong: this very lease may hold the last slot.
             if resume && let Some(lease) = tx.lease(&id)? {
-                let decision = select::select(tx, now, choice, req.tokens)?;
+                let decision = Decision {
+                    provider: lease.provider,
+                    account: lease.account.clone(),
+                    reason: "granted by the daemon before its reply was lost".into(),
+                    fallback_from: None,
+                    considered: Vec::new(),
+                };
                 return Ok((Ok(lease), decision));
             }
             acquire_selected_in(tx, now, req, choice, id)

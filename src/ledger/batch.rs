@@ -1,6 +1,6 @@
 //! The daemon's side of the façade: requests from many processes in one transaction.
 
-use crate::daemon::protocol::{Outcome, Reply, Request, WireError};
+use crate::daemon::protocol::{Envelope, Outcome, Reply, Request, WireError};
 use crate::error::Error;
 use crate::quota::{self, AcquireRequest, Denial};
 use crate::records::Lease;
@@ -27,12 +27,19 @@ impl Ledger {
     /// Runs the requests of many clients in one write transaction with one commit: each in its
     /// own savepoint, so a failing request undoes only its own writes, while a refusal (which
     /// writes its audit row) commits like a grant. If the commit itself fails, every request
-    /// gets that error and none happened.
-    pub(crate) fn apply_batch(&self, requests: &[&Request]) -> Vec<Reply> {
-        let now = self.now();
+    /// gets that error and none happened. A request whose deadline has passed by the time the
+    /// transaction starts is not run: its client may already have done it itself.
+    pub(crate) fn apply_batch(&self, requests: &[&Envelope]) -> Vec<Reply> {
         let written = self.store.write(|tx| -> Result<Vec<Reply>, Error> {
+            // Read once the writer queue let this batch in, so commits are in time order.
+            let now = self.now();
             let mut replies = Vec::with_capacity(requests.len());
-            for request in requests {
+            for envelope in requests {
+                if now > envelope.deadline_ms {
+                    replies.push(Err(WireError::Expired));
+                    continue;
+                }
+                let request = &envelope.request;
                 let reply = match tx.isolated(|tx| apply(tx, now, request))? {
                     Ok(reply) => reply,
                     Err(e) => Err(WireError::from(&e)),
@@ -140,6 +147,20 @@ mod tests {
         }
     }
 
+    /// Runs `requests` as one batch, none of them past its deadline.
+    fn run(ledger: &Ledger, requests: impl IntoIterator<Item = Request>) -> Vec<Reply> {
+        let envelopes: Vec<Envelope> = requests
+            .into_iter()
+            .map(|request| Envelope {
+                v: crate::daemon::protocol::VERSION,
+                deadline_ms: i64::MAX,
+                request,
+            })
+            .collect();
+        let refs: Vec<&Envelope> = envelopes.iter().collect();
+        ledger.apply_batch(&refs)
+    }
+
     fn actions(ledger: &Ledger) -> Vec<String> {
         let rows = ledger.audit(&AuditQuery::default()).unwrap();
         rows.into_iter().map(|r| r.action).collect()
@@ -172,8 +193,7 @@ mod tests {
                 detail: None,
             },
         ];
-        let refs: Vec<&Request> = requests.iter().collect();
-        let replies = ledger.apply_batch(&refs);
+        let replies = run(&ledger, requests);
 
         assert!(matches!(&replies[0], Ok(Outcome::Lease(l)) if l.id == a));
         assert!(matches!(&replies[1], Err(WireError::Denied { .. })));
@@ -204,11 +224,32 @@ mod tests {
             // The slot the release freed is granted within the same transaction.
             acquire(2, "second"),
         ];
-        let refs: Vec<&Request> = requests.iter().collect();
-        let replies = ledger.apply_batch(&refs);
+        let replies = run(&ledger, requests);
         assert!(replies.iter().all(Result::is_ok), "{replies:?}");
         let active = ledger.leases(false).unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].agent.as_str(), "second");
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_is_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        let before = actions(&ledger).len();
+        let late = Envelope {
+            v: crate::daemon::protocol::VERSION,
+            deadline_ms: ledger.now() - 1,
+            request: acquire(1, "late"),
+        };
+        let on_time = Envelope {
+            v: crate::daemon::protocol::VERSION,
+            deadline_ms: ledger.now(),
+            request: acquire(2, "on-time"),
+        };
+        let replies = ledger.apply_batch(&[&late, &on_time]);
+        assert!(matches!(replies[0], Err(WireError::Expired)), "{replies:?}");
+        assert!(matches!(replies[1], Ok(Outcome::Lease(_))), "{replies:?}");
+        assert_eq!(actions(&ledger)[before..], ["acquire"]);
+        assert!(ledger.lease(&LeaseId::from_random([1; 10])).is_err());
     }
 }

@@ -52,7 +52,6 @@ impl Ledger {
         let daemon = DaemonLink::new(
             &config.db_path,
             config.use_daemon && config.clock.is_wall_clock(),
-            config.store_options().write_deadline,
         );
         Ok(Ledger {
             store,
@@ -66,7 +65,7 @@ impl Ledger {
     /// daemon itself runs on.
     pub fn without_daemon(&self) -> Ledger {
         Ledger {
-            daemon: Arc::new(DaemonLink::new(self.db_path(), false, Duration::ZERO)),
+            daemon: Arc::new(DaemonLink::new(self.db_path(), false)),
             ..self.clone()
         }
     }
@@ -216,14 +215,20 @@ impl Ledger {
             },
             Call::NoDaemon => self.release_direct(id, detail)?,
             Call::Lost => match self.release_direct(id, detail) {
-                // The daemon released it before going away: what it returned is what the
-                // lease had not used.
+                // The daemon released it before going away: its `release` row says what it
+                // gave back.
                 Err(Error::Quota(QuotaError::LeaseLost {
                     state: LeaseState::Released,
                     ..
                 })) => {
-                    let lease = self.lease(id)?;
-                    let returned = (lease.allocated - lease.used).max(0);
+                    let (lease, detail) = self.store.read(|tx| -> Result<_, Error> {
+                        Ok((tx.lease(id)?, tx.lease_audit_detail(id, "release")?))
+                    })?;
+                    let lease = lease.ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
+                    let returned = detail
+                        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                        .and_then(|d| d["returned"].as_i64())
+                        .unwrap_or(0);
                     Released { lease, returned }
                 }
                 other => other?,

@@ -35,6 +35,23 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// The detail of a lease's latest row with this action, if any. Scans the trail (no index
+    /// by lease): for the rare caller settling a reply the daemon lost.
+    pub fn lease_audit_detail(
+        &self,
+        lease: &crate::types::LeaseId,
+        action: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .one(
+                "SELECT detail FROM audit WHERE lease_id = ?1 AND action = ?2
+                 ORDER BY seq DESC LIMIT 1",
+                params![lease.as_str(), action],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Appends a row whose hashes the audit layer computed.
     pub fn insert_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         self.exec(

@@ -109,15 +109,18 @@ impl LockFiles {
             let n = file
                 .read_at(&mut buf, 0)
                 .map_err(|e| lock_error(self.path.clone(), e))?;
-            let ticket = if n == 8 {
+            let mut ticket = if n == 8 {
                 i64::from_le_bytes(buf).clamp(0, i64::MAX / 2)
             } else {
                 0
             };
+            // Nobody else has this ticket, so its byte is free, unless the counter was reset
+            // under live writers (the file truncated or recreated): then skip to a free one.
+            while !self.range(file, (BATON + ticket, 1), Lock::Write, false)? {
+                ticket += 1;
+            }
             file.write_all_at(&(ticket + 1).to_le_bytes(), 0)
                 .map_err(|e| lock_error(self.path.clone(), e))?;
-            // Nobody else has this ticket, so its byte is free.
-            self.range(file, (BATON + ticket, 1), Lock::Write, false)?;
             Ok(ticket)
         })();
         self.range(file, COUNTER, Lock::Unlock, false)?;
