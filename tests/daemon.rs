@@ -150,6 +150,30 @@ fn audit_rows(home: &Home) -> Vec<(String, Option<String>)> {
         .unwrap()
 }
 
+/// A library ledger on the wall clock (so it uses a serving daemon) at `dir/ledger.db`.
+fn open_library(dir: &std::path::Path) -> authledger::Ledger {
+    use authledger::{KeySource, Ledger, LedgerConfig};
+    Ledger::open(
+        LedgerConfig::new(dir.join("ledger.db")).with_key(KeySource::File(dir.join("master.key"))),
+    )
+    .expect("open ledger")
+}
+
+/// [`open_library`] with a Claude API key stored.
+fn library_with_key(dir: &std::path::Path) -> authledger::Ledger {
+    use authledger::{Account, Credential, Provider, Secret};
+    let ledger = open_library(dir);
+    ledger
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new("sk-ant-api03-library-daemon-0000".into()),
+            "stdin",
+        ))
+        .expect("store credential");
+    ledger
+}
+
 #[test]
 fn processes_writing_through_the_daemon_share_transactions_and_keep_every_invariant() {
     const WORKERS: usize = 8;
@@ -401,26 +425,10 @@ fn one_daemon_per_ledger_owner_only_socket_and_none_on_a_pinned_clock() {
 fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
     use authledger::daemon::{ServedStats, Server};
     use authledger::{
-        Account, AcquireRequest, AgentId, Credential, Error, KeySource, Ledger, LedgerConfig,
-        LimitsUpdate, Provider, QuotaError, Secret, UsageRecord,
+        Account, AcquireRequest, AgentId, Error, LimitsUpdate, Provider, QuotaError, UsageRecord,
     };
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Ledger::open(
-            LedgerConfig::new(dir.path().join("ledger.db"))
-                .with_key(KeySource::File(dir.path().join("master.key"))),
-        )
-        .unwrap()
-    };
-    let owner = open();
-    owner
-        .store_credential(&Credential::api_key(
-            Provider::Claude,
-            Account::default(),
-            Secret::new("sk-ant-api03-library-daemon-0000".into()),
-            "stdin",
-        ))
-        .unwrap();
+    let owner = library_with_key(dir.path());
     owner
         .set_limits(
             Provider::Claude,
@@ -434,7 +442,7 @@ fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
         )
         .unwrap();
     let server = Server::start(&owner).unwrap();
-    let client = open();
+    let client = open_library(dir.path());
     let ask = |agent: &str| {
         AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude).tokens(100)
     };
@@ -480,27 +488,12 @@ fn a_daemon_that_did_not_run_the_request_is_passed_by_and_the_write_done_directl
     use authledger::daemon::protocol::{
         Envelope, Reply, VERSION, WireError, read_frame, write_frame,
     };
-    use authledger::{
-        Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider,
-        Secret,
-    };
+    use authledger::{AcquireRequest, AgentId, Provider};
     // A daemon from a future release, and one too busy to start the request in time: neither
     // did anything, so the client does it itself.
     for refusal in [WireError::Version { served: 99 }, WireError::Expired] {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(
-            LedgerConfig::new(dir.path().join("ledger.db"))
-                .with_key(KeySource::File(dir.path().join("master.key"))),
-        )
-        .unwrap();
-        ledger
-            .store_credential(&Credential::api_key(
-                Provider::Claude,
-                Account::default(),
-                Secret::new("sk-ant-api03-refusal-test-0000".into()),
-                "stdin",
-            ))
-            .unwrap();
+        let ledger = library_with_key(dir.path());
         let socket = authledger::daemon::socket_path_for(&dir.path().join("ledger.db")).unwrap();
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let answer = refusal.clone();
@@ -625,31 +618,12 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
 #[test]
 fn clients_of_a_stopped_server_in_a_live_process_go_on_directly() {
     use authledger::daemon::Server;
-    use authledger::{
-        Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, Provider,
-        Secret,
-    };
+    use authledger::{AcquireRequest, AgentId, Provider};
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db"))
-            .with_key(KeySource::File(dir.path().join("master.key"))),
-    )
-    .unwrap();
-    ledger
-        .store_credential(&Credential::api_key(
-            Provider::Claude,
-            Account::default(),
-            Secret::new("sk-ant-api03-stopped-server-000".into()),
-            "stdin",
-        ))
-        .unwrap();
+    let ledger = library_with_key(dir.path());
     let ask = || AcquireRequest::new(AgentId::new("a").unwrap(), Provider::Claude).tokens(1);
     let server = Server::start(&ledger).unwrap();
-    let client = Ledger::open(
-        LedgerConfig::new(dir.path().join("ledger.db"))
-            .with_key(KeySource::File(dir.path().join("master.key"))),
-    )
-    .unwrap();
+    let client = open_library(dir.path());
     client.acquire(&ask()).unwrap();
     let served = server.stats().requests;
     assert_eq!(served, 1);
