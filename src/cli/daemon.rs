@@ -12,7 +12,8 @@ use crate::clock::format_ms;
 use crate::daemon::{DaemonError, Server};
 use crate::error::Error;
 
-/// Run cleanup now and then every interval, until SIGTERM or SIGINT.
+/// Serve group commit on `ledger.db.sock` (on the wall clock), run cleanup now and then every
+/// interval, and refresh OAuth tokens ahead of expiry, until SIGTERM or SIGINT.
 #[derive(Debug, Args)]
 pub struct DaemonCmd {
     /// Time between cleanup passes.

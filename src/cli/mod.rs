@@ -103,7 +103,8 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Reclaim expired and idle leases now.
     Cleanup(cleanup::CleanupCmd),
-    /// Run hourly cleanup and OAuth refresh ahead of expiry until SIGTERM or SIGINT.
+    /// Serve group commit for every process's writes, run hourly cleanup and OAuth refresh
+    /// ahead of expiry, until SIGTERM or SIGINT.
     Daemon(daemon::DaemonCmd),
     /// Check permissions, integrity, schema version and the audit chain.
     Doctor(doctor::DoctorCmd),
