@@ -19,3 +19,15 @@ pub fn point(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// Panics here if `AUTHLEDGER_FAULT` names this point (debug builds only), so a test can check
+/// what a bug in a long-lived thread leaves behind.
+#[inline]
+pub fn panic_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var(FAULT_VAR).is_ok_and(|v| v == name) {
+        panic!("authledger: fault point {name} reached");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

@@ -642,3 +642,49 @@ fn clients_of_a_stopped_server_in_a_live_process_go_on_directly() {
         .unwrap();
     assert_eq!(grants.len(), 2);
 }
+
+#[test]
+fn a_batcher_that_panics_withdraws_the_socket_and_clients_go_on_directly() {
+    let home = wall_home("5");
+    let mut daemon = Daemon::start(&home, &[("AUTHLEDGER_FAULT", "daemon:batcher-panic")]);
+    let acquire = |agent: &str| {
+        wall(
+            &home,
+            &[
+                "lease",
+                "acquire",
+                "--agent",
+                agent,
+                "--provider",
+                "claude",
+                "--tokens",
+                "10",
+            ],
+        )
+    };
+    // The request reaches a batcher that dies: the client learns at once (not after its
+    // 15 s reply timeout) and settles it on the database.
+    let started = Instant::now();
+    let out = acquire("a");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the client waited out its reply timeout"
+    );
+    daemon.wait_for("fault point daemon:batcher-panic reached");
+    let socket = home.path().join("ledger.db.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "the socket is still there");
+        std::thread::yield_now();
+    }
+    // Later clients find no daemon and work directly; the daemon itself runs on.
+    let out = acquire("b");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(daemon.stop(), (0, 0));
+    let grants = audit_rows(&home)
+        .into_iter()
+        .filter(|(a, _)| a == "acquire")
+        .count();
+    assert_eq!(grants, 2);
+}

@@ -87,14 +87,21 @@ impl Server {
         let (jobs, queue) = mpsc::channel::<Job>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let withdraw = Withdraw {
+            stop: stop.clone(),
+            socket: socket.clone(),
+        };
         std::thread::Builder::new()
             .name("authledger-batcher".into())
-            .spawn(move || batcher(&ledger, &queue, &counters))
+            .spawn(move || {
+                let _withdraw = withdraw;
+                batcher(&ledger, &queue, &counters);
+            })
             .map_err(|source| DaemonError::Io {
                 what: "cannot start the batcher".into(),
                 source,
             })?;
-        let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let accept = std::thread::Builder::new()
             .name("authledger-accept".into())
@@ -139,6 +146,23 @@ impl Drop for Server {
             && woke
         {
             let _ = accept.join();
+        }
+    }
+}
+
+/// Held by the batcher: if it ever ends while the server is meant to run (a bug made it panic),
+/// the server stops taking requests and removes its socket, so clients work directly instead
+/// of handing requests to no one.
+struct Withdraw {
+    stop: Arc<AtomicBool>,
+    socket: PathBuf,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            let _ = UnixStream::connect(&self.socket);
+            let _ = std::fs::remove_file(&self.socket);
         }
     }
 }
@@ -228,16 +252,18 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
         return;
     };
     let mut reader = BufReader::new(stream);
-    let (reply_to, replies) = mpsc::sync_channel(1);
     loop {
         let frame = read_frame_bytes(&mut reader).and_then(|body| body.map(parse).transpose());
         let reply = match frame {
             Ok(Some(Err(refusal))) => Err(refusal),
             Ok(Some(_)) if stop.load(Ordering::SeqCst) => return,
             Ok(Some(Ok(request))) => {
+                // The job holds the only sender: if the batcher dies with it, `recv` fails at
+                // once and the client learns the reply is lost without waiting out its timeout.
+                let (reply_to, replies) = mpsc::sync_channel(1);
                 let job = Job {
                     request,
-                    reply: reply_to.clone(),
+                    reply: reply_to,
                 };
                 if jobs.send(job).is_err() {
                     return;
@@ -276,6 +302,7 @@ fn parse(body: Vec<u8>) -> std::io::Result<Result<Envelope, WireError>> {
 
 fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
     while let Ok(first) = queue.recv() {
+        crate::fault::panic_point("daemon:batcher-panic");
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
