@@ -293,10 +293,11 @@ fn a_daemon_killed_between_commit_and_reply_loses_and_doubles_nothing() {
     // One slot: the lease the client finds is the one holding it, and it must still be
     // reported granted.
     let home = wall_home("1");
-    let mut daemon = Daemon::start(&home, &[("AUTHLEDGER_FAULT", "daemon:before-reply")]);
-    let client = home
-        .cmd_wall()
-        .args([
+    // The daemon commits the grant and is killed before answering; the client sees its
+    // connection drop, finds its lease in the ledger and reports it.
+    let out = through_a_dying_daemon(
+        &home,
+        &[
             "--json",
             "lease",
             "acquire",
@@ -306,18 +307,8 @@ fn a_daemon_killed_between_commit_and_reply_loses_and_doubles_nothing() {
             "claude",
             "--tokens",
             "100",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The daemon committed the grant and stopped before answering: kill it there.
-    daemon.wait_for("fault point daemon:before-reply reached");
-    daemon.child.kill().unwrap();
-    daemon.child.wait().unwrap();
-
-    // The client saw its connection drop, found its lease in the ledger and reports it.
-    let out = client.wait_with_output().unwrap();
+        ],
+    );
     assert_eq!(code(&out), 0, "acquire: {}", stderr(&out));
     let lease: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = lease["lease_id"].as_str().unwrap().to_string();
