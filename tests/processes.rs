@@ -585,26 +585,6 @@ fn daemon_reclaims_and_stops_on_sigterm() {
     assert_eq!(lease["state"], "expired", "{lease}");
 }
 
-/// Starts `args` with a crash point armed, waits until the process says it stopped there
-/// (inside its write transaction), and kills it with SIGKILL.
-fn kill_at_fault_point(home: &Home, point: &str, args: &[&str]) {
-    let mut child = home
-        .cmd()
-        .env("AUTHLEDGER_FAULT", point)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("fault point"), "{point}: {line}");
-    child.kill().unwrap();
-    assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
-}
-
 #[test]
 fn a_kill_inside_a_write_transaction_leaves_no_trace() {
     let home = Home::new();
@@ -647,7 +627,7 @@ fn a_kill_inside_a_write_transaction_leaves_no_trace() {
     ];
     for (point, args) in cases {
         let before = home.snapshot();
-        kill_at_fault_point(&home, point, &args);
+        home.kill_at_fault_point(point, &args);
         assert_eq!(
             before,
             home.snapshot(),

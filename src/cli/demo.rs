@@ -227,17 +227,22 @@ impl DemoCmd {
             if verify.ok { "intact" } else { "BROKEN" },
             verify.rows
         ))?;
-        let kept = self.keep.then(|| dir.keep().join("ledger.db"));
-        if let Some(path) = &kept {
+        // The kept ledger is a home of its own (ledger.db and keys/master.key): naming the home
+        // names both, so the hint reopens it with its own key, not the user's.
+        let kept = self.keep.then(|| dir.keep());
+        if let Some(home) = &kept {
             say(&format!(
-                "\nkept: explore with  authledger --db {} quota",
-                path.display()
+                "\nkept: {0} (its ledger.db and keys/master.key)\n\
+                 explore it with AUTHLEDGER_DB and AUTHLEDGER_MASTER_KEY unset:\n  \
+                 AUTHLEDGER_HOME={0} authledger quota",
+                home.display()
             ))?;
         }
         if ctx.out.json {
             ctx.out.json(&serde_json::json!({
                 "audit_intact": verify.ok,
-                "kept": kept,
+                "kept": kept.as_ref().map(|h| h.join("ledger.db")),
+                "kept_home": kept,
                 "tour": lines.into_inner(),
             }))?;
         }

@@ -51,19 +51,31 @@ impl KeyCmd {
     /// Rotates the key.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
-        let (n, note) = match std::env::var("AUTHLEDGER_NEW_MASTER_KEY") {
+        let rotation = match std::env::var("AUTHLEDGER_NEW_MASTER_KEY") {
             Ok(v) if !v.trim().is_empty() => {
                 let new = crate::vault::MasterKey::from_base64(&zeroize::Zeroizing::new(v))?;
-                let n = ledger.rotate_key_to(&new)?;
-                (n, "set AUTHLEDGER_MASTER_KEY to the new key from now on")
+                ledger.rotate_key_to(&new)?
             }
-            _ => (ledger.rotate_key()?, "the key file now holds the new key"),
+            _ => ledger.rotate_key()?,
         };
         if ctx.out.json {
-            ctx.out.json(&json!({ "credentials": n }))?;
+            ctx.out.json(&rotation)?;
         } else {
-            ctx.out
-                .line(&format!("re-encrypted {n} credential(s); {note}"))?;
+            let n = rotation.credentials;
+            ctx.out.line(&format!(
+                "re-encrypted {n} credential(s) under key {}",
+                rotation.key_id
+            ))?;
+            match &rotation.key_file {
+                Some(file) => ctx.out.line(&format!(
+                    "this ledger's key file is now {}\n(older key files stay: other ledgers \
+                     and backups may be sealed under them)",
+                    file.display()
+                ))?,
+                None => ctx
+                    .out
+                    .line("set AUTHLEDGER_MASTER_KEY to the new key from now on")?,
+            }
         }
         Ok(0)
     }

@@ -27,6 +27,17 @@ pub struct LogoutReport {
     pub revoked: Vec<LeaseId>,
 }
 
+/// What a key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRotation {
+    /// How many credentials were re-encrypted.
+    pub credentials: usize,
+    /// The id of the new key, recorded in the ledger.
+    pub key_id: String,
+    /// The ledger's new key file (`None` when the caller holds the key).
+    pub key_file: Option<PathBuf>,
+}
+
 /// Refuses (exit 4) unless the provider account has a credential an agent can use.
 pub(super) fn require_usable(
     tx: &Tx<'_>,
@@ -222,49 +233,87 @@ impl Ledger {
         Ok(path)
     }
 
-    /// Re-encrypts every credential under a fresh key in one transaction and replaces the key
-    /// file; audited as `key_rotate`. Returns how many credentials were re-encrypted. With
-    /// `AUTHLEDGER_MASTER_KEY`, use [`rotate_key_to`](Self::rotate_key_to) instead.
-    pub fn rotate_key(&self) -> Result<usize, Error> {
+    /// Re-encrypts every credential under a fresh key, written to a key file of this ledger's
+    /// own (`master-<id>.key` beside the configured key file), in one transaction; audited as
+    /// `key_rotate`. With `AUTHLEDGER_MASTER_KEY`, use [`rotate_key_to`](Self::rotate_key_to)
+    /// instead.
+    ///
+    /// The whole rotation holds the writer lock, so two rotations run one after the other. The
+    /// new key file is complete on disk under a name no other rotation uses before the
+    /// transaction that records its id commits: a crash before the commit leaves the ledger
+    /// under its old key (and an unused key file), a crash after it leaves the ledger naming a
+    /// key file that exists. The configured key file is never rewritten, so other ledgers
+    /// sealed under it stay readable.
+    pub fn rotate_key(&self) -> Result<KeyRotation, Error> {
         let resolved = self.config.key.resolve()?;
         // A wrong key is reported as such before anything else.
         self.store.read(|tx| self.unlock(tx, false).map(|_| ()))?;
-        let (Some(path), Some(pending)) = (
-            resolved.path().map(Path::to_path_buf),
-            resolved.pending_path(),
-        ) else {
+        if resolved.path().is_none() {
             return Err(VaultError::Conflict(
                 "the master key comes from AUTHLEDGER_MASTER_KEY: set AUTHLEDGER_NEW_MASTER_KEY to the new key and run `key rotate` again".into(),
             )
             .into());
-        };
-        let new = MasterKey::generate()?;
-        // The new key reaches the disk before the database switches to it; a crash in between
-        // leaves `master.key.new`, which the next unlock recognises and promotes.
-        vault::write_key_file(&pending, &new, false)?;
-        let n = self.rotate_key_to(&new)?;
-        std::fs::rename(&pending, &path).map_err(|source| VaultError::KeyFile { path, source })?;
-        Ok(n)
-    }
-
-    /// Re-encrypts every credential under `new` in one transaction (the caller keeps the key).
-    pub fn rotate_key_to(&self, new: &MasterKey) -> Result<usize, Error> {
+        }
         let now = self.now();
-        let new_cipher = Cipher::new(new)?;
         self.store.write(|tx| -> Result<_, Error> {
-            let Some(old) = self.unlock(tx, false)? else {
-                return Err(VaultError::NoKey(
-                    "nothing to rotate: no key and no credentials yet".into(),
-                )
+            let old = self.unlock_existing(tx)?;
+            let new = MasterKey::generate()?;
+            let key_id = new.key_id();
+            let key_file = resolved
+                .file_for_id(&key_id)
+                .ok_or_else(|| VaultError::NoKey("no key file configured".into()))?;
+            if !vault::write_key_file(&key_file, &new)? {
+                return Err(VaultError::Conflict(format!(
+                    "{} already exists; nothing was changed",
+                    key_file.display()
+                ))
                 .into());
-            };
-            let n = vault::rotate(tx, &old, &new_cipher)?;
+            }
+            crate::fault::point("rotate:key-written");
+            let credentials = vault::rotate(tx, &old, &new)?;
             audit::append(
                 tx,
                 now,
-                AuditEvent::new(action::KEY_ROTATE, json!({ "credentials": n })),
+                AuditEvent::new(
+                    action::KEY_ROTATE,
+                    json!({ "credentials": credentials, "key_id": key_id }),
+                ),
             )?;
-            Ok(n)
+            crate::fault::point("rotate:before-commit");
+            Ok(KeyRotation {
+                credentials,
+                key_id,
+                key_file: Some(key_file),
+            })
+        })
+    }
+
+    fn unlock_existing(&self, tx: &Tx<'_>) -> Result<Cipher, Error> {
+        self.unlock(tx, false)?.ok_or_else(|| {
+            VaultError::NoKey("nothing to rotate: no key and no credentials yet".into()).into()
+        })
+    }
+
+    /// Re-encrypts every credential under `new` in one transaction (the caller keeps the key).
+    pub fn rotate_key_to(&self, new: &MasterKey) -> Result<KeyRotation, Error> {
+        let now = self.now();
+        let key_id = new.key_id();
+        self.store.write(|tx| -> Result<_, Error> {
+            let old = self.unlock_existing(tx)?;
+            let credentials = vault::rotate(tx, &old, new)?;
+            audit::append(
+                tx,
+                now,
+                AuditEvent::new(
+                    action::KEY_ROTATE,
+                    json!({ "credentials": credentials, "key_id": key_id }),
+                ),
+            )?;
+            Ok(KeyRotation {
+                credentials,
+                key_id: key_id.clone(),
+                key_file: None,
+            })
         })
     }
 }

@@ -53,6 +53,29 @@ impl MasterKey {
         Err(VaultError::BadKeyFormat)
     }
 
+    /// A short public name for this key (16 hex digits, HKDF-SHA256 of the key), recorded in
+    /// the ledger sealed under it: a ledger finds its own key file by it, and the id says
+    /// nothing about the key itself.
+    pub fn key_id(&self) -> String {
+        use ring::hkdf::{HKDF_SHA256, KeyType, Salt};
+        struct Len8;
+        impl KeyType for Len8 {
+            fn len(&self) -> usize {
+                8
+            }
+        }
+        let prk = Salt::new(HKDF_SHA256, b"authledger/v1 key-id").extract(&self.0[..]);
+        let mut id = [0u8; 8];
+        // Expanding 8 bytes from SHA-256 cannot fail (the limit is 255 * 32).
+        let filled = prk
+            .expand(&[b"key-id"], Len8)
+            .and_then(|okm| okm.fill(&mut id));
+        match filled {
+            Ok(()) => hex::encode(id),
+            Err(_) => String::from("0000000000000000"),
+        }
+    }
+
     /// The key as standard base64, for the key file.
     pub fn to_base64(&self) -> Zeroizing<String> {
         use base64::Engine;

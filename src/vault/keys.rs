@@ -1,5 +1,10 @@
 //! Where the master key comes from: `AUTHLEDGER_MASTER_KEY`, or a key file (0600, in the
 //! config directory, not beside the database) created on first use.
+//!
+//! Several ledgers may share one key file (`--db other.db` under one home). A ledger records
+//! the id of the key it is sealed under; `key rotate` gives the rotated ledger a key file of
+//! its own (`master-<id>.key` beside `master.key`) and never rewrites a key file, so rotating
+//! one ledger cannot strand another.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -63,17 +68,7 @@ impl Resolved {
     pub(crate) fn load(&self) -> Result<Option<MasterKey>, VaultError> {
         match self {
             Resolved::Key(k) => Ok(Some(k.clone())),
-            Resolved::File(path) => match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let text = zeroize::Zeroizing::new(text);
-                    Ok(Some(MasterKey::from_base64(&text)?))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(VaultError::KeyFile {
-                    path: path.clone(),
-                    source,
-                }),
-            },
+            Resolved::File(path) => read_key_file(path),
         }
     }
 
@@ -86,22 +81,31 @@ impl Resolved {
             return Err(VaultError::NoKey("no key given".into()));
         };
         let key = MasterKey::generate()?;
-        write_key_file(path, &key, true)?;
+        write_key_file(path, &key)?;
         // Another process may have won the race to create it: use whatever is there now.
         self.load()?
             .ok_or_else(|| VaultError::NoKey(format!("{} vanished", path.display())))
     }
 
-    /// Where a rotated key is written before the database switches to it.
-    pub(crate) fn pending_path(&self) -> Option<PathBuf> {
-        match self {
-            Resolved::File(p) => {
-                let mut s = p.as_os_str().to_owned();
-                s.push(".new");
-                Some(PathBuf::from(s))
-            }
-            Resolved::Key(_) => None,
-        }
+    /// The key file a rotation gives a ledger: beside the configured one, named after the key
+    /// id (`master-<id>.key`). The configured file is never rewritten by a rotation, so other
+    /// ledgers sealed under it keep working.
+    pub(crate) fn file_for_id(&self, id: &str) -> Option<PathBuf> {
+        let Resolved::File(p) = self else { return None };
+        let stem = p.file_stem().map_or_else(
+            || "master".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        Some(p.with_file_name(format!("{stem}-{id}.key")))
+    }
+
+    /// Where releases before key ids kept a rotation's key until they renamed it over the
+    /// configured file: a ledger whose rotation stopped in between is still sealed under it.
+    pub(crate) fn legacy_pending_path(&self) -> Option<PathBuf> {
+        let Resolved::File(p) = self else { return None };
+        let mut s = p.as_os_str().to_owned();
+        s.push(".new");
+        Some(PathBuf::from(s))
     }
 
     pub(crate) fn path(&self) -> Option<&Path> {
@@ -112,36 +116,68 @@ impl Resolved {
     }
 }
 
-/// Writes a key file with mode 0600 in a 0700 directory. With `exclusive`, an existing file is
-/// left alone (first writer wins).
-pub(crate) fn write_key_file(
-    path: &Path,
-    key: &MasterKey,
-    exclusive: bool,
-) -> Result<(), VaultError> {
-    let io = |source| VaultError::KeyFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        files::ensure_private_dir(dir).map_err(|e| VaultError::KeyFile {
-            path: dir.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+/// Reads a key file; `Ok(None)` when it does not exist.
+pub(crate) fn read_key_file(path: &Path) -> Result<Option<MasterKey>, VaultError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = zeroize::Zeroizing::new(text);
+            Ok(Some(MasterKey::from_base64(&text)?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(VaultError::KeyFile {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if exclusive {
-        opts.create_new(true);
-    } else {
-        opts.create(true).truncate(true);
-    }
-    let mut f = match opts.open(path) {
-        Ok(f) => f,
-        Err(e) if exclusive && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(io(e)),
+}
+
+/// Writes a new key file, mode 0600 in a 0700 directory, without ever exposing a partial one:
+/// the key goes to a temporary file of its own, is fsynced, then linked to `path` (which fails
+/// if `path` exists: first writer wins) and the directory is fsynced. A crash at any point
+/// leaves either no `path` or a complete one. Returns whether this call created `path`.
+pub(crate) fn write_key_file(path: &Path, key: &MasterKey) -> Result<bool, VaultError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| VaultError::KeyFile { path: p, source }
     };
-    f.write_all(key.to_base64().as_bytes()).map_err(io)?;
-    f.write_all(b"\n").map_err(io)?;
-    f.sync_all().map_err(io)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    files::ensure_private_dir(&dir).map_err(|e| VaultError::KeyFile {
+        path: dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(
+        ".tmp-{}",
+        hex::encode(crate::random::bytes::<8>()?)
+    ));
+    let temp = PathBuf::from(temp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(key.to_base64().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io(&temp)(e));
+    }
+    crate::fault::point("key:temp-written");
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    let created = match linked {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io(path)(e)),
+    };
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir))?;
+    Ok(created)
 }

@@ -1,9 +1,11 @@
 //! Vault operations inside the caller's transaction: unlock, store, read, delete, rotate.
 
+use std::path::PathBuf;
+
 use super::VaultError;
-use super::cipher::{Cipher, Sealed, field_ad};
+use super::cipher::{Cipher, MasterKey, Sealed, field_ad};
 use super::credential::{Credential, CredentialKind, CredentialSummary, Tier};
-use super::keys::Resolved;
+use super::keys::{Resolved, read_key_file};
 use super::secret::Secret;
 use crate::records::{CredentialRecord, SealedField};
 use crate::store::Tx;
@@ -24,69 +26,78 @@ fn decode_check(text: &str) -> Option<Sealed> {
     })
 }
 
-/// Loads the master key and checks it against the ledger. With `create`, a missing key file
-/// is created and a fresh ledger records its key check (the caller is writing anyway).
-/// Returns `None` when there is no key and nothing is encrypted yet.
+/// The settings key holding the id of the key the ledger is sealed under
+/// ([`MasterKey::key_id`]): after a rotation it names the ledger's own key file.
+const KEY_ID: &str = "vault_key_id";
+
+/// Loads the master key and checks it against the ledger. With `create`, a ledger with
+/// nothing sealed yet gets the configured key (its file created if missing) and records its
+/// key check and key id (the caller is writing anyway). Returns `None` when there is no key
+/// and nothing is encrypted yet.
 pub(crate) fn unlock(
     tx: &Tx<'_>,
     source: &Resolved,
     create: bool,
 ) -> Result<Option<Cipher>, VaultError> {
-    let stored = tx.setting(KEY_CHECK)?;
-    let stored = match stored {
-        Some(text) => Some(decode_check(&text).ok_or(VaultError::WrongKey)?),
-        None => None,
-    };
-    let key = if create {
-        Some(source.load_or_create()?)
-    } else {
-        source.load()?
-    };
-    let Some(key) = key else {
-        return match (&stored, source.path()) {
-            (None, _) => Ok(None),
-            (Some(_), Some(p)) => Err(VaultError::NoKey(format!(
-                "the key file {} is missing, and this ledger holds encrypted credentials",
-                p.display()
-            ))),
-            (Some(_), None) => Err(VaultError::NoKey("no key given".into())),
+    let Some(text) = tx.setting(KEY_CHECK)? else {
+        let key = if create {
+            Some(source.load_or_create()?)
+        } else {
+            source.load()?
         };
-    };
-    let cipher = Cipher::new(&key)?;
-    match stored {
-        Some(check) if cipher.matches(&check) => Ok(Some(cipher)),
-        Some(check) => finish_pending_rotation(source, &check),
-        None if create => {
+        let Some(key) = key else { return Ok(None) };
+        let cipher = Cipher::new(&key)?;
+        if create {
             tx.set_setting(KEY_CHECK, &encode_check(&cipher.key_check()?))?;
-            Ok(Some(cipher))
+            tx.set_setting(KEY_ID, &key.key_id())?;
         }
-        None => Ok(Some(cipher)),
-    }
+        return Ok(Some(cipher));
+    };
+    let check = decode_check(&text).ok_or(VaultError::WrongKey)?;
+    sealing_key(tx, source, &check).map(Some)
 }
 
-/// A rotation writes the new key beside the old one (`master.key.new`), commits the
-/// re-encryption, then renames. If the process died between commit and rename, the pending
-/// key is the right one: finish the rename now.
-fn finish_pending_rotation(
-    source: &Resolved,
-    check: &Sealed,
-) -> Result<Option<Cipher>, VaultError> {
-    let (Some(pending), Some(path)) = (source.pending_path(), source.path()) else {
-        return Err(VaultError::WrongKey);
-    };
-    let Ok(text) = std::fs::read_to_string(&pending) else {
-        return Err(VaultError::WrongKey);
-    };
-    let key = super::MasterKey::from_base64(&zeroize::Zeroizing::new(text))?;
-    let cipher = Cipher::new(&key)?;
-    if !cipher.matches(check) {
-        return Err(VaultError::WrongKey);
+/// Finds the key the ledger is sealed under: its own key file (named after the key id it
+/// records, written by a rotation), else the configured key, else the pending key file of a
+/// rotation by an older release that stopped before renaming it. Nothing is renamed or
+/// rewritten: which key is right follows from the committed ledger alone.
+fn sealing_key(tx: &Tx<'_>, source: &Resolved, check: &Sealed) -> Result<Cipher, VaultError> {
+    let own = tx.setting(KEY_ID)?.and_then(|id| source.file_for_id(&id));
+    let mut found = false;
+    let mut own_missing = false;
+    let mut tries: Vec<Option<PathBuf>> = Vec::new();
+    tries.extend(own.clone().map(Some));
+    tries.push(None);
+    tries.extend(source.legacy_pending_path().map(Some));
+    for t in tries {
+        let key = match &t {
+            Some(path) => read_key_file(path)?,
+            None => source.load()?,
+        };
+        let Some(key) = key else {
+            own_missing |= t.is_some() && t == own;
+            continue;
+        };
+        found = true;
+        let cipher = Cipher::new(&key)?;
+        if cipher.matches(check) {
+            return Ok(cipher);
+        }
     }
-    std::fs::rename(&pending, path).map_err(|source| VaultError::KeyFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(Some(cipher))
+    // The ledger names its own key file: its absence is the problem, whatever else is there.
+    let missing = if own_missing {
+        own.as_deref()
+    } else {
+        source.path()
+    };
+    match missing {
+        Some(p) if own_missing || !found => Err(VaultError::NoKey(format!(
+            "the key file {} is missing, and this ledger holds encrypted credentials",
+            p.display()
+        ))),
+        _ if found => Err(VaultError::WrongKey),
+        _ => Err(VaultError::NoKey("no key given".into())),
+    }
 }
 
 /// Stores (or replaces) a credential, sealing each secret field; returns the new generation.
@@ -333,9 +344,10 @@ pub fn usability(
     Ok(Usability::Usable { kind, tier })
 }
 
-/// Re-encrypts every secret under `new` and records its key check; returns how many
-/// credentials were re-encrypted. Runs inside one transaction: all or nothing.
-pub fn rotate(tx: &Tx<'_>, old: &Cipher, new: &Cipher) -> Result<usize, VaultError> {
+/// Re-encrypts every secret under `new_key` and records its key check and key id; returns how
+/// many credentials were re-encrypted. Runs inside one transaction: all or nothing.
+pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, VaultError> {
+    let new = &Cipher::new(new_key)?;
     let records = tx.credential_records()?;
     for rec in &records {
         let fields = open_fields(tx, old, rec)?;
@@ -354,5 +366,6 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new: &Cipher) -> Result<usize, VaultErr
         tx.replace_sealed_fields(rec.provider, &rec.account, &sealed)?;
     }
     tx.set_setting(KEY_CHECK, &encode_check(&new.key_check()?))?;
+    tx.set_setting(KEY_ID, &new_key.key_id())?;
     Ok(records.len())
 }

@@ -104,6 +104,45 @@ impl Home {
         serde_json::from_slice(&out.stdout).expect("json stdout")
     }
 
+    /// Runs the CLI at [`T0`] with `args` and `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run authledger");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("run authledger")
+    }
+
+    /// Starts `args` with a crash point armed, waits until the process says it stopped there
+    /// (inside its write transaction), and kills it with SIGKILL.
+    pub fn kill_at_fault_point(&self, point: &str, args: &[&str]) {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd()
+            .env("AUTHLEDGER_FAULT", point)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("fault point"), "{point}: {line}");
+        child.kill().unwrap();
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+    }
+
     /// Every row of every table, as text: equal snapshots mean nothing changed logically.
     pub fn snapshot(&self) -> String {
         snapshot(&self.db())
