@@ -6,9 +6,11 @@ use serde::Serialize;
 use super::Ctx;
 use super::output::table;
 use crate::error::{Error, exit};
+use crate::settings::default_config_path;
 use crate::store::files::mode_of;
 
-/// Check permissions, integrity, schema version and the audit chain.
+/// Check permissions (ledger files, key files, config.toml), integrity, schema version and
+/// the audit chain.
 #[derive(Debug, Args)]
 pub struct DoctorCmd {}
 
@@ -75,25 +77,35 @@ impl DoctorCmd {
             },
         });
 
-        let mut paths = store.files();
+        // Files only their owner may read or write: the ledger, its directory, the key files
+        // and their directories. `config.toml` holds no secret but says where tokens are sent,
+        // so nobody else may write it.
+        let mut private = store.files();
         if let Some(dir) = ledger.db_path().parent() {
-            paths.push(dir.to_path_buf());
+            private.push(dir.to_path_buf());
         }
-        for p in paths {
+        for key in ledger.key_files()? {
+            if let Some(dir) = key.parent()
+                && !private.iter().any(|p| p == dir)
+            {
+                private.push(dir.to_path_buf());
+            }
+            private.push(key);
+        }
+        let config = default_config_path().into_iter().map(|p| (p, 0o022));
+        for (p, loose) in private.into_iter().map(|p| (p, 0o077)).chain(config) {
             let Some(m) = mode_of(&p) else { continue };
-            let private = m & 0o077 == 0;
-            perms_bad |= !private;
+            let ok = m & loose == 0;
+            perms_bad |= !ok;
+            let why = if loose == 0o077 {
+                " (open to others: chmod go-rwx)"
+            } else {
+                " (writable by others: chmod go-w)"
+            };
             checks.push(Check {
                 check: format!("permissions {}", p.display()),
-                ok: private,
-                detail: format!(
-                    "{m:o}{}",
-                    if private {
-                        ""
-                    } else {
-                        " (readable by others: chmod go-rwx)"
-                    }
-                ),
+                ok,
+                detail: format!("{m:o}{}", if ok { "" } else { why }),
             });
         }
 

@@ -288,6 +288,13 @@ impl Ledger {
         })
     }
 
+    /// The key files this ledger depends on (the configured one and, after a rotation, its
+    /// own), so `doctor` can check that nobody else can read them.
+    pub fn key_files(&self) -> Result<Vec<PathBuf>, Error> {
+        let source = self.config.key.resolve()?;
+        Ok(self.store.read(|tx| vault::key_files(tx, &source))?)
+    }
+
     fn unlock_existing(&self, tx: &Tx<'_>) -> Result<Cipher, Error> {
         self.unlock(tx, false)?.ok_or_else(|| {
             VaultError::NoKey("nothing to rotate: no key and no credentials yet".into()).into()

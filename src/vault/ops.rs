@@ -57,6 +57,16 @@ pub(crate) fn unlock(
     sealing_key(tx, source, &check).map(Some)
 }
 
+/// The key files this ledger depends on, for `doctor`: the configured one and, after a
+/// rotation, its own. None when the key comes from `AUTHLEDGER_MASTER_KEY`.
+pub(crate) fn key_files(tx: &Tx<'_>, source: &Resolved) -> Result<Vec<PathBuf>, VaultError> {
+    let mut files: Vec<PathBuf> = source.path().map(|p| p.to_path_buf()).into_iter().collect();
+    if let Some(own) = tx.setting(KEY_ID)?.and_then(|id| source.file_for_id(&id)) {
+        files.push(own);
+    }
+    Ok(files)
+}
+
 /// Finds the key the ledger is sealed under: its own key file (named after the key id it
 /// records, written by a rotation), else the configured key, else the pending key file of a
 /// rotation by an older release that stopped before renaming it. Nothing is renamed or

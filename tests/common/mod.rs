@@ -149,6 +149,22 @@ impl Home {
     }
 }
 
+/// A raw read-write connection to a ledger file, as another program (or an attacker) would
+/// open it: no authledger checks, no triggers bypassed unless the caller drops them.
+pub fn raw(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).expect("open the database directly")
+}
+
+/// `doctor --json`: its exit code and its checks, each `{check, ok, detail}`.
+pub fn doctor(home: &Home) -> (i32, Vec<serde_json::Value>) {
+    let out = home.run(&["--json", "doctor"]);
+    let checks = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    (code(&out), checks)
+}
+
 /// The path of a file in `fixtures/`.
 pub fn fixture(name: &str) -> String {
     format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
