@@ -58,7 +58,7 @@ pub mod vault;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LedgerConfig;
 pub use error::{Error, exit};
-pub use ledger::{KeyRotation, Ledger, LogoutReport, RefreshPolicy, Released};
+pub use ledger::{CodexExport, KeyRotation, Ledger, LogoutReport, RefreshPolicy, Released};
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
     UsageOutcome, UsageRecord,

@@ -999,21 +999,21 @@ fn export_codex(
     home: &Home,
     account: &str,
     secrets: &[&str],
+    flags: &[&str],
 ) -> (tempfile::TempDir, PathBuf, Value) {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("agents").join("codex-home");
-    let out = ok(
-        home.run(&[
-            "--json",
-            "export",
-            "codex",
-            "--account",
-            account,
-            "--codex-home",
-            dir.to_str().unwrap(),
-        ]),
-        "export codex",
-    );
+    let mut args = vec![
+        "--json",
+        "export",
+        "codex",
+        "--account",
+        account,
+        "--codex-home",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    let out = ok(home.run(&args), "export codex");
     let file = dir.join("auth.json");
     let printed: Value = serde_json::from_slice(&out.stdout).expect("export json");
     assert_eq!(printed["path"], file.to_str().unwrap());
@@ -1057,7 +1057,7 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
         CHATGPT_ID_TOKEN,
         CHATGPT_REFRESH_TOKEN,
     ];
-    let (_keep, file, json) = export_codex(&home, "default", &secrets);
+    let (_keep, file, json) = export_codex(&home, "default", &secrets, &[]);
 
     let obj = json.as_object().expect("auth.json is an object");
     assert_eq!(json["auth_mode"], "chatgpt", "{json}");
@@ -1067,7 +1067,10 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     );
     assert_eq!(json["tokens"]["id_token"], CHATGPT_ID_TOKEN);
     assert_eq!(json["tokens"]["access_token"], CHATGPT_ACCESS_TOKEN);
-    assert_eq!(json["tokens"]["refresh_token"], CHATGPT_REFRESH_TOKEN);
+    assert_eq!(
+        json["tokens"]["refresh_token"], "",
+        "no refresh token unless handed over"
+    );
     assert_eq!(json["tokens"]["account_id"], "acct-FAKE");
     assert_eq!(
         json["last_refresh"], "2026-11-23T10:00:00Z",
@@ -1095,7 +1098,15 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     );
     let original = status_credential(&home, "openai", "default").unwrap();
     let again = status_credential(&home, "openai", "again").unwrap();
-    assert_eq!(comparable(&again), comparable(&original));
+    assert_eq!(original["refreshable"], true, "the ledger keeps refreshing");
+    assert_eq!(original["status"], "ok", "{original}");
+    assert_eq!(again["refreshable"], false, "the copy cannot be refreshed");
+    let same = |c: &Value| {
+        let mut c = comparable(c);
+        c["refreshable"] = Value::Null;
+        c
+    };
+    assert_eq!(same(&again), same(&original));
     assert_eq!(again["kind"], "oauth");
     assert_eq!(again["tier"], "chatgpt");
     assert_eq!(again["expires_at"].as_i64(), Some(FIXTURE_EXPIRY));
@@ -1116,6 +1127,52 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
 }
 
 #[test]
+fn export_codex_with_refresh_token_hands_the_credential_over_to_codex() {
+    let home = Home::new();
+    let secrets = [
+        CHATGPT_ACCESS_TOKEN,
+        CHATGPT_ID_TOKEN,
+        CHATGPT_REFRESH_TOKEN,
+    ];
+    let (_keep, _file, json) = export_codex(&home, "default", &secrets, &["--with-refresh-token"]);
+    assert_eq!(json["tokens"]["refresh_token"], CHATGPT_REFRESH_TOKEN);
+    assert_eq!(json["tokens"]["access_token"], CHATGPT_ACCESS_TOKEN);
+
+    // The ledger gave the refresh token up: nothing here can refresh it any more.
+    let c = status_credential(&home, "openai", "default").unwrap();
+    assert_eq!(c["status"], "handed_over", "{c}");
+    assert_eq!(c["handed_over_to"], "codex", "{c}");
+    assert_eq!(c["refreshable"], false, "{c}");
+    let stored: i64 = common::raw(&home.db())
+        .query_row(
+            "SELECT count(*) FROM credential_secrets
+              WHERE provider = 'openai' AND field = 'refresh_token'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0, "no refresh token left in the ledger");
+    let text = stdout(&ok(home.run(&["status"]), "status"));
+    assert!(
+        text.contains("openai/default: handed over to Codex; refresh it there"),
+        "{text}"
+    );
+    let (rows, audit) = audit_rows(&home, "export");
+    assert_eq!(rows[0]["detail"]["handed_over"], true, "{audit}");
+    // The access token still serves until it expires.
+    let token = ok(home.run(&["token", "openai"]), "token");
+    assert!(stdout(&token).contains(CHATGPT_ACCESS_TOKEN));
+
+    // A new login takes the credential back.
+    home.login_fixtures();
+    let c = status_credential(&home, "openai", "default").unwrap();
+    assert_eq!(c["status"], "ok", "{c}");
+    assert_eq!(c["refreshable"], true, "{c}");
+    let text = stdout(&ok(home.run(&["status"]), "status"));
+    assert!(!text.contains("handed over"), "{text}");
+}
+
+#[test]
 fn an_api_key_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     let home = Home::new();
     ok(
@@ -1131,7 +1188,7 @@ fn an_api_key_export_has_codex_shape_and_reads_back_as_the_same_credential() {
         ]),
         "import api key",
     );
-    let (_keep, file, json) = export_codex(&home, "key", &[CODEX_API_KEY]);
+    let (_keep, file, json) = export_codex(&home, "key", &[CODEX_API_KEY], &[]);
     assert_eq!(json["auth_mode"], "apikey", "{json}");
     assert_eq!(json["OPENAI_API_KEY"], CODEX_API_KEY, "{json}");
     assert!(

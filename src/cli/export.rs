@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use serde_json::json;
 
 use super::Ctx;
 use crate::error::Error;
@@ -20,6 +19,10 @@ pub enum ExportCmd {
         /// Which OpenAI account.
         #[arg(long, default_value = "default")]
         account: Account,
+        /// Hand the credential over: include the refresh token, and the ledger stops
+        /// refreshing it (Codex does from now on). Without it, auth.json has no refresh token.
+        #[arg(long)]
+        with_refresh_token: bool,
     },
 }
 
@@ -29,12 +32,29 @@ impl ExportCmd {
         let ExportCmd::Codex {
             codex_home,
             account,
+            with_refresh_token,
         } = self;
-        let path = ctx.open()?.export_codex(codex_home, account)?;
+        let export = ctx
+            .open()?
+            .export_codex(codex_home, account, *with_refresh_token)?;
         if ctx.out.json {
-            ctx.out.json(&json!({ "path": path }))?;
-        } else {
-            ctx.out.line(&format!("wrote {}", path.display()))?;
+            ctx.out.json(&export)?;
+            return Ok(0);
+        }
+        ctx.out.line(&format!("wrote {}", export.path.display()))?;
+        if export.handed_over {
+            ctx.out.line(
+                "handed over to Codex with the refresh token: Codex refreshes it now,\n\
+                 the ledger no longer does (log in again to take it back)",
+            )?;
+        } else if export.refreshable_here {
+            let until = export
+                .expires_at
+                .map_or_else(|| "it expires".into(), crate::clock::format_ms);
+            ctx.out.line(&format!(
+                "without the refresh token: Codex can use it until {until};\n\
+                 the ledger keeps refreshing it (--with-refresh-token hands it over)"
+            ))?;
         }
         Ok(0)
     }

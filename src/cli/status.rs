@@ -57,6 +57,8 @@ impl StatusCmd {
                 Some(c) => (
                     if c.status == "ok" {
                         c.kind.as_str().to_string()
+                    } else if c.handed_over_to.is_some() {
+                        format!("{} (handed over)", c.kind.as_str())
                     } else {
                         format!("{} ({})", c.kind.as_str(), c.status)
                     },
@@ -88,6 +90,15 @@ impl StatusCmd {
             ]);
         }
         ctx.out.line(&t.to_string())?;
+        for c in &creds {
+            if let Some(to) = &c.handed_over_to {
+                let to = if to == "codex" { "Codex" } else { to.as_str() };
+                ctx.out.line(&format!(
+                    "{}/{}: handed over to {to}; refresh it there (the ledger no longer does)",
+                    c.provider, c.account
+                ))?;
+            }
+        }
         if let Some(w) = metered_warning(&ledger, &creds) {
             ctx.out.line(&w)?;
         }

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::quota::{self, LimitsUpdate};
 use crate::store::Tx;
 use crate::types::{Account, LeaseId, Provider};
+use crate::vault::wipe::WipedJson;
 use crate::vault::{
     self, Cipher, Credential, CredentialKind, CredentialSummary, MasterKey, Usability, VaultError,
 };
@@ -25,6 +26,19 @@ pub struct LogoutReport {
     pub account: Account,
     /// Active leases revoked because their credential is gone.
     pub revoked: Vec<LeaseId>,
+}
+
+/// What `export codex` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodexExport {
+    /// The `auth.json` written.
+    pub path: PathBuf,
+    /// Whether the refresh token went with it (Codex refreshes the credential from now on).
+    pub handed_over: bool,
+    /// Whether the ledger still refreshes the credential.
+    pub refreshable_here: bool,
+    /// When the exported access token expires, if it does.
+    pub expires_at: Option<crate::types::Millis>,
 }
 
 /// What a key rotation did.
@@ -214,23 +228,62 @@ impl Ledger {
 
     /// Writes `dir/auth.json` (0600) in the form the Codex CLI reads, for the stored OpenAI
     /// credential of `account`; audited as `export`.
-    pub fn export_codex(&self, dir: &Path, account: &Account) -> Result<PathBuf, Error> {
-        let credential = self.credential(Provider::Openai, account)?;
+    ///
+    /// Without `hand_over` the file has no refresh token: a Codex that refreshed on its own
+    /// would rotate the token and leave the ledger's copy refused (`invalid_grant`). With it,
+    /// the refresh token goes to Codex and the ledger gives it up (it keeps the access token
+    /// and says `handed over` in `status`) in the same transaction, so only one of them ever
+    /// refreshes. The file is written last: if that fails, nothing is handed over.
+    pub fn export_codex(
+        &self,
+        dir: &Path,
+        account: &Account,
+        hand_over: bool,
+    ) -> Result<CodexExport, Error> {
         let now = self.now();
-        let json = vault::export::codex_auth_json(&credential, now)?;
-        let path = vault::export::write_private_json(dir, "auth.json", &json)?;
-        self.store.write(|tx| {
+        let path = dir.join("auth.json");
+        self.store.write(|tx| -> Result<_, Error> {
+            let missing = || VaultError::NoCredential {
+                provider: Provider::Openai,
+                account: account.clone(),
+            };
+            if tx.credential_record(Provider::Openai, account)?.is_none() {
+                return Err(missing().into());
+            }
+            let cipher = self.unlock(tx, false)?.ok_or_else(missing)?;
+            let credential =
+                vault::get(tx, &cipher, Provider::Openai, account)?.ok_or_else(missing)?;
+            let handed_over = hand_over && credential.refresh_token.is_some();
+            let mut for_codex = credential.clone();
+            if !handed_over {
+                for_codex.refresh_token = None;
+            }
+            let json = WipedJson(vault::export::codex_auth_json(&for_codex, now)?);
+            if handed_over {
+                vault::hand_over(tx, &cipher, now, &credential, "codex")?;
+            }
             audit::append(
                 tx,
                 now,
                 AuditEvent::new(
                     action::EXPORT,
-                    json!({ "format": "codex", "path": path, "kind": credential.kind }),
+                    json!({
+                        "format": "codex",
+                        "path": path,
+                        "kind": credential.kind,
+                        "handed_over": handed_over,
+                    }),
                 )
                 .on(Provider::Openai, account),
-            )
-        })?;
-        Ok(path)
+            )?;
+            let path = vault::export::write_private_json(dir, "auth.json", &json)?;
+            Ok(CodexExport {
+                path,
+                handed_over,
+                refreshable_here: credential.refresh_token.is_some() && !handed_over,
+                expires_at: credential.expires_at,
+            })
+        })
     }
 
     /// Re-encrypts every credential under a fresh key, written to a key file of this ledger's

@@ -27,7 +27,7 @@ mod batch;
 mod credentials;
 mod run;
 mod tokens;
-pub use credentials::{KeyRotation, LogoutReport};
+pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use tokens::RefreshPolicy;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.

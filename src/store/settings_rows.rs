@@ -23,4 +23,10 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+
+    /// Removes a setting, if present.
+    pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        self.exec("DELETE FROM settings WHERE key = ?1", params![key])?;
+        Ok(())
+    }
 }

@@ -196,8 +196,12 @@ pub struct CredentialSummary {
     pub account_id: Option<String>,
     /// Where it came from.
     pub source: String,
-    /// `ok`, or `needs_login` after a refused refresh.
+    /// `ok`, `needs_login` after a refused refresh, or `handed_over` after an export that
+    /// gave another tool the refresh token.
     pub status: String,
+    /// The tool a credential was handed over to (`export codex --with-refresh-token`): it
+    /// refreshes the credential now, the ledger does not.
+    pub handed_over_to: Option<String>,
     /// When it was stored.
     pub created_at: Millis,
     /// When it last changed.

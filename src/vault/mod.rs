@@ -13,6 +13,7 @@ mod keys;
 mod ops;
 mod secret;
 pub mod verify;
+pub mod wipe;
 
 use std::path::PathBuf;
 
@@ -21,7 +22,7 @@ pub use credential::{Credential, CredentialKind, CredentialSummary, Tier};
 pub(crate) use keys::write_key_file;
 pub use keys::{KeySource, default_key_path};
 pub use ops::{Usability, rotate, usability};
-pub(crate) use ops::{delete, get, key_files, put, put_refreshed, summaries, unlock};
+pub(crate) use ops::{delete, get, hand_over, key_files, put, put_refreshed, summaries, unlock};
 pub use secret::Secret;
 
 use crate::store::StoreError;

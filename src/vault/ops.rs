@@ -110,6 +110,29 @@ fn sealing_key(tx: &Tx<'_>, source: &Resolved, check: &Sealed) -> Result<Cipher,
     }
 }
 
+/// The settings key marking a credential handed over to another tool (`export codex
+/// --with-refresh-token`): that tool refreshes it now, the ledger never does.
+fn handover_key(provider: Provider, account: &Account) -> String {
+    format!("handed_over:{provider}/{account}")
+}
+
+/// Hands a credential over to `to`: the ledger's copy keeps its access token but drops its
+/// refresh token (so nothing here can refresh it and race the tool that now does), and is
+/// marked handed over until the next login replaces it. Returns the new generation.
+pub(crate) fn hand_over(
+    tx: &Tx<'_>,
+    cipher: &Cipher,
+    now: Millis,
+    c: &Credential,
+    to: &str,
+) -> Result<i64, VaultError> {
+    let mut kept = c.clone();
+    kept.refresh_token = None;
+    let generation = put(tx, cipher, now, &kept)?;
+    tx.set_setting(&handover_key(c.provider, &c.account), to)?;
+    Ok(generation)
+}
+
 /// Stores (or replaces) a credential, sealing each secret field; returns the new generation.
 pub(crate) fn put(
     tx: &Tx<'_>,
@@ -177,6 +200,8 @@ fn write(
         });
     }
     tx.replace_sealed_fields(c.provider, &c.account, &fields)?;
+    // A new login or import is the ledger's again.
+    tx.delete_setting(&handover_key(c.provider, &c.account))?;
     Ok(Some(generation))
 }
 
@@ -268,6 +293,7 @@ pub(crate) fn summaries(
     for rec in tx.credential_records()? {
         let fields = open_fields(tx, cipher, &rec)?;
         let c = assemble(&rec, fields)?;
+        let handed_over_to = tx.setting(&handover_key(rec.provider, &rec.account))?;
         out.push(CredentialSummary {
             provider: c.provider,
             account: c.account.clone(),
@@ -281,7 +307,12 @@ pub(crate) fn summaries(
             scopes: c.scopes.clone(),
             account_id: c.account_id.clone(),
             source: c.source.clone(),
-            status: rec.status.clone(),
+            status: if handed_over_to.is_some() {
+                "handed_over".into()
+            } else {
+                rec.status.clone()
+            },
+            handed_over_to,
             created_at: rec.created_at,
             updated_at: rec.updated_at,
             last_used_at: rec.last_used_at,
@@ -297,6 +328,7 @@ pub(crate) fn delete(
     provider: Provider,
     account: &Account,
 ) -> Result<bool, VaultError> {
+    tx.delete_setting(&handover_key(provider, account))?;
     Ok(tx.delete_credential(provider, account)?)
 }
 
