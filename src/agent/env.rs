@@ -9,6 +9,7 @@ use crate::clock::format_ms;
 use crate::error::Error;
 use crate::records::Lease;
 use crate::types::Provider;
+use crate::vault::wipe::WipedJson;
 use crate::vault::{Credential, CredentialKind, Secret, VaultError};
 
 /// Every variable that carries a provider credential or endpoint. An agent's inherited
@@ -240,7 +241,7 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
                 env.plain("OPENAI_BASE_URL", url);
             }
             let auth = match crate::vault::export::codex_auth_json(&for_codex, now) {
-                Ok(a) => Some(a),
+                Ok(a) => Some(WipedJson(a)),
                 // A ChatGPT token imported without its id_token cannot make a Codex home; the
                 // other variables still serve every other agent.
                 Err(VaultError::Unsupported(_)) => None,
@@ -255,7 +256,7 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
             "openai"
         }
     };
-    let opencode = json!({ opencode_key: opencode_entry(credential, &token) });
+    let opencode = WipedJson(json!({ opencode_key: opencode_entry(credential, &token) }));
     env.secret("OPENCODE_AUTH_CONTENT", &Secret::new(opencode.to_string()));
 
     env.remove = CREDENTIAL_VARS

@@ -52,6 +52,8 @@ fn refresh_pass(ledger: &crate::ledger::Ledger, every: Duration) -> Vec<String> 
 impl DaemonCmd {
     /// Runs until a signal arrives; exits 0 on SIGTERM/SIGINT.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        // Before any token is in memory: the daemon refreshes tokens for hours.
+        crate::hardening::forbid_dumps()?;
         let ledger = ctx.open()?;
         // Group commit for the other processes' writes. A daemon on a pinned clock (tests, the
         // demo) does not serve: its transactions would run on a time the others do not share.

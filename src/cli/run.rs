@@ -23,6 +23,8 @@ pub struct RunCmd {
 impl RunCmd {
     /// Acquires, runs, releases; returns the agent's exit code.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
+        // Before any token is in memory.
+        crate::hardening::forbid_dumps()?;
         let ledger = ctx.open()?;
         let (lease, decision) = self.acquire.acquire(&ledger)?;
         if ctx.out.json {
