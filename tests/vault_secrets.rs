@@ -331,6 +331,48 @@ fn a_ciphertext_moved_to_another_row_or_field_does_not_decrypt() {
 }
 
 #[test]
+fn a_ciphertext_moved_to_another_providers_row_does_not_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = library_ledger(dir.path());
+    for (provider, key) in [
+        (Provider::Claude, "sk-ant-api03-claude-secret-000"),
+        (Provider::Openai, "sk-proj-openai-secret-11111111"),
+    ] {
+        ledger
+            .store_credential(&Credential::api_key(
+                provider,
+                Account::default(),
+                Secret::new(key.into()),
+                "stdin",
+            ))
+            .unwrap();
+    }
+    // Same account name, same field: only the provider differs.
+    common::raw(&dir.path().join("ledger.db"))
+        .execute_batch(
+            "UPDATE credential_secrets SET
+                nonce = (SELECT nonce FROM credential_secrets WHERE provider = 'claude'),
+                ciphertext = (SELECT ciphertext FROM credential_secrets
+                               WHERE provider = 'claude')
+             WHERE provider = 'openai';",
+        )
+        .unwrap();
+    let err = ledger
+        .credential(Provider::Openai, &Account::default())
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 5, "{err}");
+    assert!(err.to_string().contains("openai/default"), "{err}");
+    assert!(err.to_string().contains("does not decrypt"), "{err}");
+    let claude = ledger
+        .credential(Provider::Claude, &Account::default())
+        .unwrap();
+    assert_eq!(
+        claude.api_key.unwrap().expose_secret(),
+        "sk-ant-api03-claude-secret-000"
+    );
+}
+
+#[test]
 fn a_ledger_left_by_an_older_releases_interrupted_rotation_still_opens() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = library_ledger(dir.path());
