@@ -9,6 +9,7 @@ use super::VaultError;
 use super::credential::{Credential, CredentialKind, Tier};
 use super::jwt;
 use super::secret::Secret;
+use super::wipe::WipedJson;
 use crate::types::{Account, Provider};
 
 /// Where a credential can be imported from.
@@ -44,9 +45,11 @@ fn malformed(what: &str, reason: impl Into<String>) -> VaultError {
     }
 }
 
-fn parse_json(what: &str, text: &str) -> Result<Value, VaultError> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| malformed(what, format!("not valid JSON ({e})")))?;
+/// Parses another tool's credentials file; the parsed copy of its tokens is wiped on drop.
+fn parse_json(what: &str, text: &str) -> Result<WipedJson, VaultError> {
+    let v = WipedJson(
+        serde_json::from_str(text).map_err(|e| malformed(what, format!("not valid JSON ({e})")))?,
+    );
     if !v.is_object() {
         return Err(malformed(what, "expected a JSON object"));
     }
