@@ -53,27 +53,16 @@ impl MasterKey {
         Err(VaultError::BadKeyFormat)
     }
 
-    /// A short public name for this key (16 hex digits, HKDF-SHA256 of the key), recorded in
-    /// the ledger sealed under it: a ledger finds its own key file by it, and the id says
-    /// nothing about the key itself.
+    /// A short public name for this key: 16 hex digits of HMAC-SHA256 under the key of a
+    /// fixed label (a one-way derivation, as HKDF's extract step). Recorded in the ledger
+    /// sealed under the key, it names the ledger's own key file and says nothing about the key.
     pub fn key_id(&self) -> String {
-        use ring::hkdf::{HKDF_SHA256, KeyType, Salt};
-        struct Len8;
-        impl KeyType for Len8 {
-            fn len(&self) -> usize {
-                8
-            }
-        }
-        let prk = Salt::new(HKDF_SHA256, b"authledger/v1 key-id").extract(&self.0[..]);
-        let mut id = [0u8; 8];
-        // Expanding 8 bytes from SHA-256 cannot fail (the limit is 255 * 32).
-        let filled = prk
-            .expand(&[b"key-id"], Len8)
-            .and_then(|okm| okm.fill(&mut id));
-        match filled {
-            Ok(()) => hex::encode(id),
-            Err(_) => String::from("0000000000000000"),
-        }
+        use ring::hmac;
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &self.0[..]),
+            b"authledger/v1 key-id",
+        );
+        hex::encode(&tag.as_ref()[..8])
     }
 
     /// The key as standard base64, for the key file.
@@ -191,6 +180,17 @@ mod tests {
         assert!(!other.matches(&c.key_check().unwrap()));
         let again = c.seal("sk-ant-secret", &ad).unwrap();
         assert_ne!(again.nonce, sealed.nonce, "a fresh nonce every time");
+    }
+
+    #[test]
+    fn a_key_id_is_stable_per_key_and_differs_between_keys() {
+        let key = MasterKey::generate().unwrap();
+        let same = MasterKey::from_base64(&key.to_base64()).unwrap();
+        let id = key.key_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(same.key_id(), id);
+        assert_ne!(MasterKey::generate().unwrap().key_id(), id);
     }
 
     #[test]
