@@ -94,7 +94,7 @@ impl StatusCmd {
             if let Some(to) = &c.handed_over_to {
                 let to = if to == "codex" { "Codex" } else { to.as_str() };
                 ctx.out.line(&format!(
-                    "{}/{}: handed over to {to}; refresh it there (the ledger no longer does)",
+                    "{}/{}: handed over to {to}; refresh it there",
                     c.provider, c.account
                 ))?;
             }
