@@ -465,7 +465,8 @@ fn a_claude_agent_gets_the_configured_base_url_and_its_rate_limit() {
     }
     // An API key account's documented default: 60 requests a minute.
     assert_eq!(
-        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE").map(String::as_str),
+        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE")
+            .map(String::as_str),
         Some("60")
     );
     assert_session_vars(&home, &env, "routed", "claude");
@@ -476,7 +477,8 @@ fn a_claude_agent_gets_the_configured_base_url_and_its_rate_limit() {
     let (out, env, _) = run_agent(&home, &["--agent", "slow", "--provider", "claude"], &[], "");
     must(out, "run");
     assert_eq!(
-        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE").map(String::as_str),
+        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE")
+            .map(String::as_str),
         Some("7")
     );
 }
@@ -1020,7 +1022,8 @@ fn a_killed_run_leaves_a_lease_that_cleanup_reclaims_after_its_ttl() {
 /// `run` on the wall clock with an API key account, the agent dumping its environment and
 /// then running `script`.
 fn run_wall(home: &Home, scratch: &Scratch, args: &[&str], script: &str) -> Reaped {
-    let script = format!("env > \"$SCRATCH/env.tmp\"; mv \"$SCRATCH/env.tmp\" \"$SCRATCH/env\"\n{script}");
+    let script =
+        format!("env > \"$SCRATCH/env.tmp\"; mv \"$SCRATCH/env.tmp\" \"$SCRATCH/env\"\n{script}");
     Reaped(Some(
         home.cmd_wall()
             .arg("run")
@@ -1077,7 +1080,11 @@ fn run_renews_every_third_of_the_ttl() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     let trail = lease_trail(&home, &id);
-    assert_eq!(trail.first().map(|r| r.0.as_str()), Some("acquire"), "{trail:?}");
+    assert_eq!(
+        trail.first().map(|r| r.0.as_str()),
+        Some("acquire"),
+        "{trail:?}"
+    );
     let granted = trail[0].1;
     let beats: Vec<i64> = trail
         .iter()
@@ -1089,12 +1096,23 @@ fn run_renews_every_third_of_the_ttl() {
         // Never before its turn (the k-th heartbeat is due k thirds of the TTL after the
         // grant; 50 ms for the two clocks the process reads) ...
         let due = granted + (k as i64 + 1) * TTL_MS / 3;
-        assert!(*at >= due - 50, "renew {k} at +{} ms: {trail:?}", at - granted);
+        assert!(
+            *at >= due - 50,
+            "renew {k} at +{} ms: {trail:?}",
+            at - granted
+        );
         // ... and always before the lease would have lapsed.
-        assert!(*at < last + TTL_MS, "the lease lapsed before renew {k}: {trail:?}");
+        assert!(
+            *at < last + TTL_MS,
+            "the lease lapsed before renew {k}: {trail:?}"
+        );
         last = *at;
     }
-    assert_eq!(trail.last().map(|r| r.0.as_str()), Some("release"), "{trail:?}");
+    assert_eq!(
+        trail.last().map(|r| r.0.as_str()),
+        Some("release"),
+        "{trail:?}"
+    );
 }
 
 #[test]

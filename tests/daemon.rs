@@ -833,7 +833,10 @@ fn a_hung_daemon_costs_a_client_its_timeout_then_it_works_directly() {
         String::from_utf8_lossy(&first).contains("acquire"),
         "{first:?}"
     );
-    assert!(hung.received.try_recv().is_err(), "a second request was sent");
+    assert!(
+        hung.received.try_recv().is_err(),
+        "a second request was sent"
+    );
     let actions: Vec<String> = audit_rows(&home).into_iter().map(|(a, _)| a).collect();
     assert_eq!(
         actions.iter().filter(|a| *a == "acquire").count(),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -11,6 +11,7 @@ use std::process::Stdio;
 use authledger::{
     Account, Credential, KeySource, Ledger, LedgerConfig, MasterKey, Provider, Secret,
 };
+use common::oauth_server::OAuthServer;
 use common::{Home, code, fixture, stderr, stdout};
 
 fn random_hex(n: usize) -> String {
@@ -68,6 +69,67 @@ fn unique_fixture(dir: &Path, name: &str, tokens: &[&str]) -> (String, Vec<Strin
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     (path.to_string_lossy().into_owned(), secrets)
+}
+
+/// A running `authledger daemon` (wall clock, refreshing every second) and its stderr.
+struct DaemonLog {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl DaemonLog {
+    /// Waits (up to a minute) for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} from the daemon: {:?}", self.seen),
+            }
+        }
+    }
+}
+
+/// Runs the daemon while `meanwhile` runs, stops it with SIGTERM and returns its whole log.
+fn daemon_log_while(home: &Home, meanwhile: impl FnOnce(&mut DaemonLog)) -> String {
+    use std::io::BufRead;
+    let mut child = home
+        .cmd_wall()
+        .args(["daemon", "--interval", "1h", "--refresh-every", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut daemon = DaemonLog {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    meanwhile(&mut daemon);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status();
+    daemon.wait_for("daemon stopping");
+    assert!(daemon.child.wait().unwrap().success());
+    daemon.seen.join("\n")
 }
 
 #[test]
@@ -150,7 +212,7 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
     }
 
     // Everything a user might run afterwards, in both output modes.
-    let acquire = home.json(&[
+    let acquire_args = [
         "lease",
         "acquire",
         "--agent",
@@ -159,7 +221,14 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
         "claude",
         "--tokens",
         "10",
-    ]);
+    ];
+    let out = home.run(&acquire_args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    outputs.push(out);
+    let out = home.run(&[&["--json"][..], &acquire_args[..]].concat());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let acquire: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    outputs.push(out);
     let id = acquire["lease_id"].as_str().unwrap().to_string();
     for args in [
         vec!["status"],
@@ -180,26 +249,61 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
         assert!(code(&out) == 0, "{args:?}: {}", stderr(&out));
         outputs.push(out);
     }
-    // The daemon's log: wait for its first cleanup line, then stop it.
-    let mut daemon = home
-        .cmd()
-        .args(["daemon", "--interval", "1h"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+    // The daemon's log, while it serves clients and refreshes a token: an OpenAI login
+    // through a fake OAuth server whose tokens expire within the daemon's horizon.
+    let server = OAuthServer::start();
+    server.set(|m| m.expires_in = Some(120));
+    std::fs::write(
+        home.path().join("config.toml"),
+        server.config_toml("openai"),
+    )
+    .unwrap();
+    let out = home
+        .cmd_wall()
+        .args(["login", "openai", "--account", "oauth", "--device"])
+        .output()
         .unwrap();
-    let mut log = String::new();
-    {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(daemon.stderr.take().unwrap());
-        reader.read_line(&mut log).unwrap();
-        assert!(log.contains("cleanup"), "{log}");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
-            .status();
-        reader.read_to_string(&mut log).unwrap();
-    }
-    assert!(daemon.wait().unwrap().success());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    outputs.push(out);
+    let log = daemon_log_while(&home, |daemon| {
+        daemon.wait_for("serving writes at");
+        daemon.wait_for("refreshed openai/oauth");
+        // Clients on the wall clock write through it.
+        let out = home
+            .cmd_wall()
+            .args([
+                "--json",
+                "lease",
+                "acquire",
+                "--agent",
+                "d",
+                "--provider",
+                "claude",
+                "--account",
+                "default",
+                "--tokens",
+                "10",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let lease = lease["lease_id"].as_str().unwrap().to_string();
+        outputs.push(out);
+        for args in [
+            vec!["usage", "record", &lease, "--input", "1", "--output", "1"],
+            vec!["lease", "release", &lease],
+        ] {
+            let out = home.cmd_wall().args(&args).output().unwrap();
+            assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+            outputs.push(out);
+        }
+    });
+    assert!(log.contains("served 3 requests"), "{log}");
+    assert_eq!(server.problems(), Vec::<String>::new());
+    let issued: Vec<String> = [server.access_tokens(), server.refresh_tokens()].concat();
+    assert!(issued.len() >= 4, "the daemon refreshed: {issued:?}");
+    secrets.extend(issued);
     for s in &secrets {
         assert!(
             !log.contains(s.as_str()),
