@@ -350,10 +350,23 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
 
 #[test]
 fn files_the_ledger_creates_are_private() {
+    // Under the most permissive umask, so only the ledger's own care keeps files private
+    // (the umask is the process's, inherited by every child).
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let outer = tempfile::tempdir().unwrap();
     let home_dir = outer.path().join("new/home");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authledger"));
-    cmd.env_clear().env("AUTHLEDGER_HOME", &home_dir).args([
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+            .env_clear()
+            .env("AUTHLEDGER_HOME", &home_dir)
+            .env("AUTHLEDGER_NOW", common::T0.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        out
+    };
+    cli(&[
         "login",
         "claude",
         "--from",
@@ -361,19 +374,66 @@ fn files_the_ledger_creates_are_private() {
         "--path",
         &fixture("claude-code-credentials.json"),
     ]);
-    let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cli(&[
+        "login",
+        "openai",
+        "--from",
+        "codex",
+        "--path",
+        &fixture("codex-auth.apikey.json"),
+    ]);
+    // An OpenAI lease's environment makes its private Codex home under `agents/`.
+    let out = cli(&[
+        "--json",
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "openai",
+    ]);
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap();
+    cli(&["env", id]);
+    // A connection held open keeps the WAL and SHM on disk while a write goes through.
+    let keep = rusqlite::Connection::open(home_dir.join("ledger.db")).unwrap();
+    let _: i64 = keep
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    cli(&["lease", "renew", id]);
+
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let lease_dir = home_dir.join("agents").join(id);
     for dir in [
         outer.path().join("new"),
         home_dir.clone(),
         home_dir.join("keys"),
+        home_dir.join("agents"),
+        lease_dir.clone(),
+        lease_dir.join("codex"),
     ] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
-    for file in ["ledger.db", "ledger.db.lock", "keys/master.key"] {
+    for file in [
+        "ledger.db",
+        "ledger.db-wal",
+        "ledger.db-shm",
+        "ledger.db.lock",
+        "keys/master.key",
+    ] {
         assert_eq!(mode(&home_dir.join(file)), 0o600, "{file}");
     }
+    let mut inside = Vec::new();
+    for entry in std::fs::read_dir(lease_dir.join("codex")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        inside.push(path);
+    }
+    assert!(
+        inside.iter().any(|p| p.ends_with("auth.json")),
+        "{inside:?}"
+    );
+    drop(keep);
 }
 
 fn library_ledger(dir: &Path) -> Ledger {
