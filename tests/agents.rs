@@ -1483,7 +1483,10 @@ fn the_demo_runs_every_step_it_promises_on_a_temporary_ledger() {
         "The audit trail, hash-chained",
         "audit verify: intact",
     ] {
-        assert!(said.contains(step), "the demo should show {step:?}:\n{said}");
+        assert!(
+            said.contains(step),
+            "the demo should show {step:?}:\n{said}"
+        );
     }
     // Its ledger was temporary: gone afterwards, and the user's own never made.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
