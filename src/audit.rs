@@ -15,7 +15,7 @@ use crate::types::{Account, AgentId, LeaseId, Millis, Provider};
 /// The hash the first row chains from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The stable action names (DESIGN.md invariant 5); scripts filter on them.
+/// The stable action names (README, "Audit"); scripts filter on them.
 pub mod action {
     /// A lease was granted.
     pub const ACQUIRE: &str = "acquire";

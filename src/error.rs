@@ -6,7 +6,7 @@ use crate::store::StoreError;
 use crate::types::InvalidInput;
 use crate::vault::VaultError;
 
-/// Exit codes (DESIGN.md, "CLI contract"), kept in one place.
+/// Exit codes (README, "CLI"), kept in one place.
 pub mod exit {
     /// Success.
     pub const OK: i32 = 0;

@@ -31,3 +31,19 @@ pub fn panic_point(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// `n` when `AUTHLEDGER_FAULT` is `<name>=<n>` (debug builds only): a point that holds
+/// until something has happened `n` times, so a test can line up events that real load only
+/// lines up sometimes.
+#[inline]
+pub fn count(name: &str) -> Option<u64> {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var(FAULT_VAR)
+        && let Some(n) = v.strip_prefix(name).and_then(|rest| rest.strip_prefix('='))
+    {
+        return n.parse().ok();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    None
+}

@@ -35,7 +35,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits DESIGN.md promises a provider nobody has configured yet.
+    /// The limits the README ("Limits") promises a provider nobody has configured yet.
     pub fn defaults(provider: Provider, account: Account, now: Millis) -> Self {
         let (daily_tokens, concurrent) = match provider {
             Provider::Claude => (1_000_000, 10),

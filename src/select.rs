@@ -1,6 +1,6 @@
 //! Provider selection: which provider account a new agent gets, and why.
 //!
-//! Order for `auto` (DESIGN.md): the user's preferred provider (`switch`), then Claude, then
+//! Order for `auto` (README, "Selection"): the user's preferred provider (`switch`), then Claude, then
 //! OpenAI; within a provider, subscription (OAuth) accounts before API keys, so metered
 //! billing is the last resort. An account is taken when its credential is usable (valid or
 //! refreshable), it is healthy, every window is under 80 % and a slot is free; failing that,

@@ -304,7 +304,7 @@ fn send(pid: i32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("send a signal");
 }
 
-/// The bits every agent gets whatever its credential (DESIGN.md "Agent environment").
+/// The bits every agent gets whatever its credential (README "Agent environment").
 fn assert_session_vars(home: &Home, env: &BTreeMap<String, String>, agent: &str, provider: &str) {
     let id = env
         .get("AUTHLEDGER_LEASE_ID")
@@ -322,9 +322,18 @@ fn assert_session_vars(home: &Home, env: &BTreeMap<String, String>, agent: &str,
         env.get("ACTIVE_AUTH_PROVIDER").map(String::as_str),
         Some(provider)
     );
+    let expires = chrono::DateTime::from_timestamp_millis(l["expires_at"].as_i64().unwrap())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        env.get("AUTHLEDGER_LEASE_EXPIRES_AT"),
+        Some(&expires),
+        "the lease's expiry: {l}"
+    );
     let allocated = l["allocated"].as_i64().expect("allocated").to_string();
     match provider {
         "claude" => {
+            assert_eq!(env.get("CLAUDE_AGENT_ID").map(String::as_str), Some(agent));
             assert_eq!(
                 env.get("CLAUDE_MAX_TOKENS_ALLOCATED"),
                 Some(&allocated),
@@ -429,6 +438,49 @@ fn a_claude_api_key_goes_in_both_key_variables_and_nothing_else() {
     let id = &env["AUTHLEDGER_LEASE_ID"];
     assert_eq!(lease(&home, id)["account"], "key");
     assert_eq!(lease(&home, id)["state"], "released");
+}
+
+#[test]
+fn a_claude_agent_gets_the_configured_base_url_and_its_rate_limit() {
+    let home = Home::empty();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[providers.claude]\nbase_url = \"http://127.0.0.1:9/anthropic\"\n",
+    )
+    .unwrap();
+    login_key(&home, "claude", "default", CLAUDE_API_KEY);
+    let (out, env, _) = run_agent(
+        &home,
+        &["--agent", "routed", "--provider", "claude"],
+        PARENT_SECRETS,
+        "exit 0",
+    );
+    must(out, "run");
+    for var in ["ANTHROPIC_BASE_URL", "CLAUDE_BASE_URL"] {
+        assert_eq!(
+            env.get(var).map(String::as_str),
+            Some("http://127.0.0.1:9/anthropic"),
+            "{var}"
+        );
+    }
+    // An API key account's documented default: 60 requests a minute.
+    assert_eq!(
+        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE")
+            .map(String::as_str),
+        Some("60")
+    );
+    assert_session_vars(&home, &env, "routed", "claude");
+
+    // A limit set for the account is the one the agent is told.
+    let out = home.run(&["limits", "set", "claude", "--rpm", "7"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (out, env, _) = run_agent(&home, &["--agent", "slow", "--provider", "claude"], &[], "");
+    must(out, "run");
+    assert_eq!(
+        env.get("CLAUDE_MAX_REQUESTS_PER_MINUTE")
+            .map(String::as_str),
+        Some("7")
+    );
 }
 
 #[test]
@@ -964,6 +1016,140 @@ fn a_killed_run_leaves_a_lease_that_cleanup_reclaims_after_its_ttl() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5b. The heartbeat of `run` (on the wall clock: it renews on a timer)
+// ---------------------------------------------------------------------------------------------
+
+/// `run` on the wall clock with an API key account, the agent dumping its environment and
+/// then running `script`.
+fn run_wall(home: &Home, scratch: &Scratch, args: &[&str], script: &str) -> Reaped {
+    let script =
+        format!("env > \"$SCRATCH/env.tmp\"; mv \"$SCRATCH/env.tmp\" \"$SCRATCH/env\"\n{script}");
+    Reaped(Some(
+        home.cmd_wall()
+            .arg("run")
+            .args(args)
+            .args(["--", "sh", "-c", &script])
+            .env("SCRATCH", scratch.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn run"),
+    ))
+}
+
+/// (action, at_ms) of a lease's audit rows, in order.
+fn lease_trail(home: &Home, id: &str) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        home.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT action, at_ms FROM audit WHERE lease_id = ?1 ORDER BY seq")
+        .unwrap();
+    stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn run_renews_every_third_of_the_ttl() {
+    let home = Home::empty();
+    login_key(&home, "claude", "default", CLAUDE_API_KEY);
+    let scratch = Scratch::new();
+    const TTL_MS: i64 = 6_000;
+    let child = run_wall(
+        &home,
+        &scratch,
+        &["--agent", "beating", "--provider", "claude", "--ttl", "6s"],
+        "while [ ! -e \"$SCRATCH/stop\" ]; do sleep 0.05; done",
+    );
+    wait_until("the agent to start", || scratch.path("env").exists());
+    let id = scratch.env()["AUTHLEDGER_LEASE_ID"].clone();
+    let renews = || {
+        lease_trail(&home, &id)
+            .into_iter()
+            .filter(|(a, _)| a == "renew")
+            .count()
+    };
+    wait_until("three renews", || renews() >= 3);
+    std::fs::write(scratch.path("stop"), "").unwrap();
+    let out = finish(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let trail = lease_trail(&home, &id);
+    assert_eq!(
+        trail.first().map(|r| r.0.as_str()),
+        Some("acquire"),
+        "{trail:?}"
+    );
+    let granted = trail[0].1;
+    let beats: Vec<i64> = trail
+        .iter()
+        .filter(|(a, _)| a == "renew")
+        .map(|r| r.1)
+        .collect();
+    let mut last = granted;
+    for (k, at) in beats.iter().enumerate() {
+        // Never before its turn (the k-th heartbeat is due k thirds of the TTL after the
+        // grant; 50 ms for the two clocks the process reads) ...
+        let due = granted + (k as i64 + 1) * TTL_MS / 3;
+        assert!(
+            *at >= due - 50,
+            "renew {k} at +{} ms: {trail:?}",
+            at - granted
+        );
+        // ... and always before the lease would have lapsed.
+        assert!(
+            *at < last + TTL_MS,
+            "the lease lapsed before renew {k}: {trail:?}"
+        );
+        last = *at;
+    }
+    assert_eq!(
+        trail.last().map(|r| r.0.as_str()),
+        Some("release"),
+        "{trail:?}"
+    );
+}
+
+#[test]
+fn run_stops_the_agent_when_its_lease_is_reclaimed() {
+    let home = Home::empty();
+    login_key(&home, "claude", "default", CLAUDE_API_KEY);
+    let scratch = Scratch::new();
+    // The agent ignores nothing: SIGTERM ends it, and `run` reports 128 + 15.
+    let child = run_wall(
+        &home,
+        &scratch,
+        &["--agent", "evicted", "--provider", "claude", "--ttl", "3s"],
+        "exec sleep 600",
+    );
+    wait_until("the agent to start", || scratch.path("env").exists());
+    let id = scratch.env()["AUTHLEDGER_LEASE_ID"].clone();
+    // Cleanup from outside, a day later on its own clock, reclaims the lease.
+    let day_later = lease(&home, &id)["expires_at"].as_i64().unwrap() + 86_400_000;
+    let report = json_at(&home, day_later, &["cleanup"]);
+    assert_eq!(report["expired"], 1, "{report}");
+    let out = finish(child);
+    assert_eq!(code(&out), 128 + 15, "run's exit: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopping the agent"),
+        "{}",
+        stderr(&out)
+    );
+    let actions: Vec<String> = lease_trail(&home, &id).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("expire"),
+        "nothing after the reclaim: {actions:?}"
+    );
+    assert_eq!(lease(&home, &id)["state"], "expired");
+}
+
+// ---------------------------------------------------------------------------------------------
 // 6. Fallback of `--provider auto`
 // ---------------------------------------------------------------------------------------------
 
@@ -1268,4 +1454,41 @@ fn regression_the_ledgers_master_key_never_reaches_an_agent() {
     must(out, "run with the key in the environment");
     assert!(!env.contains_key("AUTHLEDGER_MASTER_KEY"), "{env:?}");
     assert!(!env.contains_key("AUTHLEDGER_NEW_MASTER_KEY"), "{env:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. `authledger demo`
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_demo_runs_every_step_it_promises_on_a_temporary_ledger() {
+    let home = Home::empty();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = home
+        .cmd_wall()
+        .env("TMPDIR", tmp.path())
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = stdout(&out);
+    // The README's promise: agents sharing a budget, a refusal, a crash reclaimed, the audit
+    // trail (verified intact).
+    for step in [
+        "Three agents share Claude's budget",
+        "A fourth agent is refused",
+        "denied:",
+        "The tester crashes without releasing",
+        "cleanup reclaimed 1 lease(s)",
+        "The audit trail, hash-chained",
+        "audit verify: intact",
+    ] {
+        assert!(
+            said.contains(step),
+            "the demo should show {step:?}:\n{said}"
+        );
+    }
+    // Its ledger was temporary: gone afterwards, and the user's own never made.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert!(!home.db().exists());
 }

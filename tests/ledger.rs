@@ -1,4 +1,4 @@
-//! Lease and usage semantics through the library API (invariants 1–4 of DESIGN.md).
+//! Lease and usage semantics through the library API (README, "Concepts" and "How it stays correct").
 
 mod common;
 

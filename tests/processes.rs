@@ -367,7 +367,27 @@ fn killed_processes_leak_nothing_after_ttl() {
         .collect();
     let killed_a = kill_after(children);
 
-    // Phase B: release half of the leases that made it, SIGKILLing the releases after 0-20 ms.
+    // Phase B: release half of the live leases (the ones phase A left, and others granted now
+    // so the releases never depend on phase A's timing), SIGKILLing the releases after
+    // 0-20 ms.
+    for i in 0..8 {
+        json_at(
+            &home,
+            T0,
+            &[
+                "lease",
+                "acquire",
+                "--agent",
+                &format!("r{i}"),
+                "--provider",
+                "claude",
+                "--tokens",
+                "100",
+                "--ttl",
+                "10m",
+            ],
+        );
+    }
     let active = json_at(&home, T0, &["lease", "list"]);
     let targets: Vec<String> = active
         .as_array()
@@ -377,6 +397,21 @@ fn killed_processes_leak_nothing_after_ttl() {
         .filter(|id| *id != holder)
         .collect();
     let targets = &targets[..targets.len() / 2];
+    // The kills hit live leases: every target is active in the database right now.
+    let live_targets = {
+        let conn = db(&home);
+        targets
+            .iter()
+            .filter(|id| {
+                count(
+                    &conn,
+                    &format!("SELECT COUNT(*) FROM leases WHERE id = '{id}' AND state = 'active'"),
+                ) == 1
+            })
+            .count()
+    };
+    assert!(live_targets >= 4, "{live_targets} live leases to release");
+    assert_eq!(live_targets, targets.len());
     let children: Vec<_> = targets
         .iter()
         .map(|id| {
@@ -392,6 +427,10 @@ fn killed_processes_leak_nothing_after_ttl() {
         })
         .collect();
     let killed_b = kill_after(children);
+    assert!(
+        killed_a + killed_b > 0,
+        "no process was killed while it ran: nothing was tested"
+    );
 
     // Consistency: a killed process left either all of its transaction or none of it.
     let conn = db(&home);

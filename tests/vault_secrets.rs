@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -11,6 +11,7 @@ use std::process::Stdio;
 use authledger::{
     Account, Credential, KeySource, Ledger, LedgerConfig, MasterKey, Provider, Secret,
 };
+use common::oauth_server::OAuthServer;
 use common::{Home, code, fixture, stderr, stdout};
 
 fn random_hex(n: usize) -> String {
@@ -68,6 +69,67 @@ fn unique_fixture(dir: &Path, name: &str, tokens: &[&str]) -> (String, Vec<Strin
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     (path.to_string_lossy().into_owned(), secrets)
+}
+
+/// A running `authledger daemon` (wall clock, refreshing every second) and its stderr.
+struct DaemonLog {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl DaemonLog {
+    /// Waits (up to a minute) for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} from the daemon: {:?}", self.seen),
+            }
+        }
+    }
+}
+
+/// Runs the daemon while `meanwhile` runs, stops it with SIGTERM and returns its whole log.
+fn daemon_log_while(home: &Home, meanwhile: impl FnOnce(&mut DaemonLog)) -> String {
+    use std::io::BufRead;
+    let mut child = home
+        .cmd_wall()
+        .args(["daemon", "--interval", "1h", "--refresh-every", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut daemon = DaemonLog {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    meanwhile(&mut daemon);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status();
+    daemon.wait_for("daemon stopping");
+    assert!(daemon.child.wait().unwrap().success());
+    daemon.seen.join("\n")
 }
 
 #[test]
@@ -150,7 +212,7 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
     }
 
     // Everything a user might run afterwards, in both output modes.
-    let acquire = home.json(&[
+    let acquire_args = [
         "lease",
         "acquire",
         "--agent",
@@ -159,7 +221,14 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
         "claude",
         "--tokens",
         "10",
-    ]);
+    ];
+    let out = home.run(&acquire_args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    outputs.push(out);
+    let out = home.run(&[&["--json"][..], &acquire_args[..]].concat());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let acquire: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    outputs.push(out);
     let id = acquire["lease_id"].as_str().unwrap().to_string();
     for args in [
         vec!["status"],
@@ -180,26 +249,61 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
         assert!(code(&out) == 0, "{args:?}: {}", stderr(&out));
         outputs.push(out);
     }
-    // The daemon's log: wait for its first cleanup line, then stop it.
-    let mut daemon = home
-        .cmd()
-        .args(["daemon", "--interval", "1h"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+    // The daemon's log, while it serves clients and refreshes a token: an OpenAI login
+    // through a fake OAuth server whose tokens expire within the daemon's horizon.
+    let server = OAuthServer::start();
+    server.set(|m| m.expires_in = Some(120));
+    std::fs::write(
+        home.path().join("config.toml"),
+        server.config_toml("openai"),
+    )
+    .unwrap();
+    let out = home
+        .cmd_wall()
+        .args(["login", "openai", "--account", "oauth", "--device"])
+        .output()
         .unwrap();
-    let mut log = String::new();
-    {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(daemon.stderr.take().unwrap());
-        reader.read_line(&mut log).unwrap();
-        assert!(log.contains("cleanup"), "{log}");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
-            .status();
-        reader.read_to_string(&mut log).unwrap();
-    }
-    assert!(daemon.wait().unwrap().success());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    outputs.push(out);
+    let log = daemon_log_while(&home, |daemon| {
+        daemon.wait_for("serving writes at");
+        daemon.wait_for("refreshed openai/oauth");
+        // Clients on the wall clock write through it.
+        let out = home
+            .cmd_wall()
+            .args([
+                "--json",
+                "lease",
+                "acquire",
+                "--agent",
+                "d",
+                "--provider",
+                "claude",
+                "--account",
+                "default",
+                "--tokens",
+                "10",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let lease = lease["lease_id"].as_str().unwrap().to_string();
+        outputs.push(out);
+        for args in [
+            vec!["usage", "record", &lease, "--input", "1", "--output", "1"],
+            vec!["lease", "release", &lease],
+        ] {
+            let out = home.cmd_wall().args(&args).output().unwrap();
+            assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+            outputs.push(out);
+        }
+    });
+    assert!(log.contains("served 3 requests"), "{log}");
+    assert_eq!(server.problems(), Vec::<String>::new());
+    let issued: Vec<String> = [server.access_tokens(), server.refresh_tokens()].concat();
+    assert!(issued.len() >= 4, "the daemon refreshed: {issued:?}");
+    secrets.extend(issued);
     for s in &secrets {
         assert!(
             !log.contains(s.as_str()),
@@ -246,10 +350,23 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
 
 #[test]
 fn files_the_ledger_creates_are_private() {
+    // Under the most permissive umask, so only the ledger's own care keeps files private
+    // (the umask is the process's, inherited by every child).
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let outer = tempfile::tempdir().unwrap();
     let home_dir = outer.path().join("new/home");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authledger"));
-    cmd.env_clear().env("AUTHLEDGER_HOME", &home_dir).args([
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+            .env_clear()
+            .env("AUTHLEDGER_HOME", &home_dir)
+            .env("AUTHLEDGER_NOW", common::T0.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        out
+    };
+    cli(&[
         "login",
         "claude",
         "--from",
@@ -257,19 +374,66 @@ fn files_the_ledger_creates_are_private() {
         "--path",
         &fixture("claude-code-credentials.json"),
     ]);
-    let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cli(&[
+        "login",
+        "openai",
+        "--from",
+        "codex",
+        "--path",
+        &fixture("codex-auth.apikey.json"),
+    ]);
+    // An OpenAI lease's environment makes its private Codex home under `agents/`.
+    let out = cli(&[
+        "--json",
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "openai",
+    ]);
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap();
+    cli(&["env", id]);
+    // A connection held open keeps the WAL and SHM on disk while a write goes through.
+    let keep = rusqlite::Connection::open(home_dir.join("ledger.db")).unwrap();
+    let _: i64 = keep
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    cli(&["lease", "renew", id]);
+
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let lease_dir = home_dir.join("agents").join(id);
     for dir in [
         outer.path().join("new"),
         home_dir.clone(),
         home_dir.join("keys"),
+        home_dir.join("agents"),
+        lease_dir.clone(),
+        lease_dir.join("codex"),
     ] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
-    for file in ["ledger.db", "ledger.db.lock", "keys/master.key"] {
+    for file in [
+        "ledger.db",
+        "ledger.db-wal",
+        "ledger.db-shm",
+        "ledger.db.lock",
+        "keys/master.key",
+    ] {
         assert_eq!(mode(&home_dir.join(file)), 0o600, "{file}");
     }
+    let mut inside = Vec::new();
+    for entry in std::fs::read_dir(lease_dir.join("codex")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        inside.push(path);
+    }
+    assert!(
+        inside.iter().any(|p| p.ends_with("auth.json")),
+        "{inside:?}"
+    );
+    drop(keep);
 }
 
 fn library_ledger(dir: &Path) -> Ledger {

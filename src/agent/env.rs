@@ -1,4 +1,4 @@
-//! The environment for an agent holding a lease (DESIGN.md "Agent environment").
+//! The environment for an agent holding a lease (README "Agent environment").
 
 use std::path::{Path, PathBuf};
 
@@ -148,12 +148,22 @@ fn write_codex_home(
 ) -> Result<(), Error> {
     crate::vault::export::write_private_json(dir, "auth.json", auth)?;
     if let Some(text) = config {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = dir.join("config.toml");
-        std::fs::write(&path, text).map_err(|source| Error::Io {
-            what: format!("cannot write {}", path.display()),
-            source,
-        })?;
-        use std::os::unix::fs::PermissionsExt;
+        // Private from its creation, whatever the umask: never readable by others, even for
+        // a moment.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|source| Error::Io {
+                what: format!("cannot write {}", path.display()),
+                source,
+            })?;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     Ok(())

@@ -42,6 +42,37 @@ const REPLY_GRACE: Duration = Duration::from_secs(5);
 /// How long a ledger works directly after its daemon failed to answer in time.
 const AFTER_SILENCE: Duration = Duration::from_secs(30);
 
+/// Replaces the 15 s a client waits for its reply (budget and grace together, in
+/// milliseconds), so a test of a hung daemon need not wait that long. The budget keeps its
+/// two thirds of the whole.
+const TIMEOUT_VAR: &str = "AUTHLEDGER_DAEMON_TIMEOUT_MS";
+
+/// How long a request may wait to be started, and how long the client waits for its reply.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    budget: Duration,
+    reply: Duration,
+}
+
+impl Timeouts {
+    fn from_env() -> Self {
+        let set = std::env::var(TIMEOUT_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0);
+        match set {
+            Some(ms) => Timeouts {
+                budget: Duration::from_millis(ms.saturating_mul(2) / 3),
+                reply: Duration::from_millis(ms),
+            },
+            None => Timeouts {
+                budget: REQUEST_BUDGET,
+                reply: REQUEST_BUDGET + REPLY_GRACE,
+            },
+        }
+    }
+}
+
 /// The way to a daemon, if one serves the ledger.
 #[derive(Debug)]
 pub(crate) struct DaemonLink {
@@ -49,6 +80,7 @@ pub(crate) struct DaemonLink {
     idle: Mutex<Vec<BufReader<UnixStream>>>,
     /// Until when to work directly, after finding no daemon.
     direct_until: Mutex<Option<Instant>>,
+    timeouts: Timeouts,
 }
 
 impl DaemonLink {
@@ -58,6 +90,7 @@ impl DaemonLink {
             socket: if enabled { socket_path_for(db) } else { None },
             idle: Mutex::new(Vec::new()),
             direct_until: Mutex::new(None),
+            timeouts: Timeouts::from_env(),
         }
     }
 
@@ -71,7 +104,7 @@ impl DaemonLink {
         let Some(socket) = &self.socket else {
             return Call::NoDaemon;
         };
-        let budget = i64::try_from(REQUEST_BUDGET.as_millis()).unwrap_or(i64::MAX / 2);
+        let budget = i64::try_from(self.timeouts.budget.as_millis()).unwrap_or(i64::MAX / 2);
         let envelope = Envelope {
             v: VERSION,
             deadline_ms: SystemClock.now_ms().saturating_add(budget),
@@ -88,7 +121,7 @@ impl DaemonLink {
                 if self.recently_absent() {
                     return Call::NoDaemon;
                 }
-                match connect(socket) {
+                match connect(socket, self.timeouts.reply) {
                     Some(conn) => (conn, true),
                     None => {
                         self.work_directly_for(PROBE_EVERY);
@@ -147,14 +180,14 @@ impl DaemonLink {
 /// A connection to the socket, if something listens there and it runs as this user: in a
 /// directory others can write to, a socket planted by someone else must not see our requests
 /// or answer them.
-fn connect(socket: &Path) -> Option<BufReader<UnixStream>> {
+fn connect(socket: &Path, wait: Duration) -> Option<BufReader<UnixStream>> {
     let stream = UnixStream::connect(socket).ok()?;
     let peer = getsockopt(&stream, PeerCredentials).ok()?;
     if peer.uid() != UnixCredentials::new().uid() {
         return None;
     }
     // A daemon stopped with SIGSTOP must not hang its clients.
-    let wait = Some(REQUEST_BUDGET + REPLY_GRACE);
+    let wait = Some(wait);
     stream.set_read_timeout(wait).ok()?;
     stream.set_write_timeout(wait).ok()?;
     Some(BufReader::new(stream))

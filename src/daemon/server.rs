@@ -68,6 +68,8 @@ pub struct ServedStats {
 struct Counters {
     requests: AtomicU64,
     transactions: AtomicU64,
+    /// Requests handed to the batcher so far.
+    queued: AtomicU64,
 }
 
 impl Server {
@@ -87,6 +89,7 @@ impl Server {
         let (jobs, queue) = mpsc::channel::<Job>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
+        let queued = stats.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let withdraw = Withdraw {
             stop: stop.clone(),
@@ -105,7 +108,7 @@ impl Server {
         let stopping = stop.clone();
         let accept = std::thread::Builder::new()
             .name("authledger-accept".into())
-            .spawn(move || accept_loop(&listener, &jobs, &stopping, owner))
+            .spawn(move || accept_loop(&listener, &jobs, &stopping, owner, &queued))
             .map_err(|source| DaemonError::Io {
                 what: "cannot start the listener".into(),
                 source,
@@ -208,7 +211,13 @@ fn bind_private(socket: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &Arc<AtomicBool>, owner: u32) {
+fn accept_loop(
+    listener: &UnixListener,
+    jobs: &Sender<Job>,
+    stop: &Arc<AtomicBool>,
+    owner: u32,
+    counters: &Arc<Counters>,
+) {
     let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -232,10 +241,11 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &Arc<AtomicBoo
         let jobs = jobs.clone();
         let count = clients.clone();
         let stop = stop.clone();
+        let counters = counters.clone();
         let spawned = std::thread::Builder::new()
             .name("authledger-client".into())
             .spawn(move || {
-                serve_client(stream, &jobs, &stop);
+                serve_client(stream, &jobs, &stop, &counters);
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -247,7 +257,7 @@ fn accept_loop(listener: &UnixListener, jobs: &Sender<Job>, stop: &Arc<AtomicBoo
 /// One client: a request, its reply, and so on until it hangs up or the server stops. A
 /// request read after the stop is not run: the client sees the connection close and settles it
 /// on the database itself.
-fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
+fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool, counters: &Counters) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -268,6 +278,7 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool) {
                 if jobs.send(job).is_err() {
                     return;
                 }
+                counters.queued.fetch_add(1, Ordering::SeqCst);
                 match replies.recv() {
                     Ok(reply) => reply,
                     Err(_) => return,
@@ -301,6 +312,13 @@ fn parse(body: Vec<u8>) -> std::io::Result<Result<Envelope, WireError>> {
 }
 
 fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
+    // A test's stand-in for a slow first commit: requests wait until `n` have queued, as they
+    // would behind a batch that took that long, and the batch below takes what waits.
+    if let Some(n) = crate::fault::count("daemon:hold-until-queued") {
+        while counters.queued.load(Ordering::SeqCst) < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
     while let Ok(first) = queue.recv() {
         crate::fault::panic_point("daemon:batcher-panic");
         let mut batch = vec![first];

@@ -82,7 +82,7 @@ pub(super) fn require_usable(
     .into())
 }
 
-/// The limits DESIGN.md gives an account used through an API key: rate limits on top of the
+/// The limits the README ("Concepts") gives an account used through an API key: rate limits on top of the
 /// provider's daily budget.
 fn api_key_defaults() -> LimitsUpdate {
     LimitsUpdate {

@@ -20,7 +20,7 @@ use crate::types::{
 pub const TTL_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(30 * 86_400));
 
-/// The default lease TTL (DESIGN.md): two hours, extended by each renew.
+/// The default lease TTL (README, "Leases"): two hours, extended by each renew.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// What an agent asks for.

@@ -103,7 +103,7 @@ impl LimitsUpdate {
     }
 }
 
-/// The limits in force for an account: the stored ones, else DESIGN.md's defaults.
+/// The limits in force for an account: the stored ones, else the README's defaults ("Limits").
 pub fn effective_limits(
     tx: &Tx<'_>,
     provider: Provider,

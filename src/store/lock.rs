@@ -319,10 +319,31 @@ mod tests {
         let path = dir.path().join("l.lock");
         let held = WriteLock::acquire(&path, Duration::from_secs(1)).unwrap();
         let p = path.clone();
-        let waiter =
-            std::thread::spawn(move || WriteLock::acquire(&p, Duration::from_secs(10)).is_ok());
-        std::thread::sleep(Duration::from_millis(20));
+        let (got, lock_taken) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let ok = WriteLock::acquire(&p, Duration::from_secs(60)).is_ok();
+            let _ = got.send(ok);
+        });
+        // The waiter has queued (its ticket is taken) ...
+        while next_ticket(&path) < 2 {
+            std::thread::yield_now();
+        }
+        // ... and while the lock is held it does not get it: a waiter let through would say
+        // so within this bound; a blocked one cannot.
+        assert_eq!(
+            lock_taken.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "the waiter got the lock while it was held"
+        );
         drop(held);
-        assert!(waiter.join().unwrap());
+        assert_eq!(lock_taken.recv(), Ok(true));
+        waiter.join().unwrap();
+    }
+
+    /// The next ticket the lock file would hand out.
+    fn next_ticket(path: &Path) -> i64 {
+        let mut buf = [0u8; 8];
+        File::open(path).unwrap().read_at(&mut buf, 0).unwrap();
+        i64::from_le_bytes(buf)
     }
 }
