@@ -354,5 +354,6 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new: &Cipher) -> Result<usize, VaultErr
         tx.replace_sealed_fields(rec.provider, &rec.account, &sealed)?;
     }
     tx.set_setting(KEY_CHECK, &encode_check(&new.key_check()?))?;
+    crate::audit::reseal_audit_key(tx, old, new)?;
     Ok(records.len())
 }
