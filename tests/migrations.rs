@@ -23,7 +23,12 @@ fn usage_events(db: &Path) -> Vec<String> {
         .unwrap();
     stmt.query_map([], |r| {
         Ok((0..10)
-            .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
+            .map(|i| {
+                r.get_ref(i).map(|v| match v {
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?
             .join("|"))
     })
