@@ -3,7 +3,7 @@
 //! Several agents (and several processes of each) share token budgets and concurrency limits
 //! through one SQLite file. An agent takes a *lease* (a reservation of tokens and a concurrency
 //! slot), records what it used, and releases it; a crashed agent's lease expires and cleanup
-//! returns its tokens. Every change is written with a hash-chained audit row in the same
+//! returns its tokens. Every change is written with a keyed, chained audit row in the same
 //! transaction.
 //!
 //! ```

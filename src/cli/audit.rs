@@ -1,4 +1,4 @@
-//! `authledger audit` and `authledger audit verify`
+//! `authledger audit`, `authledger audit verify [--anchor HEAD]` and `authledger audit anchor`
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -6,6 +6,7 @@ use serde_json::json;
 use super::Ctx;
 use super::args::{self, When};
 use super::output::table;
+use crate::audit::Anchor;
 use crate::clock::format_ms;
 use crate::error::Error;
 use crate::records::AuditQuery;
@@ -39,24 +40,51 @@ pub struct AuditCmd {
 
 #[derive(Debug, Subcommand)]
 enum AuditAction {
-    /// Walk the hash chain; exit 5 naming the first bad row if anything was changed.
-    Verify,
+    /// Walk the keyed chain; exit 5 naming the first bad row if anything was changed.
+    Verify {
+        /// Also prove the trail still extends this head, as `audit anchor` printed it.
+        #[arg(long, value_name = "HEAD")]
+        anchor: Option<Anchor>,
+    },
+    /// Print the trail's head (SEQ:MAC) to keep elsewhere, for `verify --anchor`.
+    Anchor,
 }
 
 impl AuditCmd {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
-        if let Some(AuditAction::Verify) = self.action {
-            let report = ledger.verify_audit()?;
+        if let Some(AuditAction::Anchor) = self.action {
+            let anchor = ledger.audit_anchor()?;
+            if ctx.out.json {
+                let value = json!({
+                    "seq": anchor.seq,
+                    "mac": anchor.mac,
+                    "anchor": anchor.to_string(),
+                });
+                return ctx.out.json(&value).map(|_| 0);
+            }
+            return ctx.out.line(&anchor.to_string()).map(|_| 0);
+        }
+        if let Some(AuditAction::Verify { anchor }) = &self.action {
+            let report = match anchor {
+                Some(a) => ledger.verify_audit_against(a)?,
+                None => ledger.verify_audit()?,
+            };
             if ctx.out.json {
                 ctx.out.json(&report)?;
             }
             return match (report.ok, report.first_bad_seq, report.problem) {
                 (true, _, _) => {
                     if !ctx.out.json {
-                        ctx.out
-                            .line(&format!("audit trail intact: {} rows", report.rows))?;
+                        let extends = match anchor {
+                            Some(a) => format!(", extends anchor row {}", a.seq),
+                            None => String::new(),
+                        };
+                        ctx.out.line(&format!(
+                            "audit trail intact: {} rows{extends}",
+                            report.rows
+                        ))?;
                     }
                     Ok(0)
                 }

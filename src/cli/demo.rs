@@ -210,7 +210,7 @@ impl DemoCmd {
         }
 
         say("")?;
-        say("7. The audit trail, hash-chained:")?;
+        say("7. The audit trail, chained under a key:")?;
         for e in ledger.audit(&AuditQuery::default())? {
             say(&format!(
                 "   #{:<3} {} {:<8} {:<9} {}",

@@ -99,7 +99,7 @@ enum Command {
     Lease(lease::LeaseCmd),
     /// Record usage, or summarise it.
     Usage(usage::UsageCmd),
-    /// Query the audit trail, or verify its hash chain.
+    /// Query the audit trail, verify its keyed chain, or print its head as an anchor.
     Audit(audit::AuditCmd),
     /// Reclaim expired and idle leases now.
     Cleanup(cleanup::CleanupCmd),

@@ -111,6 +111,8 @@ impl Ledger {
             let cipher = self
                 .unlock(tx, true)?
                 .ok_or_else(|| VaultError::NoKey("no key available".into()))?;
+            // The first key of a ledger keys its audit trail too, from this row on.
+            audit::ensure_keyed(tx, &cipher, now)?;
             if c.kind == CredentialKind::ApiKey && tx.limits(c.provider, &c.account)?.is_none() {
                 quota::set_limits(tx, now, c.provider, &c.account, &api_key_defaults())?;
             }

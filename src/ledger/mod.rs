@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::{self, VerifyReport};
+use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
 use crate::daemon::protocol::{Outcome, Request};
@@ -48,7 +48,9 @@ fn settle<T>(r: Result<Result<T, QuotaError>, QuotaError>) -> Result<T, Error> {
 impl Ledger {
     /// Opens (creating and migrating if needed) the ledger described by `config`.
     pub fn open(config: LedgerConfig) -> Result<Ledger, Error> {
-        let store = Store::open(&config.db_path, config.store_options())?;
+        let store = Store::open(&config.db_path, config.store_options())?
+            .with_chain(Arc::new(chain_slot(&config)));
+        audit::prepare(&store, config.clock.now_ms());
         let daemon = DaemonLink::new(
             &config.db_path,
             config.use_daemon && config.clock.is_wall_clock(),
@@ -353,15 +355,48 @@ impl Ledger {
         Ok(self.store.read(|tx| tx.audit_query(query))?)
     }
 
-    /// Walks the whole audit chain; the report names the first bad row if any.
+    /// Walks the whole audit chain; the report names the first bad row if any. A keyed trail
+    /// needs the master key (exit 5 without it).
     pub fn verify_audit(&self) -> Result<VerifyReport, Error> {
         Ok(self.store.read(|tx| audit::verify(tx))?)
+    }
+
+    /// [`verify_audit`](Self::verify_audit), and also that the trail still extends `anchor`
+    /// (a head kept elsewhere): a cut or rewrite before it is named.
+    pub fn verify_audit_against(&self, anchor: &Anchor) -> Result<VerifyReport, Error> {
+        Ok(self
+            .store
+            .read(|tx| audit::verify_against(tx, Some(anchor)))?)
+    }
+
+    /// The trail's current head, to keep outside the ledger; refused (exit 5) when the trail
+    /// does not verify, so a tampered head is never handed out as an anchor.
+    pub fn audit_anchor(&self) -> Result<Anchor, Error> {
+        self.store.read(|tx| -> Result<_, Error> {
+            let report = audit::verify(tx)?;
+            if !report.ok {
+                return Err(Error::AuditBroken {
+                    seq: report.first_bad_seq.unwrap_or(0),
+                    problem: report.problem.unwrap_or_default(),
+                });
+            }
+            Ok(audit::anchor(tx)?)
+        })
     }
 
     /// The storage underneath, for `doctor`.
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// How this ledger's transactions unlock the master key to reach the audit chain key.
+fn chain_slot(config: &LedgerConfig) -> ChainSlot {
+    let resolved = config.key.resolve().map_err(|e| e.to_string());
+    ChainSlot::new(move |tx| match &resolved {
+        Ok(source) => crate::vault::unlock(tx, source, false),
+        Err(why) => Err(crate::vault::VaultError::NoKey(why.clone())),
+    })
 }
 
 /// A reply of the wrong kind: a daemon of another version, most likely.

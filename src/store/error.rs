@@ -90,6 +90,9 @@ pub enum StoreError {
     /// Any other SQLite error.
     #[error("ledger error: {0}")]
     Sqlite(String),
+    /// The audit trail is keyed and this process cannot get its key.
+    #[error("the audit trail is keyed and needs this ledger's master key: {0}")]
+    AuditKey(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -69,6 +69,7 @@ pub struct Store {
     lock_path: PathBuf,
     locks: Arc<LockFiles>,
     options: StoreOptions,
+    chain: Option<Arc<crate::audit::ChainSlot>>,
 }
 
 impl Store {
@@ -116,7 +117,15 @@ impl Store {
             locks: LockFiles::new(lock_path.clone()),
             lock_path,
             options,
+            chain: None,
         })
+    }
+
+    /// This store with the ledger's audit chain key slot: every transaction it runs can then
+    /// key the audit rows it appends.
+    pub fn with_chain(mut self, slot: Arc<crate::audit::ChainSlot>) -> Store {
+        self.chain = Some(slot);
+        self
     }
 
     fn prepare_existing(
@@ -181,7 +190,7 @@ impl Store {
                 Err(e) => return Err(write_error(&self.path, e).into()),
             }
         };
-        let mut tx = Tx::new(txn);
+        let mut tx = Tx::new(txn, self.chain.clone());
         let value = f(&mut tx)?;
         tx.commit().map_err(|e| write_error(&self.path, e))?;
         Ok(value)
@@ -196,7 +205,7 @@ impl Store {
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let mut tx = Tx::new(txn);
+        let mut tx = Tx::new(txn, self.chain.clone());
         f(&mut tx)
     }
 

@@ -1,15 +1,23 @@
 //! The transaction handle the business layers work through.
 
+use std::cell::RefCell;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rusqlite::Transaction;
 
 use super::StoreError;
+use crate::audit::{ChainKey, ChainSlot};
 
 /// One open transaction. Its methods (spread over the `*_rows` modules) read and write ledger
 /// records; dropping it without [`Store::write`](super::Store::write) committing rolls back.
 pub struct Tx<'c> {
     pub(super) txn: Transaction<'c>,
+    /// How this process reaches the audit chain's key (none for a bare store).
+    chain: Option<Arc<ChainSlot>>,
+    /// A chain key first made in this transaction: published to the slot only once it
+    /// commits, so a rolled-back secret never keys a later row.
+    fresh_chain_key: RefCell<Option<Arc<ChainKey>>>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -19,8 +27,27 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 impl<'c> Tx<'c> {
-    pub(super) fn new(txn: Transaction<'c>) -> Self {
-        Tx { txn }
+    pub(super) fn new(txn: Transaction<'c>, chain: Option<Arc<ChainSlot>>) -> Self {
+        Tx {
+            txn,
+            chain,
+            fresh_chain_key: RefCell::new(None),
+        }
+    }
+
+    /// The audit chain's key slot of the ledger this transaction belongs to.
+    pub fn chain_slot(&self) -> Option<&Arc<ChainSlot>> {
+        self.chain.as_ref()
+    }
+
+    /// The chain key made in this transaction, if any.
+    pub fn fresh_chain_key(&self) -> Option<Arc<ChainKey>> {
+        self.fresh_chain_key.borrow().clone()
+    }
+
+    /// Records a chain key made in this transaction (see [`fresh_chain_key`](Self::fresh_chain_key)).
+    pub fn set_fresh_chain_key(&self, key: Arc<ChainKey>) {
+        *self.fresh_chain_key.borrow_mut() = Some(key);
     }
 
     /// Executes one statement through the connection's statement cache: the ledger runs the
@@ -44,7 +71,12 @@ impl<'c> Tx<'c> {
     }
 
     pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
-        self.txn.commit()
+        let fresh = self.fresh_chain_key.into_inner();
+        self.txn.commit()?;
+        if let (Some(slot), Some(key)) = (&self.chain, fresh) {
+            slot.publish(key);
+        }
+        Ok(())
     }
 
     /// Runs `f` inside a savepoint that is rolled back when it fails, so one request of a batch

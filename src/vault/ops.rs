@@ -409,5 +409,6 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, V
     }
     tx.set_setting(KEY_CHECK, &encode_check(&new.key_check()?))?;
     tx.set_setting(KEY_ID, &new_key.key_id())?;
+    crate::audit::reseal_audit_key(tx, old, new)?;
     Ok(records.len())
 }

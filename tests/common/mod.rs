@@ -2,6 +2,7 @@
 //! snapshot of the database for "nothing changed" checks.
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod oauth_server;
 
 use std::path::{Path, PathBuf};
