@@ -43,8 +43,8 @@ pub(super) fn require_usable(
             }
             .into());
         }
-        Usability::Expired { at } => format!(
-            "it expired at {} and has no refresh token; log in again",
+        Usability::Expired { at, remedy } => format!(
+            "it expired at {}; {remedy}",
             crate::clock::format_ms(at)
         ),
         Usability::NeedsLogin => "its refresh was refused; log in again".to_string(),
