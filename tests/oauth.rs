@@ -1083,3 +1083,49 @@ fn run_hands_over_a_token_it_refreshed_first_with_the_new_id_token() {
     );
     assert_eq!(auth["tokens"]["account_id"], account.as_str());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. The daemon refreshes ahead of expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_daemon_refreshes_a_token_ahead_of_expiry_once() {
+    let server = OAuthServer::start();
+    server.set(|m| m.expires_in = Some(301));
+    let home = Home::empty();
+    configure(&home, &server);
+    login(&home, &server);
+    server.set(|m| m.expires_in = Some(3600));
+    let old = server.access_tokens()[0].clone();
+    // Outside `token`'s 5-minute margin: it does not refresh.
+    let out = token_at(&home, T0);
+    assert_eq!(stdout(&out).trim(), old, "{}", stderr(&out));
+    assert!(server.token_requests("refresh_token").is_empty());
+
+    // The daemon looks 5 min + 2 x --refresh-every ahead, every second.
+    let mut cmd = home.cmd();
+    cmd.args(["daemon", "--interval", "1h", "--refresh-every", "1s"]);
+    let mut daemon = Running::spawn(cmd);
+    daemon.wait_for("the refresh", |l| l.contains("refreshed openai/default"));
+    let new = server.access_tokens()[1].clone();
+    let out = token_at(&home, T0);
+    assert_eq!(stdout(&out).trim(), new, "{}", stderr(&out));
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let done = daemon.finish();
+    assert_eq!(done.code, 0, "{:?}", done.stderr);
+    assert_eq!(
+        server.token_requests("refresh_token").len(),
+        1,
+        "exactly one refresh"
+    );
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "ok");
+    assert_eq!(
+        credential(&home, "openai")["expires_at"],
+        T0 + 3600 * SECOND
+    );
+}
