@@ -244,6 +244,17 @@ pub fn device_login(
     provider: Provider,
     show: impl FnOnce(&str, &str, Option<&str>),
 ) -> Result<TokenSet, OAuthError> {
+    device_login_with(cfg, provider, show, std::thread::sleep)
+}
+
+/// [`device_login`] with the pause between polls given: tests pass one that records the
+/// intervals instead of waiting them out.
+pub fn device_login_with(
+    cfg: &OAuthConfig,
+    provider: Provider,
+    show: impl FnOnce(&str, &str, Option<&str>),
+    sleep: impl Fn(Duration),
+) -> Result<TokenSet, OAuthError> {
     check_endpoints(cfg, provider)?;
     let client = device_client(cfg, provider)?;
     let http = http(provider)?;
@@ -263,7 +274,7 @@ pub fn device_login(
     );
     let response = client
         .exchange_device_access_token(&details)
-        .request(&http, std::thread::sleep, None)
+        .request(&http, sleep, None)
         .map_err(|e| token_error(provider, e))?;
     Ok(TokenSet::from_response(&response))
 }
