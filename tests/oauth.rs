@@ -432,7 +432,10 @@ fn a_pasted_state_mismatch_is_refused_before_any_token_request() {
     let (home, before) = refusal_home(&server);
     let (mut running, url) = start_login(&home, "30s");
     let location = redirect_location(&url);
-    running.paste(&format!("{}#forged-state", query(&location, "code").unwrap()));
+    running.paste(&format!(
+        "{}#forged-state",
+        query(&location, "code").unwrap()
+    ));
     let done = running.finish();
     assert_refused(&home, &before, &done, "state does not match");
     assert!(server.token_requests("authorization_code").is_empty());
@@ -503,7 +506,11 @@ fn a_forged_callback_is_ignored_while_the_real_one_completes() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Authorization received"), "{page}");
     let done = running.finish();
-    assert_eq!(done.code, 0, "the real callback completed: {:?}", done.stderr);
+    assert_eq!(
+        done.code, 0,
+        "the real callback completed: {:?}",
+        done.stderr
+    );
     let exchanges = server.token_requests("authorization_code");
     assert_eq!(exchanges.len(), 1);
     assert_ne!(exchanges[0].param("code"), Some("forged-code"));
@@ -976,7 +983,11 @@ fn a_refresh_in_flight_never_overwrites_a_newer_login() {
         assert_eq!(c["refreshed_at"], Value::Null, "no refresh on top: {c}");
         let rows = audit(&home, "refresh");
         assert_eq!(rows.len(), 1, "{rows:?}");
-        let expected = if refused { "invalid_grant" } else { "superseded" };
+        let expected = if refused {
+            "invalid_grant"
+        } else {
+            "superseded"
+        };
         assert_eq!(rows[0]["detail"]["outcome"], expected, "{rows:?}");
         if refused {
             assert_eq!(rows[0]["detail"]["superseded"], true, "{rows:?}");
@@ -1095,7 +1106,10 @@ fn an_oauth_login_with_an_id_token_gives_codex_its_auth_json_under_run() {
     );
     assert_eq!(tokens["access_token"], server.access_tokens()[0].as_str());
     assert_eq!(tokens["account_id"], account.as_str());
-    assert_eq!(tokens["refresh_token"], "", "agents never get the refresh token");
+    assert_eq!(
+        tokens["refresh_token"], "",
+        "agents never get the refresh token"
+    );
 }
 
 #[test]

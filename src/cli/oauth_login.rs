@@ -116,5 +116,5 @@ pub fn run(
         token_url: cfg.token_url.clone().unwrap_or_default(),
         client_id: cfg.client_id.clone().unwrap_or_default(),
     };
-    ledger.store_oauth_login(provider, account, tier, tokens, &cfg.scopes, "oauth", via)
+    ledger.store_oauth_login(provider, account, tier, tokens, &cfg.scopes, via)
 }

@@ -247,7 +247,8 @@ impl Ledger {
         })
     }
 
-    /// Stores the tokens of a finished OAuth login (audited as `login`).
+    /// Stores the tokens of a finished OAuth login (audited as `login`), with the endpoint and
+    /// client that issued them: the only ones that may refresh them.
     pub fn store_oauth_login(
         &self,
         provider: Provider,
@@ -255,7 +256,6 @@ impl Ledger {
         tier: vault::Tier,
         tokens: TokenSet,
         requested_scopes: &[String],
-        source: &str,
         via: RefreshVia,
     ) -> Result<vault::CredentialSummary, Error> {
         let now = self.now();
@@ -274,7 +274,7 @@ impl Ledger {
             id_token: tokens.id_token,
             expires_at: tokens.expires_in.map(|d| now.saturating_add(ms(d))),
             scopes: tokens.scopes.unwrap_or_else(|| requested_scopes.to_vec()),
-            source: source.to_string(),
+            source: "oauth".to_string(),
             refresh_via: Some(via),
         };
         self.store_credential(&credential)

@@ -80,9 +80,11 @@ fn bad(provider: Provider, name: &str, e: impl std::fmt::Display) -> OAuthError 
 pub fn token_client(cfg: &OAuthConfig, provider: Provider) -> Result<TokenClient, OAuthError> {
     let client_id = required(provider, &cfg.client_id, "client_id")?;
     let token_url = required(provider, &cfg.token_url, "token_url")?;
-    Ok(Client::new(ClientId::new(client_id.to_string())).set_token_uri(
-        TokenUrl::new(token_url.to_string()).map_err(|e| bad(provider, "token_url", e))?,
-    ))
+    Ok(
+        Client::new(ClientId::new(client_id.to_string())).set_token_uri(
+            TokenUrl::new(token_url.to_string()).map_err(|e| bad(provider, "token_url", e))?,
+        ),
+    )
 }
 
 /// A client for the authorization-code flow.

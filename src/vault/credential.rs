@@ -155,10 +155,16 @@ impl Credential {
 /// What to do about an expired credential the ledger may not refresh, by where it came from.
 pub fn expired_remedy(provider: Provider, source: &str) -> String {
     match source {
-        "claude-code" => "refresh it in Claude Code, then `authledger login claude --from claude-code`".into(),
-        "setup-token" => "run `claude setup-token`, then `authledger login claude --setup-token`".into(),
+        "claude-code" => {
+            "refresh it in Claude Code, then `authledger login claude --from claude-code`".into()
+        }
+        "setup-token" => {
+            "run `claude setup-token`, then `authledger login claude --setup-token`".into()
+        }
         "codex" => "refresh it in Codex, then `authledger login openai --from codex`".into(),
-        "opencode" => format!("refresh it in opencode, then `authledger login {provider} --from opencode`"),
+        "opencode" => {
+            format!("refresh it in opencode, then `authledger login {provider} --from opencode`")
+        }
         _ => format!("log in again (`authledger login {provider}`)"),
     }
 }

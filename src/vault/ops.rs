@@ -129,11 +129,7 @@ fn write(
     // Above every generation this account ever had, even before a logout: a refresh or a
     // `needs_login` mark that read an older credential can never match a newer one.
     let high_water = tx.credential_generation_high_water(c.provider, &c.account)?;
-    let generation = prior
-        .as_ref()
-        .map_or(0, |p| p.generation)
-        .max(high_water)
-        + 1;
+    let generation = prior.as_ref().map_or(0, |p| p.generation).max(high_water) + 1;
     tx.put_credential_record(&CredentialRecord {
         provider: c.provider,
         account: c.account.clone(),

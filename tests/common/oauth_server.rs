@@ -243,9 +243,9 @@ fn handle(stream: TcpStream, port: u16, state: &Mutex<State>) {
     let redirect = lock().mode.token_redirect;
     let answer = match (method.as_str(), path) {
         ("GET", "/authorize") => authorize(&mut lock(), &params),
-        ("POST", "/token") if redirect => Answer::Redirect307(format!(
-            "http://127.0.0.1:{port}/elsewhere"
-        )),
+        ("POST", "/token") if redirect => {
+            Answer::Redirect307(format!("http://127.0.0.1:{port}/elsewhere"))
+        }
         ("POST", "/token") => token(state, port, &params),
         ("POST", "/device/code") => device_code(&mut lock(), port, &params),
         _ => Answer::Status(404, String::new()),
@@ -258,9 +258,7 @@ fn handle(stream: TcpStream, port: u16, state: &Mutex<State>) {
     };
     let (status, headers, body) = match answer {
         Answer::Redirect(location) => (302, format!("Location: {location}\r\n"), String::new()),
-        Answer::Redirect307(location) => {
-            (307, format!("Location: {location}\r\n"), String::new())
-        }
+        Answer::Redirect307(location) => (307, format!("Location: {location}\r\n"), String::new()),
         Answer::Json(status, body) => (
             status,
             "Content-Type: application/json\r\nCache-Control: no-store\r\n".to_string(),
