@@ -69,4 +69,4 @@ pub use store::Durability;
 pub use types::{
     Account, AgentId, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind,
 };
-pub use vault::{Credential, CredentialKind, KeySource, MasterKey, Secret, Tier};
+pub use vault::{Credential, CredentialKind, KeySource, MasterKey, RefreshVia, Secret, Tier};

@@ -255,6 +255,10 @@ pub struct CredentialRecord {
     pub last_used_at: Option<Millis>,
     /// When an OAuth refresh last replaced the tokens.
     pub refreshed_at: Option<Millis>,
+    /// The token endpoint that may refresh it (recorded at login; none: never refreshed here).
+    pub refresh_token_url: Option<String>,
+    /// The client id refreshes use with that endpoint.
+    pub refresh_client_id: Option<String>,
 }
 
 /// One encrypted secret field of a credential.

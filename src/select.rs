@@ -207,10 +207,10 @@ fn judge(
         Usability::NeedsLogin => {
             return Ok(verdict(Some("needs login (refresh refused)".into()), false));
         }
-        Usability::Expired { at } => {
+        Usability::Expired { at, remedy } => {
             return Ok(verdict(
                 Some(format!(
-                    "credential expired {}",
+                    "credential expired {}; {remedy}",
                     crate::clock::format_ms(at)
                 )),
                 false,

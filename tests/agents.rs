@@ -1286,8 +1286,12 @@ fn an_expired_claude_token_without_refresh_falls_back_to_openai() {
     assert_auto_falls_back(&home, T0, &["credential expired"]);
 }
 
+/// A Claude Code token is refreshed only by Claude Code: with a `[providers.claude.oauth]`
+/// token endpoint configured (say, for a gateway), the ledger still never sends it there. Near
+/// expiry it serves as it is; once expired, `auto` falls back, and every message says what to
+/// do without pointing at that configuration.
 #[test]
-fn a_claude_token_whose_refresh_was_refused_falls_back_to_openai() {
+fn an_imported_claude_code_token_is_never_sent_to_a_configured_token_endpoint() {
     let server = OAuthServer::start();
     let home = Home::empty();
     std::fs::write(
@@ -1297,13 +1301,12 @@ fn a_claude_token_whose_refresh_was_refused_falls_back_to_openai() {
     .unwrap();
     let scratch = Scratch::new();
     let file = scratch.path("credentials.json");
-    // Close to expiry, with a refresh token the server does not know: the refresh is refused.
     std::fs::write(
         &file,
         serde_json::json!({
             "claudeAiOauth": {
                 "accessToken": "sk-ant-oat01-SOON",
-                "refreshToken": "sk-ant-ort01-REVOKED",
+                "refreshToken": "sk-ant-ort01-CLAUDE-CODES-OWN",
                 "expiresAt": T0 + MINUTE,
                 "scopes": ["user:inference"],
                 "subscriptionType": "max"
@@ -1312,7 +1315,7 @@ fn a_claude_token_whose_refresh_was_refused_falls_back_to_openai() {
         .to_string(),
     )
     .unwrap();
-    must(
+    let out = must(
         home.run(&[
             "login",
             "claude",
@@ -1323,6 +1326,7 @@ fn a_claude_token_whose_refresh_was_refused_falls_back_to_openai() {
         ]),
         "import",
     );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     must(
         home.run(&[
             "login",
@@ -1334,9 +1338,85 @@ fn a_claude_token_whose_refresh_was_refused_falls_back_to_openai() {
         ]),
         "import openai",
     );
+    // Near expiry (inside the refresh margin): served as it is.
     let out = home.run(&["token", "claude"]);
-    assert_eq!(code(&out), 4, "refresh refused: {}", stderr(&out));
-    assert_auto_falls_back(&home, T0, &["needs login"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "sk-ant-oat01-SOON");
+    let l = acquire(&home, &["--agent", "early", "--provider", "claude"]);
+    assert_eq!(l["provider"], "claude", "{l}");
+
+    // Expired: unusable, with the way out, never the configuration.
+    let later = T0 + 2 * MINUTE;
+    let out = home.run_at(later, &["token", "claude"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("refresh it in Claude Code"), "{err}");
+    assert!(!err.contains("providers.claude.oauth"), "{err}");
+    assert_auto_falls_back(&home, later, &["refresh it in Claude Code"]);
+    let out = home.run_at(later, &["providers"]);
+    assert!(
+        stdout(&out).contains("refresh it in Claude Code"),
+        "providers says why: {}",
+        stdout(&out)
+    );
+    assert!(
+        server.requests().is_empty(),
+        "the token endpoint was asked: {:?}",
+        server.requests()
+    );
+}
+
+/// Storing a subscription token that has already expired warns, and `auto` skips it for a
+/// usable account of the same provider (here Claude's API key).
+#[test]
+fn an_expired_imported_subscription_token_is_skipped_by_auto_for_a_usable_account() {
+    let home = Home::empty();
+    let scratch = Scratch::new();
+    let file = scratch.path("credentials.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "claudeAiOauth": {
+                "accessToken": "sk-ant-oat01-STALE",
+                "refreshToken": "sk-ant-ort01-CLAUDE-CODES-OWN",
+                "expiresAt": T0 - 60 * MINUTE,
+                "scopes": ["user:inference"],
+                "subscriptionType": "max"
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = must(
+        home.run(&[
+            "login",
+            "claude",
+            "--from",
+            "claude-code",
+            "--path",
+            file.to_str().unwrap(),
+        ]),
+        "import an expired token",
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning") && err.contains("expired") && err.contains("Claude Code"),
+        "{err}"
+    );
+    login_key(
+        &home,
+        "claude",
+        "key",
+        "sk-ant-api03-Zq7vXk2mPw9rTb4LHy3nQe8sJd5uWc1F0000000",
+    );
+    let l = acquire(&home, &["--agent", "a", "--provider", "auto"]);
+    assert_eq!(
+        (l["provider"].as_str(), l["account"].as_str()),
+        (Some("claude"), Some("key")),
+        "{l}"
+    );
+    let reason = l["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("refresh it in Claude Code"), "{reason}");
 }
 
 #[test]

@@ -283,7 +283,8 @@ fn a_lease_needs_a_usable_credential() {
     )));
     assert!(msg.contains("openai"), "{msg}");
 
-    // An OAuth token past its expiry with no refresh token is not usable; with one it is.
+    // An OAuth token past its expiry with no refresh token is not usable, nor with one only the
+    // tool that issued it may use (an import); with one the ledger may use, it is.
     let mut oauth = authledger::Credential::api_key(
         Provider::Claude,
         work.clone(),
@@ -303,6 +304,14 @@ fn a_lease_needs_a_usable_credential() {
     let msg = auth(f.ledger.acquire(&req("b").account(work.clone()).tokens(1)));
     assert!(msg.contains("expired"), "{msg}");
     oauth.refresh_token = Some(authledger::Secret::new("sk-ant-ort01-refresh".into()));
+    f.ledger.store_credential(&oauth).unwrap();
+    let msg = auth(f.ledger.acquire(&req("b").account(work.clone()).tokens(1)));
+    assert!(msg.contains("refresh it in Claude Code"), "{msg}");
+    oauth.source = "oauth".into();
+    oauth.refresh_via = Some(authledger::RefreshVia {
+        token_url: "https://gateway.example/token".into(),
+        client_id: "client".into(),
+    });
     f.ledger.store_credential(&oauth).unwrap();
     f.ledger.acquire(&req("b").account(work).tokens(1)).unwrap();
     assert!(f.ledger.verify_audit().unwrap().ok);

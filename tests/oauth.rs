@@ -427,12 +427,15 @@ fn refusal_home(server: &OAuthServer) -> (Home, String) {
 }
 
 #[test]
-fn a_state_mismatch_is_refused_before_any_token_request() {
+fn a_pasted_state_mismatch_is_refused_before_any_token_request() {
     let server = OAuthServer::start();
-    server.set(|m| m.authorize = Authorize::WrongState);
     let (home, before) = refusal_home(&server);
-    let (running, url) = start_login(&home, "30s");
-    browse(&url);
+    let (mut running, url) = start_login(&home, "30s");
+    let location = redirect_location(&url);
+    running.paste(&format!(
+        "{}#forged-state",
+        query(&location, "code").unwrap()
+    ));
     let done = running.finish();
     assert_refused(&home, &before, &done, "state does not match");
     assert!(server.token_requests("authorization_code").is_empty());
@@ -455,13 +458,8 @@ fn access_denied_is_refused() {
 fn nobody_completing_the_login_is_a_timeout() {
     let server = OAuthServer::start();
     let (home, before) = refusal_home(&server);
-    let started = Instant::now();
     let (running, _url) = start_login(&home, "1s");
     let done = running.finish();
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the timeout was kept"
-    );
     assert_refused(&home, &before, &done, "no authorization arrived within 1s");
     assert!(server.requests().is_empty());
 }
@@ -479,20 +477,47 @@ fn a_token_endpoint_400_is_refused() {
     assert_eq!(server.problems(), Vec::<String>::new());
 }
 
-/// The loopback's page for a forged callback (wrong state) must not tell the user they are
-/// signed in: the CLI refuses it.
+/// A callback with another state (anyone on this machine can send one) is answered with an
+/// error page and ignored: the login goes on waiting and completes with the real one.
 #[test]
-fn a_forged_callback_is_not_shown_the_success_page() {
+fn a_forged_callback_is_ignored_while_the_real_one_completes() {
     let server = OAuthServer::start();
-    server.set(|m| m.authorize = Authorize::WrongState);
     let (home, _before) = refusal_home(&server);
     let (running, url) = start_login(&home, "30s");
-    let (_, page) = browse(&url);
+    let redirect_uri = query(&url, "redirect_uri").unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for forged in [
+        format!("{redirect_uri}?code=forged-code&state=forged-state"),
+        format!("{redirect_uri}?error=access_denied&state=forged-state"),
+        format!("{redirect_uri}?code=forged-code"),
+    ] {
+        let r = client.get(&forged).send().expect("forged callback");
+        assert_eq!(r.status().as_u16(), 400, "{forged}");
+        let page = r.text().unwrap_or_default();
+        assert!(
+            page.contains("ignored") && !page.contains("Authorization received"),
+            "{page}"
+        );
+    }
+    let (status, page) = browse(&url);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Authorization received"), "{page}");
     let done = running.finish();
-    assert_eq!(done.code, 4);
-    assert!(
-        !page.contains("Authorization received"),
-        "the browser was told it signed in, but the CLI refused the callback: {page}"
+    assert_eq!(
+        done.code, 0,
+        "the real callback completed: {:?}",
+        done.stderr
+    );
+    let exchanges = server.token_requests("authorization_code");
+    assert_eq!(exchanges.len(), 1);
+    assert_ne!(exchanges[0].param("code"), Some("forged-code"));
+    assert_eq!(server.problems(), Vec::<String>::new());
+    assert_redacts(
+        &credential(&home, "openai")["redacted"],
+        &server.access_tokens()[0],
     );
 }
 
@@ -617,12 +642,8 @@ fn a_setup_token_is_stored_as_a_max_oauth_credential() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn the_device_grant_polls_at_the_interval_and_slows_down() {
+fn a_device_login_shows_the_code_and_stores_the_tokens() {
     let server = OAuthServer::start();
-    server.set(|m| {
-        m.pending_polls = 2;
-        m.slow_down = true;
-    });
     let home = Home::empty();
     configure(&home, &server);
     let mut cmd = home.cmd();
@@ -635,7 +656,6 @@ fn the_device_grant_polls_at_the_interval_and_slows_down() {
         "the user code and verification URI are shown: {said}"
     );
     assert_eq!(server.problems(), Vec::<String>::new());
-
     let device = server
         .requests()
         .into_iter()
@@ -643,24 +663,65 @@ fn the_device_grant_polls_at_the_interval_and_slows_down() {
         .expect("a device authorization request");
     assert_eq!(device.param("client_id"), Some(CLIENT_ID));
     assert_eq!(device.param("scope"), Some("openid offline_access"));
-    // Two authorization_pending, one slow_down, then the tokens.
-    let polls = server.token_requests(DEVICE_GRANT);
-    assert_eq!(polls.len(), 4, "{polls:?}");
-    let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert!(
-        gaps[0] >= Duration::from_secs(1) && gaps[1] >= Duration::from_secs(1),
-        "polls at least `interval` (1 s) apart: {gaps:?}"
-    );
-    assert!(
-        gaps[2] >= Duration::from_secs(6),
-        "after slow_down the interval grows by 5 s (RFC 8628 3.5): {gaps:?}"
-    );
+    assert_eq!(server.token_requests(DEVICE_GRANT).len(), 1);
 
     let c = credential(&home, "openai");
     assert_eq!(c["kind"], "oauth", "{c}");
     assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_eq!(c["account_id"], server.account_ids()[0].as_str(), "{c}");
     assert_redacts(&c["redacted"], &server.access_tokens()[0]);
     assert_eq!(audit(&home, "login").len(), 1);
+}
+
+/// The pauses between device polls, recorded instead of waited out: the server's interval
+/// while pending, 5 s more after `slow_down` (RFC 8628 section 3.5).
+#[test]
+fn the_device_grant_polls_at_the_interval_and_slows_down() {
+    use std::sync::Mutex;
+
+    use authledger::Provider;
+    use authledger::settings::FileConfig;
+
+    let server = OAuthServer::start();
+    server.set(|m| {
+        m.pending_polls = 2;
+        m.slow_down = true;
+    });
+    let file = FileConfig::parse(
+        std::path::Path::new("config.toml"),
+        &server.config_toml("openai"),
+    )
+    .unwrap();
+    let cfg = file
+        .provider(Provider::Openai)
+        .and_then(|p| p.oauth.clone())
+        .unwrap();
+    let pauses = Mutex::new(Vec::new());
+    let polls_at_pause = Mutex::new(Vec::new());
+    let tokens = authledger::oauth::device_login_with(
+        &cfg,
+        Provider::Openai,
+        |_, code, _| assert_eq!(code, USER_CODE),
+        |d| {
+            pauses.lock().unwrap().push(d);
+            polls_at_pause
+                .lock()
+                .unwrap()
+                .push(server.token_requests(DEVICE_GRANT).len());
+        },
+    )
+    .expect("device login");
+    assert_eq!(
+        tokens.access_token.expose_secret(),
+        server.access_tokens()[0]
+    );
+    assert!(tokens.id_token.is_some(), "the id_token is kept");
+    let s = Duration::from_secs;
+    // Two authorization_pending, one slow_down, then the tokens: a pause after each refusal.
+    assert_eq!(*pauses.lock().unwrap(), vec![s(1), s(1), s(6)]);
+    assert_eq!(*polls_at_pause.lock().unwrap(), vec![1, 2, 3]);
+    assert_eq!(server.token_requests(DEVICE_GRANT).len(), 4);
+    assert_eq!(server.problems(), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,5 +940,237 @@ fn a_killed_claimer_is_taken_over_after_its_claim_expires() {
     assert_eq!(
         credential_at(&home, T0 + 31 * SECOND, "openai")["refreshed_at"],
         T0 + 31 * SECOND
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. A credential's identity, and where its refresh token may go
+// ---------------------------------------------------------------------------------------------
+
+/// A refresh that read the old credential is still in flight when the user logs out and logs
+/// in again: its answer (new tokens, or `invalid_grant`) must not land on the new login.
+#[test]
+fn a_refresh_in_flight_never_overwrites_a_newer_login() {
+    for refused in [false, true] {
+        let server = OAuthServer::start();
+        let (home, _old, _) = logged_in_near_expiry(&server);
+        if refused {
+            server.forget_refresh_tokens();
+        }
+        server.set(|m| m.refresh_hold = true);
+        let mut cmd = home.cmd();
+        cmd.args(["token", "openai"]);
+        let refresher = Running::spawn(cmd);
+        // The refresh request has reached the token endpoint; its answer is held.
+        server.wait_for_requests("/token", 2);
+        assert_eq!(server.token_requests("refresh_token").len(), 1);
+
+        let out = home.run(&["logout", "openai"]);
+        assert_eq!(code(&out), 0, "logout: {}", stderr(&out));
+        login(&home, &server);
+        let new = server.access_tokens().last().unwrap().clone();
+        let new_account = server.account_ids().last().unwrap().clone();
+
+        server.release();
+        let done = refresher.finish();
+        assert_eq!(done.code, 0, "refused={refused}: {:?}", done.stderr);
+        assert_eq!(done.stdout.trim(), new, "the refresher reads the new login");
+
+        let c = credential(&home, "openai");
+        assert_redacts(&c["redacted"], &new);
+        assert_eq!(c["account_id"], new_account.as_str(), "{c}");
+        assert_eq!(c["status"], "ok", "refused={refused}: {c}");
+        assert_eq!(c["refreshed_at"], Value::Null, "no refresh on top: {c}");
+        let rows = audit(&home, "refresh");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let expected = if refused {
+            "invalid_grant"
+        } else {
+            "superseded"
+        };
+        assert_eq!(rows[0]["detail"]["outcome"], expected, "{rows:?}");
+        if refused {
+            assert_eq!(rows[0]["detail"]["superseded"], true, "{rows:?}");
+        }
+    }
+}
+
+/// The tokens of a login are refreshed only at the token endpoint and with the client that
+/// issued them: pointing the configuration elsewhere sends nothing there.
+#[test]
+fn a_token_is_refreshed_only_where_it_was_issued() {
+    let server = OAuthServer::start();
+    let (home, old, _) = logged_in_near_expiry(&server);
+    let other = OAuthServer::start();
+    configure(&home, &other);
+
+    // Still valid: served as it is.
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), old);
+    // Expired: refused with what to do, and nothing sent anywhere.
+    let out = token_at(&home, T0 + 121 * SECOND);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("log in again") && err.contains(&server.url("/token")),
+        "{err}"
+    );
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert!(server.token_requests("refresh_token").is_empty());
+}
+
+/// The OAuth token client never follows a redirect: a refresh token must not be carried to
+/// another endpoint.
+#[test]
+fn the_token_client_does_not_follow_redirects() {
+    let server = OAuthServer::start();
+    let (home, old, _) = logged_in_near_expiry(&server);
+    server.set(|m| m.token_redirect = true);
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "the old token serves: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), old);
+    let elsewhere: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/elsewhere")
+        .collect();
+    assert!(elsewhere.is_empty(), "followed the redirect: {elsewhere:?}");
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+}
+
+/// A refresh that timed out may have rotated the token: it is not retried, and the old token
+/// serves while it is valid.
+#[test]
+fn a_timed_out_refresh_is_not_retried_and_the_old_token_serves() {
+    let server = OAuthServer::start();
+    let (home, old, _) = logged_in_near_expiry(&server);
+    server.set(|m| m.refresh_hang = true);
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), old);
+    assert_eq!(
+        server.token_requests("refresh_token").len(),
+        1,
+        "one attempt, never a blind retry"
+    );
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "ambiguous");
+    assert!(refresh_claims(&home).is_empty(), "the claim was released");
+    let c = credential(&home, "openai");
+    assert_eq!(c["status"], "ok", "{c}");
+    assert_redacts(&c["redacted"], &old);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. The id_token and Codex
+// ---------------------------------------------------------------------------------------------
+
+/// `run --provider openai` with a shell that prints its Codex `auth.json`, at `now`.
+fn codex_auth_under_run(home: &Home, now: i64) -> Value {
+    let out = home.run_at(
+        now,
+        &[
+            "run",
+            "--agent",
+            "coder",
+            "--provider",
+            "openai",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$CODEX_HOME/auth.json\"",
+        ],
+    );
+    assert_eq!(code(&out), 0, "run: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("auth.json is JSON")
+}
+
+#[test]
+fn an_oauth_login_with_an_id_token_gives_codex_its_auth_json_under_run() {
+    let server = OAuthServer::start();
+    let home = Home::empty();
+    configure(&home, &server);
+    login(&home, &server);
+    let account = server.account_ids()[0].clone();
+    assert_eq!(credential(&home, "openai")["account_id"], account.as_str());
+
+    let auth = codex_auth_under_run(&home, T0);
+    assert_eq!(auth["auth_mode"], "chatgpt", "{auth}");
+    assert_eq!(auth["OPENAI_API_KEY"], Value::Null);
+    let tokens = &auth["tokens"];
+    assert_eq!(
+        tokens["id_token"],
+        common::oauth_server::id_token(&account).as_str()
+    );
+    assert_eq!(tokens["access_token"], server.access_tokens()[0].as_str());
+    assert_eq!(tokens["account_id"], account.as_str());
+    assert_eq!(
+        tokens["refresh_token"], "",
+        "agents never get the refresh token"
+    );
+}
+
+#[test]
+fn run_hands_over_a_token_it_refreshed_first_with_the_new_id_token() {
+    let server = OAuthServer::start();
+    let (home, old, _) = logged_in_near_expiry(&server);
+    let auth = codex_auth_under_run(&home, T0);
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+    let new = server.access_tokens()[1].clone();
+    assert_ne!(new, old);
+    let account = server.account_ids()[1].clone();
+    assert_eq!(auth["tokens"]["access_token"], new.as_str(), "{auth}");
+    assert_eq!(
+        auth["tokens"]["id_token"],
+        common::oauth_server::id_token(&account).as_str()
+    );
+    assert_eq!(auth["tokens"]["account_id"], account.as_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. The daemon refreshes ahead of expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_daemon_refreshes_a_token_ahead_of_expiry_once() {
+    let server = OAuthServer::start();
+    server.set(|m| m.expires_in = Some(301));
+    let home = Home::empty();
+    configure(&home, &server);
+    login(&home, &server);
+    server.set(|m| m.expires_in = Some(3600));
+    let old = server.access_tokens()[0].clone();
+    // Outside `token`'s 5-minute margin: it does not refresh.
+    let out = token_at(&home, T0);
+    assert_eq!(stdout(&out).trim(), old, "{}", stderr(&out));
+    assert!(server.token_requests("refresh_token").is_empty());
+
+    // The daemon looks 5 min + 2 x --refresh-every ahead, every second.
+    let mut cmd = home.cmd();
+    cmd.args(["daemon", "--interval", "1h", "--refresh-every", "1s"]);
+    let mut daemon = Running::spawn(cmd);
+    daemon.wait_for("the refresh", |l| l.contains("refreshed openai/default"));
+    let new = server.access_tokens()[1].clone();
+    let out = token_at(&home, T0);
+    assert_eq!(stdout(&out).trim(), new, "{}", stderr(&out));
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let done = daemon.finish();
+    assert_eq!(done.code, 0, "{:?}", done.stderr);
+    assert_eq!(
+        server.token_requests("refresh_token").len(),
+        1,
+        "exactly one refresh"
+    );
+    let rows = audit(&home, "refresh");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["detail"]["outcome"], "ok");
+    assert_eq!(
+        credential(&home, "openai")["expires_at"],
+        T0 + 3600 * SECOND
     );
 }

@@ -254,6 +254,17 @@ impl LoginCmd {
             let credential = self.credential(ctx, provider)?;
             ctx.open()?.store_credential(&credential)?
         };
+        // Stored anyway (it may be the only copy), but the user learns it serves no agent.
+        if let Some(at) = s.expires_at
+            && at <= ctx.clock().now_ms()
+            && !s.ledger_refreshes
+        {
+            eprintln!(
+                "authledger: warning: this token expired at {}; agents cannot use it: {}",
+                crate::clock::format_ms(at),
+                crate::vault::expired_remedy(s.provider, &s.source)
+            );
+        }
         if ctx.out.json {
             ctx.out.json(&s)?;
         } else {
@@ -307,6 +318,7 @@ fn setup_token_credential(
         scopes: vec!["user:inference".into()],
         account_id: None,
         source: "setup-token".into(),
+        refresh_via: None,
     })
 }
 

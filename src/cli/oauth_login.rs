@@ -111,5 +111,10 @@ pub fn run(
         }
         oauth::exchange(&cfg, provider, request, &params?)?
     };
-    ledger.store_oauth_login(provider, account, tier, tokens, &cfg.scopes, "oauth")
+    // The endpoint and client that issued the tokens are the only ones that may refresh them.
+    let via = crate::vault::RefreshVia {
+        token_url: cfg.token_url.clone().unwrap_or_default(),
+        client_id: cfg.client_id.clone().unwrap_or_default(),
+    };
+    ledger.store_oauth_login(provider, account, tier, tokens, &cfg.scopes, via)
 }

@@ -68,10 +68,9 @@ pub(super) fn require_usable(
             }
             .into());
         }
-        Usability::Expired { at } => format!(
-            "it expired at {} and has no refresh token; log in again",
-            crate::clock::format_ms(at)
-        ),
+        Usability::Expired { at, remedy } => {
+            format!("it expired at {}; {remedy}", crate::clock::format_ms(at))
+        }
         Usability::NeedsLogin => "its refresh was refused; log in again".to_string(),
     };
     Err(VaultError::NotUsable {

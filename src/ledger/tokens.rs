@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::oauth::{self, RefreshOutcome, TokenSet};
 use crate::random;
 use crate::types::{Account, Millis, Provider};
-use crate::vault::{self, Credential, CredentialKind, Secret, VaultError};
+use crate::vault::{self, Credential, CredentialKind, RefreshVia, Secret, VaultError};
 
 /// How `access_token` refreshes.
 #[derive(Debug, Clone)]
@@ -106,14 +106,15 @@ impl Ledger {
             let Some(refresh_token) = credential.refresh_token.clone() else {
                 return self.fallback(&credential, now, "it has no refresh token");
             };
-            // No configured token endpoint (e.g. a Claude Code token, which only Claude Code
-            // refreshes): use the token while it lasts, claim nothing.
-            let Ok(cfg) = oauth_config(self, provider) else {
-                return self.fallback(
-                    &credential,
-                    now,
-                    &format!("no [providers.{provider}.oauth] token endpoint is configured"),
-                );
+            // Only the endpoint and client it was issued through may refresh it; a token
+            // imported from a tool that refreshes it itself (Claude Code, Codex) is never
+            // refreshed here: it is used while it lasts.
+            let Some(via) = credential.refresh_via.clone() else {
+                return self.fallback(&credential, now, &credential.expired_remedy());
+            };
+            let cfg = match refresh_config(self, provider, &via) {
+                Ok(cfg) => cfg,
+                Err(why) => return self.fallback(&credential, now, &why),
             };
             let claimed = self.store.write(|tx| {
                 tx.try_claim_refresh(
@@ -171,7 +172,7 @@ impl Ledger {
             _ => Err(VaultError::NotUsable {
                 provider: c.provider,
                 account: c.account.clone(),
-                why: format!("it expired and cannot be refreshed: {why}"),
+                why: format!("it expired and cannot be refreshed here: {why}"),
             }
             .into()),
         }
@@ -246,7 +247,8 @@ impl Ledger {
         })
     }
 
-    /// Stores the tokens of a finished OAuth login (audited as `login`).
+    /// Stores the tokens of a finished OAuth login (audited as `login`), with the endpoint and
+    /// client that issued them: the only ones that may refresh them.
     pub fn store_oauth_login(
         &self,
         provider: Provider,
@@ -254,7 +256,7 @@ impl Ledger {
         tier: vault::Tier,
         tokens: TokenSet,
         requested_scopes: &[String],
-        source: &str,
+        via: RefreshVia,
     ) -> Result<vault::CredentialSummary, Error> {
         let now = self.now();
         let credential = Credential {
@@ -265,11 +267,15 @@ impl Ledger {
             api_key: None,
             access_token: Some(tokens.access_token),
             refresh_token: tokens.refresh_token,
-            id_token: None,
+            account_id: tokens
+                .id_token
+                .as_ref()
+                .and_then(|t| vault::jwt::chatgpt_account_id(t.expose_secret())),
+            id_token: tokens.id_token,
             expires_at: tokens.expires_in.map(|d| now.saturating_add(ms(d))),
             scopes: tokens.scopes.unwrap_or_else(|| requested_scopes.to_vec()),
-            account_id: None,
-            source: source.to_string(),
+            source: "oauth".to_string(),
+            refresh_via: Some(via),
         };
         self.store_credential(&credential)
     }
@@ -297,7 +303,44 @@ fn refreshed(old: &Credential, tokens: TokenSet, now: Millis) -> Credential {
     if let Some(scopes) = tokens.scopes {
         c.scopes = scopes;
     }
+    if let Some(id) = tokens.id_token {
+        if let Some(account) = vault::jwt::chatgpt_account_id(id.expose_secret()) {
+            c.account_id = Some(account);
+        }
+        c.id_token = Some(id);
+    }
     c
+}
+
+/// The refresh settings for a credential issued through `via`: only if the configured
+/// endpoint and client are still the ones it was issued through, and the endpoint passes the
+/// same check as at login. Otherwise why not, with what to do.
+fn refresh_config(
+    ledger: &Ledger,
+    provider: Provider,
+    via: &RefreshVia,
+) -> Result<crate::settings::OAuthConfig, String> {
+    let configured = oauth_config(ledger, provider).ok();
+    let same = configured.as_ref().is_some_and(|c| {
+        c.token_url.as_deref() == Some(via.token_url.as_str())
+            && c.client_id.as_deref() == Some(via.client_id.as_str())
+    });
+    if !same {
+        let now_set = configured
+            .and_then(|c| c.token_url)
+            .unwrap_or_else(|| "none".into());
+        return Err(format!(
+            "it was issued by {} but [providers.{provider}.oauth] now names {now_set} (or another client id); log in again (`authledger login {provider} --oauth`)",
+            via.token_url
+        ));
+    }
+    oauth::check_endpoint(provider, "its token endpoint", &via.token_url)
+        .map_err(|e| e.to_string())?;
+    Ok(crate::settings::OAuthConfig {
+        token_url: Some(via.token_url.clone()),
+        client_id: Some(via.client_id.clone()),
+        ..crate::settings::OAuthConfig::default()
+    })
 }
 
 fn oauth_config(

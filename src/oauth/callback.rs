@@ -1,9 +1,11 @@
 //! The loopback callback: a one-request HTTP server on 127.0.0.1 that catches the
 //! authorization server's redirect, and the parser for a pasted `code#state` or redirect URL.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use super::OAuthError;
@@ -78,6 +80,7 @@ pub struct Loopback {
 }
 
 const SUCCESS_PAGE: &str = "<!doctype html><title>authledger</title><p>Authorization received. Return to the terminal: it finishes the sign-in.</p>";
+const FORGED_PAGE: &str = "<!doctype html><title>authledger</title><p>This callback does not belong to the sign-in in progress; it was ignored.</p>";
 const FAILURE_PAGE: &str = "<!doctype html><title>authledger</title><p>Sign-in failed. Return to the terminal for details.</p>";
 
 impl Loopback {
@@ -99,9 +102,13 @@ impl Loopback {
         format!("http://127.0.0.1:{}/callback", self.port)
     }
 
-    /// Waits until `/callback` is requested or something is pasted, whichever comes first,
-    /// answering the browser with a small page. Other paths (a favicon) get 404 and the wait
-    /// goes on. Gives [`OAuthError::Timeout`] at the deadline.
+    /// Waits until `/callback` is requested with the expected state, or something is pasted,
+    /// whichever comes first, answering the browser with a small page. Other paths (a favicon)
+    /// get 404, and a callback with another state (a forged or stale one) gets an error page:
+    /// the wait goes on for the real one. Each connection is served on its own thread, reads at
+    /// most [`MAX_REQUEST`] bytes and never outlives the deadline, so a client that sends
+    /// nothing, or a byte at a time, cannot hold the login past it. Gives
+    /// [`OAuthError::Timeout`] at the deadline.
     pub fn wait(
         &self,
         timeout: Duration,
@@ -109,6 +116,8 @@ impl Loopback {
         pasted: Option<&Receiver<String>>,
     ) -> Result<CallbackParams, OAuthError> {
         let deadline = Instant::now() + timeout;
+        let (found_tx, found) = mpsc::channel();
+        let live = Arc::new(AtomicUsize::new(0));
         loop {
             if let Some(rx) = pasted
                 && let Ok(line) = rx.try_recv()
@@ -116,11 +125,24 @@ impl Loopback {
             {
                 return Ok(params);
             }
+            if let Ok(params) = found.try_recv() {
+                return Ok(params);
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Some(params) = serve(stream, expected_state) {
-                        return Ok(params);
+                    // A bounded number of connections at once; the rest are closed unread.
+                    if live.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        continue;
                     }
+                    live.fetch_add(1, Ordering::SeqCst);
+                    let (tx, live, expected) =
+                        (found_tx.clone(), live.clone(), expected_state.to_string());
+                    std::thread::spawn(move || {
+                        if let Some(params) = serve(stream, &expected, deadline) {
+                            let _ = tx.send(params);
+                        }
+                        live.fetch_sub(1, Ordering::SeqCst);
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if Instant::now() >= deadline {
@@ -141,42 +163,71 @@ impl Loopback {
     }
 }
 
-/// Handles one connection; returns the parameters if it was the callback. Only a callback
-/// with the expected state, a code and no error is shown the success page.
-fn serve(stream: TcpStream, expected_state: &str) -> Option<CallbackParams> {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(&stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    // Drain the headers so the browser sees a clean response.
-    let mut header = String::new();
-    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-        header.clear();
+/// The most a callback request may send: a request line and headers fit in far less.
+pub const MAX_REQUEST: usize = 16 * 1024;
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Reads a request's head (up to the blank line), at most [`MAX_REQUEST`] bytes, giving up
+/// at `deadline` however slowly the bytes come.
+fn read_head(mut stream: &TcpStream, deadline: Instant) -> Option<String> {
+    stream.set_nonblocking(false).ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).ok()?;
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > MAX_REQUEST {
+            return None;
+        }
     }
+    String::from_utf8(head).ok()
+}
+
+/// Handles one connection; returns the parameters if it was the callback with the expected
+/// state (with a code, or with an error the authorization server sent back). Only a callback
+/// with the expected state, a code and no error is shown the success page.
+fn serve(stream: TcpStream, expected_state: &str, deadline: Instant) -> Option<CallbackParams> {
+    let mut out = &stream;
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let Some(head) = read_head(&stream, deadline) else {
+        let _ = out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return None;
+    };
+    let request_line = head.lines().next().unwrap_or("");
     let target = request_line.split_whitespace().nth(1).unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut out = &stream;
     if path != "/callback" {
         let _ = out
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return None;
     }
     let params = CallbackParams::from_query(query);
-    let page = if params.code.is_some()
-        && params.error.is_none()
-        && params.state.as_deref() == Some(expected_state)
-    {
+    let ours = params.state.as_deref() == Some(expected_state);
+    let page = if ours && params.code.is_some() && params.error.is_none() {
         SUCCESS_PAGE
-    } else {
+    } else if ours {
         FAILURE_PAGE
+    } else {
+        FORGED_PAGE
     };
     let _ = write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        "HTTP/1.1 {}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        if ours { "200 OK" } else { "400 Bad Request" },
         page.len()
     );
-    Some(params)
+    ours.then_some(params)
 }
 
 #[cfg(test)]
@@ -220,6 +271,55 @@ mod tests {
         });
         let p = lb.wait(Duration::from_secs(10), "s", None).unwrap();
         assert_eq!(p.code.as_deref(), Some("k"));
+        client.join().unwrap();
+    }
+
+    #[test]
+    fn a_byte_dripping_client_does_not_extend_the_deadline() {
+        use std::sync::atomic::AtomicBool;
+        let lb = Loopback::bind(0).unwrap();
+        let port = lb.port;
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        // A whole request, a byte every 100 ms: 4 s, far past the 300 ms login deadline.
+        let dripper = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for b in b"GET /callback?code=k&state=s HTTP/1.1\r\n\r\n" {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        let r = lb.wait(Duration::from_millis(300), "s", None);
+        // Event order, not a stopwatch: the wait gave up while the dripper was still sending.
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the wait lasted until the drip ended: {r:?}"
+        );
+        assert!(matches!(r, Err(OAuthError::Timeout(_))), "{r:?}");
+        drop(dripper);
+    }
+
+    #[test]
+    fn an_oversized_request_is_dropped_and_the_wait_goes_on() {
+        let lb = Loopback::bind(0).unwrap();
+        let port = lb.port;
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut big = b"GET /callback?state=s&code=".to_vec();
+            big.extend(std::iter::repeat_n(b'k', MAX_REQUEST + 10));
+            let _ = s.write_all(&big);
+            // The loopback closes it at once, without waiting for the rest (its answer may be
+            // lost to the reset); only then does the real callback come.
+            let _ = std::io::Read::read_to_string(&mut s, &mut String::new());
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(s, "GET /callback?code=real&state=s HTTP/1.1\r\n\r\n").unwrap();
+        });
+        // Generous against "at once", short against a per-read timeout that waits for more.
+        let p = lb.wait(Duration::from_secs(3), "s", None).unwrap();
+        assert_eq!(p.code.as_deref(), Some("real"));
         client.join().unwrap();
     }
 

@@ -2,16 +2,55 @@
 
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
-use oauth2::{AuthUrl, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, TokenUrl};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, Client, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, StandardRevocableToken, StandardTokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
 
 use super::OAuthError;
 use crate::settings::OAuthConfig;
 use crate::types::Provider;
 
+/// The OpenID Connect field a token answer may carry beside RFC 6749's: the `id_token`
+/// (Codex's ChatGPT `auth.json` needs it). A basic response would drop it.
+#[derive(Clone, Default, Deserialize, Serialize)]
+pub struct OidcFields {
+    /// The id token (a JWT), if the server issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for OidcFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcFields")
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl ExtraTokenFields for OidcFields {}
+
+/// A token answer with its OpenID field.
+pub type OidcTokenResponse = StandardTokenResponse<OidcFields, BasicTokenType>;
+
 /// A public client with its token endpoint set (and maybe others).
-pub type TokenClient<A = EndpointNotSet, D = EndpointNotSet> =
-    BasicClient<A, D, EndpointNotSet, EndpointNotSet, EndpointSet>;
+pub type TokenClient<A = EndpointNotSet, D = EndpointNotSet> = Client<
+    BasicErrorResponse,
+    OidcTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    A,
+    D,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
 
 fn key(provider: Provider, name: &str) -> String {
     format!("providers.{provider}.oauth.{name}")
@@ -42,7 +81,7 @@ pub fn token_client(cfg: &OAuthConfig, provider: Provider) -> Result<TokenClient
     let client_id = required(provider, &cfg.client_id, "client_id")?;
     let token_url = required(provider, &cfg.token_url, "token_url")?;
     Ok(
-        BasicClient::new(ClientId::new(client_id.to_string())).set_token_uri(
+        Client::new(ClientId::new(client_id.to_string())).set_token_uri(
             TokenUrl::new(token_url.to_string()).map_err(|e| bad(provider, "token_url", e))?,
         ),
     )

@@ -25,10 +25,12 @@ pub struct TokenSet {
     pub expires_in: Option<Duration>,
     /// Granted scopes, if the server said.
     pub scopes: Option<Vec<String>>,
+    /// The OpenID id token, if the server issued one.
+    pub id_token: Option<Secret>,
 }
 
 impl TokenSet {
-    pub(crate) fn from_response(r: &oauth2::basic::BasicTokenResponse) -> TokenSet {
+    pub(crate) fn from_response(r: &super::client::OidcTokenResponse) -> TokenSet {
         TokenSet {
             access_token: Secret::new(r.access_token().secret().clone()),
             refresh_token: r.refresh_token().map(|t| Secret::new(t.secret().clone())),
@@ -36,6 +38,7 @@ impl TokenSet {
             scopes: r
                 .scopes()
                 .map(|s| s.iter().map(|x| x.as_str().to_string()).collect()),
+            id_token: r.extra_fields().id_token.clone().map(Secret::new),
         }
     }
 }
@@ -62,6 +65,50 @@ impl std::fmt::Debug for AuthorizationRequest {
             .field("url", &self.url.as_str())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a token may be sent to `url`: https, or plain http to this machine only (a local
+/// proxy or a test server); never, for Claude, Anthropic's own endpoints. The same check runs
+/// at login and before every refresh.
+pub fn check_endpoint(provider: Provider, key: &str, url: &str) -> Result<(), OAuthError> {
+    let parsed = url::Url::parse(url).map_err(|e| OAuthError::BadUrl {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(OAuthError::BadUrl {
+            key: key.to_string(),
+            reason: "tokens go only to https endpoints (plain http only to 127.0.0.1)".into(),
+        });
+    }
+    check_allowed(
+        &OAuthConfig {
+            token_url: Some(url.to_string()),
+            ..OAuthConfig::default()
+        },
+        provider,
+    )
+}
+
+/// Every configured endpoint passes [`check_endpoint`].
+fn check_endpoints(cfg: &OAuthConfig, provider: Provider) -> Result<(), OAuthError> {
+    check_allowed(cfg, provider)?;
+    for (name, url) in [
+        ("authorize_url", &cfg.authorize_url),
+        ("token_url", &cfg.token_url),
+        ("device_authorization_url", &cfg.device_authorization_url),
+    ] {
+        if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) {
+            check_endpoint(provider, &format!("providers.{provider}.oauth.{name}"), url)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses the generic flow against Anthropic's own endpoints: Claude subscription tokens are
@@ -95,7 +142,7 @@ pub fn begin(
     provider: Provider,
     redirect_uri: &str,
 ) -> Result<AuthorizationRequest, OAuthError> {
-    check_allowed(cfg, provider)?;
+    check_endpoints(cfg, provider)?;
     let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|e| OAuthError::BadUrl {
         key: "redirect_uri".into(),
         reason: e.to_string(),
@@ -197,7 +244,18 @@ pub fn device_login(
     provider: Provider,
     show: impl FnOnce(&str, &str, Option<&str>),
 ) -> Result<TokenSet, OAuthError> {
-    check_allowed(cfg, provider)?;
+    device_login_with(cfg, provider, show, std::thread::sleep)
+}
+
+/// [`device_login`] with the pause between polls given: tests pass one that records the
+/// intervals instead of waiting them out.
+pub fn device_login_with(
+    cfg: &OAuthConfig,
+    provider: Provider,
+    show: impl FnOnce(&str, &str, Option<&str>),
+    sleep: impl Fn(Duration),
+) -> Result<TokenSet, OAuthError> {
+    check_endpoints(cfg, provider)?;
     let client = device_client(cfg, provider)?;
     let http = http(provider)?;
     let mut request = client.exchange_device_code();
@@ -216,7 +274,7 @@ pub fn device_login(
     );
     let response = client
         .exchange_device_access_token(&details)
-        .request(&http, std::thread::sleep, None)
+        .request(&http, sleep, None)
         .map_err(|e| token_error(provider, e))?;
     Ok(TokenSet::from_response(&response))
 }

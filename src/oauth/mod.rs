@@ -11,7 +11,10 @@ mod flow;
 mod refresh;
 
 pub use callback::{CallbackParams, Loopback, parse_pasted};
-pub use flow::{AuthorizationRequest, TokenSet, begin, device_login, exchange};
+pub use flow::{
+    AuthorizationRequest, TokenSet, begin, check_endpoint, device_login, device_login_with,
+    exchange,
+};
 pub use refresh::{RefreshOutcome, refresh};
 
 use crate::types::Provider;

@@ -7,7 +7,7 @@ use super::{StoreError, Tx};
 use crate::records::{CredentialRecord, SealedField};
 use crate::types::{Account, Millis, Provider};
 
-const COLS: &str = "provider, account, kind, tier, expires_at, scopes, account_id, source, status, generation, created_at, updated_at, last_used_at, refreshed_at";
+const COLS: &str = "provider, account, kind, tier, expires_at, scopes, account_id, source, status, generation, created_at, updated_at, last_used_at, refreshed_at, refresh_token_url, refresh_client_id";
 
 type Raw = (
     [String; 3],
@@ -19,6 +19,7 @@ type Raw = (
     [i64; 3],
     Option<i64>,
     Option<i64>,
+    [Option<String>; 2],
 );
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -32,6 +33,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
         [r.get(9)?, r.get(10)?, r.get(11)?],
         r.get(12)?,
         r.get(13)?,
+        [r.get(14)?, r.get(15)?],
     ))
 }
 
@@ -46,6 +48,7 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
         [generation, created_at, updated_at],
         last_used_at,
         refreshed_at,
+        [refresh_token_url, refresh_client_id],
     ) = raw;
     Ok(CredentialRecord {
         provider: parse_col("provider", provider)?,
@@ -62,6 +65,8 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
         updated_at,
         last_used_at,
         refreshed_at,
+        refresh_token_url,
+        refresh_client_id,
     })
 }
 
@@ -97,13 +102,15 @@ impl Tx<'_> {
     pub fn put_credential_record(&self, c: &CredentialRecord) -> Result<(), StoreError> {
         self.exec(
             &format!(
-                "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                "INSERT INTO credentials ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (provider, account) DO UPDATE SET
                    kind = excluded.kind, tier = excluded.tier, expires_at = excluded.expires_at,
                    scopes = excluded.scopes, account_id = excluded.account_id, source = excluded.source,
                    status = excluded.status, generation = excluded.generation,
                    updated_at = excluded.updated_at, last_used_at = excluded.last_used_at,
-                   refreshed_at = excluded.refreshed_at"
+                   refreshed_at = excluded.refreshed_at,
+                   refresh_token_url = excluded.refresh_token_url,
+                   refresh_client_id = excluded.refresh_client_id"
             ),
             params![
                 c.provider.as_str(),
@@ -119,10 +126,29 @@ impl Tx<'_> {
                 c.created_at,
                 c.updated_at,
                 c.last_used_at,
-                c.refreshed_at
+                c.refreshed_at,
+                c.refresh_token_url,
+                c.refresh_client_id
             ],
         )?;
         Ok(())
+    }
+
+    /// The highest generation this provider account's credential ever had, across logouts
+    /// (0 if it never had one): a new credential starts above it, so generations never repeat.
+    pub fn credential_generation_high_water(
+        &self,
+        provider: Provider,
+        account: &Account,
+    ) -> Result<i64, StoreError> {
+        let last: Option<i64> = self
+            .one(
+                "SELECT last FROM credential_generations WHERE provider = ?1 AND account = ?2",
+                params![provider.as_str(), account.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(last.unwrap_or(0))
     }
 
     /// Removes a credential and (by cascade) its secrets; returns whether one existed.

@@ -130,6 +130,43 @@ pub struct Credential {
     pub account_id: Option<String>,
     /// Where it came from (`stdin`, `env`, `codex`, `claude-code`, `opencode`, …).
     pub source: String,
+    /// Who may refresh it: recorded by the ledger's own OAuth login. `None` (an imported token,
+    /// which the tool that issued it refreshes itself): the ledger never refreshes it.
+    pub refresh_via: Option<RefreshVia>,
+}
+
+/// The token endpoint and client a credential was issued through: the only place its refresh
+/// token may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshVia {
+    /// The token endpoint URL.
+    pub token_url: String,
+    /// The public client id.
+    pub client_id: String,
+}
+
+impl Credential {
+    /// What to do about this credential once it expired and the ledger may not refresh it.
+    pub fn expired_remedy(&self) -> String {
+        expired_remedy(self.provider, &self.source)
+    }
+}
+
+/// What to do about an expired credential the ledger may not refresh, by where it came from.
+pub fn expired_remedy(provider: Provider, source: &str) -> String {
+    match source {
+        "claude-code" => {
+            "refresh it in Claude Code, then `authledger login claude --from claude-code`".into()
+        }
+        "setup-token" => {
+            "run `claude setup-token`, then `authledger login claude --setup-token`".into()
+        }
+        "codex" => "refresh it in Codex, then `authledger login openai --from codex`".into(),
+        "opencode" => {
+            format!("refresh it in opencode, then `authledger login {provider} --from opencode`")
+        }
+        _ => format!("log in again (`authledger login {provider}`)"),
+    }
 }
 
 impl Credential {
@@ -148,6 +185,7 @@ impl Credential {
             scopes: Vec::new(),
             account_id: None,
             source: source.to_string(),
+            refresh_via: None,
         }
     }
 
@@ -188,6 +226,8 @@ pub struct CredentialSummary {
     pub redacted: String,
     /// Whether a refresh token is stored.
     pub refreshable: bool,
+    /// Whether the ledger itself may refresh it (an OAuth login of its own, not an import).
+    pub ledger_refreshes: bool,
     /// When the access token expires.
     pub expires_at: Option<Millis>,
     /// OAuth scopes.

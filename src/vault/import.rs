@@ -118,6 +118,7 @@ fn oauth(
         scopes: Vec::new(),
         account_id: None,
         source: source.as_str().to_string(),
+        refresh_via: None,
     }
 }
 

@@ -18,7 +18,9 @@ pub mod wipe;
 use std::path::PathBuf;
 
 pub use cipher::{Cipher, MasterKey, Sealed, field_ad};
-pub use credential::{Credential, CredentialKind, CredentialSummary, Tier};
+pub use credential::{
+    Credential, CredentialKind, CredentialSummary, RefreshVia, Tier, expired_remedy,
+};
 pub(crate) use keys::write_key_file;
 pub use keys::{KeySource, default_key_path};
 pub use ops::{Usability, rotate, usability};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::VaultError;
 use super::cipher::{Cipher, MasterKey, Sealed, field_ad};
-use super::credential::{Credential, CredentialKind, CredentialSummary, Tier};
+use super::credential::{Credential, CredentialKind, CredentialSummary, RefreshVia, Tier};
 use super::keys::{Resolved, read_key_file};
 use super::secret::Secret;
 use crate::records::{CredentialRecord, SealedField};
@@ -170,7 +170,10 @@ fn write(
         return Ok(None);
     }
     let refreshed_at = if expected.is_some() { Some(now) } else { None };
-    let generation = prior.as_ref().map_or(1, |p| p.generation + 1);
+    // Above every generation this account ever had, even before a logout: a refresh or a
+    // `needs_login` mark that read an older credential can never match a newer one.
+    let high_water = tx.credential_generation_high_water(c.provider, &c.account)?;
+    let generation = prior.as_ref().map_or(0, |p| p.generation).max(high_water) + 1;
     tx.put_credential_record(&CredentialRecord {
         provider: c.provider,
         account: c.account.clone(),
@@ -186,6 +189,8 @@ fn write(
         updated_at: now,
         last_used_at: prior.as_ref().and_then(|p| p.last_used_at),
         refreshed_at,
+        refresh_token_url: c.refresh_via.as_ref().map(|v| v.token_url.clone()),
+        refresh_client_id: c.refresh_via.as_ref().map(|v| v.client_id.clone()),
     })?;
     let mut fields = Vec::new();
     for (name, secret) in c.secret_fields() {
@@ -237,6 +242,16 @@ fn bad_row(what: &'static str, value: &str) -> VaultError {
     })
 }
 
+fn refresh_via(rec: &CredentialRecord) -> Option<RefreshVia> {
+    match (&rec.refresh_token_url, &rec.refresh_client_id) {
+        (Some(token_url), Some(client_id)) => Some(RefreshVia {
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+        }),
+        _ => None,
+    }
+}
+
 fn assemble(
     rec: &CredentialRecord,
     fields: Vec<(String, Secret)>,
@@ -257,6 +272,7 @@ fn assemble(
         scopes: rec.scopes.split_whitespace().map(str::to_string).collect(),
         account_id: rec.account_id.clone(),
         source: rec.source.clone(),
+        refresh_via: refresh_via(rec),
     };
     for (name, secret) in fields {
         match name.as_str() {
@@ -303,6 +319,7 @@ pub(crate) fn summaries(
                 .primary_secret()
                 .map_or_else(|| "-".into(), Secret::redacted),
             refreshable: c.refresh_token.is_some(),
+            ledger_refreshes: c.refresh_token.is_some() && c.refresh_via.is_some(),
             expires_at: c.expires_at,
             scopes: c.scopes.clone(),
             account_id: c.account_id.clone(),
@@ -345,10 +362,13 @@ pub enum Usability {
     },
     /// Nothing stored.
     Missing,
-    /// Expired with no refresh token.
+    /// Expired, and the ledger may not refresh it (no refresh token, or one only the tool
+    /// that issued it may use).
     Expired {
         /// When it expired.
         at: Millis,
+        /// What the user can do about it.
+        remedy: String,
     },
     /// A refresh was refused: a new login is needed.
     NeedsLogin,
@@ -375,12 +395,17 @@ pub fn usability(
     if let Some(at) = rec.expires_at
         && at <= now
     {
-        let refreshable = tx
-            .sealed_fields(provider, account)?
-            .iter()
-            .any(|f| f.field == "refresh_token");
+        // Only a credential the ledger itself may refresh is usable past its expiry.
+        let refreshable = refresh_via(&rec).is_some()
+            && tx
+                .sealed_fields(provider, account)?
+                .iter()
+                .any(|f| f.field == "refresh_token");
         if !refreshable {
-            return Ok(Usability::Expired { at });
+            return Ok(Usability::Expired {
+                at,
+                remedy: super::credential::expired_remedy(provider, &rec.source),
+            });
         }
     }
     Ok(Usability::Usable { kind, tier })

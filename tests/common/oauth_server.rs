@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -47,6 +47,12 @@ pub struct Mode {
     pub refresh_delay: Duration,
     /// Refresh requests are never answered.
     pub refresh_hang: bool,
+    /// Refresh requests are held (the token already issued) until [`OAuthServer::release`].
+    pub refresh_hold: bool,
+    /// Whether token answers carry an OpenID `id_token` (a JWT naming a ChatGPT account).
+    pub id_token: bool,
+    /// `/token` answers 307 to `/elsewhere` instead (which must never be asked).
+    pub token_redirect: bool,
     /// Device polls answered `authorization_pending` before anything else.
     pub pending_polls: u32,
     /// After the pending polls, one `slow_down`.
@@ -63,6 +69,9 @@ impl Default for Mode {
             token_type: "Bearer",
             refresh_delay: Duration::ZERO,
             refresh_hang: false,
+            refresh_hold: false,
+            id_token: true,
+            token_redirect: false,
             pending_polls: 0,
             slow_down: false,
         }
@@ -99,6 +108,10 @@ struct State {
     device_polls: u32,
     slowed_down: bool,
     serial: u32,
+    /// Opened by [`OAuthServer::release`]: held refresh answers go out.
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    /// The ChatGPT account id of every id token issued, oldest first.
+    account_ids: Vec<String>,
 }
 
 /// A running server; it lives until the test process exits.
@@ -183,6 +196,27 @@ impl OAuthServer {
         self.lock().refresh_tokens.clone()
     }
 
+    /// Lets held refresh answers (mode `refresh_hold`) go out.
+    pub fn release(&self) {
+        let gate = self.lock().gate.clone();
+        *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        gate.1.notify_all();
+    }
+
+    /// The ChatGPT account id of every id token issued, oldest first.
+    pub fn account_ids(&self) -> Vec<String> {
+        self.lock().account_ids.clone()
+    }
+
+    /// Waits (at most 30 s) until `n` requests to `path` have arrived.
+    pub fn wait_for_requests(&self, path: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.requests().iter().filter(|r| r.path == path).count() < n {
+            assert!(Instant::now() < deadline, "no {n} requests to {path}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Makes every refresh token issued so far unknown (as after a revocation).
     pub fn forget_refresh_tokens(&self) {
         self.lock().live_refresh.clear();
@@ -206,8 +240,12 @@ fn handle(stream: TcpStream, port: u16, state: &Mutex<State>) {
     };
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     lock().requests.push(request);
+    let redirect = lock().mode.token_redirect;
     let answer = match (method.as_str(), path) {
         ("GET", "/authorize") => authorize(&mut lock(), &params),
+        ("POST", "/token") if redirect => {
+            Answer::Redirect307(format!("http://127.0.0.1:{port}/elsewhere"))
+        }
         ("POST", "/token") => token(state, port, &params),
         ("POST", "/device/code") => device_code(&mut lock(), port, &params),
         _ => Answer::Status(404, String::new()),
@@ -220,17 +258,19 @@ fn handle(stream: TcpStream, port: u16, state: &Mutex<State>) {
     };
     let (status, headers, body) = match answer {
         Answer::Redirect(location) => (302, format!("Location: {location}\r\n"), String::new()),
+        Answer::Redirect307(location) => (307, format!("Location: {location}\r\n"), String::new()),
         Answer::Json(status, body) => (
             status,
             "Content-Type: application/json\r\nCache-Control: no-store\r\n".to_string(),
             body.to_string(),
         ),
         Answer::Status(status, body) => (status, String::new(), body),
-        Answer::Later(..) | Answer::Never => unreachable!(),
+        Answer::Later(..) | Answer::Held(..) | Answer::Never => unreachable!(),
     };
     let reason = match status {
         200 => "OK",
         302 => "Found",
+        307 => "Temporary Redirect",
         400 => "Bad Request",
         _ => "Not Found",
     };
@@ -270,6 +310,9 @@ fn read_request(stream: &TcpStream) -> Option<(String, String, String)> {
 
 enum Answer {
     Redirect(String),
+    Redirect307(String),
+    /// Answer this once the gate opens.
+    Held(Arc<(Mutex<bool>, Condvar)>, Box<Answer>),
     Json(u16, Value),
     Status(u16, String),
     /// Answer this after a pause.
@@ -284,6 +327,14 @@ impl Answer {
         match self {
             Answer::Later(pause, answer) => {
                 std::thread::sleep(pause);
+                answer.wait()
+            }
+            Answer::Held(gate, answer) => {
+                let mut open = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+                while !*open {
+                    open = gate.1.wait(open).unwrap_or_else(|e| e.into_inner());
+                }
+                drop(open);
                 answer.wait()
             }
             Answer::Never => None,
@@ -397,7 +448,12 @@ fn token(state: &Mutex<State>, port: u16, p: &BTreeMap<String, String>) -> Answe
                 }
                 error("invalid_grant")
             };
-            Answer::Later(s.mode.refresh_delay, Box::new(answer))
+            let answer = Answer::Later(s.mode.refresh_delay, Box::new(answer));
+            if s.mode.refresh_hold {
+                Answer::Held(s.gate.clone(), Box::new(answer))
+            } else {
+                answer
+            }
         }
         DEVICE_GRANT => {
             if !expect(&mut s, p, "device_code", DEVICE_CODE) {
@@ -436,6 +492,11 @@ fn issue(s: &mut State, port: u16) -> Answer {
         s.refresh_tokens.push(refresh.clone());
         body["refresh_token"] = json!(refresh);
     }
+    if s.mode.id_token {
+        let account = format!("acct-{port}-{n:04}");
+        s.account_ids.push(account.clone());
+        body["id_token"] = json!(id_token(&account));
+    }
     Answer::Json(200, body)
 }
 
@@ -452,6 +513,27 @@ fn device_code(s: &mut State, port: u16, p: &BTreeMap<String, String>) -> Answer
             "expires_in": 120,
             "interval": 1,
         }),
+    )
+}
+
+/// An OpenID id token as OpenAI's issuer shapes it for Codex: a JWT (unsigned here) whose
+/// `https://api.openai.com/auth` claim names the ChatGPT account.
+pub fn id_token(account: &str) -> String {
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(json!({ "alg": "RS256", "typ": "JWT" })),
+        b64(json!({
+            "iss": "https://auth.example.test",
+            "sub": format!("user-{account}"),
+            "aud": CLIENT_ID,
+            "exp": 4_102_444_800_i64,
+            "email": "dev@example.test",
+            "https://api.openai.com/auth": {
+                "chatgpt_account_id": account,
+                "chatgpt_plan_type": "plus"
+            }
+        }))
     )
 }
 
