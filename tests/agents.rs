@@ -1560,7 +1560,7 @@ fn the_demo_runs_every_step_it_promises_on_a_temporary_ledger() {
         "denied:",
         "The tester crashes without releasing",
         "cleanup reclaimed 1 lease(s)",
-        "The audit trail, hash-chained",
+        "The audit trail, chained under a key",
         "audit verify: intact",
     ] {
         assert!(
