@@ -49,6 +49,8 @@ pub mod action {
     pub const REFRESH: &str = "refresh";
     /// The master key was rotated.
     pub const KEY_ROTATE: &str = "key_rotate";
+    /// A provider account went out of service or came back (detail: status, until, reason).
+    pub const HEALTH: &str = "health";
 }
 
 /// What happened, about whom: the content of one audit row before it is chained.
