@@ -294,6 +294,19 @@ fn judge(
     Ok(verdict(None, true))
 }
 
+/// The provider accounts `choice` may be served by, in no particular order: what an acquire
+/// reclaims stale leases of before it selects, so a crashed holder's slot and tokens count as
+/// free.
+pub fn candidate_accounts(
+    tx: &Tx<'_>,
+    choice: &Choice,
+) -> Result<Vec<(Provider, Account)>, SelectError> {
+    Ok(candidates(tx, choice)?
+        .into_iter()
+        .map(|(p, a, _)| (p, a))
+        .collect())
+}
+
 /// Chooses a provider account for a new agent; `asked` (a named token figure) rules out
 /// accounts that cannot grant it whole. A lease past its TTL, or not heard from since
 /// `idle_before`, holds no slot: its holder is gone, and the acquire reclaims it.

@@ -370,3 +370,265 @@ fn a_named_figure_that_does_not_fit_falls_back_to_an_account_where_it_does() {
         d.reason
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A crashed holder's slot, its private directory, and what selection refusals leave in the
+// audit trail (CLI processes on the pinned clock).
+// ---------------------------------------------------------------------------------------------
+
+mod common;
+
+use common::{Home, code, query_rows, stderr};
+
+/// Runs the CLI at `now` and asserts it succeeded; returns its `--json` output.
+fn cli_json(home: &Home, now: i64, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = home.run_at(now, &all);
+    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// A home whose OpenAI account (a ChatGPT login, so `run` gives its agent a private
+/// CODEX_HOME) allows one lease at a time, held by a `run --ttl 2s` killed with SIGKILL at T0.
+fn openai_held_by_a_killed_run() -> (Home, String) {
+    let home = Home::new();
+    cli_json(&home, T0, &["limits", "set", "openai", "--concurrent", "1"]);
+    let id = common::killed_run(
+        &home,
+        T0,
+        &["--agent", "doomed", "--provider", "openai", "--ttl", "2s"],
+    );
+    (home, id)
+}
+
+fn lease_state(home: &Home, id: &str) -> Vec<String> {
+    query_rows(
+        &home.db(),
+        &format!("SELECT state, COALESCE(end_reason, '') FROM leases WHERE id = '{id}'"),
+    )
+    .pop()
+    .expect("the lease row")
+}
+
+#[test]
+fn a_killed_holders_slot_is_granted_right_after_its_ttl() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let acquire = [
+        "lease",
+        "acquire",
+        "--agent",
+        "next",
+        "--provider",
+        "openai",
+    ];
+    let early = home.run_at(T0 + 1_999, &acquire);
+    assert_eq!(
+        code(&early),
+        3,
+        "the slot is held until the TTL: {}",
+        stderr(&early)
+    );
+    assert_eq!(lease_state(&home, &id), ["active", ""]);
+
+    let granted = cli_json(&home, T0 + 2_000, &acquire);
+    assert_eq!(granted["provider"], "openai", "{granted}");
+    assert_eq!(
+        lease_state(&home, &id),
+        ["expired", "ttl"],
+        "reclaimed inline"
+    );
+}
+
+#[test]
+fn an_inline_reclaim_removes_the_killed_leases_directory() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let dir = home.path().join("agents").join(&id);
+    assert!(
+        dir.join("codex").exists(),
+        "run made the lease a CODEX_HOME"
+    );
+    let granted = cli_json(
+        &home,
+        T0 + 3_000,
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "next",
+            "--provider",
+            "openai",
+        ],
+    );
+    assert_eq!(lease_state(&home, &id), ["expired", "ttl"]);
+    assert!(!dir.exists(), "the reclaimed lease's CODEX_HOME is gone");
+    let kept = home.path().join("agents");
+    assert!(
+        !kept.join(granted["lease_id"].as_str().unwrap()).exists()
+            || lease_state(&home, granted["lease_id"].as_str().unwrap())[0] == "active"
+    );
+}
+
+#[test]
+fn a_directory_of_a_lease_ended_elsewhere_is_swept_on_the_next_open() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let dir = home.path().join("agents").join(&id);
+    assert!(dir.exists());
+    // Another process ends the lease in the database only (as a daemon or a killed process
+    // might), leaving the directory behind; the next command that opens the ledger sweeps it.
+    let conn = rusqlite::Connection::open(home.db()).unwrap();
+    conn.execute(
+        "UPDATE leases SET state = 'revoked', ended_at = ?2, end_reason = 'test' WHERE id = ?1",
+        rusqlite::params![id, T0 + 1],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(dir.exists());
+    cli_json(&home, T0 + 2, &["lease", "list"]);
+    assert!(!dir.exists(), "swept on open");
+}
+
+#[test]
+fn an_idle_lease_frees_its_slot_for_selection_and_acquire_reclaims_it() {
+    let f = fixture();
+    f.ledger
+        .set_limits(
+            Provider::Openai,
+            &acct("default"),
+            &LimitsUpdate {
+                concurrent: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let openai = Choice::Explicit(Provider::Openai, None);
+    let req = |a: &str| {
+        AcquireRequest::new(AgentId::new(a).unwrap(), Provider::Openai)
+            .tokens(10)
+            .ttl(std::time::Duration::from_secs(86_400))
+    };
+    let (held, _) = f.ledger.acquire_selected(&req("quiet"), &openai).unwrap();
+    f.clock.advance_ms(30 * 60_000 - 1);
+    assert!(f.ledger.acquire_selected(&req("next"), &openai).is_err());
+    f.clock.advance_ms(1);
+    assert!(
+        f.ledger.select(&openai).is_ok(),
+        "an idle holder holds no slot"
+    );
+    f.ledger.acquire_selected(&req("next"), &openai).unwrap();
+    let ended = f.ledger.lease(&held.id).unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("idle"));
+}
+
+/// The `deny` rows so far, at `now`.
+fn denials(home: &Home, now: i64) -> Vec<serde_json::Value> {
+    common::audit_rows(home, now, "deny")
+}
+
+#[test]
+fn an_acquire_refused_by_selection_appends_its_deny_row() {
+    let home = Home::new();
+    // Unhealthy: Claude out of service for a week.
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 604800",
+        ],
+    );
+    let out = home.run(&["lease", "acquire", "--agent", "a", "--provider", "claude"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["agent"], "a");
+    assert!(
+        rows[0]["detail"].to_string().contains("unhealthy"),
+        "{}",
+        rows[0]
+    );
+
+    // No credential: OpenAI logged out.
+    cli_json(&home, T0, &["logout", "openai"]);
+    let out = home.run(&["lease", "acquire", "--agent", "b", "--provider", "openai"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["agent"], "b");
+    assert!(
+        rows[1]["detail"].to_string().contains("no credential"),
+        "{}",
+        rows[1]
+    );
+}
+
+#[test]
+fn a_waiting_acquire_appends_only_its_last_attempts_deny_row() {
+    let home = Home::new();
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 3600",
+        ],
+    );
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "w",
+        "--provider",
+        "claude",
+        "--wait",
+        "700ms",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 1, "several attempts, one row: {rows:?}");
+    assert_eq!(rows[0]["agent"], "w");
+}
+
+#[test]
+fn a_report_that_moves_an_account_out_of_service_or_back_is_audited_once() {
+    let home = Home::new();
+    let health = |now| common::audit_rows(&home, now, "health");
+    cli_json(&home, T0, &["report", "claude", "--status", "200"]);
+    assert!(health(T0).is_empty(), "no change, no row");
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 604800",
+        ],
+    );
+    let rows = health(T0);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let d = &rows[0]["detail"];
+    assert_eq!(d["available"], false, "{d}");
+    assert_eq!(d["status"], 429, "{d}");
+    assert_eq!(d["until"], T0 + 604_800_000, "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("429"), "{d}");
+    assert_eq!(rows[0]["provider"], "claude");
+    // Another refusal while out of service is no change of availability.
+    cli_json(&home, T0 + 1, &["report", "claude", "--status", "429"]);
+    assert_eq!(health(T0 + 1).len(), 1);
+    cli_json(&home, T0 + 2, &["report", "claude", "--status", "200"]);
+    let rows = health(T0 + 2);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["detail"]["available"], true);
+    assert_eq!(rows[1]["detail"]["status"], 200);
+}

@@ -27,6 +27,11 @@ pub(super) fn acquire_selected_in(
     choice: &Choice,
     id: LeaseId,
 ) -> Result<Result<(Lease, Decision), Error>, Error> {
+    // A holder gone past its TTL or idle time gives back its slot and its tokens before the
+    // candidates are judged: correctness never waits for cleanup.
+    for (p, a) in select::candidate_accounts(tx, choice)? {
+        quota::reclaim_stale(tx, now, idle_before, p, &a)?;
+    }
     let decision = match select::select(tx, now, idle_before, choice, req.tokens) {
         Ok(d) => d,
         Err(SelectError::NoneUsable(considered, asked)) => {
