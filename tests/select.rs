@@ -462,11 +462,7 @@ fn an_inline_reclaim_removes_the_killed_leases_directory() {
     );
     assert_eq!(lease_state(&home, &id), ["expired", "ttl"]);
     assert!(!dir.exists(), "the reclaimed lease's CODEX_HOME is gone");
-    let kept = home.path().join("agents");
-    assert!(
-        !kept.join(granted["lease_id"].as_str().unwrap()).exists()
-            || lease_state(&home, granted["lease_id"].as_str().unwrap())[0] == "active"
-    );
+    assert_eq!(granted["provider"], "openai", "{granted}");
 }
 
 #[test]
