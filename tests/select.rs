@@ -628,3 +628,119 @@ fn a_report_that_moves_an_account_out_of_service_or_back_is_audited_once() {
     assert_eq!(rows[1]["detail"]["available"], true);
     assert_eq!(rows[1]["detail"]["status"], 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Health: the 5xx back-off, the reset headers, and what `status` shows
+// ---------------------------------------------------------------------------------------------
+
+/// Until when claude/sub is out of service, if it is.
+fn out_until(f: &Fixture) -> Option<i64> {
+    let h = f.ledger.health(Provider::Claude, &acct("sub")).unwrap()?;
+    h.unavailable_until.filter(|t| *t > f.ledger.now())
+}
+
+#[test]
+fn server_errors_keep_an_account_out_a_minute_doubling_to_at_most_fifteen() {
+    let f = fixture();
+    let error = |f: &Fixture| {
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 502, &[])
+            .unwrap();
+    };
+    error(&f);
+    error(&f);
+    assert_eq!(out_until(&f), None, "two 5xx are not yet a pattern");
+    // The third, and every one after it while the streak lasts: 1, 2, 4, 8, then 15 minutes.
+    for minutes in [1, 2, 4, 8, 15, 15] {
+        let at = f.ledger.now();
+        error(&f);
+        let back = at + minutes * 60_000;
+        assert_eq!(out_until(&f), Some(back), "{minutes} min");
+        f.clock.set_ms(back - 1);
+        assert_eq!(chosen(&auto(&f)), "claude/key", "out until {minutes} min");
+        f.clock.set_ms(back);
+        assert_eq!(chosen(&auto(&f)), "claude/sub", "back after {minutes} min");
+    }
+}
+
+#[test]
+fn the_latest_of_several_reset_headers_sets_the_reset() {
+    let f = fixture();
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let anthropic = [
+        ("anthropic-ratelimit-requests-reset", iso(T0 + 120_000)),
+        ("anthropic-ratelimit-tokens-reset", iso(T0 + 300_000)),
+        ("anthropic-ratelimit-input-tokens-reset", iso(T0 + 60_000)),
+    ];
+    let openai = [
+        ("x-ratelimit-reset-requests", "30s".to_string()),
+        ("x-ratelimit-reset-tokens", "6m0s".to_string()),
+    ];
+    for (headers, reset) in [
+        (&anthropic[..], T0 + 300_000),
+        (&openai[..], T0 + 360_000),
+    ] {
+        f.clock.set_ms(T0);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 429, &headers)
+            .unwrap();
+        assert_eq!(out_until(&f), Some(reset), "{headers:?}");
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 200, &[])
+            .unwrap();
+    }
+}
+
+#[test]
+fn status_shows_kept_rate_limit_headers_and_warns_of_per_token_billing() {
+    let home = Home::new();
+    // A Claude API key beside the Claude Code subscription.
+    let mut login = home
+        .cmd()
+        .args(["login", "claude", "--account", "key", "--api-key-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut login.stdin.take().unwrap(),
+        b"sk-ant-api03-status-test-key-000000",
+    )
+    .unwrap();
+    assert!(login.wait_with_output().unwrap().status.success());
+    let status = |now| common::stdout(&home.run_at(now, &["status"]));
+    assert!(
+        !status(T0).contains("billed per token"),
+        "the subscription serves: {}",
+        status(T0)
+    );
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 600",
+            "--header",
+            "anthropic-ratelimit-tokens-remaining: 0",
+        ],
+    );
+    let shown = status(T0 + 1);
+    assert!(
+        shown.contains("warning: new agents are billed per token on claude/key (API key)"),
+        "{shown}"
+    );
+    assert!(shown.contains("anthropic-ratelimit-tokens-remaining"), "{shown}");
+}
