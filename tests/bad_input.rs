@@ -882,7 +882,15 @@ fn usage_that_would_overflow_a_total_is_refused_and_the_window_stays_writable() 
         refused_unchanged(
             &home,
             &[
-                "usage", "record", &id, "--input", input, "--output", "0", "--requests", requests,
+                "usage",
+                "record",
+                &id,
+                "--input",
+                input,
+                "--output",
+                "0",
+                "--requests",
+                requests,
             ],
             USAGE,
             &["would exceed", "nothing recorded"],
@@ -910,7 +918,15 @@ fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
     let home = Home::new();
     let acquired = home
         .cmd_wall()
-        .args(["--json", "lease", "acquire", "--agent", "a", "--provider", "claude"])
+        .args([
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "a",
+            "--provider",
+            "claude",
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&acquired), 0, "{}", stderr(&acquired));
@@ -941,7 +957,10 @@ fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
         .as_millis() as i64;
     let frames = [
         // The key a client chose, and the fallback key a client sends for a record without one.
-        (UsageRecord::new(1, 1).key(huge.clone()), "unused".to_string()),
+        (
+            UsageRecord::new(1, 1).key(huge.clone()),
+            "unused".to_string(),
+        ),
         (UsageRecord::new(1, 1), huge.clone()),
     ];
     for (record, fallback_key) in frames {
@@ -961,11 +980,18 @@ fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
             Err(WireError::Other { exit_code, message }) => {
                 assert_eq!(exit_code, USAGE, "{message}");
                 assert!(message.contains("idempotency key"), "{message}");
-                assert!(message.len() < 300, "a short message: {} bytes", message.len());
+                assert!(
+                    message.len() < 300,
+                    "a short message: {} bytes",
+                    message.len()
+                );
             }
             other => {
                 let text = format!("{other:?}");
-                panic!("the daemon should refuse the key: {}", &text[..text.len().min(300)]);
+                panic!(
+                    "the daemon should refuse the key: {}",
+                    &text[..text.len().min(300)]
+                );
             }
         }
     }

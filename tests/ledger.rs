@@ -391,7 +391,9 @@ fn limits_after_login(
     if init_first {
         ledger.init().unwrap();
     }
-    ledger.store_credential(&credential(provider, kind)).unwrap();
+    ledger
+        .store_credential(&credential(provider, kind))
+        .unwrap();
     let lease = ledger
         .acquire(&AcquireRequest::new(AgentId::new("a").unwrap(), provider).tokens(1))
         .unwrap();
@@ -403,14 +405,22 @@ fn limits_after_login(
 #[test]
 fn the_documented_defaults_do_not_depend_on_whether_init_ran_first() {
     let cases = [
-        (Provider::Claude, "subscription", (1_000_000, 10, None, None)),
+        (
+            Provider::Claude,
+            "subscription",
+            (1_000_000, 10, None, None),
+        ),
         (Provider::Openai, "subscription", (500_000, 8, None, None)),
         (
             Provider::Claude,
             "key",
             (1_000_000, 8, Some(60), Some(100_000)),
         ),
-        (Provider::Openai, "key", (500_000, 8, Some(60), Some(100_000))),
+        (
+            Provider::Openai,
+            "key",
+            (500_000, 8, Some(60), Some(100_000)),
+        ),
     ];
     for (provider, kind, documented) in cases {
         for init_first in [false, true] {
@@ -427,7 +437,10 @@ fn the_documented_defaults_do_not_depend_on_whether_init_ran_first() {
 fn limits_set_before_an_api_key_login_are_kept() {
     let f = fixture(limits(5_000, 3));
     // The fixture set limits, then stored an API key: the user's figures stand.
-    let l = f.ledger.limits(Provider::Claude, &Account::default()).unwrap();
+    let l = f
+        .ledger
+        .limits(Provider::Claude, &Account::default())
+        .unwrap();
     assert_eq!((l.daily_tokens, l.concurrent, l.rpm), (5_000, 3, None));
 }
 
@@ -439,7 +452,14 @@ fn limits_set_before_an_api_key_login_are_kept() {
 fn release_and_usage_refuse_a_wrong_fence_and_accept_the_right_one() {
     let home = common::Home::new();
     let lease = home.json(&[
-        "lease", "acquire", "--agent", "a", "--provider", "claude", "--tokens", "100",
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "claude",
+        "--tokens",
+        "100",
     ]);
     let id = lease["lease_id"].as_str().unwrap().to_string();
     let fence = lease["fence"].as_i64().unwrap();
@@ -447,7 +467,9 @@ fn release_and_usage_refuse_a_wrong_fence_and_accept_the_right_one() {
     let right = fence.to_string();
     let before = home.snapshot();
     for args in [
-        vec!["usage", "record", &id, "--input", "5", "--output", "5", "--fence", &wrong],
+        vec![
+            "usage", "record", &id, "--input", "5", "--output", "5", "--fence", &wrong,
+        ],
         vec!["lease", "release", &id, "--fence", &wrong],
     ] {
         let out = home.run(&args);

@@ -680,10 +680,7 @@ fn the_latest_of_several_reset_headers_sets_the_reset() {
         ("x-ratelimit-reset-requests", "30s".to_string()),
         ("x-ratelimit-reset-tokens", "6m0s".to_string()),
     ];
-    for (headers, reset) in [
-        (&anthropic[..], T0 + 300_000),
-        (&openai[..], T0 + 360_000),
-    ] {
+    for (headers, reset) in [(&anthropic[..], T0 + 300_000), (&openai[..], T0 + 360_000)] {
         f.clock.set_ms(T0);
         let headers: Vec<(String, String)> = headers
             .iter()
@@ -742,5 +739,8 @@ fn status_shows_kept_rate_limit_headers_and_warns_of_per_token_billing() {
         shown.contains("warning: new agents are billed per token on claude/key (API key)"),
         "{shown}"
     );
-    assert!(shown.contains("anthropic-ratelimit-tokens-remaining"), "{shown}");
+    assert!(
+        shown.contains("anthropic-ratelimit-tokens-remaining"),
+        "{shown}"
+    );
 }
