@@ -64,6 +64,8 @@ pub mod action {
     pub const KEY_ROTATE: &str = "key_rotate";
     /// Keyed rows begin here (detail: legacy_rows, legacy_tail).
     pub const REKEY: &str = "rekey";
+    /// A provider account went out of service or came back (detail: status, until, reason).
+    pub const HEALTH: &str = "health";
 }
 
 /// What happened, about whom: the content of one audit row before it is chained.

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+use crate::audit::{self, AuditEvent, action};
 
 use crate::records::HealthRecord;
 use crate::store::{StoreError, Tx};
@@ -87,7 +89,8 @@ pub fn report(
         .iter()
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let mut h = tx.health(provider, account)?.unwrap_or(HealthRecord {
+    let before = tx.health(provider, account)?;
+    let mut h = before.clone().unwrap_or(HealthRecord {
         provider,
         account: account.clone(),
         unavailable_until: None,
@@ -138,6 +141,26 @@ pub fn report(
         }
     }
     tx.put_health(&h)?;
+    // A change of availability is a state change selection acts on: audited, so a week out of
+    // service always has a row saying who reported what. Other reports are not.
+    let was_out = unavailable(before.as_ref(), now).is_some();
+    let is_out = unavailable(Some(&h), now).is_some();
+    if was_out != is_out {
+        audit::append(
+            tx,
+            now,
+            AuditEvent::new(
+                action::HEALTH,
+                json!({
+                    "available": !is_out,
+                    "status": status,
+                    "until": h.unavailable_until.filter(|_| is_out),
+                    "reason": h.reason.as_deref().filter(|_| is_out),
+                }),
+            )
+            .on(provider, account),
+        )?;
+    }
     Ok(h)
 }
 

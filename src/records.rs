@@ -56,6 +56,13 @@ impl Limits {
         }
     }
 
+    /// Whether these are exactly the provider's defaults (as `init` or a first acquire
+    /// stores them), so a login may still give them the defaults of its credential kind.
+    pub fn is_default(&self, provider: Provider) -> bool {
+        let d = Limits::defaults(provider, self.account.clone(), self.updated_at);
+        *self == d
+    }
+
     /// The token limit of a budget window kind, if that window is enforced.
     pub fn budget_for(&self, kind: WindowKind) -> Option<i64> {
         match kind {

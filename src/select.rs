@@ -185,6 +185,7 @@ fn candidates(
 fn judge(
     tx: &Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     p: Provider,
     a: &Account,
     quota: &[QuotaStatus],
@@ -230,7 +231,7 @@ fn judge(
         return Ok(verdict(None, true));
     };
     if q.active_leases >= q.concurrent_limit {
-        let frees = match tx.active_lease_count(p, a)?.1 {
+        let frees = match tx.active_lease_count(p, a, now, idle_before)?.1 {
             Some(t) => format!(
                 "; a slot frees by {} at the latest",
                 crate::clock::format_ms(t)
@@ -293,11 +294,26 @@ fn judge(
     Ok(verdict(None, true))
 }
 
+/// The provider accounts `choice` may be served by, in no particular order: what an acquire
+/// reclaims stale leases of before it selects, so a crashed holder's slot and tokens count as
+/// free.
+pub fn candidate_accounts(
+    tx: &Tx<'_>,
+    choice: &Choice,
+) -> Result<Vec<(Provider, Account)>, SelectError> {
+    Ok(candidates(tx, choice)?
+        .into_iter()
+        .map(|(p, a, _)| (p, a))
+        .collect())
+}
+
 /// Chooses a provider account for a new agent; `asked` (a named token figure) rules out
-/// accounts that cannot grant it whole.
+/// accounts that cannot grant it whole. A lease past its TTL, or not heard from since
+/// `idle_before`, holds no slot: its holder is gone, and the acquire reclaims it.
 pub fn select(
     tx: &Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     choice: &Choice,
     asked: Option<i64>,
 ) -> Result<Decision, SelectError> {
@@ -305,6 +321,7 @@ pub fn select(
     let quota = quota_status(
         tx,
         now,
+        idle_before,
         match choice {
             Choice::Explicit(p, _) => Some(*p),
             Choice::Auto => None,
@@ -312,7 +329,7 @@ pub fn select(
     )?;
     let mut considered = Vec::with_capacity(order.len());
     for (p, a, _) in &order {
-        considered.push(judge(tx, now, *p, a, &quota, asked)?);
+        considered.push(judge(tx, now, idle_before, *p, a, &quota, asked)?);
     }
     let pick = considered
         .iter()

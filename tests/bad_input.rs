@@ -869,3 +869,133 @@ fn regression_review_findings_are_refused_cleanly() {
     let err: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
     assert_eq!(err["exit_code"], DENIED);
 }
+
+#[test]
+fn usage_that_would_overflow_a_total_is_refused_and_the_window_stays_writable() {
+    let (home, id) = seeded();
+    // One record may be as large as the largest figure, but no total may pass it: the sums the
+    // ledger computes from its totals must never overflow.
+    let max = "1000000000000000";
+    let big = "999999999999000";
+    home.json(&["usage", "record", &id, "--input", big, "--output", "0"]);
+    for (input, requests) in [(max, "1"), ("1", max), (max, max)] {
+        refused_unchanged(
+            &home,
+            &[
+                "usage",
+                "record",
+                &id,
+                "--input",
+                input,
+                "--output",
+                "0",
+                "--requests",
+                requests,
+            ],
+            USAGE,
+            &["would exceed", "nothing recorded"],
+        );
+    }
+    let ok = home.json(&["usage", "record", &id, "--input", "10", "--output", "0"]);
+    assert_eq!(ok["duplicate"], false, "{ok}");
+    let used = common::query_rows(
+        &home.db(),
+        "SELECT used FROM windows WHERE kind = 'day' ORDER BY start_ms DESC LIMIT 1",
+    );
+    assert_eq!(used, [["999999999999160"]], "150 seeded + big + 10");
+}
+
+#[test]
+fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
+    use authledger::daemon::protocol::{
+        Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame,
+    };
+    use authledger::{LeaseId, UsageRecord};
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    // A ledger on the wall clock (the only kind a daemon serves) with a lease to record on.
+    let home = Home::new();
+    let acquired = home
+        .cmd_wall()
+        .args([
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "a",
+            "--provider",
+            "claude",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&acquired), 0, "{}", stderr(&acquired));
+    let lease: serde_json::Value = serde_json::from_slice(&acquired.stdout).unwrap();
+    let id = LeaseId::parse(lease["lease_id"].as_str().unwrap()).unwrap();
+
+    let mut daemon = home
+        .cmd_wall()
+        .args(["daemon", "--interval", "1h"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(daemon.stderr.take().unwrap()).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("serving writes at"));
+    assert!(serving.is_some(), "the daemon never served");
+
+    let before = home.snapshot();
+    let socket = authledger::daemon::socket_path_for(&home.db()).unwrap();
+    let huge = "k".repeat(500_000);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let frames = [
+        // The key a client chose, and the fallback key a client sends for a record without one.
+        (
+            UsageRecord::new(1, 1).key(huge.clone()),
+            "unused".to_string(),
+        ),
+        (UsageRecord::new(1, 1), huge.clone()),
+    ];
+    for (record, fallback_key) in frames {
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let envelope = Envelope {
+            v: VERSION,
+            deadline_ms: now + 60_000,
+            request: Request::RecordUsage {
+                id: id.clone(),
+                record,
+                fallback_key,
+            },
+        };
+        write_frame(&mut conn, &envelope).unwrap();
+        let reply: Reply = read_frame(&mut conn).unwrap().expect("a reply");
+        match reply {
+            Err(WireError::Other { exit_code, message }) => {
+                assert_eq!(exit_code, USAGE, "{message}");
+                assert!(message.contains("idempotency key"), "{message}");
+                assert!(
+                    message.len() < 300,
+                    "a short message: {} bytes",
+                    message.len()
+                );
+            }
+            other => {
+                let text = format!("{other:?}");
+                panic!(
+                    "the daemon should refuse the key: {}",
+                    &text[..text.len().min(300)]
+                );
+            }
+        }
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(before, home.snapshot(), "nothing stored");
+}

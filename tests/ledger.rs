@@ -353,3 +353,142 @@ fn regression_a_token_near_expiry_without_a_token_endpoint_is_used_while_it_last
         .unwrap_err();
     assert_eq!(err.exit_code(), authledger::exit::AUTH, "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The documented defaults, whatever the order of commands
+// ---------------------------------------------------------------------------------------------
+
+/// A credential of `kind` ("key" or "subscription") for `provider`.
+fn credential(provider: Provider, kind: &str) -> authledger::Credential {
+    use authledger::{Credential, CredentialKind, Secret, Tier};
+    let mut c = Credential::api_key(
+        provider,
+        Account::default(),
+        Secret::new("sk-test-defaults-0000000000".into()),
+        "stdin",
+    );
+    if kind == "subscription" {
+        c.kind = CredentialKind::Oauth;
+        c.tier = if provider == Provider::Claude {
+            Tier::Max
+        } else {
+            Tier::Chatgpt
+        };
+        c.api_key = None;
+        c.access_token = Some(Secret::new("oauth-access-token-000000".into()));
+        c.refresh_token = Some(Secret::new("oauth-refresh-token-00000".into()));
+        c.expires_at = Some(T0 + 365 * 86_400_000);
+        c.source = "oauth".into();
+    }
+    c
+}
+
+/// The limits an account has after a login of `kind`, with or without `init` first, and after
+/// a first lease (which stores the defaults if nothing did): (daily, concurrent, rpm, tpm).
+fn limits_after_login(
+    provider: Provider,
+    kind: &str,
+    init_first: bool,
+) -> (i64, i64, Option<i64>, Option<i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(
+        LedgerConfig::new(dir.path().join("ledger.db"))
+            .with_clock(std::sync::Arc::new(authledger::ManualClock::new(T0)))
+            .with_key(authledger::KeySource::File(dir.path().join("master.key"))),
+    )
+    .unwrap();
+    if init_first {
+        ledger.init().unwrap();
+    }
+    ledger
+        .store_credential(&credential(provider, kind))
+        .unwrap();
+    let lease = ledger
+        .acquire(&AcquireRequest::new(AgentId::new("a").unwrap(), provider).tokens(1))
+        .unwrap();
+    ledger.release(&lease.id).unwrap();
+    let l = ledger.limits(provider, &Account::default()).unwrap();
+    (l.daily_tokens, l.concurrent, l.rpm, l.tpm)
+}
+
+#[test]
+fn the_documented_defaults_do_not_depend_on_whether_init_ran_first() {
+    let cases = [
+        (
+            Provider::Claude,
+            "subscription",
+            (1_000_000, 10, None, None),
+        ),
+        (Provider::Openai, "subscription", (500_000, 8, None, None)),
+        (
+            Provider::Claude,
+            "key",
+            (1_000_000, 8, Some(60), Some(100_000)),
+        ),
+        (
+            Provider::Openai,
+            "key",
+            (500_000, 8, Some(60), Some(100_000)),
+        ),
+    ];
+    for (provider, kind, documented) in cases {
+        for init_first in [false, true] {
+            assert_eq!(
+                limits_after_login(provider, kind, init_first),
+                documented,
+                "{provider} {kind}, init first: {init_first}"
+            );
+        }
+    }
+}
+
+#[test]
+fn limits_set_before_an_api_key_login_are_kept() {
+    let f = fixture(limits(5_000, 3));
+    // The fixture set limits, then stored an API key: the user's figures stand.
+    let l = f
+        .ledger
+        .limits(Provider::Claude, &Account::default())
+        .unwrap();
+    assert_eq!((l.daily_tokens, l.concurrent, l.rpm), (5_000, 3, None));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fences on release and usage (the CLI's --fence)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn release_and_usage_refuse_a_wrong_fence_and_accept_the_right_one() {
+    let home = common::Home::new();
+    let lease = home.json(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "claude",
+        "--tokens",
+        "100",
+    ]);
+    let id = lease["lease_id"].as_str().unwrap().to_string();
+    let fence = lease["fence"].as_i64().unwrap();
+    let wrong = (fence + 1).to_string();
+    let right = fence.to_string();
+    let before = home.snapshot();
+    for args in [
+        vec![
+            "usage", "record", &id, "--input", "5", "--output", "5", "--fence", &wrong,
+        ],
+        vec!["lease", "release", &id, "--fence", &wrong],
+    ] {
+        let out = home.run(&args);
+        common::assert_refused(&out, 3, &["fence", "not"], &format!("{args:?}"));
+        assert_eq!(before, home.snapshot(), "{args:?} changed the ledger");
+    }
+    let used = home.json(&[
+        "usage", "record", &id, "--input", "5", "--output", "5", "--fence", &right,
+    ]);
+    assert_eq!(used["lease_used"], 10, "{used}");
+    let released = home.json(&["lease", "release", &id, "--fence", &right]);
+    assert_eq!(released["returned_tokens"], 90, "{released}");
+}

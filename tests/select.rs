@@ -370,3 +370,377 @@ fn a_named_figure_that_does_not_fit_falls_back_to_an_account_where_it_does() {
         d.reason
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A crashed holder's slot, its private directory, and what selection refusals leave in the
+// audit trail (CLI processes on the pinned clock).
+// ---------------------------------------------------------------------------------------------
+
+mod common;
+
+use common::{Home, code, query_rows, stderr};
+
+/// Runs the CLI at `now` and asserts it succeeded; returns its `--json` output.
+fn cli_json(home: &Home, now: i64, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = home.run_at(now, &all);
+    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// A home whose OpenAI account (a ChatGPT login, so `run` gives its agent a private
+/// CODEX_HOME) allows one lease at a time, held by a `run --ttl 2s` killed with SIGKILL at T0.
+fn openai_held_by_a_killed_run() -> (Home, String) {
+    let home = Home::new();
+    cli_json(&home, T0, &["limits", "set", "openai", "--concurrent", "1"]);
+    let id = common::killed_run(
+        &home,
+        T0,
+        &["--agent", "doomed", "--provider", "openai", "--ttl", "2s"],
+    );
+    (home, id)
+}
+
+fn lease_state(home: &Home, id: &str) -> Vec<String> {
+    query_rows(
+        &home.db(),
+        &format!("SELECT state, COALESCE(end_reason, '') FROM leases WHERE id = '{id}'"),
+    )
+    .pop()
+    .expect("the lease row")
+}
+
+#[test]
+fn a_killed_holders_slot_is_granted_right_after_its_ttl() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let acquire = [
+        "lease",
+        "acquire",
+        "--agent",
+        "next",
+        "--provider",
+        "openai",
+    ];
+    let early = home.run_at(T0 + 1_999, &acquire);
+    assert_eq!(
+        code(&early),
+        3,
+        "the slot is held until the TTL: {}",
+        stderr(&early)
+    );
+    assert_eq!(lease_state(&home, &id), ["active", ""]);
+
+    let granted = cli_json(&home, T0 + 2_000, &acquire);
+    assert_eq!(granted["provider"], "openai", "{granted}");
+    assert_eq!(
+        lease_state(&home, &id),
+        ["expired", "ttl"],
+        "reclaimed inline"
+    );
+}
+
+#[test]
+fn an_inline_reclaim_removes_the_killed_leases_directory() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let dir = home.path().join("agents").join(&id);
+    assert!(
+        dir.join("codex").exists(),
+        "run made the lease a CODEX_HOME"
+    );
+    let granted = cli_json(
+        &home,
+        T0 + 3_000,
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "next",
+            "--provider",
+            "openai",
+        ],
+    );
+    assert_eq!(lease_state(&home, &id), ["expired", "ttl"]);
+    assert!(!dir.exists(), "the reclaimed lease's CODEX_HOME is gone");
+    assert_eq!(granted["provider"], "openai", "{granted}");
+}
+
+#[test]
+fn a_directory_of_a_lease_ended_elsewhere_is_swept_on_the_next_open() {
+    let (home, id) = openai_held_by_a_killed_run();
+    let dir = home.path().join("agents").join(&id);
+    assert!(dir.exists());
+    // Another process ends the lease in the database only (as a daemon or a killed process
+    // might), leaving the directory behind; the next command that opens the ledger sweeps it.
+    let conn = rusqlite::Connection::open(home.db()).unwrap();
+    conn.execute(
+        "UPDATE leases SET state = 'revoked', ended_at = ?2, end_reason = 'test' WHERE id = ?1",
+        rusqlite::params![id, T0 + 1],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(dir.exists());
+    cli_json(&home, T0 + 2, &["lease", "list"]);
+    assert!(!dir.exists(), "swept on open");
+}
+
+#[test]
+fn an_idle_lease_frees_its_slot_for_selection_and_acquire_reclaims_it() {
+    let f = fixture();
+    f.ledger
+        .set_limits(
+            Provider::Openai,
+            &acct("default"),
+            &LimitsUpdate {
+                concurrent: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let openai = Choice::Explicit(Provider::Openai, None);
+    let req = |a: &str| {
+        AcquireRequest::new(AgentId::new(a).unwrap(), Provider::Openai)
+            .tokens(10)
+            .ttl(std::time::Duration::from_secs(86_400))
+    };
+    let (held, _) = f.ledger.acquire_selected(&req("quiet"), &openai).unwrap();
+    f.clock.advance_ms(30 * 60_000 - 1);
+    assert!(f.ledger.acquire_selected(&req("next"), &openai).is_err());
+    f.clock.advance_ms(1);
+    assert!(
+        f.ledger.select(&openai).is_ok(),
+        "an idle holder holds no slot"
+    );
+    f.ledger.acquire_selected(&req("next"), &openai).unwrap();
+    let ended = f.ledger.lease(&held.id).unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("idle"));
+}
+
+/// The `deny` rows so far, at `now`.
+fn denials(home: &Home, now: i64) -> Vec<serde_json::Value> {
+    common::audit_rows(home, now, "deny")
+}
+
+#[test]
+fn an_acquire_refused_by_selection_appends_its_deny_row() {
+    let home = Home::new();
+    // Unhealthy: Claude out of service for a week.
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 604800",
+        ],
+    );
+    let out = home.run(&["lease", "acquire", "--agent", "a", "--provider", "claude"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["agent"], "a");
+    assert!(
+        rows[0]["detail"].to_string().contains("unhealthy"),
+        "{}",
+        rows[0]
+    );
+
+    // No credential: OpenAI logged out.
+    cli_json(&home, T0, &["logout", "openai"]);
+    let out = home.run(&["lease", "acquire", "--agent", "b", "--provider", "openai"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["agent"], "b");
+    assert!(
+        rows[1]["detail"].to_string().contains("no credential"),
+        "{}",
+        rows[1]
+    );
+}
+
+#[test]
+fn a_waiting_acquire_appends_only_its_last_attempts_deny_row() {
+    let home = Home::new();
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 3600",
+        ],
+    );
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "w",
+        "--provider",
+        "claude",
+        "--wait",
+        "700ms",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = denials(&home, T0);
+    assert_eq!(rows.len(), 1, "several attempts, one row: {rows:?}");
+    assert_eq!(rows[0]["agent"], "w");
+}
+
+#[test]
+fn a_report_that_moves_an_account_out_of_service_or_back_is_audited_once() {
+    let home = Home::new();
+    let health = |now| common::audit_rows(&home, now, "health");
+    cli_json(&home, T0, &["report", "claude", "--status", "200"]);
+    assert!(health(T0).is_empty(), "no change, no row");
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 604800",
+        ],
+    );
+    let rows = health(T0);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let d = &rows[0]["detail"];
+    assert_eq!(d["available"], false, "{d}");
+    assert_eq!(d["status"], 429, "{d}");
+    assert_eq!(d["until"], T0 + 604_800_000, "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("429"), "{d}");
+    assert_eq!(rows[0]["provider"], "claude");
+    // Another refusal while out of service is no change of availability.
+    cli_json(&home, T0 + 1, &["report", "claude", "--status", "429"]);
+    assert_eq!(health(T0 + 1).len(), 1);
+    cli_json(&home, T0 + 2, &["report", "claude", "--status", "200"]);
+    let rows = health(T0 + 2);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["detail"]["available"], true);
+    assert_eq!(rows[1]["detail"]["status"], 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health: the 5xx back-off, the reset headers, and what `status` shows
+// ---------------------------------------------------------------------------------------------
+
+/// Until when claude/sub is out of service, if it is.
+fn out_until(f: &Fixture) -> Option<i64> {
+    let h = f.ledger.health(Provider::Claude, &acct("sub")).unwrap()?;
+    h.unavailable_until.filter(|t| *t > f.ledger.now())
+}
+
+#[test]
+fn server_errors_keep_an_account_out_a_minute_doubling_to_at_most_fifteen() {
+    let f = fixture();
+    let error = |f: &Fixture| {
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 502, &[])
+            .unwrap();
+    };
+    error(&f);
+    error(&f);
+    assert_eq!(out_until(&f), None, "two 5xx are not yet a pattern");
+    // The third, and every one after it while the streak lasts: 1, 2, 4, 8, then 15 minutes.
+    for minutes in [1, 2, 4, 8, 15, 15] {
+        let at = f.ledger.now();
+        error(&f);
+        let back = at + minutes * 60_000;
+        assert_eq!(out_until(&f), Some(back), "{minutes} min");
+        f.clock.set_ms(back - 1);
+        assert_eq!(chosen(&auto(&f)), "claude/key", "out until {minutes} min");
+        f.clock.set_ms(back);
+        assert_eq!(chosen(&auto(&f)), "claude/sub", "back after {minutes} min");
+    }
+}
+
+#[test]
+fn the_latest_of_several_reset_headers_sets_the_reset() {
+    let f = fixture();
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let anthropic = [
+        ("anthropic-ratelimit-requests-reset", iso(T0 + 120_000)),
+        ("anthropic-ratelimit-tokens-reset", iso(T0 + 300_000)),
+        ("anthropic-ratelimit-input-tokens-reset", iso(T0 + 60_000)),
+    ];
+    let openai = [
+        ("x-ratelimit-reset-requests", "30s".to_string()),
+        ("x-ratelimit-reset-tokens", "6m0s".to_string()),
+    ];
+    for (headers, reset) in [(&anthropic[..], T0 + 300_000), (&openai[..], T0 + 360_000)] {
+        f.clock.set_ms(T0);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 429, &headers)
+            .unwrap();
+        assert_eq!(out_until(&f), Some(reset), "{headers:?}");
+        f.ledger
+            .report_response(Provider::Claude, &acct("sub"), 200, &[])
+            .unwrap();
+    }
+}
+
+#[test]
+fn status_shows_kept_rate_limit_headers_and_warns_of_per_token_billing() {
+    let home = Home::new();
+    // A Claude API key beside the Claude Code subscription.
+    let mut login = home
+        .cmd()
+        .args(["login", "claude", "--account", "key", "--api-key-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut login.stdin.take().unwrap(),
+        b"sk-ant-api03-status-test-key-000000",
+    )
+    .unwrap();
+    assert!(login.wait_with_output().unwrap().status.success());
+    let status = |now| common::stdout(&home.run_at(now, &["status"]));
+    assert!(
+        !status(T0).contains("billed per token"),
+        "the subscription serves: {}",
+        status(T0)
+    );
+    cli_json(
+        &home,
+        T0,
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 600",
+            "--header",
+            "anthropic-ratelimit-tokens-remaining: 0",
+        ],
+    );
+    let shown = status(T0 + 1);
+    assert!(
+        shown.contains("warning: new agents are billed per token on claude/key (API key)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("anthropic-ratelimit-tokens-remaining"),
+        "{shown}"
+    );
+}

@@ -203,20 +203,24 @@ fn a_new_window_is_a_new_row_and_old_days_keep_their_figures() {
     spend(&f, 700);
     f.clock.advance_ms(DAY);
     spend(&f, 100);
-    let q = &f.ledger.quota(Some(Provider::Claude)).unwrap()[0];
-    assert_eq!(q.used, 100);
-    let by_day = f
-        .ledger
-        .usage_report(0, authledger::UsageGroup::Day)
-        .unwrap();
-    let totals: Vec<(String, i64)> = by_day.into_iter().map(|r| (r.key, r.total)).collect();
-    assert_eq!(
-        totals,
-        vec![
-            ("2026-11-23".to_string(), 700),
-            ("2026-11-24".to_string(), 100)
-        ]
+    // What the database holds, not what a report derives from it: a reset that rewrote the
+    // old row would leave one row, or the old day's figures changed.
+    let rows = common::query_rows(
+        &f.dir.path().join("ledger.db"),
+        "SELECT kind, start_ms, end_ms, used, reserved, requests FROM windows
+         WHERE provider = 'claude' ORDER BY start_ms",
     );
+    let row = |start: i64, used: i64| {
+        [
+            "day".to_string(),
+            start.to_string(),
+            (start + DAY).to_string(),
+            used.to_string(),
+            "0".to_string(),
+            "1".to_string(),
+        ]
+    };
+    assert_eq!(rows, [row(MIDNIGHT, 700), row(MIDNIGHT + DAY, 100)]);
 }
 
 #[test]
@@ -285,5 +289,89 @@ fn a_refused_request_opens_no_window() {
         five.resets_at,
         Some(start + 7 * HOUR),
         "opened by the first grant"
+    );
+}
+
+/// Moves the clock to `to` in 20-minute steps, renewing `lease` at each, as a live holder does
+/// (a lease silent for the idle time would be reclaimed).
+fn advance_renewing(f: &Fixture, lease: &authledger::Lease, to: i64) {
+    while f.ledger.now() + 20 * 60_000 < to {
+        f.clock.advance_ms(20 * 60_000);
+        f.ledger.renew(&lease.id).unwrap();
+    }
+    f.clock.set_ms(to);
+}
+
+/// The status of one window kind of the Claude account now.
+fn window(f: &Fixture, kind: WindowKind) -> authledger::quota::WindowStatus {
+    f.ledger.quota(Some(Provider::Claude)).unwrap()[0]
+        .windows
+        .iter()
+        .find(|w| w.kind == kind)
+        .cloned()
+        .unwrap()
+}
+
+/// A lease taking a whole `kind` window's budget at `start` outlives that window (which ends
+/// at `end`): the next window must not hand out what it still holds, its usage counts there,
+/// and its release returns the rest there.
+fn a_lease_outliving_its_window_holds_its_tokens_in_the_next(
+    kind: WindowKind,
+    start: i64,
+    end: i64,
+    update: LimitsUpdate,
+) {
+    let f = fixture(start, update);
+    let long = f
+        .ledger
+        .acquire(
+            &AcquireRequest::new(AgentId::new("night-owl").unwrap(), Provider::Claude)
+                .tokens(1_000)
+                .ttl(Duration::from_secs(30 * 86_400)),
+        )
+        .unwrap();
+    advance_renewing(&f, &long, end + 10 * 60_000);
+    let d = denial(ask(&f, 1_000));
+    assert_eq!(d.reason, DenyReason::Budget(kind), "{d:?}");
+    assert_eq!((d.available, d.limit), (0, 1_000));
+    let w = window(&f, kind);
+    assert_eq!((w.used, w.reserved), (0, 1_000), "the reservation moved");
+    f.ledger
+        .record_usage(&long.id, &UsageRecord::new(600, 0))
+        .unwrap();
+    let w = window(&f, kind);
+    assert!(w.resets_at.unwrap() > end, "a new {kind} window: {w:?}");
+    assert_eq!((w.used, w.reserved, w.remaining), (600, 400, Some(0)));
+    assert_eq!(f.ledger.release(&long.id).unwrap().returned, 400);
+    let w = window(&f, kind);
+    assert_eq!((w.used, w.reserved, w.remaining), (600, 0, Some(400)));
+}
+
+#[test]
+fn a_lease_that_outlives_its_five_hour_window_keeps_holding_its_tokens_in_the_next() {
+    let start = MIDNIGHT + 9 * HOUR;
+    a_lease_outliving_its_window_holds_its_tokens_in_the_next(
+        WindowKind::FiveHour,
+        start,
+        start + 5 * HOUR,
+        LimitsUpdate {
+            window_5h_tokens: Some(Some(1_000)),
+            concurrent: Some(5),
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn a_lease_that_outlives_its_week_keeps_holding_its_tokens_in_the_next() {
+    a_lease_outliving_its_window_holds_its_tokens_in_the_next(
+        WindowKind::Week,
+        MIDNIGHT,
+        MIDNIGHT + 7 * DAY,
+        LimitsUpdate {
+            weekly_tokens: Some(Some(1_000)),
+            concurrent: Some(5),
+            ..Default::default()
+        },
     );
 }

@@ -5,4 +5,4 @@ mod env;
 mod workspace;
 
 pub use env::{AgentEnv, CREDENTIAL_VARS, EnvInputs, EnvValue, agent_env};
-pub use workspace::{lease_dir, remove_lease_dir, sweep_lease_dirs};
+pub use workspace::{lease_dir, lease_dirs, remove_lease_dir};

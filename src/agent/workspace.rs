@@ -23,20 +23,15 @@ pub fn remove_lease_dir(db_path: &Path, id: &LeaseId) {
     }
 }
 
-/// Removes the private directories of every lease not in `active`.
-pub fn sweep_lease_dirs(db_path: &Path, active: &[LeaseId]) {
+/// The leases that have a private directory beside the database. List these first, then ask
+/// the ledger which of them ended: a lease granted after the listing cannot be swept by mistake.
+pub fn lease_dirs(db_path: &Path) -> Vec<LeaseId> {
     let root = db_path.parent().unwrap_or(Path::new(".")).join("agents");
     let Ok(entries) = std::fs::read_dir(&root) else {
-        return;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let keep = name
-            .to_str()
-            .and_then(|n| LeaseId::parse(n).ok())
-            .is_some_and(|id| active.contains(&id));
-        if !keep && LeaseId::parse(&name.to_string_lossy()).is_ok() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| LeaseId::parse(n).ok()))
+        .collect()
 }

@@ -9,29 +9,66 @@ use crate::daemon::Call;
 use crate::daemon::protocol::{Outcome, Request};
 use crate::error::Error;
 use crate::health;
-use crate::quota::{self, AcquireRequest, Denial, QuotaError};
+use crate::quota::{self, AcquireRequest, QuotaError};
 use crate::random;
 use crate::records::{HealthRecord, Lease};
-use crate::select::{self, Choice, Decision, PREFERRED_KEY};
+use crate::select::{self, Choice, Decision, PREFERRED_KEY, SelectError};
 use crate::store::Tx;
 use crate::types::{Account, LeaseId, Millis, Provider};
 
 /// Selection and grant in `tx`, both paths (direct and through the daemon) alike. A fallback is
-/// audited beside the grant.
+/// audited beside the grant. `Ok(Err(refusal))` is a refusal whose `deny` row (unless the
+/// request turned auditing off) is written in `tx` and must commit with it.
 pub(super) fn acquire_selected_in(
     tx: &mut Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     req: &AcquireRequest,
     choice: &Choice,
     id: LeaseId,
-) -> Result<(Result<Lease, Denial>, Decision), Error> {
-    let decision = select::select(tx, now, choice, req.tokens)?;
+) -> Result<Result<(Lease, Decision), Error>, Error> {
+    // A holder gone past its TTL or idle time gives back its slot and its tokens before the
+    // candidates are judged: correctness never waits for cleanup.
+    for (p, a) in select::candidate_accounts(tx, choice)? {
+        quota::reclaim_stale(tx, now, idle_before, p, &a)?;
+    }
+    let decision = match select::select(tx, now, idle_before, choice, req.tokens) {
+        Ok(d) => d,
+        Err(SelectError::NoneUsable(considered, asked)) => {
+            let (provider, account) = match choice {
+                Choice::Explicit(p, a) => (Some(*p), a.clone()),
+                Choice::Auto => (None, None),
+            };
+            let detail = json!({ "selection": &considered, "asked": asked });
+            deny(tx, now, req, provider, account.as_ref(), detail)?;
+            return Ok(Err(SelectError::NoneUsable(considered, asked).into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut req = req.clone();
     req.provider = decision.provider;
     req.account = decision.account.clone();
-    super::credentials::require_usable(tx, req.provider, &req.account, now)?;
-    let granted = quota::acquire(tx, now, &req, id)?;
-    if let (Ok(lease), Some((from_p, from_a, why))) = (&granted, &decision.fallback_from) {
+    if let Err(e) = super::credentials::require_usable(tx, req.provider, &req.account, now) {
+        if !matches!(e, Error::Vault(_)) {
+            return Err(e);
+        }
+        let detail = json!({ "credential": e.to_string() });
+        deny(
+            tx,
+            now,
+            &req,
+            Some(req.provider),
+            Some(&req.account),
+            detail,
+        )?;
+        return Ok(Err(e));
+    }
+    let lease = match quota::acquire(tx, now, idle_before, &req, id)? {
+        Ok(lease) => lease,
+        // quota::acquire wrote its own `deny` row.
+        Err(denial) => return Ok(Err(QuotaError::Denied(Box::new(denial)).into())),
+    };
+    if let Some((from_p, from_a, why)) = &decision.fallback_from {
         audit::append(
             tx,
             now,
@@ -48,16 +85,39 @@ pub(super) fn acquire_selected_in(
             .lease(&lease.id),
         )?;
     }
-    Ok((granted, decision))
+    Ok(Ok((lease, decision)))
+}
+
+/// Writes the `deny` row of a refused acquire, unless the request turned auditing off (the
+/// attempts of `--wait` but its last).
+pub(super) fn deny(
+    tx: &Tx<'_>,
+    now: Millis,
+    req: &AcquireRequest,
+    provider: Option<Provider>,
+    account: Option<&Account>,
+    detail: serde_json::Value,
+) -> Result<(), Error> {
+    if !req.audit_denial {
+        return Ok(());
+    }
+    let default = Account::default();
+    let mut event = AuditEvent::new(action::DENY, detail).by(&req.agent);
+    if let Some(p) = provider {
+        event = event.on(p, account.unwrap_or(&default));
+    }
+    audit::append(tx, now, event)?;
+    Ok(())
 }
 
 impl Ledger {
     /// Which provider account a new agent would get now, and why. No network, one read.
     pub fn select(&self, choice: &Choice) -> Result<Decision, Error> {
         let now = self.now();
+        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
         Ok(self
             .store
-            .read(|tx| select::select(tx, now, choice, None))?)
+            .read(|tx| select::select(tx, now, idle_before, choice, None))?)
     }
 
     /// Chooses a provider account and takes a lease on it, in one transaction. The request's
@@ -77,6 +137,8 @@ impl Ledger {
         });
         let resume = match call {
             Call::Replied(reply) => {
+                // The daemon committed: leases it reclaimed inline leave no directory behind.
+                self.sweep_lease_dirs();
                 return match (*reply)? {
                     Outcome::Selected { lease, decision } => Ok((lease, decision)),
                     other => Err(super::unexpected(&other)),
@@ -86,6 +148,7 @@ impl Ledger {
             Call::NoDaemon => false,
         };
         let now = self.now();
+        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
         let outcome = self.store.write(|tx| -> Result<_, Error> {
             // The daemon may have granted it before going away: the lease id tells.
             // Selecting again would be wrong: this very lease may hold the last slot.
@@ -97,14 +160,13 @@ impl Ledger {
                     fallback_from: None,
                     considered: Vec::new(),
                 };
-                return Ok((Ok(lease), decision));
+                return Ok(Ok((lease, decision)));
             }
-            acquire_selected_in(tx, now, req, choice, id)
+            acquire_selected_in(tx, now, idle_before, req, choice, id)
         })?;
-        match outcome {
-            (Ok(lease), decision) => Ok((lease, decision)),
-            (Err(denial), _) => Err(Error::Quota(QuotaError::Denied(Box::new(denial)))),
-        }
+        // Leases reclaimed inline (here or by the daemon) leave no private directory behind.
+        self.sweep_lease_dirs();
+        outcome
     }
 
     /// Sets the preferred provider for `auto` (or clears it with `None`); audited as `switch`.

@@ -2,7 +2,7 @@
 
 use crate::daemon::protocol::{Envelope, Outcome, Reply, Request, WireError};
 use crate::error::Error;
-use crate::quota::{self, AcquireRequest, Denial};
+use crate::quota::{self, AcquireRequest, QuotaError};
 use crate::records::Lease;
 use crate::store::Tx;
 use crate::types::{LeaseId, Millis};
@@ -11,16 +11,27 @@ use super::{Ledger, credentials};
 
 /// A grant decided in `tx`: the credential check, then the quota. Both paths (direct and
 /// through the daemon) run exactly this.
+///
+/// `Ok(Err(refusal))` is a refusal whose `deny` row is written in `tx` and must commit.
 pub(super) fn acquire_in(
     tx: &mut Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     req: &AcquireRequest,
     id: LeaseId,
-) -> Result<Result<Lease, Denial>, Error> {
+) -> Result<Result<Lease, Error>, Error> {
     // No grant without a credential an agent can use: checked from clear metadata in the same
     // transaction, so no key and no network are needed here.
-    credentials::require_usable(tx, req.provider, &req.account, now)?;
-    Ok(quota::acquire(tx, now, req, id)?)
+    if let Err(e) = credentials::require_usable(tx, req.provider, &req.account, now) {
+        if !matches!(e, Error::Vault(_)) {
+            return Err(e);
+        }
+        let detail = serde_json::json!({ "credential": e.to_string() });
+        super::agents::deny(tx, now, req, Some(req.provider), Some(&req.account), detail)?;
+        return Ok(Err(e));
+    }
+    Ok(quota::acquire(tx, now, idle_before, req, id)?
+        .map_err(|denial| QuotaError::Denied(Box::new(denial)).into()))
 }
 
 impl Ledger {
@@ -33,6 +44,7 @@ impl Ledger {
         let written = self.store.write(|tx| -> Result<Vec<Reply>, Error> {
             // Read once the writer queue let this batch in, so commits are in time order.
             let now = self.now();
+            let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
             let mut replies = Vec::with_capacity(requests.len());
             for envelope in requests {
                 if now > envelope.deadline_ms {
@@ -40,7 +52,7 @@ impl Ledger {
                     continue;
                 }
                 let request = &envelope.request;
-                let reply = match tx.isolated(|tx| apply(tx, now, request))? {
+                let reply = match tx.isolated(|tx| apply(tx, now, idle_before, request))? {
                     Ok(reply) => reply,
                     Err(e) => Err(WireError::from(&e)),
                 };
@@ -60,14 +72,19 @@ impl Ledger {
 
 /// One request. `Err` undoes the request's writes; `Ok(Err(..))` keeps them (a refusal's audit
 /// row, a lease found expired and reclaimed) and reports the refusal.
-fn apply(tx: &mut Tx<'_>, now: Millis, request: &Request) -> Result<Reply, Error> {
+fn apply(
+    tx: &mut Tx<'_>,
+    now: Millis,
+    idle_before: Millis,
+    request: &Request,
+) -> Result<Reply, Error> {
     let lost = |e: quota::QuotaError| WireError::from(&Error::from(e));
     Ok(match request {
         Request::Acquire { id, request } => {
             request.validate()?;
-            acquire_in(tx, now, request, id.clone())?
+            acquire_in(tx, now, idle_before, request, id.clone())?
                 .map(Outcome::Lease)
-                .map_err(|denial| WireError::Denied { denial })
+                .map_err(|e| WireError::from(&e))
         }
         Request::AcquireSelected {
             id,
@@ -75,10 +92,9 @@ fn apply(tx: &mut Tx<'_>, now: Millis, request: &Request) -> Result<Reply, Error
             choice,
         } => {
             request.validate()?;
-            match super::agents::acquire_selected_in(tx, now, request, choice, id.clone())? {
-                (Ok(lease), decision) => Ok(Outcome::Selected { lease, decision }),
-                (Err(denial), _) => Err(WireError::Denied { denial }),
-            }
+            super::agents::acquire_selected_in(tx, now, idle_before, request, choice, id.clone())?
+                .map(|(lease, decision)| Outcome::Selected { lease, decision })
+                .map_err(|e| WireError::from(&e))
         }
         Request::Renew { id } => quota::renew(tx, now, id)?.map(Outcome::Lease).map_err(lost),
         Request::Release { id, detail } => quota::release(tx, now, id, detail.clone())?

@@ -99,7 +99,9 @@ impl Ledger {
 
     /// Stores (or replaces) a credential, encrypting its secrets; audited as `login`, or as
     /// `import` when it came from another tool's file or the environment. An API-key account
-    /// with no limits yet gets API-mode rate limits (60 requests/min, 100,000 tokens/min).
+    /// whose limits are still the provider's defaults (none stored, or the ones `init` stored)
+    /// gets API-mode rate limits (60 requests/min, 100,000 tokens/min, 8 concurrent), so the
+    /// limits never depend on whether `init` ran first.
     pub fn store_credential(&self, c: &Credential) -> Result<CredentialSummary, Error> {
         let now = self.now();
         let act = match c.source.as_str() {
@@ -112,7 +114,11 @@ impl Ledger {
                 .ok_or_else(|| VaultError::NoKey("no key available".into()))?;
             // The first key of a ledger keys its audit trail too, from this row on.
             audit::ensure_keyed(tx, &cipher, now)?;
-            if c.kind == CredentialKind::ApiKey && tx.limits(c.provider, &c.account)?.is_none() {
+            if c.kind == CredentialKind::ApiKey
+                && tx
+                    .limits(c.provider, &c.account)?
+                    .is_none_or(|l| l.is_default(c.provider))
+            {
                 quota::set_limits(tx, now, c.provider, &c.account, &api_key_defaults())?;
             }
             let generation = vault::put(tx, &cipher, now, c)?;

@@ -55,12 +55,16 @@ impl Ledger {
             &config.db_path,
             config.use_daemon && config.clock.is_wall_clock(),
         );
-        Ok(Ledger {
+        let ledger = Ledger {
             store,
             clock: config.clock.clone(),
             config,
             daemon: Arc::new(daemon),
-        })
+        };
+        // Leases ended by a process that could not remove their private directories (killed,
+        // or a daemon's inline reclaim) leave none behind past the next open.
+        ledger.sweep_lease_dirs();
+        Ok(ledger)
     }
 
     /// The same ledger working on the database directly, never through a daemon: what the
@@ -146,10 +150,13 @@ impl Ledger {
             request: req.clone(),
         });
         match call {
-            Call::Replied(reply) => match (*reply)? {
-                Outcome::Lease(lease) => Ok(lease),
-                other => Err(unexpected(&other)),
-            },
+            Call::Replied(reply) => {
+                self.sweep_lease_dirs();
+                match (*reply)? {
+                    Outcome::Lease(lease) => Ok(lease),
+                    other => Err(unexpected(&other)),
+                }
+            }
             // The daemon may have granted it before going away: the lease id tells.
             Call::Lost => self.acquire_direct(req, id, true),
             Call::NoDaemon => self.acquire_direct(req, id, false),
@@ -163,13 +170,43 @@ impl Ledger {
         resume: bool,
     ) -> Result<Lease, Error> {
         let now = self.now();
+        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
         let outcome = self.store.write(|tx| -> Result<_, Error> {
             if resume && let Some(granted) = tx.lease(&id)? {
                 return Ok(Ok(granted));
             }
-            batch::acquire_in(tx, now, req, id)
+            batch::acquire_in(tx, now, idle_before, req, id)
         })?;
-        outcome.map_err(|d| Error::Quota(QuotaError::Denied(Box::new(d))))
+        self.sweep_lease_dirs();
+        outcome
+    }
+
+    /// Removes the private directories of leases that ended, here or in any other process
+    /// (an inline reclaim, a daemon, another CLI). Best effort, never an error: a directory
+    /// left behind is removed by the next sweep.
+    pub(crate) fn sweep_lease_dirs(&self) {
+        let dirs = crate::agent::lease_dirs(self.db_path());
+        if dirs.is_empty() {
+            return;
+        }
+        let ended: Vec<LeaseId> = self
+            .store
+            .read(|tx| -> Result<Vec<LeaseId>, crate::store::StoreError> {
+                let mut ended = Vec::new();
+                for id in dirs {
+                    if tx
+                        .lease(&id)?
+                        .is_some_and(|l| l.state != LeaseState::Active)
+                    {
+                        ended.push(id);
+                    }
+                }
+                Ok(ended)
+            })
+            .unwrap_or_default();
+        for id in &ended {
+            crate::agent::remove_lease_dir(self.db_path(), id);
+        }
     }
 
     /// Hands a request to the daemon when this ledger uses one; `request` is built only then.
@@ -293,17 +330,17 @@ impl Ledger {
         let now = self.now();
         let report = self.store.write(|tx| quota::cleanup(tx, now, idle))?;
         // Private agent directories of leases that ended (here or anywhere else) go too.
-        let active: Vec<LeaseId> = self.leases(false)?.into_iter().map(|l| l.id).collect();
-        crate::agent::sweep_lease_dirs(self.db_path(), &active);
+        self.sweep_lease_dirs();
         Ok(report)
     }
 
     /// The quota of every account, or of one provider's.
     pub fn quota(&self, provider: Option<Provider>) -> Result<Vec<QuotaStatus>, Error> {
         let now = self.now();
-        Ok(self
-            .store
-            .read(|tx| quota::quota_status(tx, now, provider))?)
+        Ok(self.store.read(|tx| {
+            let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
+            quota::quota_status(tx, now, idle_before, provider)
+        })?)
     }
 
     /// One lease.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{Denial, DenyReason, QuotaError};
-use super::leases::reclaim;
+use super::leases::reclaim_stale;
 use super::limits::ensure_limits;
 use super::windows::current_window;
 use crate::audit::{self, AuditEvent, action};
@@ -94,21 +94,24 @@ impl AcquireRequest {
 /// Grants a lease or refuses it, in the caller's write transaction. A refusal leaves no trace
 /// of the decision (no window opened by it) but its audit row, and is returned as
 /// `Ok(Err(denial))` so the transaction still commits that row.
+///
+/// `idle_before` is the idle cutoff ([`idle_cutoff`](super::idle_cutoff)): a lease not heard
+/// from since then is reclaimed like one past its TTL.
 pub fn acquire(
     tx: &mut Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     req: &AcquireRequest,
     lease_id: LeaseId,
 ) -> Result<Result<Lease, Denial>, QuotaError> {
     req.validate()?;
-    // Correctness never waits for cleanup: this account's expired leases go back first.
-    for stale in tx.expired_leases(req.provider, &req.account, now)? {
-        reclaim(tx, now, &stale, LeaseState::Expired, "ttl")?;
-    }
+    // Correctness never waits for cleanup: this account's expired and idle leases go back
+    // first.
+    reclaim_stale(tx, now, idle_before, req.provider, &req.account)?;
     let limits = ensure_limits(tx, req.provider, &req.account, now)?;
     let mut outcome = None;
     tx.undo_unless(|tx| -> Result<bool, QuotaError> {
-        let granted = match decide(tx, now, req, &limits)? {
+        let granted = match decide(tx, now, idle_before, req, &limits)? {
             Ok((amount, windows)) => Ok(grant(tx, now, req, lease_id, &limits, amount, &windows)?),
             Err(denial) => Err(denial),
         };
@@ -209,6 +212,7 @@ type Grant = (i64, Vec<Window>);
 fn decide(
     tx: &Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     req: &AcquireRequest,
     limits: &Limits,
 ) -> Result<Result<Grant, Denial>, QuotaError> {
@@ -222,7 +226,8 @@ fn decide(
         resets_at,
     };
 
-    let (active, first_expiry) = tx.active_lease_count(req.provider, &req.account)?;
+    let (active, first_expiry) =
+        tx.active_lease_count(req.provider, &req.account, now, idle_before)?;
     if active >= limits.concurrent {
         return Ok(Err(deny(
             DenyReason::Concurrency,

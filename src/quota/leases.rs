@@ -9,7 +9,7 @@ use super::error::QuotaError;
 use crate::audit::{self, AuditEvent, action};
 use crate::records::Lease;
 use crate::store::{StoreError, Tx};
-use crate::types::{LeaseId, LeaseState, Millis};
+use crate::types::{Account, InvalidInput, LeaseId, LeaseState, Millis, Provider};
 
 /// Gives back what a lease still holds in each window; returns the tokens returned. Each
 /// lease-window row is zeroed as it is returned, so the same tokens can never go back twice.
@@ -61,6 +61,34 @@ pub(crate) fn reclaim(
         .lease(&lease.id),
     )?;
     Ok(returned)
+}
+
+/// Reclaims one account's leases that are past their TTL at `now` or idle since
+/// `idle_before` (what an acquire does before it counts slots, so a crashed holder's slot
+/// frees at its TTL without waiting for cleanup). Returns the leases reclaimed.
+pub(crate) fn reclaim_stale(
+    tx: &Tx<'_>,
+    now: Millis,
+    idle_before: Millis,
+    provider: Provider,
+    account: &Account,
+) -> Result<Vec<LeaseId>, StoreError> {
+    let mut ended = Vec::new();
+    for lease in tx.stale_leases_of(provider, account, now, idle_before)? {
+        let reason = if lease.expires_at <= now {
+            "ttl"
+        } else {
+            "idle"
+        };
+        reclaim(tx, now, &lease, LeaseState::Expired, reason)?;
+        ended.push(lease.id);
+    }
+    Ok(ended)
+}
+
+/// The last heartbeat time at or before which a lease counts as idle, for an idle timeout.
+pub fn idle_cutoff(now: Millis, idle: Duration) -> Millis {
+    now.saturating_sub(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Loads an active, unexpired lease. A lease whose TTL ran out but that nobody reclaimed yet
@@ -137,6 +165,7 @@ pub fn release(
     id: &LeaseId,
     detail: Option<serde_json::Value>,
 ) -> Result<Result<Released, QuotaError>, QuotaError> {
+    check_release_detail(detail.as_ref())?;
     let mut lease = match live_lease(tx, now, id)? {
         Ok(l) => l,
         Err(e) => return Ok(Err(e)),
@@ -161,6 +190,23 @@ pub fn release(
             .lease(id),
     )?;
     Ok(Ok(Released { lease, returned }))
+}
+
+/// The most a holder's release facts may take in the audit row.
+const MAX_DETAIL_BYTES: usize = 4096;
+
+/// The holder's facts for a release row: a small JSON object, whichever path sent it (the
+/// daemon's frames carry whatever a client wrote).
+fn check_release_detail(detail: Option<&serde_json::Value>) -> Result<(), InvalidInput> {
+    let Some(d) = detail else {
+        return Ok(());
+    };
+    if !d.is_object() || d.to_string().len() > MAX_DETAIL_BYTES {
+        return Err(InvalidInput(format!(
+            "release details must be a JSON object of at most {MAX_DETAIL_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Takes a lease away from its holder (operator decision, credential logged out).
@@ -194,8 +240,7 @@ pub struct CleanupReport {
 
 /// Reclaims every expired lease and every lease idle for longer than `idle`.
 pub fn cleanup(tx: &Tx<'_>, now: Millis, idle: Duration) -> Result<CleanupReport, StoreError> {
-    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-    let idle_before = now.saturating_sub(idle_ms);
+    let idle_before = idle_cutoff(now, idle);
     let mut report = CleanupReport::default();
     for lease in tx.stale_leases(now, idle_before)? {
         let reason = if lease.expires_at <= now {

@@ -54,15 +54,33 @@ impl UsageRecord {
         if self.input + self.output > MAX_TOKENS {
             return Err(InvalidInput("--input plus --output is too large".into()));
         }
-        if let Some(k) = &self.key
-            && (k.is_empty() || k.len() > 200 || k.chars().any(char::is_control))
-        {
-            return Err(InvalidInput(format!(
-                "idempotency key {:?} must be 1-200 printable characters",
-                truncate_for_message(k)
-            )));
+        if let Some(k) = &self.key {
+            check_key(k)?;
         }
         Ok(())
+    }
+}
+
+/// The one check of an idempotency key, whoever chose it (the caller's `--key`, or the
+/// fallback key a client sends the daemon): 1-200 printable characters.
+pub fn check_key(k: &str) -> Result<(), InvalidInput> {
+    if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+        return Err(InvalidInput(format!(
+            "idempotency key {:?} must be 1-200 printable characters",
+            truncate_for_message(k)
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a record that would take a running total past [`MAX_TOKENS`]: totals stay far from
+/// the i64 limit, so no sum the ledger computes from them can overflow.
+fn check_total(what: &str, total: i64, add: i64) -> Result<(), InvalidInput> {
+    match total.checked_add(add) {
+        Some(sum) if sum <= MAX_TOKENS => Ok(()),
+        _ => Err(InvalidInput(format!(
+            "{what} would exceed {MAX_TOKENS:e} (now {total}); nothing recorded"
+        ))),
     }
 }
 
@@ -94,8 +112,11 @@ pub fn record_usage(
     record: &UsageRecord,
     fallback_key: String,
 ) -> Result<UsageOutcome, QuotaError> {
+    // Validated here, at the quota boundary, so the direct path and the daemon (whose frames
+    // carry whatever a client wrote) check exactly the same things.
     record.validate()?;
     let key = record.key.clone().unwrap_or(fallback_key);
+    check_key(&key)?;
     if let Some(prior) = tx.usage_by_key(&key)? {
         let same = prior.lease_id == *id
             && prior.input == record.input
@@ -130,29 +151,42 @@ pub fn record_usage(
     let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
     // Usage counts where it happened: in the windows current now. Opening them first carries
     // the lease's unused reservation along if it outlived the window it was granted in.
+    let mut windows = Vec::with_capacity(4);
     for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
         if limits.budget_for(kind).is_some() {
-            let w = current_window(
+            windows.push(current_window(
                 tx,
                 lease.provider,
                 &lease.account,
                 kind,
                 now,
                 limits.reset_offset_min,
-            )?;
-            tx.add_usage_to_window(w.id, tokens, 0, record.requests)?;
+            )?);
         }
     }
     if limits.rpm.is_some() || limits.tpm.is_some() {
-        let minute = current_window(
+        windows.push(current_window(
             tx,
             lease.provider,
             &lease.account,
             WindowKind::Minute,
             now,
             0,
+        )?);
+    }
+    // Every total stays a figure the ledger can add to: refused (and the transaction undone)
+    // before any total moves.
+    check_total("the lease's recorded tokens", lease.used, tokens)?;
+    for w in &windows {
+        check_total(&format!("the {} window's tokens", w.kind), w.used, tokens)?;
+        check_total(
+            &format!("the {} window's requests", w.kind),
+            w.requests,
+            record.requests,
         )?;
-        tx.add_usage_to_window(minute.id, tokens, 0, record.requests)?;
+    }
+    for w in &windows {
+        tx.add_usage_to_window(w.id, tokens, 0, record.requests)?;
     }
     // What was used comes out of what the lease held, wherever it holds it.
     for (window_id, held) in tx.lease_windows(id)? {

@@ -97,9 +97,12 @@ fn window_status(
 }
 
 /// The quota of every known account (the two providers' defaults included), or of one provider.
+/// Leases past their TTL or idle since `idle_before` do not count as active: their slots are
+/// free for the next acquire, which reclaims them.
 pub fn quota_status(
     tx: &Tx<'_>,
     now: Millis,
+    idle_before: Millis,
     only: Option<Provider>,
 ) -> Result<Vec<QuotaStatus>, StoreError> {
     let mut keys = tx.known_accounts()?;
@@ -128,7 +131,7 @@ pub fn quota_status(
             windows.push(window_status(tx, &l, WindowKind::Minute, now)?);
         }
         let day = windows[0].clone();
-        let (active, _) = tx.active_lease_count(l.provider, &l.account)?;
+        let (active, _) = tx.active_lease_count(l.provider, &l.account, now, idle_before)?;
         out.push(QuotaStatus {
             provider: l.provider,
             account: l.account.clone(),

@@ -144,18 +144,47 @@ impl Tx<'_> {
         raws.into_iter().map(lease_build).collect()
     }
 
-    /// Active leases of one provider account, and the earliest time one of them expires.
+    /// Live leases of one provider account (active, unexpired at `now`, and heard from after
+    /// `idle_before`), and the earliest time one of them expires. A lease past its TTL or idle
+    /// time holds no slot even before anyone reclaims it: its holder is gone.
     pub fn active_lease_count(
         &self,
         provider: Provider,
         account: &Account,
+        now: Millis,
+        idle_before: Millis,
     ) -> Result<(i64, Option<Millis>), StoreError> {
         Ok(self.one(
-            "SELECT COUNT(*), MIN(expires_at) FROM leases
-             WHERE provider = ?1 AND account = ?2 AND state = 'active'",
-            params![provider.as_str(), account.as_str()],
+            "SELECT COUNT(*), MIN(expires_at) FROM leases INDEXED BY leases_live
+             WHERE provider = ?1 AND account = ?2 AND state = 'active'
+               AND expires_at > ?3 AND heartbeat_at > ?4",
+            params![provider.as_str(), account.as_str(), now, idle_before],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
+    }
+
+    /// Active leases of one provider account past their TTL at `now` or idle since
+    /// `idle_before`: what an acquire on that account reclaims before it counts slots.
+    pub fn stale_leases_of(
+        &self,
+        provider: Provider,
+        account: &Account,
+        now: Millis,
+        idle_before: Millis,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self.txn.prepare_cached(&format!(
+            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+             WHERE state = 'active' AND provider = ?1 AND account = ?2
+               AND (expires_at <= ?3 OR heartbeat_at <= ?4)
+             ORDER BY fence"
+        ))?;
+        let raws = stmt
+            .query_map(
+                params![provider.as_str(), account.as_str(), now, idle_before],
+                lease_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(lease_build).collect()
     }
 
     /// The next fencing number: larger than any lease's so far.

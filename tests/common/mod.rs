@@ -285,3 +285,86 @@ pub fn library_ledger(start: i64, update: authledger::LimitsUpdate) -> LibraryLe
         .expect("credential");
     LibraryLedger { dir, clock, ledger }
 }
+
+/// Rows of a read-only SQL query on a ledger file, each cell as text (`NULL` for null): for
+/// tests that check what the database holds rather than what a report says.
+pub fn query_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open for a query");
+    let mut stmt = conn.prepare(sql).expect("prepare the query");
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).expect("run the query");
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().expect("next row") {
+        out.push(
+            (0..n)
+                .map(|i| match r.get_ref(i).expect("cell") {
+                    rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// The audit rows with `action`, oldest first (`audit --json --action`), at `now_ms`.
+pub fn audit_rows(home: &Home, now_ms: i64, action: &str) -> Vec<serde_json::Value> {
+    let out = home.run_at(
+        now_ms,
+        &["--json", "audit", "--action", action, "--limit", "1000"],
+    );
+    assert!(out.status.success(), "audit: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit json");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Starts `authledger run <args>` at `now_ms` with an agent that writes its lease id and pid
+/// and then sleeps, waits (bounded, on that file, not on time) for the agent to start, and
+/// kills `run` and the agent with SIGKILL: a crashed holder. Returns the lease id.
+pub fn killed_run(home: &Home, now_ms: i64, args: &[&str]) -> String {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let scratch = tempfile::tempdir().expect("scratch");
+    let script = "echo \"$AUTHLEDGER_LEASE_ID $$\" > \"$SCRATCH/id.tmp\"; \
+                  mv \"$SCRATCH/id.tmp\" \"$SCRATCH/id\"; exec sleep 60";
+    let mut child = home
+        .cmd_at(now_ms)
+        .arg("run")
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        .env("SCRATCH", scratch.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let file = scratch.path().join("id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !file.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().expect("run output");
+            panic!(
+                "run ended ({status}) before its agent started: {}",
+                stderr(&out)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&file).expect("id file");
+    let (id, pid) = text.trim().split_once(' ').expect("id and pid");
+    let pid: i32 = pid.parse().expect("agent pid");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill run");
+    let status = child.wait().expect("reap run");
+    assert!(status.code().is_none(), "run was killed, it did not exit");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    id.to_string()
+}
