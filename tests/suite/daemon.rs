@@ -1,4 +1,4 @@
-mod common;
+use crate::common;
 
 // Group commit through `authledger daemon`, with real OS processes on one ledger file: many
 // clients sharing the daemon's transactions keep every invariant, a daemon killed between its
@@ -12,7 +12,7 @@ use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Home, code, stderr, stdout};
+use common::{Home, code, read_only, stderr, stdout};
 use serde_json::Value;
 
 /// A ledger home with a Claude API key and the given concurrency, on the wall clock.
@@ -133,14 +133,9 @@ impl Drop for Daemon {
     }
 }
 
-fn db(home: &Home) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(home.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open ledger read-only")
-}
-
 /// (action, lease id) of every audit row, in chain order.
 fn audit_rows(home: &Home) -> Vec<(String, Option<String>)> {
-    let conn = db(home);
+    let conn = read_only(home);
     let mut stmt = conn
         .prepare("SELECT action, lease_id FROM audit ORDER BY seq")
         .unwrap();
@@ -279,7 +274,7 @@ fn processes_writing_through_the_daemon_share_transactions_and_keep_every_invari
     );
     let out = wall(&home, &["audit", "verify"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let used: i64 = db(&home)
+    let used: i64 = read_only(&home)
         .query_row(
             "SELECT used FROM windows WHERE provider = 'claude' AND kind = 'day'",
             [],
@@ -337,7 +332,7 @@ fn concurrent_clients_requests_share_one_transaction_and_each_gets_its_own_reply
     assert_eq!(granted.len(), CLIENTS, "every client got its own lease");
     assert_eq!(daemon.stop(), (CLIENTS as u64, 1));
     // The ledger agrees with what each client was told.
-    let conn = db(&home);
+    let conn = read_only(&home);
     let mut stmt = conn
         .prepare("SELECT id, agent FROM leases WHERE state = 'active'")
         .unwrap();
@@ -383,7 +378,7 @@ fn a_daemon_killed_between_commit_and_reply_loses_and_doubles_nothing() {
     assert!(home.path().join("ledger.db.sock").exists());
     let out = wall(&home, &["lease", "release", &id]);
     assert_eq!(code(&out), 0, "release: {}", stderr(&out));
-    let active: i64 = db(&home)
+    let active: i64 = read_only(&home)
         .query_row(
             "SELECT COUNT(*) FROM leases WHERE state = 'active'",
             [],
@@ -657,7 +652,7 @@ fn usage_and_release_lost_with_the_daemon_count_once() {
         .map(|(a, _)| a)
         .collect();
     assert_eq!(actions, ["acquire", "usage", "release", "usage"]);
-    let (used, reserved): (i64, i64) = db(&home)
+    let (used, reserved): (i64, i64) = read_only(&home)
         .query_row(
             "SELECT used, reserved FROM windows WHERE provider = 'claude' AND kind = 'day'",
             [],

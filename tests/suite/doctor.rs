@@ -1,7 +1,7 @@
 // `doctor`: each problem it documents (schema, integrity, journal mode, audit chain, file
 // permissions, the master key and config.toml included) is reported, with its exit code.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! recomputed, makes `audit verify` fail and name the first bad row; an anchor kept
 //! elsewhere catches a cut or a rewrite before it.
 
-mod common;
+use crate::common;
 
 use common::forge::{self, Forge};
 use common::{Home, T0, code, library_ledger, stderr, stdout};
@@ -90,7 +90,7 @@ fn an_untouched_trail_verifies() {
 #[test]
 fn the_table_refuses_update_and_delete() {
     let home = ledger_with_history();
-    let c = rusqlite::Connection::open(home.db()).unwrap();
+    let c = common::raw(&home.db());
     let e = c
         .execute("UPDATE audit SET action = 'x' WHERE seq = 1", [])
         .unwrap_err();

@@ -1,6 +1,6 @@
 //! Lease and usage semantics through the library API (README, "Concepts" and "How it stays correct").
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -245,7 +245,7 @@ fn cleanup_reclaims_idle_leases_before_their_ttl_but_not_live_ones() {
 fn a_storage_failure_grants_nothing() {
     let f = fixture(limits(1_000, 10));
     // Break the schema underneath the open ledger: the grant cannot be written.
-    let raw = rusqlite::Connection::open(f.dir.path().join("ledger.db")).unwrap();
+    let raw = common::raw(&f.dir.path().join("ledger.db"));
     raw.execute_batch("DROP TABLE lease_windows;").unwrap();
     drop(raw);
     let err = f.ledger.acquire(&req("a").tokens(10)).unwrap_err();
@@ -341,7 +341,7 @@ fn regression_a_token_near_expiry_without_a_token_endpoint_is_used_while_it_last
         .access_token(Provider::Claude, &Account::new("cc").unwrap())
         .unwrap();
     assert_eq!(token.expose_secret(), "sk-ant-oat01-still-good");
-    let raw = rusqlite::Connection::open(f.dir.path().join("ledger.db")).unwrap();
+    let raw = common::raw(&f.dir.path().join("ledger.db"));
     let claims: i64 = raw
         .query_row("SELECT COUNT(*) FROM refresh_claims", [], |r| r.get(0))
         .unwrap();

@@ -1,7 +1,7 @@
 // The master key on disk: rotations that race, rotations killed at every step, key files that
 // are never left half-written, and several ledgers sharing one home's key file.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-mod common;
+use crate::common;
 
 // OAuth end to end, with real CLI processes against a fake authorization server started inside
 // each test on 127.0.0.1 (tests/common/oauth_server.rs): the PKCE login through the loopback
@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use common::oauth_server::{Authorize, CLIENT_ID, DEVICE_GRANT, OAuthServer, USER_CODE, s256};
-use common::{Home, T0, code, stderr, stdout};
+use common::{Home, T0, audit, code, stderr, stdout};
 use serde_json::Value;
 
 const SECOND: i64 = 1000;
@@ -203,16 +203,6 @@ fn credential(home: &Home, provider: &str) -> Value {
     credential_at(home, T0, provider)
 }
 
-/// Audit rows with this action, oldest first.
-fn audit(home: &Home, action: &str) -> Vec<Value> {
-    let out = home.run(&["--json", "audit", "--action", action]);
-    assert_eq!(code(&out), 0, "audit: {}", stderr(&out));
-    let rows: Value = serde_json::from_slice(&out.stdout).expect("audit json");
-    let mut rows = rows.as_array().cloned().unwrap_or_default();
-    rows.sort_by_key(|r| r["seq"].as_i64());
-    rows
-}
-
 fn token_at(home: &Home, now: i64) -> Output {
     home.run_at(now, &["token", "openai"])
 }
@@ -227,11 +217,7 @@ fn assert_redacts(redacted: &Value, secret: &str) {
 }
 
 fn refresh_claims(home: &Home) -> Vec<(String, i64)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        home.db(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = common::read_only(home);
     let mut stmt = conn
         .prepare("SELECT holder, expires_at FROM refresh_claims")
         .unwrap();

@@ -368,3 +368,51 @@ pub fn killed_run(home: &Home, now_ms: i64, args: &[&str]) -> String {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     id.to_string()
 }
+
+/// Asserts exit 0 and that nothing on stderr speaks of a busy or locked database (no caller
+/// may ever see one); returns the output.
+pub fn must(out: Output, what: &str) -> Output {
+    let err = stderr(&out).to_lowercase();
+    assert!(
+        !err.contains("busy") && !err.contains("locked"),
+        "{what}: stderr mentions busy/locked: {err}"
+    );
+    assert_eq!(code(&out), 0, "{what} failed: {err}");
+    out
+}
+
+/// Parses a command's stdout as JSON.
+pub fn parse_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// `--json` output of a successful command at `now`.
+pub fn json_at(home: &Home, now: i64, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    parse_json(&must(home.run_at(now, &all), &format!("{args:?}")))
+}
+
+/// Audit rows with this action at [`T0`], oldest first.
+pub fn audit(home: &Home, action: &str) -> Vec<serde_json::Value> {
+    let mut rows = audit_rows(home, T0, action);
+    rows.sort_by_key(|r| r["seq"].as_i64());
+    rows
+}
+
+/// A file's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The ledger opened read-only, for tests that read rows as they are.
+pub fn read_only(home: &Home) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(home.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open ledger read-only")
+}

@@ -1,7 +1,7 @@
 //! Secrets stay secret: never in the database files, command output or logs; files are
 //! private; ciphertexts are bound to their row; rotation and wrong keys behave.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -138,7 +138,7 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
     let src = tempfile::tempdir().unwrap();
     assert_eq!(code(&home.run(&["init"])), 0);
     // Keep a connection open so the WAL and SHM stay on disk for inspection.
-    let keep = rusqlite::Connection::open(home.db()).unwrap();
+    let keep = common::raw(&home.db());
     let _: i64 = keep
         .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
         .unwrap();
@@ -350,13 +350,18 @@ fn no_secret_reaches_the_database_files_outputs_or_logs() {
 
 #[test]
 fn files_the_ledger_creates_are_private() {
-    // Under the most permissive umask, so only the ledger's own care keeps files private
-    // (the umask is the process's, inherited by every child).
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // Under the most permissive umask, so only the ledger's own care keeps files private. The
+    // umask is set by a shell in each child, not in this process: the suite's other tests run
+    // on threads of this process and must keep theirs.
     let outer = tempfile::tempdir().unwrap();
     let home_dir = outer.path().join("new/home");
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "umask 000 && exec \"$0\" \"$@\"",
+                env!("CARGO_BIN_EXE_authledger"),
+            ])
             .env_clear()
             .env("AUTHLEDGER_HOME", &home_dir)
             .env("AUTHLEDGER_NOW", common::T0.to_string())
@@ -396,7 +401,7 @@ fn files_the_ledger_creates_are_private() {
     let id = lease["lease_id"].as_str().unwrap();
     cli(&["env", id]);
     // A connection held open keeps the WAL and SHM on disk while a write goes through.
-    let keep = rusqlite::Connection::open(home_dir.join("ledger.db")).unwrap();
+    let keep = common::raw(&home_dir.join("ledger.db"));
     let _: i64 = keep
         .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
         .unwrap();
@@ -462,7 +467,7 @@ fn a_ciphertext_moved_to_another_row_or_field_does_not_decrypt() {
             ))
             .unwrap();
     }
-    let raw = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    let raw = common::raw(&dir.path().join("ledger.db"));
     raw.execute_batch(
         "UPDATE credential_secrets SET
             nonce = (SELECT nonce FROM credential_secrets WHERE account = 'default'),

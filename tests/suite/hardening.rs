@@ -2,7 +2,7 @@
 // 0 and they are not dumpable, which /proc shows: the files of an undumpable process belong to
 // root whatever its own uid.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;

@@ -159,7 +159,7 @@ fn the_preferred_provider_goes_first_until_switched_back() {
 #[test]
 fn a_credential_needing_login_is_skipped_with_its_reason() {
     let f = fixture();
-    let raw = rusqlite::Connection::open(f.dir.path().join("ledger.db")).unwrap();
+    let raw = common::raw(&f.dir.path().join("ledger.db"));
     raw.execute(
         "UPDATE credentials SET status = 'needs_login' WHERE account = 'sub'",
         [],
@@ -376,7 +376,7 @@ fn a_named_figure_that_does_not_fit_falls_back_to_an_account_where_it_does() {
 // audit trail (CLI processes on the pinned clock).
 // ---------------------------------------------------------------------------------------------
 
-mod common;
+use crate::common;
 
 use common::{Home, code, query_rows, stderr};
 
@@ -472,7 +472,7 @@ fn a_directory_of_a_lease_ended_elsewhere_is_swept_on_the_next_open() {
     assert!(dir.exists());
     // Another process ends the lease in the database only (as a daemon or a killed process
     // might), leaving the directory behind; the next command that opens the ledger sweeps it.
-    let conn = rusqlite::Connection::open(home.db()).unwrap();
+    let conn = common::raw(&home.db());
     conn.execute(
         "UPDATE leases SET state = 'revoked', ended_at = ?2, end_reason = 'test' WHERE id = ?1",
         rusqlite::params![id, T0 + 1],

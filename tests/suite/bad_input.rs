@@ -3,7 +3,7 @@
 //! corrupt, read-only or from a newer schema. Each must fail with a clear one-line error and the
 //! documented exit code, and change nothing.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -237,11 +237,7 @@ fn empty_sql_looking_and_multi_line_agent_ids_are_refused() {
         }
     }
     // The table the SQL-looking id named is still there, with the seeded lease in it.
-    let conn = rusqlite::Connection::open_with_flags(
-        home.db(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = common::read_only(&home);
     let leases: i64 = conn
         .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get(0))
         .unwrap();
@@ -544,7 +540,7 @@ fn a_corrupt_database_is_refused_and_left_alone() {
 
 /// Records schema version 999 in the ledger's migration history, filling every column.
 fn mark_newer_schema(db: &Path) {
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = common::raw(db);
     let columns: Vec<(String, bool)> = conn
         .prepare("PRAGMA table_info(refinery_schema_history)")
         .unwrap()
@@ -689,7 +685,7 @@ fn read_only_case(owned_by_runner: bool, sidecars: bool) {
     let db = home.db();
     if !sidecars {
         // The last read-write connection to close checkpoints the WAL and removes both files.
-        let conn = rusqlite::Connection::open(&db).unwrap();
+        let conn = common::raw(&db);
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
         drop(conn);

@@ -1,7 +1,7 @@
 //! Every metering window refuses at its edge and grants again when the window moves, with the
 //! manual clock standing in for time.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

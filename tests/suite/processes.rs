@@ -1,4 +1,4 @@
-mod common;
+use crate::common;
 
 // Real OS processes on one ledger file: contention, a grant flood, SIGKILL at random points,
 // and the daemon's SIGTERM. Every CLI call pins the clock (T0 unless a test moves it), so
@@ -6,36 +6,14 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Home, T0, code, stderr};
+use common::{Home, T0, code, json_at, must, parse_json, read_only, stderr};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
-
-/// Asserts exit 0 and that nothing on stderr speaks of a busy or locked database.
-fn must(out: Output, what: &str) -> Output {
-    let err = stderr(&out).to_lowercase();
-    assert!(
-        !err.contains("busy") && !err.contains("locked"),
-        "{what}: stderr mentions busy/locked: {err}"
-    );
-    assert_eq!(code(&out), 0, "{what} failed: {err}");
-    out
-}
-
-fn parse(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).expect("json stdout")
-}
-
-/// `--json` output of a successful command at `now`.
-fn json_at(home: &Home, now: i64, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    parse(&must(home.run_at(now, &all), &format!("{args:?}")))
-}
 
 /// The claude/default account's quota (daily window figures at the top level) at `now`.
 fn claude_quota(home: &Home, now: i64) -> Value {
@@ -46,11 +24,6 @@ fn claude_quota(home: &Home, now: i64) -> Value {
         "one claude account: {q}"
     );
     q[0].clone()
-}
-
-fn db(home: &Home) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(home.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open ledger read-only")
 }
 
 fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
@@ -149,7 +122,10 @@ fn contention_keeps_every_invariant() {
                         ]),
                         &format!("{agent} acquire #{n}"),
                     );
-                    let id = parse(&acquire)["lease_id"].as_str().unwrap().to_string();
+                    let id = parse_json(&acquire)["lease_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
                     let key = format!("{agent}-c{n}");
                     for attempt in 0..2 {
                         must(
@@ -174,7 +150,7 @@ fn contention_keeps_every_invariant() {
     assert_eq!(q["reserved"], 0, "{q}");
     assert_eq!(q["active_leases"], 0, "{q}");
 
-    let conn = db(&home);
+    let conn = read_only(&home);
     let recorded = count(
         &conn,
         "SELECT COALESCE(SUM(input + output), 0) FROM usage_events",
@@ -263,7 +239,7 @@ fn flood_grants_exactly_the_daily_cap() {
                         ]);
                         match out.status.code() {
                             Some(0) => {
-                                let id = parse(&out)["lease_id"].as_str().unwrap().to_string();
+                                let id = parse_json(&out)["lease_id"].as_str().unwrap().to_string();
                                 let key = format!("{agent}-{n}");
                                 must(
                                     home.run(&[
@@ -399,7 +375,7 @@ fn killed_processes_leak_nothing_after_ttl() {
     let targets = &targets[..targets.len() / 2];
     // The kills hit live leases: every target is active in the database right now.
     let live_targets = {
-        let conn = db(&home);
+        let conn = read_only(&home);
         targets
             .iter()
             .filter(|id| {
@@ -433,7 +409,7 @@ fn killed_processes_leak_nothing_after_ttl() {
     );
 
     // Consistency: a killed process left either all of its transaction or none of it.
-    let conn = db(&home);
+    let conn = read_only(&home);
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -502,7 +478,7 @@ fn killed_processes_leak_nothing_after_ttl() {
     assert_eq!(q["reserved"], 0, "{q}");
     assert_eq!(q["active_leases"], 0, "{q}");
 
-    let conn = db(&home);
+    let conn = read_only(&home);
     let mut stmt = conn
         .prepare("SELECT lease_id FROM audit WHERE action = 'expire'")
         .unwrap();
@@ -627,7 +603,7 @@ fn daemon_reclaims_and_stops_on_sigterm() {
 #[test]
 fn a_kill_inside_a_write_transaction_leaves_no_trace() {
     let home = Home::new();
-    let lease = parse(&must(
+    let lease = parse_json(&must(
         home.run(&[
             "--json",
             "lease",

@@ -3,7 +3,7 @@
 //! later migration must carry it forward, and its unkeyed audit rows stay verifiable after
 //! the trail is keyed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger-v1.d
 
 /// Every usage event, as text, straight from the file.
 fn usage_events(db: &Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(db).unwrap();
+    let c = common::raw(db);
     let mut stmt = c
         .prepare(
             "SELECT id, idem_key, lease_id, agent, provider, account, input, output, requests,
@@ -39,7 +39,7 @@ fn usage_events(db: &Path) -> Vec<String> {
 
 /// The schema version recorded in the file.
 fn schema_version(db: &Path) -> i64 {
-    let c = rusqlite::Connection::open(db).unwrap();
+    let c = common::raw(db);
     c.query_row(
         "SELECT MAX(version) FROM refinery_schema_history",
         [],

@@ -3,18 +3,18 @@
 //! `login --verify` talks to a fake provider API on 127.0.0.1 with the right headers; an
 //! unknown `config.toml` key is refused; `logout` removes the credential and revokes its leases.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::{Home, T0, assert_refused, code, fixture, stderr, stdout};
+use common::{Home, T0, assert_refused, code, fixture, mode, stderr, stdout};
 use serde_json::Value;
 
 const USAGE: i32 = 2;
@@ -988,10 +988,6 @@ fn malformed_inputs_are_refused_with_exit_2_and_touch_nothing() {
 // ---------------------------------------------------------------------------------------------
 // 3. Export for Codex, and the round trip through the importer
 // ---------------------------------------------------------------------------------------------
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
 
 /// Exports the OpenAI credential of `account` into a fresh nested directory; checks modes and
 /// that no output holds a secret; returns the directory's owner, the file and its JSON.

@@ -1,4 +1,4 @@
-mod common;
+use crate::common;
 
 // `authledger run` with a small `sh -c` script as the agent (the environment it sees for each
 // credential kind, exit codes, signals, a killed supervisor), `authledger env`, and the
@@ -7,13 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::oauth_server::OAuthServer;
-use common::{Home, T0, code, fixture, stderr, stdout};
+use common::{Home, T0, audit, code, fixture, json_at, mode, must, stderr, stdout};
 use serde_json::Value;
 
 const SECOND: i64 = 1_000;
@@ -43,24 +42,6 @@ const PARENT_SECRETS: &[(&str, &str)] = &[
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn must(out: Output, what: &str) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what} failed: {}",
-        stderr(&out)
-    );
-    out
-}
-
-fn json_at(home: &Home, now: i64, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = must(home.run_at(now, &all), &format!("{args:?}"));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)))
-}
-
 /// Every lease, ended ones included.
 fn leases(home: &Home) -> Vec<Value> {
     json_at(home, T0, &["lease", "list", "--all"])
@@ -81,13 +62,6 @@ fn active_leases(home: &Home) -> Vec<Value> {
         .into_iter()
         .filter(|l| l["state"] == "active")
         .collect()
-}
-
-fn audit(home: &Home, action: &str) -> Vec<Value> {
-    json_at(home, T0, &["audit", "--action", action])
-        .as_array()
-        .expect("audit is an array")
-        .clone()
 }
 
 /// The exit code `run` put in the `release` audit row of `lease_id`.
@@ -377,14 +351,6 @@ fn assert_absent(env: &BTreeMap<String, String>, vars: &[&str]) {
             env.get(*v)
         );
     }
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,11 +1006,7 @@ fn run_wall(home: &Home, scratch: &Scratch, args: &[&str], script: &str) -> Reap
 
 /// (action, at_ms) of a lease's audit rows, in order.
 fn lease_trail(home: &Home, id: &str) -> Vec<(String, i64)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        home.db(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = common::read_only(home);
     let mut stmt = conn
         .prepare("SELECT action, at_ms FROM audit WHERE lease_id = ?1 ORDER BY seq")
         .unwrap();

@@ -1,0 +1,21 @@
+//! The integration suite: one test binary, so the shared helpers in `common` are compiled once
+//! and every file below uses the same ones. Each module is one area of behaviour, tested as a
+//! user sees it (real processes on a temporary ledger) or through the library.
+
+mod common;
+
+mod agents;
+mod audit;
+mod bad_input;
+mod daemon;
+mod doctor;
+mod hardening;
+mod keys;
+mod ledger;
+mod migrations;
+mod oauth;
+mod processes;
+mod select;
+mod vault_files;
+mod vault_secrets;
+mod windows;
