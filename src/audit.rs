@@ -287,7 +287,22 @@ pub fn verify(tx: &Tx<'_>) -> Result<VerifyReport, StoreError> {
 
 /// [`verify`], and also that the trail still extends `anchor`.
 pub fn verify_against(tx: &Tx<'_>, anchor: Option<&Anchor>) -> Result<VerifyReport, StoreError> {
-    let (keyed_from, chain) = key::for_verify(tx)?;
+    let (keyed_from, chain) = match key::for_verify(tx)? {
+        key::VerifyKey::Unkeyed => (None, None),
+        key::VerifyKey::Keyed { keyed_from, key } => (Some(keyed_from), Some(key)),
+        key::VerifyKey::Removed => {
+            return Ok(VerifyReport {
+                rows: 0,
+                ok: false,
+                first_bad_seq: Some(1),
+                problem: Some(
+                    "the trail's sealed key was removed although the ledger's key check says the trail is keyed (its rows may have been rewritten without the key)"
+                        .into(),
+                ),
+                keyed_from: None,
+            });
+        }
+    };
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS.to_string();
     let mut rows = 0;
@@ -339,6 +354,11 @@ pub fn verify_against(tx: &Tx<'_>, anchor: Option<&Anchor>) -> Result<VerifyRepo
         (None, Some(a)) if a.seq == 0 && a.mac != GENESIS => Some((
             1,
             "the anchor does not name a head of this trail".to_string(),
+        )),
+        // A keyed ledger always has its first keyed row: it was written with the sealed key.
+        (None, _) if keyed_from == Some(1) && last_seq == 0 => Some((
+            1,
+            "the keyed trail has no rows (they were deleted)".to_string(),
         )),
         // The `rekey` row is written with the sealed key: a trail ending before it was cut.
         (None, _) if keyed_from.is_some_and(|k| k > 1 && k > last_seq) => Some((

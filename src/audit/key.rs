@@ -207,24 +207,50 @@ pub fn chain_key(tx: &Tx<'_>) -> Result<Option<Arc<ChainKey>>, StoreError> {
     Ok(Some(key))
 }
 
+/// What `audit verify` checks the trail with.
+pub(crate) enum VerifyKey {
+    /// The trail is not keyed (a ledger with no key yet, or one from before keyed trails
+    /// whose key check says so): every row is checked as the legacy SHA-256 chain.
+    Unkeyed,
+    /// Rows from `keyed_from` on are MACed under `key`.
+    Keyed {
+        /// The first keyed row.
+        keyed_from: i64,
+        /// The chain key.
+        key: ChainKey,
+    },
+    /// The ledger's key check attests a keyed trail but the sealed audit key is gone: someone
+    /// removed it, to pass rows they forged off as an unkeyed trail.
+    Removed,
+}
+
 /// Where keyed rows begin and the key to check them with, read afresh from the sealed record
-/// (never from a key cached by this process), so a moved boundary is noticed.
-pub(crate) fn for_verify(tx: &Tx<'_>) -> Result<(Option<i64>, Option<ChainKey>), StoreError> {
-    let Some(sealed) = stored(tx)? else {
-        return Ok((None, None));
-    };
+/// (never from a key cached by this process), so a moved boundary is noticed. Needs the
+/// master key whenever the ledger has one: only with it can an unkeyed-looking trail be told
+/// from one whose key was removed.
+pub(crate) fn for_verify(tx: &Tx<'_>) -> Result<VerifyKey, StoreError> {
     let unavailable = |e: VaultError| match e {
         VaultError::Store(StoreError::AuditKey(why)) => StoreError::AuditKey(why),
         e => StoreError::AuditKey(e.to_string()),
     };
-    let slot = tx
-        .chain_slot()
-        .ok_or_else(|| StoreError::AuditKey("no master key was given".into()))?;
-    let cipher = (slot.unlock)(tx)
-        .map_err(unavailable)?
-        .ok_or_else(|| StoreError::AuditKey("there is no master key".into()))?;
+    let cipher = match tx.chain_slot() {
+        Some(slot) => (slot.unlock)(tx).map_err(unavailable)?,
+        None => None,
+    };
+    let Some(sealed) = stored(tx)? else {
+        return Ok(match cipher {
+            Some(c) if crate::vault::audit_keyed_attested(tx, &c).map_err(unavailable)? => {
+                VerifyKey::Removed
+            }
+            _ => VerifyKey::Unkeyed,
+        });
+    };
+    let cipher = cipher.ok_or_else(|| StoreError::AuditKey("there is no master key".into()))?;
     let key = sealed.open(&cipher).map_err(unavailable)?;
-    Ok((Some(sealed.keyed_from), Some(key)))
+    Ok(VerifyKey::Keyed {
+        keyed_from: sealed.keyed_from,
+        key,
+    })
 }
 
 /// Keys the chain if it is not keyed yet: makes the audit secret, seals it under `cipher`
@@ -241,12 +267,19 @@ pub(crate) fn ensure_keyed(
             None => Arc::new(sealed.open(cipher)?),
         });
     }
+    if crate::vault::audit_keyed_attested(tx, cipher)? {
+        // Keying again would cover whatever rows are there now with a genuine `rekey` row.
+        return Err(VaultError::Store(StoreError::AuditKey(
+            "the audit trail's sealed key was removed from this ledger; `audit verify` shows where the trail stands".into(),
+        )));
+    }
     let (legacy_rows, legacy_tail) = tx.audit_tail()?.unwrap_or((0, super::GENESIS.to_string()));
     let secret: Zeroizing<[u8; 32]> = Zeroizing::new(crate::random::bytes()?);
     let secret_hex = Zeroizing::new(hex::encode(*secret));
     let keyed_from = legacy_rows + 1;
     let sealed = SealedSecret::seal(keyed_from, &secret_hex, cipher)?;
     tx.set_setting(SECRET_SETTING, &sealed.encode())?;
+    crate::vault::attest_keyed_audit(tx, cipher)?;
     let key = Arc::new(ChainKey::derive(&*secret)?);
     tx.set_fresh_chain_key(key.clone());
     if legacy_rows > 0 {

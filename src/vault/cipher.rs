@@ -100,6 +100,10 @@ pub fn field_ad(provider: &str, account: &str, field: &str) -> Vec<u8> {
 /// The associated data of the key-check value.
 const KEY_CHECK_AD: &[u8] = b"authledger/v1\0key-check";
 const KEY_CHECK_PLAINTEXT: &str = "authledger master key check";
+/// The key check of a ledger whose audit trail is keyed: it attests, under the master key, that
+/// the trail's sealed key exists, so removing that key (to pass forged rows off as an unkeyed
+/// trail) is caught by anyone holding the master key.
+const KEY_CHECK_KEYED_AUDIT: &str = "authledger master key check; audit trail keyed";
 
 impl Cipher {
     /// A cipher under `key`.
@@ -146,10 +150,22 @@ impl Cipher {
         self.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AD)
     }
 
+    /// The key check of a ledger whose audit trail is keyed (see [`Cipher::attests_keyed_audit`]).
+    pub fn key_check_keyed_audit(&self) -> Result<Sealed, VaultError> {
+        self.seal(KEY_CHECK_KEYED_AUDIT, KEY_CHECK_AD)
+    }
+
     /// Whether this cipher's key made `check`.
     pub fn matches(&self, check: &Sealed) -> bool {
+        self.open(check, KEY_CHECK_AD).is_ok_and(|s| {
+            s.expose_secret() == KEY_CHECK_PLAINTEXT || s.expose_secret() == KEY_CHECK_KEYED_AUDIT
+        })
+    }
+
+    /// Whether `check`, made by this cipher's key, says the ledger's audit trail is keyed.
+    pub fn attests_keyed_audit(&self, check: &Sealed) -> bool {
         self.open(check, KEY_CHECK_AD)
-            .is_ok_and(|s| s.expose_secret() == KEY_CHECK_PLAINTEXT)
+            .is_ok_and(|s| s.expose_secret() == KEY_CHECK_KEYED_AUDIT)
     }
 }
 

@@ -24,7 +24,10 @@ pub use credential::{
 pub(crate) use keys::write_key_file;
 pub use keys::{KeySource, default_key_path};
 pub use ops::{Usability, rotate, usability};
-pub(crate) use ops::{delete, get, hand_over, key_files, put, put_refreshed, summaries, unlock};
+pub(crate) use ops::{
+    attest_keyed_audit, audit_keyed_attested, delete, get, hand_over, key_files, put,
+    put_refreshed, summaries, unlock,
+};
 pub use secret::Secret;
 
 use crate::store::StoreError;
@@ -50,6 +53,11 @@ pub enum VaultError {
         "wrong master key: it does not match this ledger (check AUTHLEDGER_MASTER_KEY or the key file); nothing was changed"
     )]
     WrongKey,
+    /// Credentials are sealed but the ledger's key check is gone: the file was edited.
+    #[error(
+        "the ledger's key check is missing although it holds encrypted credentials: the file was edited outside authledger; restore it from a backup"
+    )]
+    KeyCheckMissing,
     /// No master key is available though credentials are stored.
     #[error("no master key: {0}")]
     NoKey(String),
@@ -151,6 +159,7 @@ impl VaultError {
             VaultError::Store(_)
             | VaultError::BadKeyFormat
             | VaultError::WrongKey
+            | VaultError::KeyCheckMissing
             | VaultError::NoKey(_)
             | VaultError::KeyFile { .. }
             | VaultError::Decrypt { .. } => exit::STORAGE,

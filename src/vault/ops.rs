@@ -40,6 +40,11 @@ pub(crate) fn unlock(
     create: bool,
 ) -> Result<Option<Cipher>, VaultError> {
     let Some(text) = tx.setting(KEY_CHECK)? else {
+        if !tx.credential_records()?.is_empty() {
+            // Every ledger that sealed a credential recorded its key check with it: its absence
+            // means the file was edited (e.g. to pass a forged audit trail off as unkeyed).
+            return Err(VaultError::KeyCheckMissing);
+        }
         let key = if create {
             Some(source.load_or_create()?)
         } else {
@@ -55,6 +60,20 @@ pub(crate) fn unlock(
     };
     let check = decode_check(&text).ok_or(VaultError::WrongKey)?;
     sealing_key(tx, source, &check).map(Some)
+}
+
+/// Whether the ledger's key check attests a keyed audit trail ([`Cipher::attests_keyed_audit`]).
+pub(crate) fn audit_keyed_attested(tx: &Tx<'_>, cipher: &Cipher) -> Result<bool, VaultError> {
+    Ok(tx
+        .setting(KEY_CHECK)?
+        .and_then(|t| decode_check(&t))
+        .is_some_and(|check| cipher.attests_keyed_audit(&check)))
+}
+
+/// Records, under the master key, that the ledger's audit trail is keyed from now on.
+pub(crate) fn attest_keyed_audit(tx: &Tx<'_>, cipher: &Cipher) -> Result<(), VaultError> {
+    tx.set_setting(KEY_CHECK, &encode_check(&cipher.key_check_keyed_audit()?))?;
+    Ok(())
 }
 
 /// The key files this ledger depends on, for `doctor`: the configured one and, after a
@@ -432,7 +451,13 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, V
         }
         tx.replace_sealed_fields(rec.provider, &rec.account, &sealed)?;
     }
-    tx.set_setting(KEY_CHECK, &encode_check(&new.key_check()?))?;
+    let keyed_audit = audit_keyed_attested(tx, old)?;
+    let check = if keyed_audit {
+        new.key_check_keyed_audit()?
+    } else {
+        new.key_check()?
+    };
+    tx.set_setting(KEY_CHECK, &encode_check(&check))?;
     tx.set_setting(KEY_ID, &new_key.key_id())?;
     crate::audit::reseal_audit_key(tx, old, new)?;
     Ok(records.len())

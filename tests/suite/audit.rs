@@ -279,6 +279,66 @@ fn an_inserted_row_is_named() {
     assert_eq!(report["first_bad_seq"], 11, "{report}");
 }
 
+/// The downgrade: the attacker removes the sealed audit key and rewrites the whole trail as the
+/// unkeyed SHA-256 chain of a ledger from before keyed trails. The key check, sealed under the
+/// master key, still says the trail is keyed, so `audit verify` refuses it, and no later open
+/// keys the forged rows over with a genuine `rekey` row.
+#[test]
+fn removing_the_audit_key_to_pass_a_forged_unkeyed_trail_is_detected() {
+    let home = ledger_with_history();
+    // Rewriting from the first row on makes every value a plain SHA-256 chain.
+    forge::rewrite(&home.db(), Forge::Sha256, |rows| {
+        rows[0].agent = Some("mallory".into());
+    });
+    tamper(&home, "DELETE FROM settings WHERE key = 'audit_key'");
+    for rows in forge::rows(&home.db()) {
+        assert_eq!(
+            forge::sha256(&rows),
+            rows.hash,
+            "a consistent unkeyed chain"
+        );
+    }
+    // Any command opens the ledger with the master key; none may key the forgery over.
+    assert_eq!(code(&home.run(&["status"])), 0);
+    more_history(&home, "after");
+    let (rc, report, err) = verify(&home);
+    assert_eq!(rc, 5, "{report} {err}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["problem"]
+            .as_str()
+            .unwrap()
+            .contains("key was removed"),
+        "{report}"
+    );
+    assert!(
+        forge::rows(&home.db()).iter().all(|r| r.action != "rekey"),
+        "the forged rows were covered by a rekey row"
+    );
+}
+
+/// The same downgrade with the key check removed too: the ledger holds sealed credentials, so
+/// a missing key check is itself the sign of an edited file, and nothing runs on it.
+#[test]
+fn removing_the_key_check_of_a_ledger_with_credentials_is_refused() {
+    let home = ledger_with_history();
+    tamper(
+        &home,
+        "DELETE FROM settings WHERE key IN ('audit_key', 'vault_key_check')",
+    );
+    let before = common::snapshot(&home.db());
+    for args in [&["audit", "verify"][..], &["status"], &["token", "claude"]] {
+        let out = home.run(args);
+        assert_eq!(code(&out), 5, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("key check is missing"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(common::snapshot(&home.db()), before, "nothing was written");
+}
+
 #[test]
 fn verify_against_an_anchor_passes_while_the_trail_extends_it() {
     let home = ledger_with_history();
