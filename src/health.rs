@@ -141,11 +141,13 @@ pub fn report(
         }
     }
     tx.put_health(&h)?;
-    // A change of availability is a state change selection acts on: audited, so a week out of
-    // service always has a row saying who reported what. Other reports are not.
-    let was_out = unavailable(before.as_ref(), now).is_some();
-    let is_out = unavailable(Some(&h), now).is_some();
+    // A change of availability, or of how long an account stays out, is a state change
+    // selection acts on: audited, so a week out of service always has a row saying who reported
+    // what. Other reports are not.
+    let was_out = unavailable(before.as_ref(), now).map(|(until, _)| until);
+    let is_out = unavailable(Some(&h), now).map(|(until, _)| until);
     if was_out != is_out {
+        let is_out = is_out.is_some();
         audit::append(
             tx,
             now,

@@ -597,36 +597,36 @@ fn a_waiting_acquire_appends_only_its_last_attempts_deny_row() {
 fn a_report_that_moves_an_account_out_of_service_or_back_is_audited_once() {
     let home = Home::new();
     let health = |now| common::audit_rows(&home, now, "health");
-    cli_json(&home, T0, &["report", "claude", "--status", "200"]);
+    let report = |now, extra: &[&str]| {
+        let mut args = vec!["report", "claude", "--status"];
+        args.extend_from_slice(extra);
+        cli_json(&home, now, &args);
+    };
+    report(T0, &["200"]);
     assert!(health(T0).is_empty(), "no change, no row");
-    cli_json(
-        &home,
-        T0,
-        &[
-            "report",
-            "claude",
-            "--status",
-            "429",
-            "--header",
-            "retry-after: 604800",
-        ],
-    );
+    report(T0, &["429"]);
     let rows = health(T0);
     assert_eq!(rows.len(), 1, "{rows:?}");
     let d = &rows[0]["detail"];
     assert_eq!(d["available"], false, "{d}");
     assert_eq!(d["status"], 429, "{d}");
-    assert_eq!(d["until"], T0 + 604_800_000, "{d}");
+    assert_eq!(d["until"], T0 + 60_000, "{d}");
     assert!(d["reason"].as_str().unwrap().contains("429"), "{d}");
     assert_eq!(rows[0]["provider"], "claude");
-    // Another refusal while out of service is no change of availability.
-    cli_json(&home, T0 + 1, &["report", "claude", "--status", "429"]);
-    assert_eq!(health(T0 + 1).len(), 1);
-    cli_json(&home, T0 + 2, &["report", "claude", "--status", "200"]);
-    let rows = health(T0 + 2);
+    // Out of service already, then kept out for a week: the longer outage has its own row.
+    let week = ["429", "--header", "retry-after: 604800"];
+    report(T0 + 1, &week);
+    let rows = health(T0 + 1);
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!(rows[1]["detail"]["available"], true);
-    assert_eq!(rows[1]["detail"]["status"], 200);
+    assert_eq!(rows[1]["detail"]["until"], T0 + 1 + 604_800_000);
+    // The same word again changes nothing, and writes nothing.
+    report(T0 + 1, &week);
+    assert_eq!(health(T0 + 1).len(), 2);
+    report(T0 + 2, &["200"]);
+    let rows = health(T0 + 2);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[2]["detail"]["available"], true);
+    assert_eq!(rows[2]["detail"]["status"], 200);
 }
 
 // ---------------------------------------------------------------------------------------------
