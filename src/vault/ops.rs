@@ -30,6 +30,18 @@ fn decode_check(text: &str) -> Option<Sealed> {
 /// ([`MasterKey::key_id`]): after a rotation it names the ledger's own key file.
 const KEY_ID: &str = "vault_key_id";
 
+/// The settings key set by the first rotation: from then on the ledger has a key file of its own.
+const KEY_ROTATED: &str = "vault_key_rotated";
+
+/// The ledger's own key file (named after its key id), which only a rotation makes: a ledger
+/// never rotated is sealed under the configured key and has none.
+fn own_key_file(tx: &Tx<'_>, source: &Resolved) -> Result<Option<PathBuf>, VaultError> {
+    if tx.setting(KEY_ROTATED)?.is_none() {
+        return Ok(None);
+    }
+    Ok(tx.setting(KEY_ID)?.and_then(|id| source.file_for_id(&id)))
+}
+
 /// Loads the master key and checks it against the ledger. With `create`, a ledger with
 /// nothing sealed yet gets the configured key (its file created if missing) and records its
 /// key check and key id (the caller is writing anyway). Returns `None` when there is no key
@@ -80,7 +92,7 @@ pub(crate) fn attest_keyed_audit(tx: &Tx<'_>, cipher: &Cipher) -> Result<(), Vau
 /// rotation, its own. None when the key comes from `AUTHLEDGER_MASTER_KEY`.
 pub(crate) fn key_files(tx: &Tx<'_>, source: &Resolved) -> Result<Vec<PathBuf>, VaultError> {
     let mut files: Vec<PathBuf> = source.path().map(|p| p.to_path_buf()).into_iter().collect();
-    if let Some(own) = tx.setting(KEY_ID)?.and_then(|id| source.file_for_id(&id)) {
+    if let Some(own) = own_key_file(tx, source)? {
         files.push(own);
     }
     Ok(files)
@@ -91,7 +103,7 @@ pub(crate) fn key_files(tx: &Tx<'_>, source: &Resolved) -> Result<Vec<PathBuf>, 
 /// rotation by an older release that stopped before renaming it. Nothing is renamed or
 /// rewritten: which key is right follows from the committed ledger alone.
 fn sealing_key(tx: &Tx<'_>, source: &Resolved, check: &Sealed) -> Result<Cipher, VaultError> {
-    let own = tx.setting(KEY_ID)?.and_then(|id| source.file_for_id(&id));
+    let own = own_key_file(tx, source)?;
     let mut found = false;
     let mut own_missing = false;
     let mut tries: Vec<Option<PathBuf>> = Vec::new();
@@ -459,6 +471,7 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, V
     };
     tx.set_setting(KEY_CHECK, &encode_check(&check))?;
     tx.set_setting(KEY_ID, &new_key.key_id())?;
+    tx.set_setting(KEY_ROTATED, "1")?;
     crate::audit::reseal_audit_key(tx, old, new)?;
     Ok(records.len())
 }

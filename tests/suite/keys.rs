@@ -247,3 +247,23 @@ fn demo_keep_names_everything_needed_to_reopen_its_ledger() {
         "the demo's credential is there: {status}"
     );
 }
+
+/// A ledger never rotated is sealed under the configured key file: when that file holds another
+/// key, the error says the key is wrong, not that a key file of the ledger's own is missing.
+#[test]
+fn another_key_in_the_key_file_is_called_the_wrong_key() {
+    let home = Home::new();
+    readable_status(&home, None, "before");
+    let other = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    std::fs::write(home.path().join("keys/master.key"), other).unwrap();
+    let before = common::snapshot(&home.db());
+    let out = home.run(&["status"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrong master key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("missing"), "{}", stderr(&out));
+    assert_eq!(common::snapshot(&home.db()), before);
+}
