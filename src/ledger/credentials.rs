@@ -240,7 +240,9 @@ impl Ledger {
     /// would rotate the token and leave the ledger's copy refused (`invalid_grant`). With it,
     /// the refresh token goes to Codex and the ledger gives it up (it keeps the access token
     /// and says `handed over` in `status`) in the same transaction, so only one of them ever
-    /// refreshes. The file is written last: if that fails, nothing is handed over.
+    /// refreshes. The file is written whole under a temporary name before the transaction
+    /// commits (if that fails, nothing is handed over) and renamed into place only after the
+    /// commit, so Codex never holds a refresh token the ledger still uses.
     pub fn export_codex(
         &self,
         dir: &Path,
@@ -249,7 +251,7 @@ impl Ledger {
     ) -> Result<CodexExport, Error> {
         let now = self.now();
         let path = dir.join("auth.json");
-        self.store.write(|tx| -> Result<_, Error> {
+        let (export, staged) = self.store.write(|tx| -> Result<_, Error> {
             let missing = || VaultError::NoCredential {
                 provider: Provider::Openai,
                 account: account.clone(),
@@ -283,14 +285,18 @@ impl Ledger {
                 )
                 .on(Provider::Openai, account),
             )?;
-            let path = vault::export::write_private_json(dir, "auth.json", &json)?;
-            Ok(CodexExport {
-                path,
+            let staged = vault::export::stage_private_json(dir, "auth.json", &json)?;
+            crate::fault::point("export:before-commit");
+            let export = CodexExport {
+                path: path.clone(),
                 handed_over,
                 refreshable_here: credential.refresh_token.is_some() && !handed_over,
                 expires_at: credential.expires_at,
-            })
-        })
+            };
+            Ok((export, staged))
+        })?;
+        staged.put_in_place()?;
+        Ok(export)
     }
 
     /// Re-encrypts every credential under a fresh key, written to a key file of this ledger's

@@ -44,13 +44,44 @@ pub fn codex_auth_json(c: &Credential, now: Millis) -> Result<serde_json::Value,
     })
 }
 
-/// Writes `dir/auth.json` atomically (temporary file, fsync, rename) with mode 0600, creating
+/// Writes `dir/<name>` atomically (temporary file, fsync, rename) with mode 0600, creating
 /// `dir` with mode 0700 if needed. Returns the file's path.
 pub fn write_private_json(
     dir: &Path,
     name: &str,
     value: &serde_json::Value,
 ) -> Result<PathBuf, VaultError> {
+    stage_private_json(dir, name, value)?.put_in_place()
+}
+
+/// A private JSON file written whole under a temporary name beside its target, not yet in
+/// place: [`StagedFile::put_in_place`] renames it there; dropped without that, it is removed.
+/// Lets a caller write everything that can fail (space, permissions) before its transaction
+/// commits and make the file visible only after.
+pub struct StagedFile {
+    tmp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl StagedFile {
+    /// Renames the file into place (replacing what was there). Returns its path.
+    pub fn put_in_place(self) -> Result<PathBuf, VaultError> {
+        let target = self.target;
+        self.tmp.persist(&target).map_err(|e| VaultError::Io {
+            what: format!("cannot replace {}", target.display()),
+            source: e.error,
+        })?;
+        Ok(target)
+    }
+}
+
+/// Writes `value` to a temporary 0600 file in `dir` (made 0700 if needed), fsynced, to be put
+/// in place as `dir/<name>` later.
+pub fn stage_private_json(
+    dir: &Path,
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<StagedFile, VaultError> {
     let io = |what: String| move |source| VaultError::Io { what, source };
     files::ensure_private_dir(dir).map_err(|e| VaultError::Io {
         what: format!("cannot create {}", dir.display()),
@@ -64,7 +95,7 @@ pub fn write_private_json(
         .map_err(io(format!("cannot write in {}", dir.display())))?;
     let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(value).map_err(|e| {
         VaultError::Io {
-            what: "cannot encode auth.json".into(),
+            what: format!("cannot encode {name}"),
             source: std::io::Error::other(e),
         }
     })?);
@@ -72,9 +103,5 @@ pub fn write_private_json(
         .and_then(|_| tmp.write_all(b"\n"))
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(io(format!("cannot write {}", target.display())))?;
-    tmp.persist(&target).map_err(|e| VaultError::Io {
-        what: format!("cannot replace {}", target.display()),
-        source: e.error,
-    })?;
-    Ok(target)
+    Ok(StagedFile { tmp, target })
 }

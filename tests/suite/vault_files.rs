@@ -1122,6 +1122,31 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     }
 }
 
+/// An export killed before its transaction commits hands nothing over: Codex's directory has no
+/// `auth.json` with the refresh token in it, and the ledger still holds (and refreshes) its own.
+#[test]
+fn a_hand_over_that_never_committed_gives_codex_no_refresh_token() {
+    let home = Home::new();
+    let codex = home.path().join("codex-home");
+    home.kill_at_fault_point(
+        "export:before-commit",
+        &[
+            "export",
+            "codex",
+            "--codex-home",
+            codex.to_str().unwrap(),
+            "--with-refresh-token",
+        ],
+    );
+    assert!(
+        !codex.join("auth.json").exists(),
+        "the file was put in place"
+    );
+    let c = status_credential(&home, "openai", "default").unwrap();
+    assert_eq!(c["status"], "ok", "{c}");
+    assert_eq!(c["refreshable"], true, "{c}");
+}
+
 #[test]
 fn export_codex_with_refresh_token_hands_the_credential_over_to_codex() {
     let home = Home::new();
