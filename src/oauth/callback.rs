@@ -1,11 +1,13 @@
 //! The loopback callback: a one-request HTTP server on 127.0.0.1 that catches the
 //! authorization server's redirect, and the parser for a pasted `code#state` or redirect URL.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::OAuthError;
@@ -106,8 +108,10 @@ impl Loopback {
     /// whichever comes first, answering the browser with a small page. Other paths (a favicon)
     /// get 404, and a callback with another state (a forged or stale one) gets an error page:
     /// the wait goes on for the real one. Each connection is served on its own thread, reads at
-    /// most [`MAX_REQUEST`] bytes and never outlives the deadline, so a client that sends
-    /// nothing, or a byte at a time, cannot hold the login past it. Gives
+    /// most [`MAX_REQUEST`] bytes, has [`HEAD_WAIT`] to send its request and never outlives the
+    /// deadline, so a client that sends nothing, or a byte at a time, cannot hold the login
+    /// past it. At most [`MAX_CONNECTIONS`] are open at once; a new one closes the oldest, so
+    /// idle connections opened by someone else cannot keep the browser's redirect out. Gives
     /// [`OAuthError::Timeout`] at the deadline.
     pub fn wait(
         &self,
@@ -117,7 +121,7 @@ impl Loopback {
     ) -> Result<CallbackParams, OAuthError> {
         let deadline = Instant::now() + timeout;
         let (found_tx, found) = mpsc::channel();
-        let live = Arc::new(AtomicUsize::new(0));
+        let live = Arc::new(Live::default());
         loop {
             if let Some(rx) = pasted
                 && let Ok(line) = rx.try_recv()
@@ -130,18 +134,17 @@ impl Loopback {
             }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    // A bounded number of connections at once; the rest are closed unread.
-                    if live.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    let Some(id) = live.admit(&stream) else {
                         continue;
-                    }
-                    live.fetch_add(1, Ordering::SeqCst);
+                    };
                     let (tx, live, expected) =
                         (found_tx.clone(), live.clone(), expected_state.to_string());
+                    let head_deadline = deadline.min(Instant::now() + HEAD_WAIT);
                     std::thread::spawn(move || {
-                        if let Some(params) = serve(stream, &expected, deadline) {
+                        if let Some(params) = serve(stream, &expected, head_deadline) {
                             let _ = tx.send(params);
                         }
-                        live.fetch_sub(1, Ordering::SeqCst);
+                        live.leave(id);
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -166,7 +169,41 @@ impl Loopback {
 /// The most a callback request may send: a request line and headers fit in far less.
 pub const MAX_REQUEST: usize = 16 * 1024;
 /// Connections served at once.
-const MAX_CONNECTIONS: usize = 16;
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long a connection has to send its request head: a browser sends it at once.
+pub const HEAD_WAIT: Duration = Duration::from_secs(3);
+
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Live {
+    next: AtomicU64,
+    open: Mutex<VecDeque<(u64, TcpStream)>>,
+}
+
+impl Live {
+    /// Registers a new connection, closing the oldest one when [`MAX_CONNECTIONS`] are open
+    /// (its reader then sees the end and its thread finishes). `None` if the connection
+    /// cannot be tracked (it is then dropped, unread).
+    fn admit(&self, stream: &TcpStream) -> Option<u64> {
+        let handle = stream.try_clone().ok()?;
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().ok()?;
+        while open.len() >= MAX_CONNECTIONS {
+            if let Some((_, oldest)) = open.pop_front() {
+                let _ = oldest.shutdown(Shutdown::Both);
+            }
+        }
+        open.push_back((id, handle));
+        Some(id)
+    }
+
+    /// Forgets a connection whose thread is done.
+    fn leave(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|(i, _)| *i != id);
+        }
+    }
+}
 
 /// Reads a request's head (up to the blank line), at most [`MAX_REQUEST`] bytes, giving up
 /// at `deadline` however slowly the bytes come.
@@ -321,6 +358,28 @@ mod tests {
         let p = lb.wait(Duration::from_secs(3), "s", None).unwrap();
         assert_eq!(p.code.as_deref(), Some("real"));
         client.join().unwrap();
+    }
+
+    #[test]
+    fn idle_connections_opened_first_do_not_keep_the_callback_out() {
+        let lb = Loopback::bind(0).unwrap();
+        let port = lb.port;
+        let client = std::thread::spawn(move || {
+            // More idle connections than are served at once, all opened before the redirect.
+            let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 4)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(s, "GET /callback?code=real&state=s HTTP/1.1\r\n\r\n").unwrap();
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut body);
+            drop(idle);
+            body
+        });
+        // Well inside the head wait the idle ones could otherwise hold their slots for.
+        let p = lb.wait(HEAD_WAIT / 2, "s", None).unwrap();
+        assert_eq!(p.code.as_deref(), Some("real"));
+        assert!(client.join().unwrap().contains("Authorization received"));
     }
 
     #[test]
