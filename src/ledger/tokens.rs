@@ -109,9 +109,16 @@ impl Ledger {
             // Only the endpoint and client it was issued through may refresh it; a token
             // imported from a tool that refreshes it itself (Claude Code, Codex) is never
             // refreshed here: it is used while it lasts.
-            let Some(via) = credential.refresh_via.clone() else {
+            let Some(via) = credential
+                .refresh_via
+                .clone()
+                .or_else(|| adopted_endpoint(self, provider, &credential))
+            else {
                 return self.fallback(&credential, now, &credential.expired_remedy());
             };
+            let mut credential = credential;
+            // Recorded with the refreshed tokens: from then on only this endpoint may refresh it.
+            credential.refresh_via = Some(via.clone());
             let cfg = match refresh_config(self, provider, &via) {
                 Ok(cfg) => cfg,
                 Err(why) => return self.fallback(&credential, now, &why),
@@ -310,6 +317,22 @@ fn refreshed(old: &Credential, tokens: TokenSet, now: Millis) -> Credential {
         c.id_token = Some(id);
     }
     c
+}
+
+/// The configured endpoint, for a login the ledger itself made before it recorded where each
+/// login came from (`source` `oauth`, no recorded endpoint): such a login was made through the
+/// configuration of its time, so the configured endpoint is taken once and recorded with the
+/// first refresh (trust on first use). Never for imported credentials: their issuer refreshes
+/// them.
+fn adopted_endpoint(ledger: &Ledger, provider: Provider, c: &Credential) -> Option<RefreshVia> {
+    if c.source != "oauth" {
+        return None;
+    }
+    let cfg = oauth_config(ledger, provider).ok()?;
+    Some(RefreshVia {
+        token_url: cfg.token_url?,
+        client_id: cfg.client_id?,
+    })
 }
 
 /// The refresh settings for a credential issued through `via`: only if the configured

@@ -426,8 +426,9 @@ pub fn usability(
     if let Some(at) = rec.expires_at
         && at <= now
     {
-        // Only a credential the ledger itself may refresh is usable past its expiry.
-        let refreshable = refresh_via(&rec).is_some()
+        // Only a credential the ledger itself may refresh is usable past its expiry: one that
+        // records where it was issued, or a login of its own from before it recorded that.
+        let refreshable = (refresh_via(&rec).is_some() || rec.source == "oauth")
             && tx
                 .sealed_fields(provider, account)?
                 .iter()

@@ -1006,6 +1006,32 @@ fn a_token_is_refreshed_only_where_it_was_issued() {
     assert!(server.token_requests("refresh_token").is_empty());
 }
 
+/// A login the ledger made before it recorded each login's token endpoint is refreshed at the
+/// configured endpoint once, which is then recorded: a later change of configuration no longer
+/// moves it.
+#[test]
+fn a_login_from_before_endpoints_were_recorded_adopts_the_configured_one() {
+    let server = OAuthServer::start();
+    let (home, old, _) = logged_in_near_expiry(&server);
+    let forget = "UPDATE credentials SET refresh_token_url = NULL, refresh_client_id = NULL";
+    assert_eq!(common::raw(&home.db()).execute(forget, []).unwrap(), 1);
+    let out = token_at(&home, T0);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_ne!(stdout(&out).trim(), old, "refreshed");
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+    let recorded: Vec<Vec<String>> = common::query_rows(
+        &home.db(),
+        "SELECT refresh_token_url FROM credentials WHERE provider = 'openai'",
+    );
+    assert_eq!(recorded, vec![vec![server.url("/token")]]);
+    // An import never adopts an endpoint.
+    let import = "UPDATE credentials SET refresh_token_url = NULL, refresh_client_id = NULL, source = 'codex'";
+    assert_eq!(common::raw(&home.db()).execute(import, []).unwrap(), 1);
+    let out = token_at(&home, T0 + 3_600_000 * 24);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(server.token_requests("refresh_token").len(), 1);
+}
+
 /// The OAuth token client never follows a redirect: a refresh token must not be carried to
 /// another endpoint.
 #[test]
