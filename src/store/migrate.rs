@@ -23,17 +23,17 @@ pub fn latest_version() -> i64 {
 /// The schema version recorded in the file (0 for a fresh file).
 pub fn current_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
     let has_history: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history')",
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history') AS present",
         [],
-        |r| r.get(0),
+        |r| r.get("present"),
     )?;
     if !has_history {
         return Ok(0);
     }
     conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM refinery_schema_history",
+        "SELECT COALESCE(MAX(version), 0) AS version FROM refinery_schema_history",
         [],
-        |r| r.get(0),
+        |r| r.get("version"),
     )
 }
 

@@ -4,6 +4,7 @@
 //! methods speak in ledger records, so a PostgreSQL store can later offer the same methods.
 
 mod audit_rows;
+mod check;
 mod credential_rows;
 mod error;
 pub mod files;
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use error::StoreError;
+pub use check::{StoreCheck, StoreFact};
+pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
 pub use tx::Tx;
 
@@ -209,21 +211,30 @@ impl Store {
         f(&mut tx)
     }
 
-    /// SQLite's `integrity_check`: `None` when the file is sound, else the first problem.
-    pub fn integrity_problem(&self) -> Result<Option<String>, StoreError> {
+    /// The store's health for `doctor`: schema versions, SQLite's `integrity_check`, the
+    /// journal mode in force (`wal` expected) and the files to check the permissions of.
+    pub fn check(&self) -> Result<StoreCheck, StoreError> {
+        let (supported_version, schema_version) = self.schema_versions()?;
         let conn = self.pool.get()?;
-        let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        Ok((verdict != "ok").then_some(verdict))
-    }
-
-    /// The journal mode in force (`wal` expected), for `doctor`.
-    pub fn journal_mode(&self) -> Result<String, StoreError> {
-        let conn = self.pool.get()?;
-        Ok(conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
+        let verdict: String =
+            conn.query_row("PRAGMA integrity_check", [], |r| r.get("integrity_check"))?;
+        let journal: String =
+            conn.query_row("PRAGMA journal_mode", [], |r| r.get("journal_mode"))?;
+        Ok(StoreCheck {
+            schema_version,
+            supported_version,
+            integrity: (verdict != "ok").then_some(verdict),
+            facts: vec![StoreFact {
+                check: "journal".into(),
+                ok: journal == "wal",
+                detail: journal,
+            }],
+            files: self.files(),
+        })
     }
 
     /// The files that make up the ledger on disk, for permission checks.
-    pub fn files(&self) -> Vec<PathBuf> {
+    fn files(&self) -> Vec<PathBuf> {
         vec![
             self.path.clone(),
             sidecar(&self.path, "-wal"),
@@ -258,7 +269,8 @@ fn apply_pragmas(conn: &Connection, options: &StoreOptions) -> Result<(), rusqli
     // The ledger runs a few dozen distinct statements; the default cache of 16 would evict and
     // re-parse them on every transaction.
     conn.set_prepared_statement_cache_capacity(128);
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get("journal_mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
