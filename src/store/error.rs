@@ -158,3 +158,21 @@ fn is_read_only(path: &std::path::Path) -> bool {
         .open(&target)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_engine_error_becomes_a_neutral_variant_that_keeps_it_as_source() {
+        let engine = rusqlite::Error::InvalidColumnName("nope".into());
+        let message = engine.to_string();
+        let err = StoreError::from(engine);
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert_eq!(err.to_string(), format!("ledger error: {message}"));
+        let source = err.source().expect("the engine error stays reachable");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+    }
+}
