@@ -25,33 +25,36 @@ impl DoctorCmd {
     /// Runs every check; exit 5 for a storage problem, 1 for loose permissions.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
-        let store = ledger.store();
+        let store = ledger.store_check()?;
         let mut checks = Vec::new();
         let mut storage_bad = false;
         let mut perms_bad = false;
 
-        let (latest, found) = store.schema_versions()?;
-        storage_bad |= latest != found;
+        storage_bad |= !store.schema_current();
         checks.push(Check {
             check: "schema".into(),
-            ok: latest == found,
-            detail: format!("version {found} (this build: {latest})"),
+            ok: store.schema_current(),
+            detail: format!(
+                "version {} (this build: {})",
+                store.schema_version, store.supported_version
+            ),
         });
 
-        let integrity = store.integrity_problem()?;
-        storage_bad |= integrity.is_some();
+        storage_bad |= store.integrity.is_some();
         checks.push(Check {
             check: "integrity".into(),
-            ok: integrity.is_none(),
-            detail: integrity.unwrap_or_else(|| "ok".into()),
+            ok: store.integrity.is_none(),
+            detail: store.integrity.clone().unwrap_or_else(|| "ok".into()),
         });
 
-        let mode = store.journal_mode()?;
-        checks.push(Check {
-            check: "journal".into(),
-            ok: mode == "wal",
-            detail: mode,
-        });
+        // What only this kind of store can tell (SQLite: the journal mode).
+        for fact in &store.facts {
+            checks.push(Check {
+                check: fact.check.clone(),
+                ok: fact.ok,
+                detail: fact.detail.clone(),
+            });
+        }
 
         // Informational: the ledger is correct without a daemon, only slower under contention.
         checks.push(Check {
@@ -80,7 +83,7 @@ impl DoctorCmd {
         // Files only their owner may read or write: the ledger, its directory, the key files
         // and their directories. `config.toml` holds no secret but says where tokens are sent,
         // so nobody else may write it.
-        let mut private = store.files();
+        let mut private = store.files;
         if let Some(dir) = ledger.db_path().parent() {
             private.push(dir.to_path_buf());
         }

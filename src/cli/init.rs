@@ -15,7 +15,7 @@ impl InitCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
         let limits = ledger.init()?;
-        let (_, version) = ledger.store().schema_versions()?;
+        let version = ledger.schema_version()?;
         if ctx.out.json {
             ctx.out.json(&json!({
                 "db": ledger.db_path(),

@@ -17,7 +17,7 @@ use crate::quota::{
 };
 use crate::random;
 use crate::records::{AuditEntry, AuditQuery, Lease, Limits, UsageGroup, UsageSummary};
-use crate::store::{LeaseFilter, Store};
+use crate::store::{LeaseFilter, Store, StoreCheck};
 use crate::types::{Account, LeaseId, LeaseState, Millis, Provider};
 
 pub use crate::quota::Released;
@@ -421,9 +421,15 @@ impl Ledger {
         })
     }
 
-    /// The storage underneath, for `doctor`.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store's health (schema, integrity, engine facts, files), for `doctor`: asked of
+    /// the store in its own terms, so the CLI never sees which engine is underneath.
+    pub fn store_check(&self) -> Result<StoreCheck, Error> {
+        Ok(self.store.check()?)
+    }
+
+    /// The schema version recorded in the database, for `init`.
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        Ok(self.store.schema_versions()?.1)
     }
 }
 

@@ -10,16 +10,16 @@ const AUDIT_COLS: &str =
 
 fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
-        seq: r.get(0)?,
-        at_ms: r.get(1)?,
-        action: r.get(2)?,
-        agent: r.get(3)?,
-        provider: r.get(4)?,
-        account: r.get(5)?,
-        lease_id: r.get(6)?,
-        detail: r.get(7)?,
-        prev_hash: r.get(8)?,
-        hash: r.get(9)?,
+        seq: r.get("seq")?,
+        at_ms: r.get("at_ms")?,
+        action: r.get("action")?,
+        agent: r.get("agent")?,
+        provider: r.get("provider")?,
+        account: r.get("account")?,
+        lease_id: r.get("lease_id")?,
+        detail: r.get("detail")?,
+        prev_hash: r.get("prev_hash")?,
+        hash: r.get("hash")?,
     })
 }
 
@@ -30,7 +30,7 @@ impl Tx<'_> {
             .one(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get("seq")?, r.get("hash")?)),
             )
             .optional()?)
     }
@@ -47,7 +47,7 @@ impl Tx<'_> {
                 "SELECT detail FROM audit WHERE lease_id = ?1 AND action = ?2
                  ORDER BY seq DESC LIMIT 1",
                 params![lease.as_str(), action],
-                |r| r.get(0),
+                |r| r.get("detail"),
             )
             .optional()?)
     }

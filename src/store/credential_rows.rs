@@ -24,16 +24,20 @@ type Raw = (
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok((
-        [r.get(0)?, r.get(1)?, r.get(2)?],
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        [r.get(7)?, r.get(8)?],
-        [r.get(9)?, r.get(10)?, r.get(11)?],
-        r.get(12)?,
-        r.get(13)?,
-        [r.get(14)?, r.get(15)?],
+        [r.get("provider")?, r.get("account")?, r.get("kind")?],
+        r.get("tier")?,
+        r.get("expires_at")?,
+        r.get("scopes")?,
+        r.get("account_id")?,
+        [r.get("source")?, r.get("status")?],
+        [
+            r.get("generation")?,
+            r.get("created_at")?,
+            r.get("updated_at")?,
+        ],
+        r.get("last_used_at")?,
+        r.get("refreshed_at")?,
+        [r.get("refresh_token_url")?, r.get("refresh_client_id")?],
     ))
 }
 
@@ -145,7 +149,7 @@ impl Tx<'_> {
             .one(
                 "SELECT last FROM credential_generations WHERE provider = ?1 AND account = ?2",
                 params![provider.as_str(), account.as_str()],
-                |r| r.get(0),
+                |r| r.get("last"),
             )
             .optional()?;
         Ok(last.unwrap_or(0))
@@ -205,7 +209,7 @@ impl Tx<'_> {
             .one(
                 "SELECT generation FROM credentials WHERE provider = ?1 AND account = ?2",
                 params![provider.as_str(), account.as_str()],
-                |r| r.get(0),
+                |r| r.get("generation"),
             )
             .optional()?;
         if current != Some(generation) {
@@ -264,9 +268,9 @@ impl Tx<'_> {
         let rows = stmt
             .query_map(params![provider.as_str(), account.as_str()], |r| {
                 Ok(SealedField {
-                    field: r.get(0)?,
-                    nonce: r.get(1)?,
-                    ciphertext: r.get(2)?,
+                    field: r.get("field")?,
+                    nonce: r.get("nonce")?,
+                    ciphertext: r.get("ciphertext")?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

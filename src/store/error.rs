@@ -1,6 +1,14 @@
 //! Everything that can go wrong below the business logic.
+//!
+//! The variants name what went wrong for the ledger (busy, corrupt, read-only, newer schema,
+//! a broken constraint, …), never which database engine said so: the layers above match on
+//! them, and a second store returns the same ones. The engine's own error, where there is
+//! one, stays reachable through [`std::error::Error::source`].
 
 use std::path::PathBuf;
+
+/// An engine's error, kept whole as the source of a neutral variant.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A storage failure. Each variant says which file and what to do; none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -11,15 +19,15 @@ pub enum StoreError {
     Open {
         /// The database file.
         path: PathBuf,
-        /// What SQLite or the OS said.
+        /// What the database engine or the OS said.
         reason: String,
     },
-    /// The file exists but is not a SQLite database, or is damaged.
+    /// The database exists but is not an authledger database, or is damaged.
     #[error("ledger {path} is corrupt or not an authledger database: {reason}")]
     Corrupt {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
+        /// What the database engine said.
         reason: String,
     },
     /// The database, its directory or its lock file cannot be written.
@@ -64,7 +72,7 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Another program held the database past the waiting deadline.
+    /// Another program held the database past the waiting deadline (busy or timed out).
     #[error("ledger is busy: another program kept it locked for {waited_ms} ms")]
     Busy {
         /// How long we waited.
@@ -81,15 +89,15 @@ pub enum StoreError {
     /// A write broke a CHECK or UNIQUE constraint: a bug or a hand-edited database.
     #[error("ledger refused a write ({reason})")]
     Constraint {
-        /// SQLite's message.
+        /// The database engine's message.
         reason: String,
     },
     /// No connection could be had from the pool.
     #[error("cannot get a ledger connection: {0}")]
-    Pool(String),
-    /// Any other SQLite error.
+    Pool(#[source] BackendError),
+    /// Any other failure of the database engine.
     #[error("ledger error: {0}")]
-    Sqlite(String),
+    Backend(#[source] BackendError),
     /// The audit trail is keyed and this process cannot get its key.
     #[error("the audit trail is keyed and needs this ledger's master key: {0}")]
     AuditKey(String),
@@ -105,14 +113,14 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StoreError::Busy { waited_ms: 0 }
             }
-            _ => StoreError::Sqlite(e.to_string()),
+            _ => StoreError::Backend(Box::new(e)),
         }
     }
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        StoreError::Pool(e.to_string())
+        StoreError::Pool(Box::new(e))
     }
 }
 
@@ -149,4 +157,22 @@ fn is_read_only(path: &std::path::Path) -> bool {
         .write(true)
         .open(&target)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_engine_error_becomes_a_neutral_variant_that_keeps_it_as_source() {
+        let engine = rusqlite::Error::InvalidColumnName("nope".into());
+        let message = engine.to_string();
+        let err = StoreError::from(engine);
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert_eq!(err.to_string(), format!("ledger error: {message}"));
+        let source = err.source().expect("the engine error stays reachable");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+    }
 }

@@ -21,14 +21,14 @@ impl Tx<'_> {
                 params![provider.as_str(), account.as_str()],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, i64>(7)?,
+                        r.get::<_, String>("provider")?,
+                        r.get::<_, String>("account")?,
+                        r.get::<_, Option<i64>>("unavailable_until")?,
+                        r.get::<_, Option<String>>("reason")?,
+                        r.get::<_, i64>("consecutive_errors")?,
+                        r.get::<_, Option<i64>>("last_status")?,
+                        r.get::<_, String>("facts")?,
+                        r.get::<_, i64>("updated_at")?,
                     ))
                 },
             )

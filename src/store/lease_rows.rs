@@ -18,19 +18,25 @@ struct LeaseRaw {
 
 fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRaw> {
     Ok(LeaseRaw {
-        text: [r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(11)?],
+        text: [
+            r.get("id")?,
+            r.get("agent")?,
+            r.get("provider")?,
+            r.get("account")?,
+            r.get("state")?,
+        ],
         nums: [
-            r.get(1)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-            r.get(9)?,
-            r.get(10)?,
+            r.get("fence")?,
+            r.get("allocated")?,
+            r.get("used")?,
+            r.get("ttl_ms")?,
+            r.get("created_at")?,
+            r.get("expires_at")?,
+            r.get("heartbeat_at")?,
             0,
         ],
-        ended_at: r.get(12)?,
-        end_reason: r.get(13)?,
+        ended_at: r.get("ended_at")?,
+        end_reason: r.get("end_reason")?,
     })
 }
 
@@ -155,11 +161,12 @@ impl Tx<'_> {
         idle_before: Millis,
     ) -> Result<(i64, Option<Millis>), StoreError> {
         Ok(self.one(
-            "SELECT COUNT(*), MIN(expires_at) FROM leases INDEXED BY leases_live
+            "SELECT COUNT(*) AS live, MIN(expires_at) AS first_expiry
+             FROM leases INDEXED BY leases_live
              WHERE provider = ?1 AND account = ?2 AND state = 'active'
                AND expires_at > ?3 AND heartbeat_at > ?4",
             params![provider.as_str(), account.as_str(), now, idle_before],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get("live")?, r.get("first_expiry")?)),
         )?)
     }
 
@@ -189,11 +196,11 @@ impl Tx<'_> {
 
     /// The next fencing number: larger than any lease's so far.
     pub fn next_fence(&self) -> Result<i64, StoreError> {
-        Ok(
-            self.one("SELECT COALESCE(MAX(fence), 0) + 1 FROM leases", [], |r| {
-                r.get(0)
-            })?,
-        )
+        Ok(self.one(
+            "SELECT COALESCE(MAX(fence), 0) + 1 AS next_fence FROM leases",
+            [],
+            |r| r.get("next_fence"),
+        )?)
     }
 
     /// Stores a new lease.
@@ -280,7 +287,9 @@ impl Tx<'_> {
             "SELECT window_id, reserved FROM lease_windows WHERE lease_id = ?1 ORDER BY window_id",
         )?;
         let rows = stmt
-            .query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([id.as_str()], |r| {
+                Ok((r.get("window_id")?, r.get("reserved")?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

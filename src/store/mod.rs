@@ -2,8 +2,86 @@
 //!
 //! Nothing above this module sees a rusqlite type. Callers run closures against a [`Tx`] whose
 //! methods speak in ledger records, so a PostgreSQL store can later offer the same methods.
+//!
+//! # The storage seam: what a second store must keep
+//!
+//! A store offers [`Store::write`] (one transaction that commits when the closure returns
+//! `Ok`, rolls back otherwise), [`Store::read`] (one consistent snapshot), savepoints inside a
+//! write ([`Tx::isolated`], [`Tx::undo_unless`]: a daemon batch is many requests in one
+//! transaction, each undone alone), the `Tx` row methods, [`Store::check`] for `doctor`, and
+//! migrations that refuse a newer schema. Rows are read by column name, never by position.
+//!
+//! ## One writer at a time
+//!
+//! These steps read, then write what they read; none of them is safe if two writers of one
+//! ledger interleave, so every write transaction must exclude every other writer of the same
+//! ledger from its first read to its commit (a constraint catches some races, as noted, but
+//! only as an error, never as the right answer):
+//!
+//! - audit chain tail: `audit::append` reads [`Tx::audit_tail`] and writes row `seq + 1`
+//!   whose MAC covers the tail's (the `seq` primary key refuses a fork); `audit::key`'s
+//!   `ensure_keyed` reads the tail and the sealed-secret setting before its `rekey` row.
+//! - fences: [`Tx::next_fence`] is `MAX(fence) + 1`, then [`Tx::insert_lease`] (UNIQUE).
+//! - concurrency: `quota::acquire` counts [`Tx::active_lease_count`] before it inserts the
+//!   lease; no constraint backs invariant 2, only the single writer.
+//! - budgets: `decide` reads each window's `used` and `reserved` to size a fair share, then
+//!   [`Tx::reserve_in_window`]'s conditional update (`used + reserved + n <= limit`), which
+//!   alone never over-grants but fails the grant (a `Constraint` error) when the share was
+//!   sized on a stale read; the rpm/tpm checks read the minute window.
+//! - windows: `quota::windows::current_window` reads [`Tx::window_at`] then inserts
+//!   (UNIQUE per provider, account, kind and start), then [`Tx::carry_reservations`] sums
+//!   [`Tx::active_holdings`] and moves that amount between the two windows.
+//! - returning reservations: `reclaim`, `release` and `record_usage` read
+//!   [`Tx::lease_windows`] and subtract what they read from the window and the lease;
+//!   [`Tx::end_lease`] is conditional on `state = 'active'` (a lease ends once).
+//! - leases: `renew` and `release` read the lease live before they touch or end it; cleanup
+//!   and acquire read [`Tx::stale_leases`] / [`Tx::stale_leases_of`], then end each one.
+//! - usage: [`Tx::usage_by_key`] before [`Tx::insert_usage`] (UNIQUE idempotency key).
+//! - limits: `ensure_limits` stores defaults when [`Tx::limits`] finds none; `set_limits`
+//!   merges an update into what it read.
+//! - credentials: storing one reads the prior record and
+//!   [`Tx::credential_generation_high_water`] to pick the next generation;
+//!   [`Tx::set_credential_status`] is conditional on the generation read.
+//! - refresh claims: [`Tx::try_claim_refresh`] reads the credential's generation, then takes
+//!   the claim only if none is live (one refresh for every process).
+//! - the master key: `vault::unlock` writes the key check and key id when none is stored;
+//!   key rotation (`vault::rotate`) re-seals every credential, the key check and the audit
+//!   secret in one transaction: a credential stored meanwhile under the old key would be lost.
+//! - provider health: `health::report` reads the record and writes it back with its
+//!   counters moved.
+//!
+//! ## Isolation each needs
+//!
+//! SQLite: every write is `BEGIN IMMEDIATE`, taken after the cross-process writer queue
+//! (`lock.rs`), so one writer holds the whole file from its first read; reads are deferred
+//! transactions on a WAL snapshot and never block the writer. PostgreSQL (later): the same
+//! exclusion per ledger, by a transaction-scoped advisory lock (`pg_advisory_xact_lock` on a
+//! key for the ledger) taken as a write's first statement, or by `SERIALIZABLE` with a bounded
+//! retry of the whole closure on a serialization failure or deadlock, never surfaced to a
+//! caller. A retry re-runs the closure, so such a store needs closures that may run twice
+//! (today [`Store::write`] takes `FnOnce`) and that leave nothing outside the transaction a
+//! rerun would repeat: the chain key is published only after commit, and lease ids and usage
+//! keys are drawn by callers before it. Reads need one snapshot per call (`REPEATABLE READ`
+//! on a server): `audit verify` walks the whole trail in one.
+//!
+//! SQLite-only spots a second store must translate: `INDEXED BY`, `INSERT OR REPLACE`,
+//! `strftime` in [`Tx::usage_summary`], the new window's id from `last_insert_rowid`
+//! (`RETURNING id` elsewhere), and [`Tx::audit_scan`]'s physical `rowid` order.
+//!
+//! ## Errors
+//!
+//! A store reports failures as [`StoreError`], whose variants never name the engine: `Busy`
+//! (held past the write deadline: busy or timed out), `Constraint` (a CHECK or UNIQUE
+//! refused a write), `Corrupt`, `ReadOnly`, `NewerSchema`, `Migrate`, `Open`, `Lock`,
+//! `Permissions`, `BadRow` (a stored value that does not parse), `Pool` (no connection), and
+//! `Backend` for anything else, keeping the engine's error as its
+//! [`source`](std::error::Error::source); `AuditKey` is the keyed trail's, not the
+//! engine's. Every one exits 5. Callers match on the variant, never on the message or the
+//! source; a store converts its engine's errors into these where it meets them (here,
+//! `From<rusqlite::Error>` and `error::classify_open_error`).
 
 mod audit_rows;
+mod check;
 mod credential_rows;
 mod error;
 pub mod files;
@@ -23,7 +101,8 @@ use std::time::{Duration, Instant};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use error::StoreError;
+pub use check::{StoreCheck, StoreFact};
+pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
 pub use tx::Tx;
 
@@ -209,21 +288,30 @@ impl Store {
         f(&mut tx)
     }
 
-    /// SQLite's `integrity_check`: `None` when the file is sound, else the first problem.
-    pub fn integrity_problem(&self) -> Result<Option<String>, StoreError> {
+    /// The store's health for `doctor`: schema versions, SQLite's `integrity_check`, the
+    /// journal mode in force (`wal` expected) and the files to check the permissions of.
+    pub fn check(&self) -> Result<StoreCheck, StoreError> {
+        let (supported_version, schema_version) = self.schema_versions()?;
         let conn = self.pool.get()?;
-        let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        Ok((verdict != "ok").then_some(verdict))
-    }
-
-    /// The journal mode in force (`wal` expected), for `doctor`.
-    pub fn journal_mode(&self) -> Result<String, StoreError> {
-        let conn = self.pool.get()?;
-        Ok(conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
+        let verdict: String =
+            conn.query_row("PRAGMA integrity_check", [], |r| r.get("integrity_check"))?;
+        let journal: String =
+            conn.query_row("PRAGMA journal_mode", [], |r| r.get("journal_mode"))?;
+        Ok(StoreCheck {
+            schema_version,
+            supported_version,
+            integrity: (verdict != "ok").then_some(verdict),
+            facts: vec![StoreFact {
+                check: "journal".into(),
+                ok: journal == "wal",
+                detail: journal,
+            }],
+            files: self.files(),
+        })
     }
 
     /// The files that make up the ledger on disk, for permission checks.
-    pub fn files(&self) -> Vec<PathBuf> {
+    fn files(&self) -> Vec<PathBuf> {
         vec![
             self.path.clone(),
             sidecar(&self.path, "-wal"),
@@ -258,7 +346,8 @@ fn apply_pragmas(conn: &Connection, options: &StoreOptions) -> Result<(), rusqli
     // The ledger runs a few dozen distinct statements; the default cache of 16 would evict and
     // re-parse them on every transaction.
     conn.set_prepared_statement_cache_capacity(128);
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get("journal_mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),

@@ -9,7 +9,7 @@ impl Tx<'_> {
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .one("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
+                r.get("value")
             })
             .optional()?)
     }

@@ -17,8 +17,19 @@ impl Tx<'_> {
                 [key],
                 |r| {
                     Ok((
-                        [r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
-                        [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                        [
+                            r.get::<_, String>("idem_key")?,
+                            r.get("lease_id")?,
+                            r.get("agent")?,
+                            r.get("provider")?,
+                            r.get("account")?,
+                        ],
+                        [
+                            r.get::<_, i64>("input")?,
+                            r.get("output")?,
+                            r.get("requests")?,
+                            r.get("at_ms")?,
+                        ],
                     ))
                 },
             )
@@ -75,20 +86,21 @@ impl Tx<'_> {
             UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
         };
         let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {key} AS k, SUM(input), SUM(output), SUM(requests), COUNT(*)
+            "SELECT {key} AS k, SUM(input) AS input_total, SUM(output) AS output_total,
+                    SUM(requests) AS request_total, COUNT(*) AS record_count
              FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY k"
         ))?;
         let rows = stmt
             .query_map([since], |r| {
-                let input: i64 = r.get(1)?;
-                let output: i64 = r.get(2)?;
+                let input: i64 = r.get("input_total")?;
+                let output: i64 = r.get("output_total")?;
                 Ok(UsageSummary {
-                    key: r.get(0)?,
+                    key: r.get("k")?,
                     input,
                     output,
                     total: input + output,
-                    requests: r.get(3)?,
-                    records: r.get(4)?,
+                    requests: r.get("request_total")?,
+                    records: r.get("record_count")?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -12,11 +12,17 @@ const LIMIT_COLS: &str = "provider, account, daily_tokens, window_5h_tokens, wee
 
 fn window_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, [i64; 5])> {
     Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+        r.get("id")?,
+        r.get("provider")?,
+        r.get("account")?,
+        r.get("kind")?,
+        [
+            r.get("start_ms")?,
+            r.get("end_ms")?,
+            r.get("used")?,
+            r.get("reserved")?,
+            r.get("requests")?,
+        ],
     ))
 }
 
@@ -51,14 +57,19 @@ type LimitRaw = (
 
 fn limits_from_row(r: &Row<'_>) -> rusqlite::Result<LimitRaw> {
     Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
+        r.get("provider")?,
+        r.get("account")?,
+        r.get("daily_tokens")?,
+        [
+            r.get("window_5h_tokens")?,
+            r.get("weekly_tokens")?,
+            r.get("rpm")?,
+            r.get("tpm")?,
+        ],
+        r.get("concurrent")?,
+        r.get("lease_cap")?,
+        r.get("reset_offset_min")?,
+        r.get("updated_at")?,
     ))
 }
 
@@ -106,7 +117,12 @@ impl Tx<'_> {
              ORDER BY 1, 2",
         )?;
         let raws = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>("provider")?,
+                    r.get::<_, String>("account")?,
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         raws.into_iter()
             .map(|(p, a)| Ok((parse_col("provider", p)?, parse_col("account", a)?)))
@@ -186,10 +202,11 @@ impl Tx<'_> {
         Ok(self.one(
             // From the few active leases to their reservations, never across every
             // reservation ever made.
-            "SELECT COALESCE(SUM(lw.reserved), 0) FROM leases l CROSS JOIN lease_windows lw
+            "SELECT COALESCE(SUM(lw.reserved), 0) AS held
+             FROM leases l CROSS JOIN lease_windows lw
              WHERE l.state = 'active' AND lw.lease_id = l.id AND lw.window_id = ?1",
             [window_id],
-            |r| r.get(0),
+            |r| r.get("held"),
         )?)
     }
 
