@@ -382,4 +382,134 @@ mod tests {
         assert_eq!(back.to_string(), original.to_string());
         assert!(matches!(back, Error::Quota(QuotaError::Denied(d)) if *d == denial));
     }
+
+    /// One of each value the wire carries, with every optional field set.
+    fn samples() -> (
+        Lease,
+        Decision,
+        Denial,
+        AcquireRequest,
+        UsageRecord,
+        UsageOutcome,
+    ) {
+        use crate::types::{Account, AgentId, LeaseId, LeaseState, Provider, WindowKind};
+        let account = Account::new("work").unwrap();
+        let lease = Lease {
+            id: LeaseId::from_random([3; 10]),
+            fence: 7,
+            agent: AgentId::new("reviewer").unwrap(),
+            provider: Provider::Claude,
+            account: account.clone(),
+            allocated: 100,
+            used: 10,
+            ttl_ms: 60_000,
+            created_at: 1_000,
+            expires_at: 61_000,
+            heartbeat_at: 1_000,
+            state: LeaseState::Released,
+            ended_at: Some(2_000),
+            end_reason: Some("released".into()),
+        };
+        let verdict = Verdict {
+            provider: Provider::Openai,
+            account: Account::default(),
+            problem: Some("busy".into()),
+            fallback_ok: true,
+        };
+        let decision = Decision {
+            provider: Provider::Claude,
+            account: account.clone(),
+            reason: "preferred".into(),
+            fallback_from: Some((Provider::Openai, Account::default(), "busy".into())),
+            considered: vec![verdict],
+        };
+        let denial = Denial {
+            reason: DenyReason::Budget(WindowKind::FiveHour),
+            provider: Provider::Claude,
+            account: account.clone(),
+            asked: Some(5),
+            available: 1,
+            limit: 2,
+            resets_at: Some(9_000),
+        };
+        let request = AcquireRequest::new(lease.agent.clone(), Provider::Claude)
+            .account(account)
+            .tokens(100)
+            .ttl(std::time::Duration::from_millis(60_500));
+        let record = UsageRecord::new(10, 5).key("k1");
+        let usage = UsageOutcome {
+            lease_id: lease.id.clone(),
+            key: "k1".into(),
+            duplicate: false,
+            lease_used: 15,
+            allocated: 100,
+            exhausted: false,
+            lease_state: LeaseState::Active,
+        };
+        (lease, decision, denial, request, record, usage)
+    }
+
+    /// The wire's JSON, frozen: a change to any of these is a new [`VERSION`] (and these were
+    /// the JSON of the domain types the wire carried before it owned its types).
+    #[test]
+    fn the_wire_format_of_version_1_is_unchanged() {
+        let (lease, decision, denial, asked, record, usage) = samples();
+        let id = lease.id.clone();
+        let json = |v: &dyn erased::Json| v.json();
+        let ops = [
+            Op::AcquireSelected {
+                id: id.clone(),
+                request: asked,
+                choice: Choice::Explicit(crate::types::Provider::Claude, None),
+            },
+            Op::RecordUsage {
+                id: id.clone(),
+                record,
+                fallback_key: "auto-1".into(),
+            },
+            Op::Release {
+                id,
+                detail: Some(serde_json::json!({ "exit_code": 0 })),
+            },
+        ];
+        let outcomes = [
+            Outcome::Selected {
+                lease: lease.clone(),
+                decision,
+            },
+            Outcome::Released(Released {
+                lease,
+                returned: 90,
+            }),
+            Outcome::Usage(usage),
+        ];
+        let mut got: Vec<String> = ops.iter().map(|op| json(&request(op))).collect();
+        got.extend(outcomes.into_iter().map(|o| json(&outcome_to_wire(o))));
+        let denied = Error::Quota(QuotaError::Denied(Box::new(denial)));
+        got.push(json(&error_to_wire(&denied)));
+        assert_eq!(got, GOLDEN);
+    }
+
+    /// Requests (acquire_selected, record_usage, release), outcomes (selected, released,
+    /// usage) and a denial, as version 1 frames them.
+    const GOLDEN: [&str; 7] = [
+        r#"{"op":"acquire_selected","id":"lease-03030303030303030303","request":{"agent":"reviewer","provider":"claude","account":"work","tokens":100,"ttl":{"secs":60,"nanos":500000000},"audit_denial":true},"choice":{"Explicit":["claude",null]}}"#,
+        r#"{"op":"record_usage","id":"lease-03030303030303030303","record":{"input":10,"output":5,"requests":1,"key":"k1"},"fallback_key":"auto-1"}"#,
+        r#"{"op":"release","id":"lease-03030303030303030303","detail":{"exit_code":0}}"#,
+        r#"{"kind":"selected","value":{"lease":{"id":"lease-03030303030303030303","fence":7,"agent":"reviewer","provider":"claude","account":"work","allocated":100,"used":10,"ttl_ms":60000,"created_at":1000,"expires_at":61000,"heartbeat_at":1000,"state":"released","ended_at":2000,"end_reason":"released"},"decision":{"provider":"claude","account":"work","reason":"preferred","fallback_from":["openai","default","busy"],"considered":[{"provider":"openai","account":"default","problem":"busy","fallback_ok":true}]}}}"#,
+        r#"{"kind":"released","value":{"lease":{"id":"lease-03030303030303030303","fence":7,"agent":"reviewer","provider":"claude","account":"work","allocated":100,"used":10,"ttl_ms":60000,"created_at":1000,"expires_at":61000,"heartbeat_at":1000,"state":"released","ended_at":2000,"end_reason":"released"},"returned":90}}"#,
+        r#"{"kind":"usage","value":{"lease_id":"lease-03030303030303030303","key":"k1","duplicate":false,"lease_used":15,"allocated":100,"exhausted":false,"lease_state":"active"}}"#,
+        r#"{"error":"denied","denial":{"reason":{"limit":"budget","window":"5h"},"provider":"claude","account":"work","asked":5,"available":1,"limit":2,"resets_at":9000}}"#,
+    ];
+
+    mod erased {
+        pub trait Json {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Json for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap()
+            }
+        }
+    }
 }
