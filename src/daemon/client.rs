@@ -189,7 +189,7 @@ impl Committer for Client {
             Call::Lost => return Handoff::Unknown,
             Call::Replied(reply) => *reply,
         };
-        Handoff::Done(match reply {
+        Handoff::Done(Box::new(match reply {
             Ok(outcome) if convert::fits(op, &outcome) => Ok(convert::outcome_from_wire(outcome)),
             // A reply of the wrong kind: a daemon of another version, most likely.
             Ok(other) => Err(Error::Daemon {
@@ -199,7 +199,7 @@ impl Committer for Client {
                 ),
             }),
             Err(e) => Err(convert::error_from_wire(e)),
-        })
+        }))
     }
 }
 

@@ -74,13 +74,12 @@ impl Ledger {
     pub(super) fn commit_here(&self, op: &Op, settle: bool) -> Result<Outcome, Error> {
         let now = self.now();
         let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-        let done = self.store.write(|tx| -> Result<_, Error> {
+        self.store.write(|tx| -> Result<_, Error> {
             if settle && let Some(outcome) = already_done(tx, op)? {
                 return Ok(Ok(outcome));
             }
             apply(tx, now, idle_before, op)
-        })?;
-        done
+        })?
     }
 }
 

@@ -40,9 +40,8 @@ pub use tokens::RefreshPolicy;
 pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// Also where hot-path ops are committed when not here (`committer`; `None`: always here).
     config: LedgerConfig,
-    /// Where hot-path ops are committed when not here (`None`: always here).
-    committer: Option<Arc<dyn Committer>>,
 }
 
 /// Runs a write whose closure may want to commit and still report an error (a lease found
@@ -60,7 +59,6 @@ impl Ledger {
         let ledger = Ledger {
             store,
             clock: config.clock.clone(),
-            committer: config.committer.clone(),
             config,
         };
         // Leases ended by a process that could not remove their private directories (killed,
@@ -72,8 +70,10 @@ impl Ledger {
     /// The same ledger committing every op itself, never through the committer it was opened
     /// with: what a committer's own ledger (the daemon's) runs on.
     pub fn direct(&self) -> Ledger {
+        let mut config = self.config.clone();
+        config.committer = None;
         Ledger {
-            committer: None,
+            config,
             ..self.clone()
         }
     }
@@ -82,12 +82,12 @@ impl Ledger {
     /// declines) here. A committer that took the op and went silent is settled here from the
     /// ledger itself, the one place a lost reply is settled.
     pub(crate) fn commit(&self, op: Op) -> Result<Outcome, Error> {
-        let handoff = match &self.committer {
+        let handoff = match &self.config.committer {
             Some(committer) => committer.commit(&op),
             None => Handoff::Declined,
         };
         match handoff {
-            Handoff::Done(result) => result,
+            Handoff::Done(result) => *result,
             Handoff::Declined => self.commit_here(&op, false),
             Handoff::Unknown => self.commit_here(&op, true),
         }

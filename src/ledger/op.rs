@@ -9,15 +9,14 @@
 //! committer's own ledger would (both run [`Ledger::commit_together`]'s code).
 //!
 //! The ledger never names a committer: the daemon's client lives above the ledger and is
-//! handed in by the host (the CLI). Whatever a committer answers is settled here, in one place
-//! ([`Ledger::commit`]): a committer that declined did nothing and is passed by; one that took
+//! handed in by the host (the CLI). Whatever a committer answers is settled in one place (the
+//! ledger's `commit`): a committer that declined did nothing and is passed by; one that took
 //! the op and went silent may or may not have committed, and the ledger settles that from its
 //! own store. Every id an op carries is drawn by the caller for exactly this: an acquire finds
 //! its lease, a usage record counts once by its key, a release finds its lease released and
 //! reports what that release gave back.
 //!
 //! [`LedgerConfig::with_committer`]: crate::config::LedgerConfig::with_committer
-//! [`Ledger::commit`]: super::Ledger
 //! [`Ledger::commit_together`]: super::Ledger::commit_together
 
 use std::fmt::Debug;
@@ -95,7 +94,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub enum Handoff {
     /// The committer ran it: its outcome, or why it did not happen (a refusal included).
-    Done(Result<Outcome, Error>),
+    Done(Box<Result<Outcome, Error>>),
     /// The committer did not take it and nothing happened: the ledger commits it itself.
     Declined,
     /// The committer took it and gave no answer: it may or may not have committed. The ledger
@@ -144,7 +143,7 @@ mod tests {
         /// Nothing happened: the ledger commits it itself.
         Decline,
         /// Commit it on this (direct) ledger, as a daemon would, then fall silent.
-        CommitAndFallSilent(Ledger),
+        CommitAndFallSilent(Box<Ledger>),
     }
 
     /// A committer that notes every op it is handed.
@@ -291,7 +290,7 @@ mod tests {
         let behind = direct(dir.path(), &clock);
         let fake = Arc::new(Fake {
             seen: Mutex::new(Vec::new()),
-            then: Then::CommitAndFallSilent(behind.clone()),
+            then: Then::CommitAndFallSilent(Box::new(behind.clone())),
         });
         let ledger = through(dir.path(), &clock, &fake);
 
