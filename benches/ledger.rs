@@ -106,13 +106,14 @@ fn raw_tx(c: &mut rusqlite::Connection, who: &str) -> bool {
 
 /// The ledger in `dir`; `daemon` lets its writes go through a daemon serving that file.
 fn ledger_at(dir: &Path, d: Durability, daemon: bool) -> Ledger {
-    Ledger::open(
-        LedgerConfig::new(dir.join("ledger.db"))
-            .with_durability(d)
-            .with_daemon(daemon)
-            .with_key(KeySource::File(dir.join("keys").join("master.key"))),
-    )
-    .expect("open ledger")
+    let db = dir.join("ledger.db");
+    let mut config = LedgerConfig::new(&db)
+        .with_durability(d)
+        .with_key(KeySource::File(dir.join("keys").join("master.key")));
+    if daemon {
+        config = config.with_committer(std::sync::Arc::new(authledger::daemon::Client::new(&db)));
+    }
+    Ledger::open(config).expect("open ledger")
 }
 
 fn prepare_ledger(dir: &Path, d: Durability) -> Ledger {

@@ -27,9 +27,9 @@ pub struct LedgerConfig {
     pub file: FileConfig,
     /// How OAuth tokens are refreshed.
     pub refresh: crate::ledger::RefreshPolicy,
-    /// Whether hot-path writes go through `authledger daemon` when one serves this ledger
-    /// (group commit). Only ledgers on the system clock use it; default on.
-    pub use_daemon: bool,
+    /// Where hot-path writes are committed when not by the ledger itself (the CLI hands in
+    /// the daemon's client, for group commit). Default `None`: the ledger commits them.
+    pub committer: Option<Arc<dyn crate::ledger::Committer>>,
 }
 
 impl LedgerConfig {
@@ -43,7 +43,7 @@ impl LedgerConfig {
             key: KeySource::Default,
             file: FileConfig::default(),
             refresh: crate::ledger::RefreshPolicy::default(),
-            use_daemon: true,
+            committer: None,
         }
     }
 
@@ -65,9 +65,11 @@ impl LedgerConfig {
         self
     }
 
-    /// Chooses whether writes may go through a running daemon (on by default).
-    pub fn with_daemon(mut self, use_daemon: bool) -> Self {
-        self.use_daemon = use_daemon;
+    /// Commits the ledger's hot-path writes through `committer` (see
+    /// [`crate::ledger::op`]): e.g. the daemon's `Client`, which sends them to a running
+    /// daemon and declines when none serves. Without one, the ledger commits them itself.
+    pub fn with_committer(mut self, committer: Arc<dyn crate::ledger::Committer>) -> Self {
+        self.committer = Some(committer);
         self
     }
 

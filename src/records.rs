@@ -3,7 +3,7 @@
 //! They sit below every layer so the store can read and write them without importing the
 //! business logic that interprets them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::types::{Account, AgentId, LeaseId, LeaseState, Millis, Provider, WindowKind};
 
@@ -104,7 +104,7 @@ pub struct Window {
 }
 
 /// A lease as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lease {
     /// The lease's id.
     pub id: LeaseId,

@@ -7,7 +7,7 @@
 //! any account with a usable credential, health, budget left and a free slot. Every candidate's
 //! verdict is kept, so a decision can always say why. Nothing here touches the network.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::health;
 use crate::quota::{QuotaStatus, quota_status};
@@ -22,7 +22,7 @@ pub const BUSY_PERCENT: f64 = 80.0;
 pub const PREFERRED_KEY: &str = "preferred_provider";
 
 /// What the caller asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     /// This provider (and, if given, this account); accounts of the provider may stand in for
     /// each other, other providers may not.
@@ -32,7 +32,7 @@ pub enum Choice {
 }
 
 /// One candidate and the verdict on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// Which provider.
     pub provider: Provider,
@@ -45,7 +45,7 @@ pub struct Verdict {
 }
 
 /// The choice made, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     /// The chosen provider.
     pub provider: Provider,

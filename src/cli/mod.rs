@@ -123,12 +123,16 @@ impl Ctx {
     pub fn open(&self) -> Result<Ledger, Error> {
         let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
         let file = self.file_config()?;
-        Ledger::open(
-            LedgerConfig::new(path)
-                .with_clock(self.clock.clone())
-                .with_file_config(file)
-                .with_daemon(std::env::var_os(NO_DAEMON_VAR).is_none_or(|v| v == "0")),
-        )
+        let mut config = LedgerConfig::new(&path)
+            .with_clock(self.clock.clone())
+            .with_file_config(file);
+        // Hot-path writes go through a serving daemon (group commit), unless told not to. A
+        // ledger on a pinned clock never does: the daemon's transactions run on the wall clock.
+        let daemon_allowed = std::env::var_os(NO_DAEMON_VAR).is_none_or(|v| v == "0");
+        if daemon_allowed && self.clock.is_wall_clock() {
+            config = config.with_committer(Arc::new(crate::daemon::Client::new(&path)));
+        }
+        Ledger::open(config)
     }
 
     /// `config.toml` (empty when there is none).

@@ -1,5 +1,8 @@
 //! A ledger's side of the daemon's socket: a few kept-open connections, used when the socket
-//! answers.
+//! answers. [`Client`] is a [`Committer`]: the host hands it to the ledger at open
+//! ([`LedgerConfig::with_committer`](crate::LedgerConfig::with_committer)), and the ledger
+//! commits its hot-path ops through it, settling on its own store whatever the daemon did not
+//! answer.
 
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
@@ -9,13 +12,16 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
 
+use super::convert;
 use super::protocol::{Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame};
 use super::socket_path_for;
 use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::ledger::{Committer, Handoff, Op};
 
 /// How a call through the daemon went.
 #[derive(Debug)]
-pub(crate) enum Call {
+enum Call {
     /// No daemon serves this ledger, or it did not do the request: work directly.
     NoDaemon,
     /// The daemon answered.
@@ -73,9 +79,12 @@ impl Timeouts {
     }
 }
 
-/// The way to a daemon, if one serves the ledger.
+/// The way to the daemon serving a ledger's database, if one serves: the committer that sends
+/// a ledger's hot-path ops there (group commit). With no daemon, one of another version, or one
+/// too busy to start an op in time, it declines and the ledger commits the op itself; a daemon
+/// that took an op and went away leaves the ledger to settle it.
 #[derive(Debug)]
-pub(crate) struct DaemonLink {
+pub struct Client {
     socket: Option<PathBuf>,
     idle: Mutex<Vec<BufReader<UnixStream>>>,
     /// Until when to work directly, after finding no daemon.
@@ -83,24 +92,20 @@ pub(crate) struct DaemonLink {
     timeouts: Timeouts,
 }
 
-impl DaemonLink {
-    /// A link to the daemon of the database at `db`; `enabled: false` never uses one.
-    pub(crate) fn new(db: &Path, enabled: bool) -> Self {
-        DaemonLink {
-            socket: if enabled { socket_path_for(db) } else { None },
+impl Client {
+    /// The client of the daemon serving the database at `db`. Only a ledger on the wall clock
+    /// should use it: the daemon's transactions run on the wall clock.
+    pub fn new(db: &Path) -> Self {
+        Client {
+            socket: socket_path_for(db),
             idle: Mutex::new(Vec::new()),
             direct_until: Mutex::new(None),
             timeouts: Timeouts::from_env(),
         }
     }
 
-    /// Whether this ledger hands writes to a daemon when one serves.
-    pub(crate) fn enabled(&self) -> bool {
-        self.socket.is_some()
-    }
-
     /// Sends one request and waits for its reply.
-    pub(crate) fn call(&self, request: Request) -> Call {
+    fn call(&self, request: Request) -> Call {
         let Some(socket) = &self.socket else {
             return Call::NoDaemon;
         };
@@ -174,6 +179,27 @@ impl DaemonLink {
         if let Ok(mut until) = self.direct_until.lock() {
             *until = Some(Instant::now() + pause);
         }
+    }
+}
+
+impl Committer for Client {
+    fn commit(&self, op: &Op) -> Handoff {
+        let reply = match self.call(convert::request(op)) {
+            Call::NoDaemon => return Handoff::Declined,
+            Call::Lost => return Handoff::Unknown,
+            Call::Replied(reply) => *reply,
+        };
+        Handoff::Done(Box::new(match reply {
+            Ok(outcome) if convert::fits(op, &outcome) => Ok(convert::outcome_from_wire(outcome)),
+            // A reply of the wrong kind: a daemon of another version, most likely.
+            Ok(other) => Err(Error::Daemon {
+                exit_code: crate::error::exit::OTHER,
+                message: format!(
+                    "the daemon answered with an unexpected reply ({other:?}); restart it"
+                ),
+            }),
+            Err(e) => Err(convert::error_from_wire(e)),
+        }))
     }
 }
 

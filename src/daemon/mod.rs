@@ -7,14 +7,22 @@
 //! requests are waiting in one transaction with one fsync. With no daemon (or when it goes
 //! away) the same calls work on the database directly: the daemon is never needed for
 //! correctness, and both paths run the same code in the same kind of transaction.
+//!
+//! The daemon sits above the ledger: its [`Client`] is one of the ledger's committers (see
+//! [`crate::ledger::op`]), handed to a ledger at open by the host (the CLI), and its
+//! [`Server`] runs the ops it receives through [`Ledger::commit_together`]. The wire
+//! ([`protocol`]) owns its own types; `convert` translates at the edge.
+//!
+//! [`Ledger::commit_together`]: crate::Ledger::commit_together
 
 use std::path::{Path, PathBuf};
 
 mod client;
+mod convert;
 pub mod protocol;
 mod server;
 
-pub(crate) use client::{Call, DaemonLink};
+pub use client::Client;
 pub use server::{ServedStats, Server};
 
 /// Why the daemon could not serve.

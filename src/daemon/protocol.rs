@@ -5,15 +5,18 @@
 //! record_usage): those are the ones worth sharing a transaction and an fsync with other
 //! processes. Everything else is done directly on the database by the caller.
 
+//! This module is a leaf: it owns the wire's types and imports nothing of the ledger but its
+//! value types (ids, names, states). The ledger's domain structs are not the wire schema; the
+//! daemon's client and server convert at the edge (`daemon::convert`), so either side can
+//! change without the other noticing. The JSON of every type here is the wire format of
+//! [`VERSION`]: a change to it is a new version.
+
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::quota::{AcquireRequest, Denial, QuotaError, Released, UsageOutcome, UsageRecord};
-use crate::records::Lease;
-use crate::select::{Choice, Decision, SelectError, Verdict};
-use crate::types::{LeaseId, LeaseState, Millis};
+use crate::types::{Account, AgentId, LeaseId, LeaseState, Millis, Provider, WindowKind};
 
 /// The largest frame either side accepts: requests are a few hundred bytes, so anything bigger
 /// is a confused or hostile peer.
@@ -50,43 +53,82 @@ pub struct VersionOnly {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// [`Ledger::acquire`](crate::Ledger::acquire) with the lease id already drawn.
+    /// An acquire with the lease id already drawn.
     Acquire {
         /// The id the lease gets if granted.
         id: LeaseId,
         /// What is asked.
-        request: AcquireRequest,
+        request: WireAcquire,
     },
-    /// [`Ledger::acquire_selected`](crate::Ledger::acquire_selected) with the lease id drawn.
+    /// An acquire on the account selection chooses, with the lease id drawn.
     AcquireSelected {
         /// The id the lease gets if granted.
         id: LeaseId,
         /// What is asked (provider and account are replaced by the choice).
-        request: AcquireRequest,
+        request: WireAcquire,
         /// Which provider, or the best one.
-        choice: Choice,
+        choice: WireChoice,
     },
-    /// [`Ledger::renew`](crate::Ledger::renew).
+    /// A renew.
     Renew {
         /// The lease.
         id: LeaseId,
     },
-    /// [`Ledger::release_with`](crate::Ledger::release_with).
+    /// A release.
     Release {
         /// The lease.
         id: LeaseId,
         /// Facts for the audit row.
         detail: Option<serde_json::Value>,
     },
-    /// [`Ledger::record_usage`](crate::Ledger::record_usage) with the idempotency key drawn.
+    /// A usage record with the idempotency key drawn.
     RecordUsage {
         /// The lease.
         id: LeaseId,
         /// What was used.
-        record: UsageRecord,
+        record: WireUsage,
         /// The key stored when the record has none of its own.
         fallback_key: String,
     },
+}
+
+/// What an agent asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireAcquire {
+    /// Who asks.
+    pub agent: AgentId,
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account of it.
+    pub account: Account,
+    /// A named figure, or `None` for a fair share.
+    pub tokens: Option<i64>,
+    /// How long the lease lives without a renew.
+    pub ttl: Duration,
+    /// Whether a refusal is written to the audit trail.
+    pub audit_denial: bool,
+}
+
+/// Which provider account an agent asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireChoice {
+    /// This provider (and, if given, this account).
+    Explicit(Provider, Option<Account>),
+    /// The best provider by the rules.
+    Auto,
+}
+
+/// One usage report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireUsage {
+    /// Input tokens.
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Requests made.
+    pub requests: i64,
+    /// The caller's idempotency key.
+    pub key: Option<String>,
 }
 
 /// What a request did.
@@ -94,18 +136,107 @@ pub enum Request {
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Outcome {
     /// A lease granted or renewed.
-    Lease(Lease),
+    Lease(WireLease),
     /// A lease granted on the account selection chose.
     Selected {
         /// The lease.
-        lease: Lease,
+        lease: WireLease,
         /// The choice and why.
-        decision: Decision,
+        decision: WireDecision,
     },
     /// A lease released.
-    Released(Released),
+    Released(WireReleased),
     /// Usage recorded.
-    Usage(UsageOutcome),
+    Usage(WireUsageOutcome),
+}
+
+/// A lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireLease {
+    /// The lease's id.
+    pub id: LeaseId,
+    /// Its fencing number.
+    pub fence: i64,
+    /// Who holds it.
+    pub agent: AgentId,
+    /// On which provider.
+    pub provider: Provider,
+    /// On which account.
+    pub account: Account,
+    /// Tokens reserved at acquire.
+    pub allocated: i64,
+    /// Tokens recorded against it.
+    pub used: i64,
+    /// Time to live.
+    pub ttl_ms: Millis,
+    /// When it was granted.
+    pub created_at: Millis,
+    /// When it expires unless renewed.
+    pub expires_at: Millis,
+    /// Last acquire or renew.
+    pub heartbeat_at: Millis,
+    /// Where it is in its life.
+    pub state: LeaseState,
+    /// When it ended, if it has.
+    pub ended_at: Option<Millis>,
+    /// Why it ended, if it has.
+    pub end_reason: Option<String>,
+}
+
+/// The account selection chose, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireDecision {
+    /// The chosen provider.
+    pub provider: Provider,
+    /// The chosen account.
+    pub account: Account,
+    /// Why it was chosen.
+    pub reason: String,
+    /// The account passed over, if this is a fallback, and why.
+    pub fallback_from: Option<(Provider, Account, String)>,
+    /// Every candidate with its verdict.
+    pub considered: Vec<WireVerdict>,
+}
+
+/// One candidate and the verdict on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireVerdict {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// `None` if it passes every test, else why not.
+    pub problem: Option<String>,
+    /// Whether it could still serve as a last resort.
+    pub fallback_ok: bool,
+}
+
+/// What a release gave back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireReleased {
+    /// The lease as it ended.
+    pub lease: WireLease,
+    /// Unused tokens returned.
+    pub returned: i64,
+}
+
+/// What recording usage did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireUsageOutcome {
+    /// The lease.
+    pub lease_id: LeaseId,
+    /// The idempotency key the record is stored under.
+    pub key: String,
+    /// Whether this was a retry of a record already stored.
+    pub duplicate: bool,
+    /// Tokens recorded on the lease so far.
+    pub lease_used: i64,
+    /// Tokens allocated to the lease.
+    pub allocated: i64,
+    /// Whether the lease's allocation is used up.
+    pub exhausted: bool,
+    /// The lease's state after recording.
+    pub lease_state: LeaseState,
 }
 
 /// The daemon's answer to one request.
@@ -119,12 +250,12 @@ pub enum WireError {
     /// A limit refused the request.
     Denied {
         /// The refusal.
-        denial: Denial,
+        denial: WireDenial,
     },
     /// No provider account can take the agent; each candidate says why.
     NoneUsable {
         /// Every candidate with its verdict.
-        considered: Vec<Verdict>,
+        considered: Vec<WireVerdict>,
         /// What was asked.
         asked: Option<i64>,
     },
@@ -163,73 +294,37 @@ pub enum WireError {
     },
 }
 
-impl From<&Error> for WireError {
-    fn from(e: &Error) -> Self {
-        match e {
-            Error::Quota(QuotaError::Denied(d)) => WireError::Denied {
-                denial: (**d).clone(),
-            },
-            Error::Quota(QuotaError::UnknownLease(id)) => {
-                WireError::UnknownLease { id: id.clone() }
-            }
-            Error::Select(SelectError::NoneUsable(considered, asked)) => WireError::NoneUsable {
-                considered: considered.clone(),
-                asked: *asked,
-            },
-            Error::Quota(QuotaError::LeaseLost {
-                id,
-                state,
-                ended_at,
-            }) => WireError::LeaseLost {
-                id: id.clone(),
-                state: *state,
-                ended_at: *ended_at,
-            },
-            Error::Quota(QuotaError::IdempotencyConflict { key }) => {
-                WireError::IdempotencyConflict { key: key.clone() }
-            }
-            other => WireError::Other {
-                exit_code: other.exit_code(),
-                message: other.to_string(),
-            },
-        }
-    }
+/// A refusal by a limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireDenial {
+    /// Which limit refused.
+    pub reason: WireDenyReason,
+    /// Whose limit.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// What was asked (`None` for a fair share).
+    pub asked: Option<i64>,
+    /// What is available now.
+    pub available: i64,
+    /// The limit in force.
+    pub limit: i64,
+    /// When the limiting window resets or the first slot frees, if known.
+    pub resets_at: Option<Millis>,
 }
 
-impl From<WireError> for Error {
-    fn from(e: WireError) -> Self {
-        match e {
-            WireError::Denied { denial } => QuotaError::Denied(Box::new(denial)).into(),
-            WireError::UnknownLease { id } => QuotaError::UnknownLease(id).into(),
-            WireError::NoneUsable { considered, asked } => {
-                Error::Select(SelectError::NoneUsable(considered, asked))
-            }
-            WireError::LeaseLost {
-                id,
-                state,
-                ended_at,
-            } => QuotaError::LeaseLost {
-                id,
-                state,
-                ended_at,
-            }
-            .into(),
-            WireError::IdempotencyConflict { key } => {
-                QuotaError::IdempotencyConflict { key }.into()
-            }
-            WireError::Expired => Error::Daemon {
-                exit_code: crate::error::exit::OTHER,
-                message: "the daemon could not start the request in time; nothing was done".into(),
-            },
-            WireError::Version { served } => Error::Daemon {
-                exit_code: crate::error::exit::OTHER,
-                message: format!(
-                    "the daemon speaks wire format {served}, this build {VERSION}; restart it"
-                ),
-            },
-            WireError::Other { exit_code, message } => Error::Daemon { exit_code, message },
-        }
-    }
+/// Which limit refused.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(tag = "limit", content = "window", rename_all = "snake_case")]
+pub enum WireDenyReason {
+    /// A budget window.
+    Budget(WindowKind),
+    /// Every concurrent slot is taken.
+    Concurrency,
+    /// The requests-per-minute limit.
+    RequestsPerMinute,
+    /// The tokens-per-minute limit.
+    TokensPerMinute,
 }
 
 /// Writes one frame: the JSON's length as 4 big-endian bytes, then the JSON.
@@ -296,26 +391,5 @@ mod tests {
         huge.extend_from_slice(b"{}");
         let err = read_frame::<Request>(&mut huge.as_slice()).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn a_denial_crosses_the_wire_as_the_same_error() {
-        let denial = Denial {
-            reason: crate::quota::DenyReason::Concurrency,
-            provider: crate::types::Provider::Claude,
-            account: crate::types::Account::default(),
-            asked: Some(5),
-            available: 0,
-            limit: 2,
-            resets_at: Some(1_000),
-        };
-        let original = Error::Quota(QuotaError::Denied(Box::new(denial.clone())));
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &WireError::from(&original)).unwrap();
-        let wire: WireError = read_frame(&mut buf.as_slice()).unwrap().unwrap();
-        let back = Error::from(wire);
-        assert_eq!(back.exit_code(), original.exit_code());
-        assert_eq!(back.to_string(), original.to_string());
-        assert!(matches!(back, Error::Quota(QuotaError::Denied(d)) if *d == denial));
     }
 }

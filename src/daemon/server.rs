@@ -19,11 +19,14 @@ use std::thread::JoinHandle;
 
 use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
 
+use super::convert;
 use super::protocol::{
     Envelope, Reply, VERSION, VersionOnly, WireError, read_frame_bytes, write_frame,
 };
 use super::{DaemonError, lock_path_for, socket_path_for};
-use crate::ledger::Ledger;
+use crate::error::Error;
+use crate::ledger::{Ledger, Op, Outcome, Queued};
+use crate::types::Millis;
 
 /// The most requests one transaction carries: enough to share an fsync among every client of a
 /// busy machine, few enough that one batch never holds the writer lock for long.
@@ -37,9 +40,11 @@ const MAX_CLIENTS: usize = 1024;
 /// new one when it next writes).
 const IDLE_CLIENT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// One request waiting for the batcher, with the way back to its connection.
+/// One op waiting for the batcher, with the way back to its connection.
 struct Job {
-    request: Envelope,
+    op: Op,
+    /// The request's deadline: not started after it.
+    start_by: Millis,
     reply: SyncSender<Reply>,
 }
 
@@ -76,7 +81,7 @@ impl Server {
     /// Serves the ledger's hot-path writes to other processes on a Unix socket beside the
     /// database (`ledger.db.sock`), until dropped. One server per ledger: a second is refused.
     pub fn start(ledger: &Ledger) -> Result<Server, DaemonError> {
-        let ledger = ledger.without_daemon();
+        let ledger = ledger.direct();
         let db = ledger.db_path().to_path_buf();
         let socket =
             socket_path_for(&db).ok_or_else(|| DaemonError::PathTooLong { path: db.clone() })?;
@@ -267,12 +272,13 @@ fn serve_client(stream: UnixStream, jobs: &Sender<Job>, stop: &AtomicBool, count
         let reply = match frame {
             Ok(Some(Err(refusal))) => Err(refusal),
             Ok(Some(_)) if stop.load(Ordering::SeqCst) => return,
-            Ok(Some(Ok(request))) => {
+            Ok(Some(Ok(envelope))) => {
                 // The job holds the only sender: if the batcher dies with it, `recv` fails at
                 // once and the client learns the reply is lost without waiting out its timeout.
                 let (reply_to, replies) = mpsc::sync_channel(1);
                 let job = Job {
-                    request,
+                    start_by: envelope.deadline_ms,
+                    op: convert::op(envelope.request),
                     reply: reply_to,
                 };
                 if jobs.send(job).is_err() {
@@ -328,8 +334,14 @@ fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
                 Err(_) => break,
             }
         }
-        let requests: Vec<&Envelope> = batch.iter().map(|j| &j.request).collect();
-        let replies = ledger.apply_batch(&requests);
+        let queued: Vec<Queued<'_>> = batch
+            .iter()
+            .map(|j| Queued {
+                op: &j.op,
+                start_by: j.start_by,
+            })
+            .collect();
+        let replies = replies(ledger.commit_together(&queued), batch.len());
         counters.transactions.fetch_add(1, Ordering::Relaxed);
         counters
             .requests
@@ -338,6 +350,24 @@ fn batcher(ledger: &Ledger, queue: &Receiver<Job>, counters: &Counters) {
         crate::fault::point("daemon:before-reply");
         for (job, reply) in batch.into_iter().zip(replies) {
             let _ = job.reply.send(reply);
+        }
+    }
+}
+
+/// The replies to a batch of `n` ops: each op's own, or the failed commit's for all of them.
+fn replies(done: Result<Vec<Option<Result<Outcome, Error>>>, Error>, n: usize) -> Vec<Reply> {
+    match done {
+        Ok(results) => results
+            .into_iter()
+            .map(|result| match result {
+                None => Err(WireError::Expired),
+                Some(Ok(outcome)) => Ok(convert::outcome_to_wire(outcome)),
+                Some(Err(e)) => Err(convert::error_to_wire(&e)),
+            })
+            .collect(),
+        Err(e) => {
+            let failure = convert::error_to_wire(&e);
+            (0..n).map(|_| Err(failure.clone())).collect()
         }
     }
 }

@@ -4,9 +4,8 @@
 use serde_json::json;
 
 use super::Ledger;
+use super::op::{Op, Outcome};
 use crate::audit::{self, AuditEvent, action};
-use crate::daemon::Call;
-use crate::daemon::protocol::{Outcome, Request};
 use crate::error::Error;
 use crate::health;
 use crate::quota::{self, AcquireRequest, QuotaError};
@@ -16,7 +15,7 @@ use crate::select::{self, Choice, Decision, PREFERRED_KEY, SelectError};
 use crate::store::Tx;
 use crate::types::{Account, LeaseId, Millis, Provider};
 
-/// Selection and grant in `tx`, both paths (direct and through the daemon) alike. A fallback is
+/// Selection and grant in `tx`, whoever commits the op. A fallback is
 /// audited beside the grant. `Ok(Err(refusal))` is a refusal whose `deny` row (unless the
 /// request turned auditing off) is written in `tx` and must commit with it.
 pub(super) fn acquire_selected_in(
@@ -130,43 +129,17 @@ impl Ledger {
     ) -> Result<(Lease, Decision), Error> {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
-        let call = self.through_daemon(|| Request::AcquireSelected {
-            id: id.clone(),
+        let outcome = self.commit(Op::AcquireSelected {
+            id,
             request: req.clone(),
             choice: choice.clone(),
         });
-        let resume = match call {
-            Call::Replied(reply) => {
-                // The daemon committed: leases it reclaimed inline leave no directory behind.
-                self.sweep_lease_dirs();
-                return match (*reply)? {
-                    Outcome::Selected { lease, decision } => Ok((lease, decision)),
-                    other => Err(super::unexpected(&other)),
-                };
-            }
-            Call::Lost => true,
-            Call::NoDaemon => false,
-        };
-        let now = self.now();
-        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-        let outcome = self.store.write(|tx| -> Result<_, Error> {
-            // The daemon may have granted it before going away: the lease id tells.
-            // Selecting again would be wrong: this very lease may hold the last slot.
-            if resume && let Some(lease) = tx.lease(&id)? {
-                let decision = Decision {
-                    provider: lease.provider,
-                    account: lease.account.clone(),
-                    reason: "granted by the daemon before its reply was lost".into(),
-                    fallback_from: None,
-                    considered: Vec::new(),
-                };
-                return Ok(Ok((lease, decision)));
-            }
-            acquire_selected_in(tx, now, idle_before, req, choice, id)
-        })?;
-        // Leases reclaimed inline (here or by the daemon) leave no private directory behind.
+        // Leases reclaimed inline (here or by a committer) leave no private directory behind.
         self.sweep_lease_dirs();
-        outcome
+        match outcome? {
+            Outcome::Selected { lease, decision } => Ok((lease, decision)),
+            other => Err(super::unexpected(&other)),
+        }
     }
 
     /// Sets the preferred provider for `auto` (or clears it with `None`); audited as `switch`.

@@ -1,14 +1,16 @@
-//! The daemon's side of the façade: requests from many processes in one transaction.
+//! Committing ops: one at a time for this ledger, or many together for a committer that
+//! gathers them (the daemon's group commit). Both run [`apply`] in a transaction, and a reply
+//! lost with a committer is settled here too ([`already_done`]), for every op alike.
 
-use crate::daemon::protocol::{Envelope, Outcome, Reply, Request, WireError};
 use crate::error::Error;
-use crate::quota::{self, AcquireRequest, QuotaError};
+use crate::quota::{self, AcquireRequest, QuotaError, Released};
 use crate::records::Lease;
+use crate::select::Decision;
 use crate::store::Tx;
-use crate::types::{LeaseId, Millis};
+use crate::types::{LeaseId, LeaseState, Millis};
 
+use super::op::{Op, Outcome, Queued};
 use super::{Ledger, credentials};
-
 /// A grant decided in `tx`: the credential check, then the quota. Both paths (direct and
 /// through the daemon) run exactly this.
 ///
@@ -35,58 +37,117 @@ pub(super) fn acquire_in(
 }
 
 impl Ledger {
-    /// Runs the requests of many clients in one write transaction with one commit: each in its
-    /// own savepoint, so a failing request undoes only its own writes, while a refusal (which
-    /// writes its audit row) commits like a grant. If the commit itself fails, every request
-    /// gets that error and none happened. A request whose deadline has passed by the time the
-    /// transaction starts is not run: its client may already have done it itself.
-    pub(crate) fn apply_batch(&self, requests: &[&Envelope]) -> Vec<Reply> {
-        let written = self.store.write(|tx| -> Result<Vec<Reply>, Error> {
+    /// Commits ops together: one write transaction with one commit, each op in its own
+    /// savepoint, so a failing op undoes only its own writes, while a refusal (which writes its
+    /// audit row) commits like a grant. An op whose `start_by` has passed by the time the
+    /// transaction starts is not run (`None`): its caller may already have done it itself.
+    /// `Err` is a failed commit: none of them happened.
+    ///
+    /// This is what a group-committing host (the daemon) calls; each op comes out exactly as
+    /// [`Ledger::commit`](super::Ledger) would have made it alone.
+    pub fn commit_together(
+        &self,
+        ops: &[Queued<'_>],
+    ) -> Result<Vec<Option<Result<Outcome, Error>>>, Error> {
+        self.store.write(|tx| {
             // Read once the writer queue let this batch in, so commits are in time order.
             let now = self.now();
             let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-            let mut replies = Vec::with_capacity(requests.len());
-            for envelope in requests {
-                if now > envelope.deadline_ms {
-                    replies.push(Err(WireError::Expired));
+            let mut results = Vec::with_capacity(ops.len());
+            for queued in ops {
+                if now > queued.start_by {
+                    results.push(None);
                     continue;
                 }
-                let request = &envelope.request;
-                let reply = match tx.isolated(|tx| apply(tx, now, idle_before, request))? {
-                    Ok(reply) => reply,
-                    Err(e) => Err(WireError::from(&e)),
+                let result = match tx.isolated(|tx| apply(tx, now, idle_before, queued.op))? {
+                    Ok(done) => done,
+                    Err(e) => Err(e),
                 };
-                replies.push(reply);
+                results.push(Some(result));
             }
-            Ok(replies)
-        });
-        match written {
-            Ok(replies) => replies,
-            Err(e) => {
-                let failure = WireError::from(&e);
-                requests.iter().map(|_| Err(failure.clone())).collect()
+            Ok(results)
+        })
+    }
+
+    /// Commits one op in a transaction of its own. With `settle`, the op was handed to a
+    /// committer that went silent: if it already happened, what it did is reported instead.
+    pub(super) fn commit_here(&self, op: &Op, settle: bool) -> Result<Outcome, Error> {
+        let now = self.now();
+        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
+        self.store.write(|tx| -> Result<_, Error> {
+            if settle && let Some(outcome) = already_done(tx, op)? {
+                return Ok(Ok(outcome));
             }
-        }
+            apply(tx, now, idle_before, op)
+        })?
     }
 }
 
-/// One request. `Err` undoes the request's writes; `Ok(Err(..))` keeps them (a refusal's audit
+/// Settles an op whose committer went silent: what it did, if it already happened. The only
+/// place a lost reply is settled, for every op:
+/// - an acquire finds the lease under the id its caller drew (selecting or granting again
+///   would be wrong: this very lease may hold the last slot);
+/// - a renew and a usage record are simply run again (a renew is safe to repeat, and a usage
+///   record counts once by its key);
+/// - a release finds its lease released, and reports what that release gave back.
+fn already_done(tx: &Tx<'_>, op: &Op) -> Result<Option<Outcome>, Error> {
+    Ok(match op {
+        Op::Acquire { id, .. } => tx.lease(id)?.map(Outcome::Lease),
+        Op::AcquireSelected { id, .. } => tx.lease(id)?.map(|lease| Outcome::Selected {
+            decision: Decision {
+                provider: lease.provider,
+                account: lease.account.clone(),
+                reason: "granted by the daemon before its reply was lost".into(),
+                fallback_from: None,
+                considered: Vec::new(),
+            },
+            lease,
+        }),
+        Op::Renew { .. } | Op::RecordUsage { .. } => None,
+        Op::Release { id, .. } => match tx.lease(id)? {
+            Some(lease) if lease.state == LeaseState::Released => {
+                let returned = released_figure(tx, id)?;
+                Some(Outcome::Released(Released { lease, returned }))
+            }
+            _ => None,
+        },
+    })
+}
+
+/// The figures a release wrote in its `release` row, read as a typed record: the only place
+/// the tokens a release gave back are kept once the lease's reservations are gone.
+#[derive(serde::Deserialize)]
+struct ReleaseFacts {
+    returned: i64,
+}
+
+/// What the release of `id` gave back (0 if its row says nothing readable).
+fn released_figure(tx: &Tx<'_>, id: &LeaseId) -> Result<i64, Error> {
+    let detail = tx.lease_audit_detail(id, crate::audit::action::RELEASE)?;
+    Ok(detail
+        .and_then(|d| serde_json::from_str::<ReleaseFacts>(&d).ok())
+        .map_or(0, |facts| facts.returned))
+}
+
+/// A refusal whose writes are kept, as the ledger's error.
+fn kept<T>(refusal: Result<T, QuotaError>) -> Result<T, Error> {
+    refusal.map_err(Error::from)
+}
+
+/// One op in `tx`. `Err` undoes the op's writes; `Ok(Err(..))` keeps them (a refusal's audit
 /// row, a lease found expired and reclaimed) and reports the refusal.
 fn apply(
     tx: &mut Tx<'_>,
     now: Millis,
     idle_before: Millis,
-    request: &Request,
-) -> Result<Reply, Error> {
-    let lost = |e: quota::QuotaError| WireError::from(&Error::from(e));
-    Ok(match request {
-        Request::Acquire { id, request } => {
+    op: &Op,
+) -> Result<Result<Outcome, Error>, Error> {
+    Ok(match op {
+        Op::Acquire { id, request } => {
             request.validate()?;
-            acquire_in(tx, now, idle_before, request, id.clone())?
-                .map(Outcome::Lease)
-                .map_err(|e| WireError::from(&e))
+            acquire_in(tx, now, idle_before, request, id.clone())?.map(Outcome::Lease)
         }
-        Request::AcquireSelected {
+        Op::AcquireSelected {
             id,
             request,
             choice,
@@ -94,13 +155,12 @@ fn apply(
             request.validate()?;
             super::agents::acquire_selected_in(tx, now, idle_before, request, choice, id.clone())?
                 .map(|(lease, decision)| Outcome::Selected { lease, decision })
-                .map_err(|e| WireError::from(&e))
         }
-        Request::Renew { id } => quota::renew(tx, now, id)?.map(Outcome::Lease).map_err(lost),
-        Request::Release { id, detail } => quota::release(tx, now, id, detail.clone())?
-            .map(Outcome::Released)
-            .map_err(lost),
-        Request::RecordUsage {
+        Op::Renew { id } => kept(quota::renew(tx, now, id)?).map(Outcome::Lease),
+        Op::Release { id, detail } => {
+            kept(quota::release(tx, now, id, detail.clone())?).map(Outcome::Released)
+        }
+        Op::RecordUsage {
             id,
             record,
             fallback_key,
@@ -155,26 +215,26 @@ mod tests {
         ledger
     }
 
-    fn acquire(id: u8, agent: &str) -> Request {
-        Request::Acquire {
+    fn acquire(id: u8, agent: &str) -> Op {
+        Op::Acquire {
             id: LeaseId::from_random([id; 10]),
             request: AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
                 .tokens(100),
         }
     }
 
-    /// Runs `requests` as one batch, none of them past its deadline.
-    fn run(ledger: &Ledger, requests: impl IntoIterator<Item = Request>) -> Vec<Reply> {
-        let envelopes: Vec<Envelope> = requests
-            .into_iter()
-            .map(|request| Envelope {
-                v: crate::daemon::protocol::VERSION,
-                deadline_ms: i64::MAX,
-                request,
+    /// Commits `ops` together, none of them past its deadline.
+    fn run(ledger: &Ledger, ops: impl IntoIterator<Item = Op>) -> Vec<Result<Outcome, Error>> {
+        let ops: Vec<Op> = ops.into_iter().collect();
+        let queued: Vec<Queued<'_>> = ops
+            .iter()
+            .map(|op| Queued {
+                op,
+                start_by: i64::MAX,
             })
             .collect();
-        let refs: Vec<&Envelope> = envelopes.iter().collect();
-        ledger.apply_batch(&refs)
+        let results = ledger.commit_together(&queued).unwrap();
+        results.into_iter().map(Option::unwrap).collect()
     }
 
     fn actions(ledger: &Ledger) -> Vec<String> {
@@ -194,17 +254,17 @@ mod tests {
             acquire(2, "second"),
             // An idempotency key already used by the first record, with other figures: the
             // request fails and its writes are undone; the others are not.
-            Request::RecordUsage {
+            Op::RecordUsage {
                 id: a.clone(),
                 record: UsageRecord::new(10, 0).key("k"),
                 fallback_key: "unused".into(),
             },
-            Request::RecordUsage {
+            Op::RecordUsage {
                 id: a.clone(),
                 record: UsageRecord::new(20, 0).key("k"),
                 fallback_key: "unused".into(),
             },
-            Request::Release {
+            Op::Release {
                 id: a.clone(),
                 detail: None,
             },
@@ -212,9 +272,15 @@ mod tests {
         let replies = run(&ledger, requests);
 
         assert!(matches!(&replies[0], Ok(Outcome::Lease(l)) if l.id == a));
-        assert!(matches!(&replies[1], Err(WireError::Denied { .. })));
+        assert!(matches!(
+            &replies[1],
+            Err(Error::Quota(QuotaError::Denied(_)))
+        ));
         assert!(matches!(&replies[2], Ok(Outcome::Usage(u)) if !u.duplicate));
-        assert!(matches!(&replies[3], Err(WireError::IdempotencyConflict { key }) if key == "k"));
+        assert!(matches!(
+            &replies[3],
+            Err(Error::Quota(QuotaError::IdempotencyConflict { key })) if key == "k"
+        ));
         assert!(matches!(&replies[4], Ok(Outcome::Released(r)) if r.returned == 90));
 
         assert_eq!(
@@ -233,7 +299,7 @@ mod tests {
         let first = LeaseId::from_random([1; 10]);
         let requests = [
             acquire(1, "first"),
-            Request::Release {
+            Op::Release {
                 id: first,
                 detail: None,
             },
@@ -252,19 +318,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(dir.path());
         let before = actions(&ledger).len();
-        let late = Envelope {
-            v: crate::daemon::protocol::VERSION,
-            deadline_ms: ledger.now() - 1,
-            request: acquire(1, "late"),
-        };
-        let on_time = Envelope {
-            v: crate::daemon::protocol::VERSION,
-            deadline_ms: ledger.now(),
-            request: acquire(2, "on-time"),
-        };
-        let replies = ledger.apply_batch(&[&late, &on_time]);
-        assert!(matches!(replies[0], Err(WireError::Expired)), "{replies:?}");
-        assert!(matches!(replies[1], Ok(Outcome::Lease(_))), "{replies:?}");
+        let (late, on_time) = (acquire(1, "late"), acquire(2, "on-time"));
+        let replies = ledger
+            .commit_together(&[
+                Queued {
+                    op: &late,
+                    start_by: ledger.now() - 1,
+                },
+                Queued {
+                    op: &on_time,
+                    start_by: ledger.now(),
+                },
+            ])
+            .unwrap();
+        assert!(replies[0].is_none(), "{replies:?}");
+        assert!(
+            matches!(replies[1], Some(Ok(Outcome::Lease(_)))),
+            "{replies:?}"
+        );
         assert_eq!(actions(&ledger)[before..], ["acquire"]);
         assert!(ledger.lease(&LeaseId::from_random([1; 10])).is_err());
     }

@@ -1,5 +1,10 @@
 //! The façade: one [`Ledger`] per process, opened on a database file that any number of
 //! processes share. Each method is one transaction; nothing is cached between calls.
+//!
+//! The hot-path writes are [`Op`]s committed through one seam, [`Committer`] (see [`op`]):
+//! by the ledger itself unless the host handed it another committer at open (the CLI hands it
+//! the daemon's client). The daemon sits above the ledger and calls
+//! [`Ledger::commit_together`]; nothing here imports it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,8 +13,6 @@ use std::time::Duration;
 use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
-use crate::daemon::protocol::{Outcome, Request};
-use crate::daemon::{Call, DaemonLink};
 use crate::error::Error;
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
@@ -25,9 +28,11 @@ pub use crate::quota::Released;
 mod agents;
 mod batch;
 mod credentials;
+pub mod op;
 mod run;
 mod tokens;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
+pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use tokens::RefreshPolicy;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
@@ -35,8 +40,8 @@ pub use tokens::RefreshPolicy;
 pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// Also where hot-path ops are committed when not here (`committer`; `None`: always here).
     config: LedgerConfig,
-    daemon: Arc<DaemonLink>,
 }
 
 /// Runs a write whose closure may want to commit and still report an error (a lease found
@@ -51,15 +56,10 @@ impl Ledger {
         let store = Store::open(&config.db_path, config.store_options())?
             .with_chain(Arc::new(chain_slot(&config)));
         audit::prepare(&store, config.clock.now_ms());
-        let daemon = DaemonLink::new(
-            &config.db_path,
-            config.use_daemon && config.clock.is_wall_clock(),
-        );
         let ledger = Ledger {
             store,
             clock: config.clock.clone(),
             config,
-            daemon: Arc::new(daemon),
         };
         // Leases ended by a process that could not remove their private directories (killed,
         // or a daemon's inline reclaim) leave none behind past the next open.
@@ -67,12 +67,29 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// The same ledger working on the database directly, never through a daemon: what the
-    /// daemon itself runs on.
-    pub fn without_daemon(&self) -> Ledger {
+    /// The same ledger committing every op itself, never through the committer it was opened
+    /// with: what a committer's own ledger (the daemon's) runs on.
+    pub fn direct(&self) -> Ledger {
+        let mut config = self.config.clone();
+        config.committer = None;
         Ledger {
-            daemon: Arc::new(DaemonLink::new(self.db_path(), false)),
+            config,
             ..self.clone()
+        }
+    }
+
+    /// Commits an op: through the committer the ledger was opened with, else (or when it
+    /// declines) here. A committer that took the op and went silent is settled here from the
+    /// ledger itself, the one place a lost reply is settled.
+    pub(crate) fn commit(&self, op: Op) -> Result<Outcome, Error> {
+        let handoff = match &self.config.committer {
+            Some(committer) => committer.commit(&op),
+            None => Handoff::Declined,
+        };
+        match handoff {
+            Handoff::Done(result) => *result,
+            Handoff::Declined => self.commit_here(&op, false),
+            Handoff::Unknown => self.commit_here(&op, true),
         }
     }
 
@@ -145,40 +162,16 @@ impl Ledger {
     pub fn acquire(&self, req: &AcquireRequest) -> Result<Lease, Error> {
         req.validate()?;
         let id = LeaseId::from_random(random::bytes().map_err(QuotaError::from)?);
-        let call = self.through_daemon(|| Request::Acquire {
-            id: id.clone(),
+        let outcome = self.commit(Op::Acquire {
+            id,
             request: req.clone(),
         });
-        match call {
-            Call::Replied(reply) => {
-                self.sweep_lease_dirs();
-                match (*reply)? {
-                    Outcome::Lease(lease) => Ok(lease),
-                    other => Err(unexpected(&other)),
-                }
-            }
-            // The daemon may have granted it before going away: the lease id tells.
-            Call::Lost => self.acquire_direct(req, id, true),
-            Call::NoDaemon => self.acquire_direct(req, id, false),
-        }
-    }
-
-    fn acquire_direct(
-        &self,
-        req: &AcquireRequest,
-        id: LeaseId,
-        resume: bool,
-    ) -> Result<Lease, Error> {
-        let now = self.now();
-        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-        let outcome = self.store.write(|tx| -> Result<_, Error> {
-            if resume && let Some(granted) = tx.lease(&id)? {
-                return Ok(Ok(granted));
-            }
-            batch::acquire_in(tx, now, idle_before, req, id)
-        })?;
+        // Leases reclaimed inline (here or by a committer) leave no private directory behind.
         self.sweep_lease_dirs();
-        outcome
+        match outcome? {
+            Outcome::Lease(lease) => Ok(lease),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Removes the private directories of leases that ended, here or in any other process
@@ -209,26 +202,12 @@ impl Ledger {
         }
     }
 
-    /// Hands a request to the daemon when this ledger uses one; `request` is built only then.
-    fn through_daemon(&self, request: impl FnOnce() -> Request) -> Call {
-        if self.daemon.enabled() {
-            self.daemon.call(request())
-        } else {
-            Call::NoDaemon
-        }
-    }
-
     /// Extends a lease by its TTL (a heartbeat). A lease that already ended is reported lost.
     pub fn renew(&self, id: &LeaseId) -> Result<Lease, Error> {
-        // A renew is safe to repeat, so a lost reply is simply retried here.
-        if let Call::Replied(reply) = self.through_daemon(|| Request::Renew { id: id.clone() }) {
-            return match (*reply)? {
-                Outcome::Lease(lease) => Ok(lease),
-                other => Err(unexpected(&other)),
-            };
+        match self.commit(Op::Renew { id: id.clone() })? {
+            Outcome::Lease(lease) => Ok(lease),
+            other => Err(unexpected(&other)),
         }
-        let now = self.now();
-        settle(self.store.write(|tx| quota::renew(tx, now, id)))
     }
 
     /// Ends a lease and returns its unused tokens, exactly once.
@@ -243,47 +222,15 @@ impl Ledger {
         id: &LeaseId,
         detail: Option<serde_json::Value>,
     ) -> Result<Released, Error> {
-        let call = self.through_daemon(|| Request::Release {
+        let released = match self.commit(Op::Release {
             id: id.clone(),
-            detail: detail.clone(),
-        });
-        let released = match call {
-            Call::Replied(reply) => match (*reply)? {
-                Outcome::Released(released) => released,
-                other => return Err(unexpected(&other)),
-            },
-            Call::NoDaemon => self.release_direct(id, detail)?,
-            Call::Lost => match self.release_direct(id, detail) {
-                // The daemon released it before going away: its `release` row says what it
-                // gave back.
-                Err(Error::Quota(QuotaError::LeaseLost {
-                    state: LeaseState::Released,
-                    ..
-                })) => {
-                    let (lease, detail) = self.store.read(|tx| -> Result<_, Error> {
-                        Ok((tx.lease(id)?, tx.lease_audit_detail(id, "release")?))
-                    })?;
-                    let lease = lease.ok_or_else(|| QuotaError::UnknownLease(id.clone()))?;
-                    let returned = detail
-                        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-                        .and_then(|d| d["returned"].as_i64())
-                        .unwrap_or(0);
-                    Released { lease, returned }
-                }
-                other => other?,
-            },
+            detail,
+        })? {
+            Outcome::Released(released) => released,
+            other => return Err(unexpected(&other)),
         };
         crate::agent::remove_lease_dir(self.db_path(), id);
         Ok(released)
-    }
-
-    fn release_direct(
-        &self,
-        id: &LeaseId,
-        detail: Option<serde_json::Value>,
-    ) -> Result<Released, Error> {
-        let now = self.now();
-        settle(self.store.write(|tx| quota::release(tx, now, id, detail)))
     }
 
     /// Takes a lease away from its holder; returns the tokens given back.
@@ -298,26 +245,19 @@ impl Ledger {
     /// outcome says whether the lease is exhausted or lost.
     pub fn record_usage(&self, id: &LeaseId, record: &UsageRecord) -> Result<UsageOutcome, Error> {
         record.validate()?;
-        let fallback = format!(
+        // Drawn here, so a lost reply retried directly counts once under the same key.
+        let fallback_key = format!(
             "auto-{}",
             hex::encode(random::bytes::<12>().map_err(QuotaError::from)?)
         );
-        let call = self.through_daemon(|| Request::RecordUsage {
+        match self.commit(Op::RecordUsage {
             id: id.clone(),
             record: record.clone(),
-            fallback_key: fallback.clone(),
-        });
-        // A lost reply is retried directly: the same key makes it count once.
-        if let Call::Replied(reply) = call {
-            return match (*reply)? {
-                Outcome::Usage(outcome) => Ok(outcome),
-                other => Err(unexpected(&other)),
-            };
+            fallback_key,
+        })? {
+            Outcome::Usage(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
         }
-        let now = self.now();
-        Ok(self
-            .store
-            .write(|tx| quota::record_usage(tx, now, id, record, fallback))?)
     }
 
     /// Reclaims expired leases and leases idle longer than the configured idle timeout.
@@ -442,10 +382,11 @@ fn chain_slot(config: &LedgerConfig) -> ChainSlot {
     })
 }
 
-/// A reply of the wrong kind: a daemon of another version, most likely.
+/// An outcome of the wrong kind for its op: a committer's bug (the daemon's client checks
+/// the kind of every reply, so a daemon of another version never gets here).
 fn unexpected(outcome: &Outcome) -> Error {
     Error::Daemon {
         exit_code: crate::error::exit::OTHER,
-        message: format!("the daemon answered with an unexpected reply ({outcome:?}); restart it"),
+        message: format!("the committer answered with an unexpected outcome ({outcome:?})"),
     }
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{Denial, DenyReason, QuotaError};
@@ -24,7 +23,7 @@ pub const TTL_RANGE: (Duration, Duration) =
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// What an agent asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct AcquireRequest {
     /// Who asks.
     pub agent: AgentId,

@@ -1,13 +1,13 @@
 //! Why a quota operation did not happen.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::clock::format_ms;
 use crate::store::StoreError;
 use crate::types::{Account, InvalidInput, LeaseId, LeaseState, Millis, Provider, WindowKind};
 
 /// What limit a refusal ran into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "limit", content = "window", rename_all = "snake_case")]
 pub enum DenyReason {
     /// A budget window (day, 5 h, week) has not enough tokens left.
@@ -21,7 +21,7 @@ pub enum DenyReason {
 }
 
 /// A refusal, with everything a caller needs to decide what to do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
     /// Which limit refused.
     pub reason: DenyReason,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::error::QuotaError;
@@ -149,7 +149,7 @@ pub fn renew(
 }
 
 /// What a release gave back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Released {
     /// The lease as it ended.
     pub lease: Lease,

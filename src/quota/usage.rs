@@ -1,6 +1,6 @@
 //! Recording what agents actually used: idempotent, never lost, never counted twice.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::error::QuotaError;
@@ -16,7 +16,7 @@ use crate::types::{
 };
 
 /// One usage report from an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
     /// Input (prompt) tokens.
     pub input: i64,
@@ -85,7 +85,7 @@ fn check_total(what: &str, total: i64, add: i64) -> Result<(), InvalidInput> {
 }
 
 /// What recording did, and what the lease's holder should do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageOutcome {
     /// The lease.
     pub lease_id: LeaseId,

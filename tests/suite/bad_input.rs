@@ -903,10 +903,10 @@ fn usage_that_would_overflow_a_total_is_refused_and_the_window_stays_writable() 
 
 #[test]
 fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
+    use authledger::LeaseId;
     use authledger::daemon::protocol::{
-        Envelope, Reply, Request, VERSION, WireError, read_frame, write_frame,
+        Envelope, Reply, Request, VERSION, WireError, WireUsage, read_frame, write_frame,
     };
-    use authledger::{LeaseId, UsageRecord};
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -951,13 +951,16 @@ fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    let record = |key| WireUsage {
+        input: 1,
+        output: 1,
+        requests: 1,
+        key,
+    };
     let frames = [
         // The key a client chose, and the fallback key a client sends for a record without one.
-        (
-            UsageRecord::new(1, 1).key(huge.clone()),
-            "unused".to_string(),
-        ),
-        (UsageRecord::new(1, 1), huge.clone()),
+        (record(Some(huge.clone())), "unused".to_string()),
+        (record(None), huge.clone()),
     ];
     for (record, fallback_key) in frames {
         let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();

@@ -145,11 +145,16 @@ fn audit_rows(home: &Home) -> Vec<(String, Option<String>)> {
         .unwrap()
 }
 
-/// A library ledger on the wall clock (so it uses a serving daemon) at `dir/ledger.db`.
+/// A library ledger on the wall clock at `dir/ledger.db`, handed the daemon's client as its
+/// committer (so it uses a serving daemon).
 fn open_library(dir: &std::path::Path) -> authledger::Ledger {
     use authledger::{KeySource, Ledger, LedgerConfig};
+    let db = dir.join("ledger.db");
+    let client = std::sync::Arc::new(authledger::daemon::Client::new(&db));
     Ledger::open(
-        LedgerConfig::new(dir.join("ledger.db")).with_key(KeySource::File(dir.join("master.key"))),
+        LedgerConfig::new(db)
+            .with_key(KeySource::File(dir.join("master.key")))
+            .with_committer(client),
     )
     .expect("open ledger")
 }
@@ -521,10 +526,7 @@ fn a_library_ledger_uses_a_server_in_its_process_and_gets_the_same_errors() {
         }
     );
     // Told to stay off the daemon, a ledger works directly.
-    client
-        .without_daemon()
-        .acquire(&ask("c"))
-        .expect("direct acquire");
+    client.direct().acquire(&ask("c")).expect("direct acquire");
     assert_eq!(server.stats().requests, 6);
     drop(server);
     assert!(!dir.path().join("ledger.db.sock").exists());
