@@ -1,9 +1,9 @@
 //! `authledger switch`, `authledger report` and `authledger env`
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
 use super::Ctx;
+use super::json::{EnvJson, HealthJson, SwitchJson};
 use crate::agent::AgentEnv;
 use crate::clock::format_ms;
 use crate::error::Error;
@@ -23,7 +23,7 @@ impl SwitchCmd {
         ctx.open()?.switch(self.provider.0)?;
         let name = self.provider.0.map_or("auto", |p| p.as_str());
         if ctx.out.json {
-            ctx.out.json(&json!({ "preferred": name }))?;
+            ctx.out.json(&SwitchJson { preferred: name })?;
         } else {
             ctx.out.line(&format!("preferred provider: {name}"))?;
         }
@@ -62,7 +62,7 @@ impl ReportCmd {
             &self.headers,
         )?;
         if ctx.out.json {
-            ctx.out.json(&h)?;
+            ctx.out.json(&HealthJson::from(&h))?;
         } else {
             let state = match h.unavailable_until {
                 Some(t) if t > ctx.clock().now_ms() => format!(
@@ -134,13 +134,15 @@ fn render(env: &AgentEnv, format: Format) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         Format::Json => {
-            let set: serde_json::Map<String, serde_json::Value> = env
-                .set
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v.expose())))
-                .collect();
-            serde_json::to_string_pretty(&json!({ "set": set, "unset": env.remove }))
-                .unwrap_or_default()
+            let json = EnvJson {
+                set: env
+                    .set
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.expose()))
+                    .collect(),
+                unset: &env.remove,
+            };
+            serde_json::to_string_pretty(&json).unwrap_or_default()
         }
     }
 }

@@ -1,10 +1,10 @@
 //! `authledger audit`, `authledger audit verify [--anchor HEAD]` and `authledger audit anchor`
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 
 use super::Ctx;
 use super::args::{self, When};
+use super::json::{AnchorJson, AuditRowJson, VerifyJson};
 use super::output::table;
 use crate::audit::Anchor;
 use crate::clock::format_ms;
@@ -57,12 +57,7 @@ impl AuditCmd {
         if let Some(AuditAction::Anchor) = self.action {
             let anchor = ledger.audit_anchor()?;
             if ctx.out.json {
-                let value = json!({
-                    "seq": anchor.seq,
-                    "mac": anchor.mac,
-                    "anchor": anchor.to_string(),
-                });
-                return ctx.out.json(&value).map(|_| 0);
+                return ctx.out.json(&AnchorJson::from(&anchor)).map(|_| 0);
             }
             return ctx.out.line(&anchor.to_string()).map(|_| 0);
         }
@@ -72,7 +67,7 @@ impl AuditCmd {
                 None => ledger.verify_audit()?,
             };
             if ctx.out.json {
-                ctx.out.json(&report)?;
+                ctx.out.json(&VerifyJson::from(&report))?;
             }
             return match (report.ok, report.first_bad_seq, report.problem) {
                 (true, _, _) => {
@@ -108,23 +103,7 @@ impl AuditCmd {
         };
         let rows = ledger.audit(&q)?;
         if ctx.out.json {
-            let rows: Vec<_> = rows
-                .iter()
-                .map(|e| {
-                    json!({
-                        "seq": e.seq,
-                        "at": format_ms(e.at_ms),
-                        "at_ms": e.at_ms,
-                        "action": e.action,
-                        "agent": e.agent,
-                        "provider": e.provider,
-                        "account": e.account,
-                        "lease_id": e.lease_id,
-                        "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(json!(e.detail)),
-                        "hash": e.hash,
-                    })
-                })
-                .collect();
+            let rows: Vec<_> = rows.iter().map(AuditRowJson::from).collect();
             return ctx.out.json(&rows).map(|_| 0);
         }
         let mut t = table(&[

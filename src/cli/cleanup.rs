@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::json::CleanupJson;
 use super::{Ctx, args};
 use crate::error::Error;
 use crate::quota::CleanupReport;
@@ -32,7 +33,7 @@ impl CleanupCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let report = ctx.open()?.cleanup_idle(self.idle)?;
         if ctx.out.json {
-            ctx.out.json(&report)?;
+            ctx.out.json(&CleanupJson::from(&report))?;
         } else {
             ctx.out.line(&summary(&report))?;
         }

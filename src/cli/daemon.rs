@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::json;
 
 use super::cleanup::summary;
+use super::json::{CleanupJson, DaemonCleanupJson, time};
 use super::{Ctx, args};
 use crate::clock::format_ms;
 use crate::daemon::{DaemonError, Server};
@@ -107,7 +107,15 @@ impl DaemonCmd {
                         let idle = self.idle;
                         let pass = tokio::task::spawn_blocking(move || l.cleanup_idle(idle)).await;
                         let line = match pass {
-                            Ok(Ok(r)) if ctx.out.json => json!({ "at": format_ms(ctx.clock().now_ms()), "cleanup": r }).to_string(),
+                            Ok(Ok(r)) if ctx.out.json => {
+                                let at = ctx.clock().now_ms();
+                                serde_json::to_string(&DaemonCleanupJson {
+                                    at: time(at),
+                                    at_ms: at,
+                                    cleanup: CleanupJson::from(&r),
+                                })
+                                .unwrap_or_default()
+                            }
                             Ok(Ok(r)) => format!("{} cleanup: {}", format_ms(ctx.clock().now_ms()), summary(&r)),
                             // A failed pass is reported and retried at the next tick; the
                             // daemon is a convenience, correctness never depends on it.

@@ -239,12 +239,12 @@ impl DemoCmd {
             ))?;
         }
         if ctx.out.json {
-            ctx.out.json(&serde_json::json!({
-                "audit_intact": verify.ok,
-                "kept": kept.as_ref().map(|h| h.join("ledger.db")),
-                "kept_home": kept,
-                "tour": lines.into_inner(),
-            }))?;
+            ctx.out.json(&super::json::DemoJson {
+                audit_intact: verify.ok,
+                kept: kept.as_ref().map(|h| h.join("ledger.db")),
+                kept_home: kept,
+                tour: lines.into_inner(),
+            })?;
         }
         Ok(0)
     }

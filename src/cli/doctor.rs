@@ -1,7 +1,6 @@
 //! `authledger doctor`: is this ledger healthy and private?
 
 use clap::Args;
-use serde::Serialize;
 
 use super::Ctx;
 use super::output::table;
@@ -14,12 +13,7 @@ use crate::store::files::mode_of;
 #[derive(Debug, Args)]
 pub struct DoctorCmd {}
 
-#[derive(Debug, Serialize)]
-struct Check {
-    check: String,
-    ok: bool,
-    detail: String,
-}
+use super::json::CheckJson as Check;
 
 impl DoctorCmd {
     /// Runs every check; exit 5 for a storage problem, 1 for loose permissions.

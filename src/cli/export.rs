@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::Ctx;
+use super::json::{ExportJson, KeyRotationJson};
 use crate::error::Error;
 use crate::types::Account;
 
@@ -38,7 +39,7 @@ impl ExportCmd {
             .open()?
             .export_codex(codex_home, account, *with_refresh_token)?;
         if ctx.out.json {
-            ctx.out.json(&export)?;
+            ctx.out.json(&ExportJson::from(&export))?;
             return Ok(0);
         }
         ctx.out.line(&format!("wrote {}", export.path.display()))?;
@@ -79,7 +80,7 @@ impl KeyCmd {
             _ => ledger.rotate_key()?,
         };
         if ctx.out.json {
-            ctx.out.json(&rotation)?;
+            ctx.out.json(&KeyRotationJson::from(&rotation))?;
         } else {
             let n = rotation.credentials;
             ctx.out.line(&format!(

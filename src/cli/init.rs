@@ -1,9 +1,9 @@
 //! `authledger init`
 
 use clap::Args;
-use serde_json::json;
 
 use super::Ctx;
+use super::json::{InitJson, LimitsJson};
 use crate::error::Error;
 
 /// Create the ledger and store default limits.
@@ -17,11 +17,11 @@ impl InitCmd {
         let limits = ledger.init()?;
         let version = ledger.schema_version()?;
         if ctx.out.json {
-            ctx.out.json(&json!({
-                "db": ledger.db_path(),
-                "schema_version": version,
-                "limits": limits,
-            }))?;
+            ctx.out.json(&InitJson {
+                db: ledger.db_path().to_path_buf(),
+                schema_version: version,
+                limits: limits.iter().map(LimitsJson::from).collect(),
+            })?;
         } else {
             ctx.out.line(&format!(
                 "ledger ready at {} (schema v{version})",

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 
+use super::json::{AcquiredJson, LeaseJson, ReleasedJson};
 use super::output::table;
 use super::{Ctx, args};
 use crate::clock::format_ms;
@@ -148,19 +148,7 @@ impl Acquire {
         let ledger = ctx.open()?;
         let (lease, decision) = self.args.acquire(&ledger)?;
         if ctx.out.json {
-            ctx.out.json(&json!({
-                "lease_id": lease.id,
-                "provider": lease.provider,
-                "account": lease.account,
-                "agent": lease.agent,
-                "allocated_tokens": lease.allocated,
-                "expires_at": format_ms(lease.expires_at),
-                "expires_at_ms": lease.expires_at,
-                "fence": lease.fence,
-                "ttl_ms": lease.ttl_ms,
-                "reason": decision.reason,
-                "fallback": decision.fallback_from.is_some(),
-            }))?;
+            ctx.out.json(&AcquiredJson::new(&lease, &decision))?;
         } else {
             ctx.out.line(&format!(
                 "{}\t{} tokens on {}/{} for {}, expires {} ({})",
@@ -189,12 +177,7 @@ impl LeaseCmd {
                 }
                 let lease = ledger.renew(lease_id)?;
                 if ctx.out.json {
-                    ctx.out.json(&json!({
-                        "lease_id": lease.id,
-                        "expires_at": format_ms(lease.expires_at),
-                        "expires_at_ms": lease.expires_at,
-                        "fence": lease.fence,
-                    }))?;
+                    ctx.out.json(&LeaseJson::from(&lease))?;
                 } else {
                     ctx.out.line(&format!(
                         "{} renewed until {}",
@@ -211,12 +194,10 @@ impl LeaseCmd {
                 }
                 let r = ledger.release(lease_id)?;
                 if ctx.out.json {
-                    ctx.out.json(&json!({
-                        "lease_id": r.lease.id,
-                        "allocated_tokens": r.lease.allocated,
-                        "used_tokens": r.lease.used,
-                        "returned_tokens": r.returned,
-                    }))?;
+                    ctx.out.json(&ReleasedJson {
+                        lease: LeaseJson::from(&r.lease),
+                        returned_tokens: r.returned,
+                    })?;
                 } else {
                     ctx.out.line(&format!(
                         "{} released: used {} of {}, returned {}",
@@ -228,6 +209,7 @@ impl LeaseCmd {
             LeaseCmd::List { all } => {
                 let leases = ctx.open()?.leases(*all)?;
                 if ctx.out.json {
+                    let leases: Vec<_> = leases.iter().map(LeaseJson::from).collect();
                     return ctx.out.json(&leases).map(|_| 0);
                 }
                 let mut t = table(&[

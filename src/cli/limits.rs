@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use super::json::LimitsJson;
 use super::{Ctx, args};
 use crate::error::Error;
 use crate::quota::LimitsUpdate;
@@ -66,7 +67,7 @@ impl LimitsCmd {
         let ledger = ctx.open()?;
         let l = ledger.set_limits(s.provider, &s.account, &update)?;
         if ctx.out.json {
-            ctx.out.json(&l)?;
+            ctx.out.json(&LimitsJson::from(&l))?;
         } else {
             let opt = |v: Option<i64>| v.map_or("off".to_string(), |n| n.to_string());
             ctx.out.line(&format!(

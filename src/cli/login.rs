@@ -4,9 +4,9 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
 use super::Ctx;
+use super::json::{CredentialJson, LogoutJson};
 use crate::error::Error;
 use crate::types::{Account, InvalidInput, Provider};
 use crate::vault::import::{self, ImportSource};
@@ -266,7 +266,7 @@ impl LoginCmd {
             );
         }
         if ctx.out.json {
-            ctx.out.json(&s)?;
+            ctx.out.json(&CredentialJson::from(&s))?;
         } else {
             ctx.out.line(&format!(
                 "stored {}/{}: {} ({}) {}{}",
@@ -337,7 +337,7 @@ impl LogoutCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let r = ctx.open()?.logout(self.provider, &self.account)?;
         if ctx.out.json {
-            ctx.out.json(&json!(r))?;
+            ctx.out.json(&LogoutJson::from(&r))?;
         } else {
             ctx.out.line(&format!(
                 "removed the {}/{} credential; revoked {} active lease(s)",

@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod export;
 mod init;
+mod json;
 mod lease;
 mod limits;
 mod login;

@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
-use serde_json::json;
 
+use super::json::{DenialJson, ErrorJson};
 use crate::error::Error;
 use crate::quota::QuotaError;
 
@@ -47,11 +47,18 @@ impl Output {
     pub fn error(&self, err: &Error) {
         let message = err.to_string();
         if self.json {
-            let mut obj = json!({ "error": message, "exit_code": err.exit_code() });
-            if let Error::Quota(QuotaError::Denied(d)) = err {
-                obj["denial"] = json!(d);
-            }
-            eprintln!("{obj}");
+            let denial = match err {
+                Error::Quota(QuotaError::Denied(d)) => Some(DenialJson::from(d.as_ref())),
+                _ => None,
+            };
+            eprintln!(
+                "{}",
+                error_line(&ErrorJson {
+                    error: &message,
+                    exit_code: err.exit_code(),
+                    denial,
+                })
+            );
         } else {
             eprintln!("authledger: {message}");
         }
@@ -65,11 +72,23 @@ impl Output {
     /// Reports a failure that is not an [`Error`] value, with the exit code it leads to.
     pub fn failure(&self, message: &str, exit_code: i32) {
         if self.json {
-            eprintln!("{}", json!({ "error": message, "exit_code": exit_code }));
+            eprintln!(
+                "{}",
+                error_line(&ErrorJson {
+                    error: message,
+                    exit_code,
+                    denial: None,
+                })
+            );
         } else {
             eprintln!("authledger: {message}");
         }
     }
+}
+
+/// An error object as one line (it always encodes: plain strings and numbers).
+fn error_line(e: &ErrorJson<'_>) -> String {
+    serde_json::to_string(e).unwrap_or_else(|_| e.error.to_string())
 }
 
 /// A table with the house style.

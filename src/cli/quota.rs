@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::Ctx;
+use super::json::QuotaJson;
 use super::output::{bar, table};
 use crate::clock::format_ms;
 use crate::error::Error;
@@ -22,6 +23,7 @@ impl QuotaCmd {
         let ledger = ctx.open()?;
         let status = ledger.quota(self.provider)?;
         if ctx.out.json {
+            let status: Vec<_> = status.iter().map(QuotaJson::from).collect();
             return ctx.out.json(&status).map(|_| 0);
         }
         let bars = ctx.out.is_terminal();

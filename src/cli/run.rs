@@ -4,9 +4,9 @@
 use std::ffi::OsString;
 
 use clap::Args;
-use serde_json::json;
 
 use super::Ctx;
+use super::json::AcquiredJson;
 use super::lease::AcquireArgs;
 use crate::error::Error;
 
@@ -28,17 +28,9 @@ impl RunCmd {
         let ledger = ctx.open()?;
         let (lease, decision) = self.acquire.acquire(&ledger)?;
         if ctx.out.json {
-            eprintln!(
-                "{}",
-                json!({
-                    "lease_id": lease.id,
-                    "provider": lease.provider,
-                    "account": lease.account,
-                    "agent": lease.agent,
-                    "allocated_tokens": lease.allocated,
-                    "reason": decision.reason,
-                })
-            );
+            let line =
+                serde_json::to_string(&AcquiredJson::new(&lease, &decision)).unwrap_or_default();
+            eprintln!("{line}");
         } else {
             eprintln!(
                 "authledger: {} on {}/{} for {}: {} tokens ({})",

@@ -1,9 +1,9 @@
 //! `authledger status` and `authledger providers`
 
 use clap::Args;
-use serde_json::json;
 
 use super::Ctx;
+use super::json::{CredentialJson, ProviderJson, QuotaJson, StatusJson};
 use super::output::table;
 use crate::clock::format_ms;
 use crate::error::Error;
@@ -37,7 +37,12 @@ impl StatusCmd {
         if ctx.out.json {
             let out: Vec<_> = rows
                 .iter()
-                .map(|(q, c)| json!({ "provider": q.provider, "account": q.account, "credential": c, "quota": q }))
+                .map(|(q, c)| StatusJson {
+                    provider: q.provider,
+                    account: q.account.clone(),
+                    credential: c.map(CredentialJson::from),
+                    quota: QuotaJson::from(*q),
+                })
                 .collect();
             return ctx.out.json(&out).map(|_| 0);
         }
@@ -161,13 +166,7 @@ impl ProvidersCmd {
                 let is_next = next
                     .as_ref()
                     .is_some_and(|(p, a)| *p == v.provider && *a == v.account);
-                json!({
-                    "provider": v.provider,
-                    "account": v.account,
-                    "usable": v.problem.is_none() || v.fallback_ok,
-                    "reason": v.problem.clone().unwrap_or_else(|| "ok".into()),
-                    "next": is_next,
-                })
+                ProviderJson::new(v, is_next)
             })
             .collect();
         if ctx.out.json {
@@ -182,19 +181,10 @@ impl ProvidersCmd {
         let mut t = table(&["provider", "usable", "why", ""]);
         for r in &rows {
             t.add_row(vec![
-                format!(
-                    "{}/{}",
-                    r["provider"].as_str().unwrap_or(""),
-                    r["account"].as_str().unwrap_or("")
-                ),
-                if r["usable"] == true { "yes" } else { "no" }.to_string(),
-                r["reason"].as_str().unwrap_or("").to_string(),
-                if r["next"] == true {
-                    "<- next agent"
-                } else {
-                    ""
-                }
-                .to_string(),
+                format!("{}/{}", r.provider, r.account),
+                if r.usable { "yes" } else { "no" }.to_string(),
+                r.reason.clone(),
+                if r.next { "<- next agent" } else { "" }.to_string(),
             ]);
         }
         ctx.out.line(&t.to_string())?;

@@ -1,9 +1,9 @@
 //! `authledger token`
 
 use clap::Args;
-use serde_json::json;
 
 use super::Ctx;
+use super::json::TokenJson;
 use crate::error::Error;
 use crate::types::{Account, Provider};
 
@@ -22,11 +22,11 @@ impl TokenCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let secret = ctx.open()?.access_token(self.provider, &self.account)?;
         if ctx.out.json {
-            ctx.out.json(&json!({
-                "provider": self.provider,
-                "account": self.account,
-                "token": secret.expose_secret(),
-            }))?;
+            ctx.out.json(&TokenJson {
+                provider: self.provider,
+                account: &self.account,
+                token: secret.expose_secret(),
+            })?;
         } else {
             ctx.out.line(secret.expose_secret())?;
         }

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::Ctx;
 use super::args::{self, When};
+use super::json::{UsageRecordedJson, UsageRowJson};
 use super::output::table;
 use crate::error::{Error, exit};
 use crate::quota::UsageRecord;
@@ -81,7 +82,7 @@ impl UsageCmd {
                 }
                 let o = ledger.record_usage(lease_id, &record)?;
                 if ctx.out.json {
-                    ctx.out.json(&o)?;
+                    ctx.out.json(&UsageRecordedJson::from(&o))?;
                 } else {
                     let note = if o.duplicate {
                         " (already recorded)"
@@ -123,6 +124,7 @@ impl UsageCmd {
                 };
                 let rows = ledger.usage_report(since, group)?;
                 if ctx.out.json {
+                    let rows: Vec<_> = rows.iter().map(UsageRowJson::from).collect();
                     return ctx.out.json(&rows).map(|_| 0);
                 }
                 let mut t = table(&["key", "input", "output", "total", "requests", "records"]);

@@ -53,7 +53,7 @@ fn leases(home: &Home) -> Vec<Value> {
 fn lease(home: &Home, id: &str) -> Value {
     leases(home)
         .into_iter()
-        .find(|l| l["id"] == id)
+        .find(|l| l["lease_id"] == id)
         .unwrap_or_else(|| panic!("no lease {id} in `lease list --all`"))
 }
 
@@ -296,7 +296,7 @@ fn assert_session_vars(home: &Home, env: &BTreeMap<String, String>, agent: &str,
         env.get("ACTIVE_AUTH_PROVIDER").map(String::as_str),
         Some(provider)
     );
-    let expires = chrono::DateTime::from_timestamp_millis(l["expires_at"].as_i64().unwrap())
+    let expires = chrono::DateTime::from_timestamp_millis(l["expires_at_ms"].as_i64().unwrap())
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(
@@ -304,7 +304,10 @@ fn assert_session_vars(home: &Home, env: &BTreeMap<String, String>, agent: &str,
         Some(&expires),
         "the lease's expiry: {l}"
     );
-    let allocated = l["allocated"].as_i64().expect("allocated").to_string();
+    let allocated = l["allocated_tokens"]
+        .as_i64()
+        .expect("allocated")
+        .to_string();
     match provider {
         "claude" => {
             assert_eq!(env.get("CLAUDE_AGENT_ID").map(String::as_str), Some(agent));
@@ -964,7 +967,7 @@ fn a_killed_run_leaves_a_lease_that_cleanup_reclaims_after_its_ttl() {
 
     let l = lease(&home, &id);
     assert_eq!(l["state"], "active", "nobody released it: {l}");
-    assert_eq!(l["expires_at"], T0 + 10 * MINUTE, "{l}");
+    assert_eq!(l["expires_at_ms"], T0 + 10 * MINUTE, "{l}");
 
     let before = json_at(&home, T0 + 10 * MINUTE - 1, &["cleanup"]);
     assert_eq!(before["expired"], 0, "{before}");
@@ -1092,7 +1095,7 @@ fn run_stops_the_agent_when_its_lease_is_reclaimed() {
     wait_until("the agent to start", || scratch.path("env").exists());
     let id = scratch.env()["AUTHLEDGER_LEASE_ID"].clone();
     // Cleanup from outside, a day later on its own clock, reclaims the lease.
-    let day_later = lease(&home, &id)["expires_at"].as_i64().unwrap() + 86_400_000;
+    let day_later = lease(&home, &id)["expires_at_ms"].as_i64().unwrap() + 86_400_000;
     let report = json_at(&home, day_later, &["cleanup"]);
     assert_eq!(report["expired"], 1, "{report}");
     let out = finish(child);
@@ -1473,10 +1476,11 @@ fn a_refused_run_starts_nothing_and_says_when_a_slot_frees() {
     // expiry is when the slot frees at the latest.
     let err = stderr(&out);
     assert!(err.contains("claude"), "{err}");
+    // Messages give times to the second; --json gives them with milliseconds.
+    let frees = held["expires_at"].as_str().unwrap().replace(".000Z", "Z");
     assert!(
-        err.contains(held["expires_at"].as_str().unwrap()),
-        "the refusal says when a slot frees ({}): {err}",
-        held["expires_at"]
+        err.contains(&frees),
+        "the refusal says when a slot frees ({frees}): {err}"
     );
 }
 

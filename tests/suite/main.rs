@@ -16,6 +16,7 @@ mod migrations;
 mod oauth;
 mod processes;
 mod select;
+mod snapshots;
 mod vault_files;
 mod vault_secrets;
 mod windows;

@@ -297,7 +297,7 @@ fn a_full_login_checks_pkce_redirect_uri_and_client_id() {
     assert_eq!(c["source"], "oauth");
     assert_eq!(c["status"], "ok");
     assert_eq!(c["refreshable"], true);
-    assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_eq!(c["expires_at_ms"], T0 + 3600 * SECOND);
     assert_eq!(c["scopes"], serde_json::json!(["openid", "offline_access"]));
     assert_no_secret_shown(&home, &access);
     assert_redacts(&c["redacted"], &access);
@@ -335,7 +335,7 @@ fn a_login_without_refresh_token_or_expiry_is_stored_without_expiry() {
     let access = server.access_tokens()[0].clone();
     let c = credential(&home, "openai");
     assert_eq!(c["kind"], "oauth", "{c}");
-    assert_eq!(c["expires_at"], Value::Null);
+    assert_eq!(c["expires_at_ms"], Value::Null);
     assert_eq!(c["refreshable"], false);
     // With no expiry there is nothing to refresh, even a year later.
     let out = token_at(&home, T0 + 365 * 24 * 3600 * SECOND);
@@ -372,7 +372,7 @@ fn a_pasted_code_and_state_or_redirect_url_completes_the_login() {
         assert_eq!(server.token_requests("authorization_code").len(), 1);
         let c = credential(&home, "openai");
         assert_eq!(c["kind"], "oauth", "{c}");
-        assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+        assert_eq!(c["expires_at_ms"], T0 + 3600 * SECOND);
         assert_redacts(&c["redacted"], &server.access_tokens()[0]);
     }
 }
@@ -597,7 +597,7 @@ fn a_setup_token_is_stored_as_a_max_oauth_credential() {
     assert_eq!(c["kind"], "oauth", "{c}");
     assert_eq!(c["tier"], "max");
     assert_eq!(c["source"], "setup-token");
-    assert_eq!(c["expires_at"], Value::Null);
+    assert_eq!(c["expires_at_ms"], Value::Null);
     assert_eq!(c["refreshable"], false);
     assert_redacts(&c["redacted"], token);
     let out = home.run(&["token", "claude"]);
@@ -653,7 +653,7 @@ fn a_device_login_shows_the_code_and_stores_the_tokens() {
 
     let c = credential(&home, "openai");
     assert_eq!(c["kind"], "oauth", "{c}");
-    assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+    assert_eq!(c["expires_at_ms"], T0 + 3600 * SECOND);
     assert_eq!(c["account_id"], server.account_ids()[0].as_str(), "{c}");
     assert_redacts(&c["redacted"], &server.access_tokens()[0]);
     assert_eq!(audit(&home, "login").len(), 1);
@@ -724,7 +724,7 @@ fn logged_in_near_expiry(server: &OAuthServer) -> (Home, String, String) {
     login(&home, server);
     server.set(|m| m.expires_in = Some(3600));
     let c = credential(&home, "openai");
-    assert_eq!(c["expires_at"], T0 + 120 * SECOND, "{c}");
+    assert_eq!(c["expires_at_ms"], T0 + 120 * SECOND, "{c}");
     (
         home,
         server.access_tokens()[0].clone(),
@@ -795,8 +795,8 @@ fn sixteen_processes_refresh_once() {
         assert_eq!(rows.len(), 1, "round {round}: {rows:?}");
         assert_eq!(rows[0]["detail"]["outcome"], "ok");
         let c = credential(&home, "openai");
-        assert_eq!(c["refreshed_at"], T0, "{c}");
-        assert_eq!(c["expires_at"], T0 + 3600 * SECOND);
+        assert_eq!(c["refreshed_at_ms"], T0, "{c}");
+        assert_eq!(c["expires_at_ms"], T0 + 3600 * SECOND);
         assert_eq!(c["status"], "ok");
         assert_redacts(&c["redacted"], &new);
         assert!(refresh_claims(&home).is_empty(), "the claim was released");
@@ -924,7 +924,7 @@ fn a_killed_claimer_is_taken_over_after_its_claim_expires() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["detail"]["outcome"], "ok");
     assert_eq!(
-        credential_at(&home, T0 + 31 * SECOND, "openai")["refreshed_at"],
+        credential_at(&home, T0 + 31 * SECOND, "openai")["refreshed_at_ms"],
         T0 + 31 * SECOND
     );
 }
@@ -966,7 +966,7 @@ fn a_refresh_in_flight_never_overwrites_a_newer_login() {
         assert_redacts(&c["redacted"], &new);
         assert_eq!(c["account_id"], new_account.as_str(), "{c}");
         assert_eq!(c["status"], "ok", "refused={refused}: {c}");
-        assert_eq!(c["refreshed_at"], Value::Null, "no refresh on top: {c}");
+        assert_eq!(c["refreshed_at_ms"], Value::Null, "no refresh on top: {c}");
         let rows = audit(&home, "refresh");
         assert_eq!(rows.len(), 1, "{rows:?}");
         let expected = if refused {
@@ -1182,7 +1182,7 @@ fn the_daemon_refreshes_a_token_ahead_of_expiry_once() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["detail"]["outcome"], "ok");
     assert_eq!(
-        credential(&home, "openai")["expires_at"],
+        credential(&home, "openai")["expires_at_ms"],
         T0 + 3600 * SECOND
     );
 }

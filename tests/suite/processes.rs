@@ -369,7 +369,7 @@ fn killed_processes_leak_nothing_after_ttl() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["id"].as_str().unwrap().to_string())
+        .map(|l| l["lease_id"].as_str().unwrap().to_string())
         .filter(|id| *id != holder)
         .collect();
     let targets = &targets[..targets.len() / 2];
@@ -444,7 +444,7 @@ fn killed_processes_leak_nothing_after_ttl() {
     let active = active.as_array().unwrap();
     let held: i64 = active
         .iter()
-        .map(|l| l["allocated"].as_i64().unwrap() - l["used"].as_i64().unwrap())
+        .map(|l| l["allocated_tokens"].as_i64().unwrap() - l["used_tokens"].as_i64().unwrap())
         .sum();
     let q = claude_quota(&home, T0);
     assert_eq!(q["reserved"], held, "reserved vs active leases: {q}");
@@ -455,7 +455,7 @@ fn killed_processes_leak_nothing_after_ttl() {
         leases,
         active.len()
     );
-    assert!(active.iter().any(|l| l["id"] == holder.as_str()));
+    assert!(active.iter().any(|l| l["lease_id"] == holder.as_str()));
 
     // Nothing expires a millisecond early.
     let early = json_at(&home, T0 + 10 * MINUTE - 1, &["cleanup"]);
@@ -472,7 +472,10 @@ fn killed_processes_leak_nothing_after_ttl() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let was_active: HashSet<&str> = active.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let was_active: HashSet<&str> = active
+        .iter()
+        .map(|l| l["lease_id"].as_str().unwrap())
+        .collect();
     assert_eq!(reclaimed, was_active);
     let q = claude_quota(&home, at_ttl);
     assert_eq!(q["reserved"], 0, "{q}");
@@ -595,7 +598,7 @@ fn daemon_reclaims_and_stops_on_sigterm() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|l| l["id"] == id.as_str())
+        .find(|l| l["lease_id"] == id.as_str())
         .expect("lease listed");
     assert_eq!(lease["state"], "expired", "{lease}");
 }

@@ -172,7 +172,7 @@ fn assert_stored(home: &Home, provider: &str, account: &str, e: &Expect<'_>, wha
     assert_eq!(c["kind"], e.kind, "{what}: kind in {c}");
     assert_eq!(c["tier"], e.tier, "{what}: tier in {c}");
     assert_eq!(
-        c["expires_at"].as_i64(),
+        c["expires_at_ms"].as_i64(),
         e.expires_at,
         "{what}: expires_at in {c}"
     );
@@ -1037,7 +1037,7 @@ fn comparable(c: &Value) -> Value {
     serde_json::json!({
         "kind": c["kind"],
         "tier": c["tier"],
-        "expires_at": c["expires_at"],
+        "expires_at_ms": c["expires_at_ms"],
         "redacted": c["redacted"],
         "account_id": c["account_id"],
         "refreshable": c["refreshable"],
@@ -1105,7 +1105,7 @@ fn a_chatgpt_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     assert_eq!(same(&again), same(&original));
     assert_eq!(again["kind"], "oauth");
     assert_eq!(again["tier"], "chatgpt");
-    assert_eq!(again["expires_at"].as_i64(), Some(FIXTURE_EXPIRY));
+    assert_eq!(again["expires_at_ms"].as_i64(), Some(FIXTURE_EXPIRY));
 
     // One `export` audit row, about openai/default, without any secret.
     let (rows, text) = audit_rows(&home, "export");
@@ -1235,7 +1235,7 @@ fn an_api_key_export_has_codex_shape_and_reads_back_as_the_same_credential() {
     assert_eq!(comparable(&again), comparable(&original));
     assert_eq!(again["kind"], "api_key");
     assert_eq!(again["tier"], "api");
-    assert!(again["expires_at"].is_null());
+    assert!(again["expires_at_ms"].is_null());
     assert_eq!(again["redacted"], "sk-proj-…7890");
 
     let (rows, text) = audit_rows(&home, "export");

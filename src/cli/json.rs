@@ -1,0 +1,825 @@
+//! What `--json` prints: one documented struct per output, owned by the CLI, so the machine
+//! contract does not change when a storage record, a library type or the wire protocol does.
+//!
+//! One convention for times, across every command: a time field `x` is an RFC 3339 UTC string
+//! with milliseconds (`"2026-11-23T10:00:00.000Z"`), and `x_ms` beside it is the same instant
+//! in epoch milliseconds (the form scripts read before the strings existed). Durations are
+//! `_ms` integers (`ttl_ms`). A time that may be missing is `null` in both fields.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::audit::{Anchor, VerifyReport};
+use crate::ledger::{CodexExport, KeyRotation, LogoutReport};
+use crate::quota::{CleanupReport, Denial, DenyReason, QuotaStatus, UsageOutcome, WindowStatus};
+use crate::records::{AuditEntry, HealthRecord, Lease, Limits, UsageSummary};
+use crate::select::{Decision, Verdict};
+use crate::types::{Account, AgentId, LeaseId, LeaseState, Millis, Provider, WindowKind};
+use crate::vault::{CredentialKind, CredentialSummary, Tier};
+
+/// An instant as the JSON convention writes it: RFC 3339, UTC, milliseconds.
+pub fn time(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn opt_time(ms: Option<Millis>) -> Option<String> {
+    ms.map(time)
+}
+
+/// A lease, the same in every command that prints one (`lease acquire|renew|release|list`,
+/// and `run` on stderr).
+#[derive(Debug, Serialize)]
+pub struct LeaseJson {
+    /// The lease's id (what `renew`, `release`, `usage record` and `env` take).
+    pub lease_id: LeaseId,
+    /// Fencing number: a later lease always has a larger one (`--fence N` checks it).
+    pub fence: i64,
+    /// Who holds it.
+    pub agent: AgentId,
+    /// On which provider.
+    pub provider: Provider,
+    /// On which account of the provider.
+    pub account: Account,
+    /// Tokens reserved for it at acquire.
+    pub allocated_tokens: i64,
+    /// Tokens recorded against it so far.
+    pub used_tokens: i64,
+    /// `active`, `released`, `expired` or `revoked`.
+    pub state: LeaseState,
+    /// Time to live, restarted by each renew.
+    pub ttl_ms: i64,
+    /// When it was granted.
+    pub created_at: String,
+    /// `created_at` in epoch milliseconds.
+    pub created_at_ms: Millis,
+    /// When it expires unless renewed.
+    pub expires_at: String,
+    /// `expires_at` in epoch milliseconds.
+    pub expires_at_ms: Millis,
+    /// The last acquire or renew.
+    pub heartbeat_at: String,
+    /// `heartbeat_at` in epoch milliseconds.
+    pub heartbeat_at_ms: Millis,
+    /// When it ended, if it has.
+    pub ended_at: Option<String>,
+    /// `ended_at` in epoch milliseconds.
+    pub ended_at_ms: Option<Millis>,
+    /// Why it ended (`released`, `ttl`, `idle`, …), if it has.
+    pub end_reason: Option<String>,
+}
+
+impl From<&Lease> for LeaseJson {
+    fn from(l: &Lease) -> Self {
+        LeaseJson {
+            lease_id: l.id.clone(),
+            fence: l.fence,
+            agent: l.agent.clone(),
+            provider: l.provider,
+            account: l.account.clone(),
+            allocated_tokens: l.allocated,
+            used_tokens: l.used,
+            state: l.state,
+            ttl_ms: l.ttl_ms,
+            created_at: time(l.created_at),
+            created_at_ms: l.created_at,
+            expires_at: time(l.expires_at),
+            expires_at_ms: l.expires_at,
+            heartbeat_at: time(l.heartbeat_at),
+            heartbeat_at_ms: l.heartbeat_at,
+            ended_at: opt_time(l.ended_at),
+            ended_at_ms: l.ended_at,
+            end_reason: l.end_reason.clone(),
+        }
+    }
+}
+
+/// `lease acquire` (and `run`'s first stderr line): the lease and why it went where it did.
+#[derive(Debug, Serialize)]
+pub struct AcquiredJson {
+    /// The lease granted.
+    #[serde(flatten)]
+    pub lease: LeaseJson,
+    /// Why this provider account was chosen.
+    pub reason: String,
+    /// Whether it is a fallback from the account that would have been first.
+    pub fallback: bool,
+}
+
+impl AcquiredJson {
+    /// The lease with the selection's decision.
+    pub fn new(lease: &Lease, decision: &Decision) -> Self {
+        AcquiredJson {
+            lease: lease.into(),
+            reason: decision.reason.clone(),
+            fallback: decision.fallback_from.is_some(),
+        }
+    }
+}
+
+/// `lease release`: the lease as it ended and what went back.
+#[derive(Debug, Serialize)]
+pub struct ReleasedJson {
+    /// The lease as it ended.
+    #[serde(flatten)]
+    pub lease: LeaseJson,
+    /// Unused tokens returned to the windows.
+    pub returned_tokens: i64,
+}
+
+/// One window of one account in `quota` and `status`.
+#[derive(Debug, Serialize)]
+pub struct WindowJson {
+    /// `day`, `5h`, `week` or `minute`.
+    pub kind: WindowKind,
+    /// Its token limit (for the minute window: tokens/min), `null` if not enforced.
+    pub limit: Option<i64>,
+    /// Tokens recorded.
+    pub used: i64,
+    /// Tokens held by active leases and not yet used.
+    pub reserved: i64,
+    /// What a new lease could still get (0 when over), `null` without a limit.
+    pub remaining: Option<i64>,
+    /// `(used + reserved) / limit` in percent, `null` without a limit.
+    pub percent: Option<f64>,
+    /// Requests recorded (the minute window's figure is what requests/min counts).
+    pub requests: i64,
+    /// When the window ends (`null` for a window counted from first use, not yet started).
+    pub resets_at: Option<String>,
+    /// `resets_at` in epoch milliseconds.
+    pub resets_at_ms: Option<Millis>,
+}
+
+impl From<&WindowStatus> for WindowJson {
+    fn from(w: &WindowStatus) -> Self {
+        WindowJson {
+            kind: w.kind,
+            limit: w.limit,
+            used: w.used,
+            reserved: w.reserved,
+            remaining: w.remaining,
+            percent: w.percent,
+            requests: w.requests,
+            resets_at: opt_time(w.resets_at),
+            resets_at_ms: w.resets_at,
+        }
+    }
+}
+
+/// `quota`: one provider account. The top-level figures are the daily window's.
+#[derive(Debug, Serialize)]
+pub struct QuotaJson {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// Daily token limit.
+    pub limit: i64,
+    /// Tokens used today.
+    pub used: i64,
+    /// Tokens reserved today by active leases.
+    pub reserved: i64,
+    /// Tokens a new lease could still get today.
+    pub remaining: i64,
+    /// Today's used plus reserved, in percent of the limit.
+    pub percent: f64,
+    /// Leases active now.
+    pub active_leases: i64,
+    /// Leases allowed at once.
+    pub concurrent_limit: i64,
+    /// When today's window resets.
+    pub resets_at: String,
+    /// `resets_at` in epoch milliseconds.
+    pub resets_at_ms: Millis,
+    /// Requests/min limit, if any.
+    pub rpm: Option<i64>,
+    /// Every window, day first.
+    pub windows: Vec<WindowJson>,
+}
+
+impl From<&QuotaStatus> for QuotaJson {
+    fn from(q: &QuotaStatus) -> Self {
+        QuotaJson {
+            provider: q.provider,
+            account: q.account.clone(),
+            limit: q.limit,
+            used: q.used,
+            reserved: q.reserved,
+            remaining: q.remaining,
+            percent: q.percent,
+            active_leases: q.active_leases,
+            concurrent_limit: q.concurrent_limit,
+            resets_at: time(q.resets_at),
+            resets_at_ms: q.resets_at,
+            rpm: q.rpm,
+            windows: q.windows.iter().map(WindowJson::from).collect(),
+        }
+    }
+}
+
+/// A stored credential, redacted (`login`, `status`). Never holds a secret.
+#[derive(Debug, Serialize)]
+pub struct CredentialJson {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// `api_key` or `oauth`.
+    pub kind: CredentialKind,
+    /// The plan (`max`, `pro`, `api`, `chatgpt`, …).
+    pub tier: Tier,
+    /// The main secret, redacted (`sk-ant-…f3a9`).
+    pub redacted: String,
+    /// Whether a refresh token is stored.
+    pub refreshable: bool,
+    /// Whether the ledger itself refreshes it.
+    pub ledger_refreshes: bool,
+    /// When the access token expires, if it does.
+    pub expires_at: Option<String>,
+    /// `expires_at` in epoch milliseconds.
+    pub expires_at_ms: Option<Millis>,
+    /// OAuth scopes.
+    pub scopes: Vec<String>,
+    /// The provider's account id, where known.
+    pub account_id: Option<String>,
+    /// Where it came from (`claude-code`, `codex`, `stdin`, `oauth`, …).
+    pub source: String,
+    /// `ok`, `needs_login` or `handed_over`.
+    pub status: String,
+    /// The tool it was handed over to, which refreshes it now.
+    pub handed_over_to: Option<String>,
+    /// When it was stored.
+    pub created_at: String,
+    /// `created_at` in epoch milliseconds.
+    pub created_at_ms: Millis,
+    /// When it last changed.
+    pub updated_at: String,
+    /// `updated_at` in epoch milliseconds.
+    pub updated_at_ms: Millis,
+    /// When an agent last got it.
+    pub last_used_at: Option<String>,
+    /// `last_used_at` in epoch milliseconds.
+    pub last_used_at_ms: Option<Millis>,
+    /// When an OAuth refresh last replaced its tokens.
+    pub refreshed_at: Option<String>,
+    /// `refreshed_at` in epoch milliseconds.
+    pub refreshed_at_ms: Option<Millis>,
+}
+
+impl From<&CredentialSummary> for CredentialJson {
+    fn from(c: &CredentialSummary) -> Self {
+        CredentialJson {
+            provider: c.provider,
+            account: c.account.clone(),
+            kind: c.kind,
+            tier: c.tier,
+            redacted: c.redacted.clone(),
+            refreshable: c.refreshable,
+            ledger_refreshes: c.ledger_refreshes,
+            expires_at: opt_time(c.expires_at),
+            expires_at_ms: c.expires_at,
+            scopes: c.scopes.clone(),
+            account_id: c.account_id.clone(),
+            source: c.source.clone(),
+            status: c.status.clone(),
+            handed_over_to: c.handed_over_to.clone(),
+            created_at: time(c.created_at),
+            created_at_ms: c.created_at,
+            updated_at: time(c.updated_at),
+            updated_at_ms: c.updated_at,
+            last_used_at: opt_time(c.last_used_at),
+            last_used_at_ms: c.last_used_at,
+            refreshed_at: opt_time(c.refreshed_at),
+            refreshed_at_ms: c.refreshed_at,
+        }
+    }
+}
+
+/// `status`: one provider account, its credential and its quota.
+#[derive(Debug, Serialize)]
+pub struct StatusJson {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// The stored credential, redacted (`null` if none).
+    pub credential: Option<CredentialJson>,
+    /// Its quota, as `quota` prints it.
+    pub quota: QuotaJson,
+}
+
+/// `providers`: one account in selection order.
+#[derive(Debug, Serialize)]
+pub struct ProviderJson {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// Whether a lease could be granted on it now (first choice or fallback).
+    pub usable: bool,
+    /// Why not, or `ok`.
+    pub reason: String,
+    /// Whether the next `auto` agent goes here.
+    pub next: bool,
+}
+
+impl ProviderJson {
+    /// A candidate's verdict, and whether it is the next agent's account.
+    pub fn new(v: &Verdict, next: bool) -> Self {
+        ProviderJson {
+            provider: v.provider,
+            account: v.account.clone(),
+            usable: v.problem.is_none() || v.fallback_ok,
+            reason: v.problem.clone().unwrap_or_else(|| "ok".into()),
+            next,
+        }
+    }
+}
+
+/// `logout`: what was removed.
+#[derive(Debug, Serialize)]
+pub struct LogoutJson {
+    /// The provider logged out of.
+    pub provider: Provider,
+    /// The account.
+    pub account: Account,
+    /// The active leases revoked with it.
+    pub revoked: Vec<LeaseId>,
+}
+
+impl From<&LogoutReport> for LogoutJson {
+    fn from(r: &LogoutReport) -> Self {
+        LogoutJson {
+            provider: r.provider,
+            account: r.account.clone(),
+            revoked: r.revoked.clone(),
+        }
+    }
+}
+
+/// `token`: the usable secret (the one output that holds one, by request).
+#[derive(Debug, Serialize)]
+pub struct TokenJson<'a> {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: &'a Account,
+    /// The secret itself.
+    pub token: &'a str,
+}
+
+/// `switch`: the preference now stored.
+#[derive(Debug, Serialize)]
+pub struct SwitchJson {
+    /// `claude`, `openai` or `auto` (none).
+    pub preferred: &'static str,
+}
+
+/// `report`: what the ledger now knows of the account's health.
+#[derive(Debug, Serialize)]
+pub struct HealthJson {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// Selection skips the account until then (`null`: available).
+    pub unavailable_until: Option<String>,
+    /// `unavailable_until` in epoch milliseconds.
+    pub unavailable_until_ms: Option<Millis>,
+    /// Why it is unavailable (`429`, `5xx x3`).
+    pub reason: Option<String>,
+    /// 5xx answers in a row.
+    pub consecutive_errors: i64,
+    /// The last reported HTTP status.
+    pub last_status: Option<i64>,
+    /// The rate-limit headers last reported, as JSON text.
+    pub facts: String,
+    /// When last reported.
+    pub updated_at: String,
+    /// `updated_at` in epoch milliseconds.
+    pub updated_at_ms: Millis,
+}
+
+impl From<&HealthRecord> for HealthJson {
+    fn from(h: &HealthRecord) -> Self {
+        HealthJson {
+            provider: h.provider,
+            account: h.account.clone(),
+            unavailable_until: opt_time(h.unavailable_until),
+            unavailable_until_ms: h.unavailable_until,
+            reason: h.reason.clone(),
+            consecutive_errors: h.consecutive_errors,
+            last_status: h.last_status,
+            facts: h.facts.clone(),
+            updated_at: time(h.updated_at),
+            updated_at_ms: h.updated_at,
+        }
+    }
+}
+
+/// `env --format json`: the agent environment (secrets included, by request).
+#[derive(Debug, Serialize)]
+pub struct EnvJson<'a> {
+    /// Variables to set, by name.
+    pub set: BTreeMap<&'a str, &'a str>,
+    /// Inherited variables to remove.
+    pub unset: &'a [String],
+}
+
+/// `limits set` and `init`: one provider account's limits (`null`: not enforced).
+#[derive(Debug, Serialize)]
+pub struct LimitsJson {
+    /// Whose limits.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// Tokens per day.
+    pub daily_tokens: i64,
+    /// Tokens per 5-hour window from first use.
+    pub window_5h_tokens: Option<i64>,
+    /// Tokens per 7-day window from first use.
+    pub weekly_tokens: Option<i64>,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    /// Leases active at once.
+    pub concurrent: i64,
+    /// The most a fair-share lease may take (`null`: daily ÷ concurrent).
+    pub lease_cap: Option<i64>,
+    /// Minutes after midnight UTC when the daily window starts.
+    pub reset_offset_min: i64,
+    /// When they last changed.
+    pub updated_at: String,
+    /// `updated_at` in epoch milliseconds.
+    pub updated_at_ms: Millis,
+}
+
+impl From<&Limits> for LimitsJson {
+    fn from(l: &Limits) -> Self {
+        LimitsJson {
+            provider: l.provider,
+            account: l.account.clone(),
+            daily_tokens: l.daily_tokens,
+            window_5h_tokens: l.window_5h_tokens,
+            weekly_tokens: l.weekly_tokens,
+            rpm: l.rpm,
+            tpm: l.tpm,
+            concurrent: l.concurrent,
+            lease_cap: l.lease_cap,
+            reset_offset_min: l.reset_offset_min,
+            updated_at: time(l.updated_at),
+            updated_at_ms: l.updated_at,
+        }
+    }
+}
+
+/// `init`: where the ledger is and the limits it starts with.
+#[derive(Debug, Serialize)]
+pub struct InitJson {
+    /// The database file.
+    pub db: PathBuf,
+    /// Its schema version.
+    pub schema_version: i64,
+    /// The limits stored for each provider account.
+    pub limits: Vec<LimitsJson>,
+}
+
+/// `usage record`: what recording did and what the holder should do next.
+#[derive(Debug, Serialize)]
+pub struct UsageRecordedJson {
+    /// The lease.
+    pub lease_id: LeaseId,
+    /// The idempotency key the record is stored under.
+    pub key: String,
+    /// Whether this was a retry of a record already stored (nothing changed).
+    pub duplicate: bool,
+    /// Tokens recorded on the lease so far.
+    pub lease_used: i64,
+    /// Tokens allocated to the lease.
+    pub allocated: i64,
+    /// Whether the allocation is used up: acquire a new lease before going on.
+    pub exhausted: bool,
+    /// The lease's state after recording; anything but `active` means it was lost.
+    pub lease_state: LeaseState,
+}
+
+impl From<&UsageOutcome> for UsageRecordedJson {
+    fn from(o: &UsageOutcome) -> Self {
+        UsageRecordedJson {
+            lease_id: o.lease_id.clone(),
+            key: o.key.clone(),
+            duplicate: o.duplicate,
+            lease_used: o.lease_used,
+            allocated: o.allocated,
+            exhausted: o.exhausted,
+            lease_state: o.lease_state,
+        }
+    }
+}
+
+/// `usage`: one row of the summary.
+#[derive(Debug, Serialize)]
+pub struct UsageRowJson {
+    /// The agent, `provider/account` or UTC day (`YYYY-MM-DD`) this row sums.
+    pub key: String,
+    /// Input tokens.
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Input plus output.
+    pub total: i64,
+    /// Requests.
+    pub requests: i64,
+    /// Usage records summed.
+    pub records: i64,
+}
+
+impl From<&UsageSummary> for UsageRowJson {
+    fn from(r: &UsageSummary) -> Self {
+        UsageRowJson {
+            key: r.key.clone(),
+            input: r.input,
+            output: r.output,
+            total: r.total,
+            requests: r.requests,
+            records: r.records,
+        }
+    }
+}
+
+/// `audit`: one row of the trail.
+#[derive(Debug, Serialize)]
+pub struct AuditRowJson {
+    /// Position in the chain, from 1 without gaps.
+    pub seq: i64,
+    /// When it happened.
+    pub at: String,
+    /// `at` in epoch milliseconds.
+    pub at_ms: Millis,
+    /// The stable action name (`acquire`, `release`, `deny`, …).
+    pub action: String,
+    /// The agent concerned, if any.
+    pub agent: Option<String>,
+    /// The provider concerned, if any.
+    pub provider: Option<String>,
+    /// The account concerned, if any.
+    pub account: Option<String>,
+    /// The lease concerned, if any.
+    pub lease_id: Option<String>,
+    /// Action-specific facts, as a JSON object (never a secret).
+    pub detail: serde_json::Value,
+    /// The row's chain MAC (hex).
+    pub hash: String,
+}
+
+impl From<&AuditEntry> for AuditRowJson {
+    fn from(e: &AuditEntry) -> Self {
+        AuditRowJson {
+            seq: e.seq,
+            at: time(e.at_ms),
+            at_ms: e.at_ms,
+            action: e.action.clone(),
+            agent: e.agent.clone(),
+            provider: e.provider.clone(),
+            account: e.account.clone(),
+            lease_id: e.lease_id.clone(),
+            detail: serde_json::from_str(&e.detail)
+                .unwrap_or_else(|_| serde_json::Value::String(e.detail.clone())),
+            hash: e.hash.clone(),
+        }
+    }
+}
+
+/// `audit verify`: what the walk of the chain found.
+#[derive(Debug, Serialize)]
+pub struct VerifyJson {
+    /// Rows checked before stopping.
+    pub rows: i64,
+    /// Whether the whole chain is intact.
+    pub ok: bool,
+    /// The first bad row's sequence number, if any.
+    pub first_bad_seq: Option<i64>,
+    /// What is wrong with it.
+    pub problem: Option<String>,
+    /// The first keyed row; rows before it are the legacy SHA-256 chain.
+    pub keyed_from: Option<i64>,
+}
+
+impl From<&VerifyReport> for VerifyJson {
+    fn from(r: &VerifyReport) -> Self {
+        VerifyJson {
+            rows: r.rows,
+            ok: r.ok,
+            first_bad_seq: r.first_bad_seq,
+            problem: r.problem.clone(),
+            keyed_from: r.keyed_from,
+        }
+    }
+}
+
+/// `audit anchor`: the trail's head, to keep elsewhere.
+#[derive(Debug, Serialize)]
+pub struct AnchorJson {
+    /// The last row's sequence number.
+    pub seq: i64,
+    /// The last row's MAC (hex).
+    pub mac: String,
+    /// Both as `SEQ:MAC`, what `audit verify --anchor` takes.
+    pub anchor: String,
+}
+
+impl From<&Anchor> for AnchorJson {
+    fn from(a: &Anchor) -> Self {
+        AnchorJson {
+            seq: a.seq,
+            mac: a.mac.clone(),
+            anchor: a.to_string(),
+        }
+    }
+}
+
+/// `cleanup` (and each pass of `daemon`): what was reclaimed.
+#[derive(Debug, Serialize)]
+pub struct CleanupJson {
+    /// Leases whose TTL had run out.
+    pub expired: u64,
+    /// Leases with no heartbeat for the idle time.
+    pub idle: u64,
+    /// Tokens returned to the windows.
+    pub tokens_returned: i64,
+    /// The leases reclaimed.
+    pub leases: Vec<LeaseId>,
+}
+
+impl From<&CleanupReport> for CleanupJson {
+    fn from(r: &CleanupReport) -> Self {
+        CleanupJson {
+            expired: r.expired,
+            idle: r.idle,
+            tokens_returned: r.tokens_returned,
+            leases: r.leases.clone(),
+        }
+    }
+}
+
+/// `daemon --json`: one line on stderr per cleanup pass.
+#[derive(Debug, Serialize)]
+pub struct DaemonCleanupJson {
+    /// When the pass ran.
+    pub at: String,
+    /// `at` in epoch milliseconds.
+    pub at_ms: Millis,
+    /// What it reclaimed.
+    pub cleanup: CleanupJson,
+}
+
+/// `doctor`: one check.
+#[derive(Debug, Serialize)]
+pub struct CheckJson {
+    /// What was checked (`schema`, `integrity`, `permissions <path>`, …).
+    pub check: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// `export codex`: what was written.
+#[derive(Debug, Serialize)]
+pub struct ExportJson {
+    /// The `auth.json` written.
+    pub path: PathBuf,
+    /// Whether the refresh token went with it (Codex refreshes it from now on).
+    pub handed_over: bool,
+    /// Whether the ledger still refreshes the credential.
+    pub refreshable_here: bool,
+    /// When the exported access token expires, if it does.
+    pub expires_at: Option<String>,
+    /// `expires_at` in epoch milliseconds.
+    pub expires_at_ms: Option<Millis>,
+}
+
+impl From<&CodexExport> for ExportJson {
+    fn from(e: &CodexExport) -> Self {
+        ExportJson {
+            path: e.path.clone(),
+            handed_over: e.handed_over,
+            refreshable_here: e.refreshable_here,
+            expires_at: opt_time(e.expires_at),
+            expires_at_ms: e.expires_at,
+        }
+    }
+}
+
+/// `key rotate`: what the rotation did.
+#[derive(Debug, Serialize)]
+pub struct KeyRotationJson {
+    /// How many credentials were re-encrypted.
+    pub credentials: usize,
+    /// The id of the new key.
+    pub key_id: String,
+    /// The ledger's new key file (`null` when the caller holds the key).
+    pub key_file: Option<PathBuf>,
+}
+
+impl From<&KeyRotation> for KeyRotationJson {
+    fn from(r: &KeyRotation) -> Self {
+        KeyRotationJson {
+            credentials: r.credentials,
+            key_id: r.key_id.clone(),
+            key_file: r.key_file.clone(),
+        }
+    }
+}
+
+/// `demo`: how the tour went.
+#[derive(Debug, Serialize)]
+pub struct DemoJson {
+    /// Whether the tour's audit trail verified.
+    pub audit_intact: bool,
+    /// The kept ledger file (`--keep`), else `null`.
+    pub kept: Option<PathBuf>,
+    /// The kept home (ledger and key), else `null`.
+    pub kept_home: Option<PathBuf>,
+    /// The tour's lines, as printed without `--json`.
+    pub tour: Vec<String>,
+}
+
+/// What limit refused, in an error's `denial`.
+#[derive(Debug, Serialize)]
+pub struct DenyReasonJson {
+    /// `budget`, `concurrency`, `requests_per_minute` or `tokens_per_minute`.
+    pub limit: &'static str,
+    /// For `budget`: which window (`day`, `5h`, `week`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowKind>,
+}
+
+/// A refusal, in an error's `denial`: everything a caller needs to decide what to do next.
+#[derive(Debug, Serialize)]
+pub struct DenialJson {
+    /// Which limit refused.
+    pub reason: DenyReasonJson,
+    /// Whose limit.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// What was asked (`null` for a fair share).
+    pub asked: Option<i64>,
+    /// What is available now (tokens, slots or requests, per the reason).
+    pub available: i64,
+    /// The limit in force.
+    pub limit: i64,
+    /// When the limiting window resets or the first slot frees, if known.
+    pub resets_at: Option<String>,
+    /// `resets_at` in epoch milliseconds.
+    pub resets_at_ms: Option<Millis>,
+}
+
+impl From<&Denial> for DenialJson {
+    fn from(d: &Denial) -> Self {
+        let (limit, window) = match d.reason {
+            DenyReason::Budget(w) => ("budget", Some(w)),
+            DenyReason::Concurrency => ("concurrency", None),
+            DenyReason::RequestsPerMinute => ("requests_per_minute", None),
+            DenyReason::TokensPerMinute => ("tokens_per_minute", None),
+        };
+        DenialJson {
+            reason: DenyReasonJson { limit, window },
+            provider: d.provider,
+            account: d.account.clone(),
+            asked: d.asked,
+            available: d.available,
+            limit: d.limit,
+            resets_at: opt_time(d.resets_at),
+            resets_at_ms: d.resets_at,
+        }
+    }
+}
+
+/// Any error with `--json`: one object on stderr.
+#[derive(Debug, Serialize)]
+pub struct ErrorJson<'a> {
+    /// The one-line message.
+    pub error: &'a str,
+    /// The exit code the process ends with.
+    pub exit_code: i32,
+    /// For a quota refusal: what refused and when it frees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<DenialJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(time(1_795_428_000_000), "2026-11-23T10:00:00.000Z");
+        assert_eq!(time(1_795_428_000_042), "2026-11-23T10:00:00.042Z");
+    }
+}

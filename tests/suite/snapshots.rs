@@ -1,0 +1,416 @@
+//! Every command's output, human and `--json`, as committed snapshots on a pinned clock: a
+//! change of output is a visible diff in `tests/suite/snapshots/`. Only what is random (lease
+//! ids, key ids, MACs, temporary paths) is redacted; times are pinned and shown as printed.
+//!
+//! Regenerate after an intended change with `INSTA_UPDATE=always cargo test --test suite
+//! snapshots` and review the diff; with `CI=true` a missing or different snapshot fails.
+
+use std::process::Output;
+
+use crate::common::{Home, T0, code, fixture, stderr, stdout};
+
+const MINUTE: i64 = 60_000;
+
+/// Escapes a literal for a regex filter.
+fn literal(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let meta = "\\.+*?()|[]{}^$#&-~".contains(c);
+            meta.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// Exit code, stdout and stderr of one run, as one snapshot text.
+fn render(out: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        code(out),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+/// A ledger home with the filters that make its outputs stable across runs.
+struct Snap {
+    home: Home,
+    settings: insta::Settings,
+}
+
+impl Snap {
+    fn new(home: Home) -> Snap {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        let path = home.path().to_str().expect("utf-8 temp path").to_string();
+        for (pattern, replacement) in [
+            (literal(&path), "[HOME]"),
+            (r"lease-[0-9a-f]{20}".to_string(), "lease-[ID]"),
+            (r"\b[0-9a-f]{64}\b".to_string(), "[MAC]"),
+            (r"master-[0-9a-f]{16}".to_string(), "master-[KEY_ID]"),
+            (
+                r#""key_id": "[0-9a-f]{16}""#.to_string(),
+                r#""key_id": "[KEY_ID]""#,
+            ),
+            (r"under key [0-9a-f]{16}".to_string(), "under key [KEY_ID]"),
+            (
+                r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}".to_string(),
+                "[UUID]",
+            ),
+            // Fixture secrets are fake, but a snapshot holding token-shaped strings would
+            // teach readers to ignore secret scanners.
+            (r"sk-ant-[A-Za-z0-9_-]{12,}".to_string(), "[SECRET]"),
+            (r"sk-[A-Za-z0-9_-]{20,}".to_string(), "[SECRET]"),
+            (
+                r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*".to_string(),
+                "[JWT]",
+            ),
+        ] {
+            settings.add_filter(&pattern, replacement);
+        }
+        Snap { home, settings }
+    }
+
+    /// Runs `args` at `now` and snapshots exit code, stdout and stderr under `name`.
+    fn at(&self, now: i64, name: &str, args: &[&str]) -> Output {
+        let out = self.home.run_at(now, args);
+        self.record(name, &out);
+        out
+    }
+
+    fn record(&self, name: &str, out: &Output) {
+        let text = render(out);
+        self.settings
+            .bind(|| insta::assert_snapshot!(name.to_string(), text));
+    }
+
+    /// The same command human (`name`) and with `--json` (`name_json`), at `now`; for
+    /// commands that may run twice with the same effect.
+    fn both(&self, now: i64, name: &str, args: &[&str]) {
+        self.at(now, name, args);
+        let mut json = vec!["--json"];
+        json.extend_from_slice(args);
+        self.at(now, &format!("{name}_json"), &json);
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert_eq!(code(out), 0, "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("json stdout")
+}
+
+/// One ledger taken through every command: credentials imported from `fixtures/`, limits,
+/// leases, usage, a denial, a bad input, a fallback, a cleanup, a key rotation.
+#[test]
+fn every_command_output_is_pinned() {
+    let s = Snap::new(Home::empty());
+    s.both(T0, "init", &["init"]);
+    s.at(
+        T0,
+        "login_claude_code",
+        &[
+            "login",
+            "claude",
+            "--from",
+            "claude-code",
+            "--path",
+            &fixture("claude-code-credentials.json"),
+        ],
+    );
+    s.at(
+        T0,
+        "login_codex_json",
+        &[
+            "--json",
+            "login",
+            "openai",
+            "--from",
+            "codex",
+            "--path",
+            &fixture("codex-auth.chatgpt.json"),
+        ],
+    );
+    s.both(
+        T0,
+        "limits_set",
+        &[
+            "limits",
+            "set",
+            "claude",
+            "--daily-tokens",
+            "100000",
+            "--concurrent",
+            "3",
+            "--window-5h",
+            "50000",
+        ],
+    );
+    s.at(
+        T0,
+        "limits_set_openai_json",
+        &[
+            "--json",
+            "limits",
+            "set",
+            "openai",
+            "--daily-tokens",
+            "80000",
+            "--concurrent",
+            "2",
+            "--rpm",
+            "60",
+        ],
+    );
+
+    let out = s.at(
+        T0,
+        "lease_acquire",
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "alpha",
+            "--provider",
+            "claude",
+            "--tokens",
+            "20000",
+        ],
+    );
+    let alpha = stdout(&out).split('\t').next().unwrap().to_string();
+    let beta = json(&s.at(
+        T0,
+        "lease_acquire_json",
+        &[
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "beta",
+            "--provider",
+            "openai",
+            "--tokens",
+            "10000",
+            "--ttl",
+            "10m",
+        ],
+    ))["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.both(T0 + MINUTE, "lease_renew", &["lease", "renew", &alpha]);
+    s.at(
+        T0 + MINUTE,
+        "usage_record",
+        &[
+            "usage", "record", &alpha, "--input", "3000", "--output", "1000", "--key", "k1",
+        ],
+    );
+    s.at(
+        T0 + MINUTE,
+        "usage_record_json",
+        &[
+            "--json", "usage", "record", &beta, "--input", "500", "--output", "250", "--key", "k2",
+        ],
+    );
+
+    // A denial and a bad input, each human and as the --json error object on stderr.
+    s.both(
+        T0 + MINUTE,
+        "error_denied",
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "greedy",
+            "--provider",
+            "claude",
+            "--tokens",
+            "999999",
+        ],
+    );
+    s.both(
+        T0 + MINUTE,
+        "error_bad_input",
+        &["lease", "acquire", "--agent", "x", "--tokens", "-5"],
+    );
+    s.both(
+        T0 + MINUTE,
+        "error_unknown_lease",
+        &["lease", "renew", "lease-00000000000000000000"],
+    );
+
+    // Claude rate-limited: `auto` falls back to OpenAI.
+    s.both(
+        T0 + MINUTE,
+        "report",
+        &[
+            "report",
+            "claude",
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 600",
+        ],
+    );
+    let gamma = json(&s.at(
+        T0 + 2 * MINUTE,
+        "lease_acquire_fallback_json",
+        &[
+            "--json", "lease", "acquire", "--agent", "gamma", "--tokens", "5000",
+        ],
+    ))["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.at(T0 + 2 * MINUTE, "switch", &["switch", "openai"]);
+    s.at(
+        T0 + 2 * MINUTE,
+        "switch_json",
+        &["--json", "switch", "auto"],
+    );
+
+    let now = T0 + 3 * MINUTE;
+    s.both(now, "status", &["status"]);
+    s.both(now, "providers", &["providers"]);
+    s.both(now, "quota", &["quota"]);
+    s.both(now, "lease_list", &["lease", "list"]);
+    for by in ["agent", "provider", "day"] {
+        s.both(now, &format!("usage_by_{by}"), &["usage", "--by", by]);
+    }
+    for format in ["shell", "json", "dotenv"] {
+        s.at(
+            now,
+            &format!("env_{format}"),
+            &["env", &alpha, "--format", format],
+        );
+    }
+    s.both(now, "token", &["token", "claude"]);
+    let codex = |dir: &str| s.home.path().join(dir).to_str().unwrap().to_string();
+    s.at(
+        now,
+        "export_codex",
+        &["export", "codex", "--codex-home", &codex("codex-a")],
+    );
+    s.at(
+        now,
+        "export_codex_json",
+        &[
+            "--json",
+            "export",
+            "codex",
+            "--codex-home",
+            &codex("codex-b"),
+        ],
+    );
+    s.at(now, "lease_release", &["lease", "release", &alpha]);
+    s.at(
+        now,
+        "lease_release_json",
+        &["--json", "lease", "release", &gamma],
+    );
+    // `run` says on stderr which lease its agent runs under.
+    s.at(
+        now,
+        "run_json",
+        &[
+            "--json",
+            "run",
+            "--agent",
+            "runner",
+            "--provider",
+            "openai",
+            "--tokens",
+            "100",
+            "--",
+            "true",
+        ],
+    );
+
+    // beta (TTL 10 min, never renewed) has expired by now.
+    s.at(T0 + 20 * MINUTE, "cleanup_json", &["--json", "cleanup"]);
+    s.at(T0 + 20 * MINUTE, "cleanup", &["cleanup"]);
+    let later = T0 + 21 * MINUTE;
+    s.both(later, "lease_list_all", &["lease", "list", "--all"]);
+    s.both(later, "audit", &["audit"]);
+    s.both(later, "audit_verify", &["audit", "verify"]);
+    s.both(later, "audit_anchor", &["audit", "anchor"]);
+    s.at(later, "key_rotate", &["key", "rotate"]);
+    s.at(later, "key_rotate_json", &["--json", "key", "rotate"]);
+    s.both(later, "doctor", &["doctor"]);
+}
+
+/// Each way of storing a credential confirms what it stored (redacted), and logout says what
+/// it revoked.
+#[test]
+fn login_confirmations_are_pinned() {
+    let s = Snap::new(Home::empty());
+    s.at(
+        T0,
+        "login_opencode",
+        &[
+            "login",
+            "claude",
+            "--from",
+            "opencode",
+            "--path",
+            &fixture("opencode-auth.json"),
+        ],
+    );
+    s.at(
+        T0,
+        "login_opencode_json",
+        &[
+            "--json",
+            "login",
+            "openai",
+            "--from",
+            "opencode",
+            "--path",
+            &fixture("opencode-auth.json"),
+        ],
+    );
+    let key = "sk-ant-api03-snapshotsnapshotsnapshotsnapshot";
+    let out = s.home.run_stdin(
+        &["login", "claude", "--account", "key", "--api-key-stdin"],
+        key,
+    );
+    s.record("login_api_key_stdin", &out);
+    let token = "sk-ant-oat01-snapshotsnapshotsnapshotsnapshot";
+    let out = s.home.run_stdin(
+        &[
+            "--json",
+            "login",
+            "claude",
+            "--account",
+            "setup",
+            "--setup-token",
+        ],
+        token,
+    );
+    s.record("login_setup_token_json", &out);
+    let out = s
+        .home
+        .cmd_at(T0)
+        .env("OPENAI_API_KEY", "sk-proj-snapshotsnapshotsnapshotsnapshot")
+        .args(["login", "openai", "--account", "env", "--from", "env"])
+        .output()
+        .expect("run authledger");
+    s.record("login_env", &out);
+    let acquired = s.home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "claude",
+        "--account",
+        "key",
+    ]);
+    assert_eq!(code(&acquired), 0, "{}", stderr(&acquired));
+    s.at(T0, "logout", &["logout", "claude", "--account", "key"]);
+    s.at(
+        T0,
+        "logout_json",
+        &["--json", "logout", "claude", "--account", "setup"],
+    );
+}
