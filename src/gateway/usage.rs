@@ -1,0 +1,710 @@
+//! Usage metering: what one response cost, read from the response itself.
+//!
+//! A [`Meter`] watches one HTTP response (a JSON body or an event stream) and a
+//! [`SocketMeter`] watches one Codex WebSocket (many requests, one JSON message per event). Both
+//! produce a [`Metered`] record per request, following each API exactly:
+//!
+//! - **Anthropic Messages.** JSON: `id`, `model`, `usage`. SSE: `message_start` carries the id,
+//!   model, input and cache figures and a first output figure; each `message_delta` carries a
+//!   usage that is *cumulative* (the last one is the total: they are never added up), and may
+//!   repeat input or cache fields (the latest non-null value wins); `message_stop` ends it; an
+//!   `error` event may come instead.
+//! - **OpenAI Responses** (SSE, and Codex's WebSocket with the same objects and no `event:`
+//!   lines): `response.created` / `response.in_progress` name the response, and
+//!   `response.completed` | `response.failed` | `response.incomplete` carry the usage; an `error`
+//!   event may come instead.
+//! - **OpenAI Chat Completions.** Stream: `chat.completion.chunk` objects, the usage chunk
+//!   (`choices: []`, with `stream_options.include_usage`), then `[DONE]`. JSON: `usage`.
+//!
+//! # Token accounting
+//! The record uses Anthropic's convention for every API, so figures add up the same way:
+//! `input` is the uncached input only; `cache_read` and `cache_creation` are apart from it, and
+//! the tokens the request consumed are `input + cache_creation + cache_read + output`
+//! ([`Metered::total`]). OpenAI counts cached tokens *inside* its `input_tokens` /
+//! `prompt_tokens`, so for OpenAI `input = input_tokens - cached_tokens` and `cache_read =
+//! cached_tokens`. `reasoning` is a breakdown of `output` (OpenAI counts reasoning tokens inside
+//! `output_tokens`), never added to the total.
+//!
+//! # Design
+//! Streams are cheap to watch: an SSE event whose `event:` name shows it carries no usage
+//! (`content_block_delta`, `response.output_text.delta`, …: almost all of them) is skipped
+//! without being parsed. Unnamed events have their `type` read by a prefix scan of the JSON
+//! (both providers write `"type"` first), falling back to a parse when that fails. Only events
+//! that carry ids or usage are deserialized, into structs that borrow their strings from the
+//! event. JSON bodies are gathered up to a limit and parsed once at the end.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseError, SseEvent, SseParser};
+
+/// The API a request was made to; it decides how its response is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Api {
+    /// Anthropic `POST /v1/messages`.
+    AnthropicMessages,
+    /// OpenAI `POST /v1/responses` (and Codex's WebSocket on `GET /v1/responses`).
+    OpenAiResponses,
+    /// OpenAI `POST /v1/chat/completions`.
+    OpenAiChatCompletions,
+}
+
+impl Api {
+    /// The metered API a request path belongs to (the query string is ignored), or `None` for
+    /// paths that carry no usage, such as `/v1/messages/count_tokens` or `/v1/models`.
+    pub fn for_path(path: &str) -> Option<Api> {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        match path.trim_end_matches('/') {
+            "/v1/messages" => Some(Api::AnthropicMessages),
+            "/v1/responses" => Some(Api::OpenAiResponses),
+            "/v1/chat/completions" => Some(Api::OpenAiChatCompletions),
+            _ => None,
+        }
+    }
+}
+
+/// How a metered request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The response ended normally (Anthropic `message_stop`, Responses `response.completed`,
+    /// Chat Completions `[DONE]`, or a complete JSON body).
+    Completed,
+    /// OpenAI `response.failed`.
+    Failed,
+    /// OpenAI `response.incomplete` (e.g. `max_output_tokens` reached).
+    Incomplete,
+    /// The upstream sent an error event in the stream.
+    Error,
+    /// The stream stopped before its final event: the client disconnected or the upstream
+    /// closed early. The figures are what had been seen (for Anthropic at least the input).
+    Truncated,
+}
+
+impl Outcome {
+    /// A stable lower-case name, for records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Incomplete => "incomplete",
+            Outcome::Error => "error",
+            Outcome::Truncated => "truncated",
+        }
+    }
+}
+
+/// What one request cost, as its response reported it. See the module docs for how `input`
+/// relates to the cache figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metered {
+    /// The model that answered, as the upstream named it.
+    pub model: Option<String>,
+    /// The upstream's id for this response (`msg_…`, `resp_…`, `chatcmpl-…`): the idempotency
+    /// key, so a record delivered twice is counted once.
+    pub upstream_id: Option<String>,
+    /// Uncached input tokens.
+    pub input: u64,
+    /// Output tokens (reasoning included).
+    pub output: u64,
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+    pub cache_creation: u64,
+    /// Input tokens read from the prompt cache (Anthropic `cache_read_input_tokens`, OpenAI
+    /// `cached_tokens`).
+    pub cache_read: u64,
+    /// Reasoning tokens, a part of `output` (OpenAI `reasoning_tokens`).
+    pub reasoning: u64,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// Events (or a body) the meter had to skip because they were too large or not the JSON
+    /// their kind requires. Non-zero means the figures may be low.
+    pub skipped: u32,
+}
+
+impl Metered {
+    /// Every token the request consumed: `input + cache_creation + cache_read + output`.
+    pub fn total(&self) -> u64 {
+        self.input
+            .saturating_add(self.cache_creation)
+            .saturating_add(self.cache_read)
+            .saturating_add(self.output)
+    }
+}
+
+/// Something the meter could not read. The response is still forwarded; the caller decides
+/// what to log or flag, and the final record counts it in [`Metered::skipped`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeterError {
+    /// An SSE event was larger than the limit and was skipped.
+    #[error(transparent)]
+    Sse(#[from] SseError),
+    /// A JSON body was larger than the limit and will not be read.
+    #[error("a response body exceeded {limit} bytes and cannot be metered")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// The meter for one HTTP response. Feed it the chunks the gateway forwards, in order, then
+/// call [`finish`](Meter::finish).
+#[derive(Debug)]
+pub struct Meter {
+    acc: Acc,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Sse(SseParser),
+    Json {
+        buf: Vec<u8>,
+        max: usize,
+        over: bool,
+    },
+}
+
+impl Meter {
+    /// A meter for a response of `api` with this `Content-Type` header value:
+    /// `text/event-stream` is read as SSE, anything else as one JSON body.
+    pub fn for_response(api: Api, content_type: Option<&str>) -> Meter {
+        Meter::with_limit(api, content_type, DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// As [`for_response`](Meter::for_response), with `max_bytes` as the largest SSE event or
+    /// JSON body that will be read.
+    pub fn with_limit(api: Api, content_type: Option<&str>, max_bytes: usize) -> Meter {
+        let body = if is_event_stream(content_type) {
+            Body::Sse(SseParser::new(max_bytes))
+        } else {
+            Body::Json {
+                buf: Vec::new(),
+                max: max_bytes,
+                over: false,
+            }
+        };
+        Meter {
+            acc: Acc::new(api),
+            body,
+        }
+    }
+
+    /// Observes the next chunk of the response body. Errors are reported, not fatal: metering
+    /// continues with what can still be read.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), MeterError> {
+        let mut first_err = None;
+        match &mut self.body {
+            Body::Sse(parser) => {
+                let acc = &mut self.acc;
+                parser.feed(chunk, |item| acc.on_sse(item, &mut first_err));
+            }
+            Body::Json { buf, max, over } => {
+                if *over {
+                    return Ok(());
+                }
+                if buf.len() + chunk.len() > *max {
+                    *over = true;
+                    *buf = Vec::new();
+                    self.acc.skipped += 1;
+                    return Err(MeterError::BodyTooLarge { limit: *max });
+                }
+                buf.extend_from_slice(chunk);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Ends the response: `disconnected` is true when the client went away (or the upstream
+    /// connection broke) before the body ended. Returns `None` when nothing in the response
+    /// was recognised (an error body, an empty or unreadable one).
+    pub fn finish(mut self, disconnected: bool) -> Option<Metered> {
+        match &mut self.body {
+            Body::Sse(parser) => {
+                // A cut stream's last event is read if it is whole; if it is not, that is the
+                // cut, not something the meter failed to read.
+                let acc = &mut self.acc;
+                acc.lenient = disconnected;
+                let mut ignored = None;
+                parser.finish(|item| acc.on_sse(item, &mut ignored));
+            }
+            Body::Json { buf, over, .. } => {
+                if !*over {
+                    self.acc.lenient = disconnected;
+                    self.acc.on_json_body(buf);
+                }
+            }
+        }
+        self.acc.into_metered()
+    }
+}
+
+/// The meter for one Codex WebSocket on `/v1/responses`: each text message is one Responses
+/// event, and each request on the socket ends at its own terminal event, so the socket yields
+/// one record per request.
+#[derive(Debug)]
+pub struct SocketMeter {
+    acc: Acc,
+}
+
+impl Default for SocketMeter {
+    fn default() -> Self {
+        SocketMeter::new()
+    }
+}
+
+impl SocketMeter {
+    /// A meter for a new socket.
+    pub fn new() -> Self {
+        SocketMeter {
+            acc: Acc::new(Api::OpenAiResponses),
+        }
+    }
+
+    /// Observes one text message from the upstream. Returns the request's record when this
+    /// message ended it (`response.completed`, `.failed`, `.incomplete` or `error`).
+    pub fn feed_message(&mut self, text: &[u8]) -> Option<Metered> {
+        self.acc.on_event(b"", text);
+        if self.acc.outcome.is_some() {
+            std::mem::replace(&mut self.acc, Acc::new(Api::OpenAiResponses)).into_metered()
+        } else {
+            None
+        }
+    }
+
+    /// Ends the socket: a request still in flight is returned as [`Outcome::Truncated`].
+    pub fn finish(self) -> Option<Metered> {
+        self.acc.into_metered()
+    }
+}
+
+fn is_event_stream(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// What has been seen of one request so far.
+#[derive(Debug)]
+struct Acc {
+    api: Api,
+    model: Option<String>,
+    id: Option<String>,
+    input: u64,
+    output: u64,
+    cache_creation: u64,
+    cache_read: u64,
+    reasoning: u64,
+    outcome: Option<Outcome>,
+    /// Anything recognised: an id, a usage or an ending.
+    seen: bool,
+    /// Chat Completions: the usage chunk has arrived.
+    chat_usage: bool,
+    skipped: u32,
+    /// The stream was cut: a last event that does not parse is not counted as skipped.
+    lenient: bool,
+}
+
+impl Acc {
+    fn new(api: Api) -> Self {
+        Acc {
+            api,
+            model: None,
+            id: None,
+            input: 0,
+            output: 0,
+            cache_creation: 0,
+            cache_read: 0,
+            reasoning: 0,
+            outcome: None,
+            seen: false,
+            chat_usage: false,
+            skipped: 0,
+            lenient: false,
+        }
+    }
+
+    fn on_sse(&mut self, item: Result<SseEvent<'_>, SseError>, err: &mut Option<MeterError>) {
+        match item {
+            Ok(ev) => self.on_event(ev.event, ev.data),
+            Err(e) => {
+                self.skipped += 1;
+                err.get_or_insert(MeterError::Sse(e));
+            }
+        }
+    }
+
+    /// One event: `name` is the SSE `event:` field (empty when absent), `data` its JSON.
+    fn on_event(&mut self, name: &[u8], data: &[u8]) {
+        if self.api == Api::OpenAiChatCompletions {
+            self.on_chat_chunk(data);
+            return;
+        }
+        let parsed;
+        let kind: &[u8] = if !name.is_empty() {
+            name
+        } else if let Some(k) = peek_type(data) {
+            k
+        } else {
+            match serde_json::from_slice::<Typed<'_>>(data) {
+                Ok(t) => {
+                    parsed = t.kind;
+                    parsed.as_deref().unwrap_or("").as_bytes()
+                }
+                Err(_) => return,
+            }
+        };
+        let ok = match self.api {
+            Api::AnthropicMessages => self.on_anthropic(kind, data),
+            _ => self.on_responses(kind, data),
+        };
+        if !ok {
+            self.skip();
+        }
+    }
+
+    /// Returns false when an event that matters was not the JSON it should be.
+    fn on_anthropic(&mut self, kind: &[u8], data: &[u8]) -> bool {
+        match kind {
+            b"message_start" => {
+                let Ok(ev) = serde_json::from_slice::<AnthropicStart<'_>>(data) else {
+                    return false;
+                };
+                self.seen = true;
+                self.set_id_model(ev.message.id, ev.message.model);
+                if let Some(u) = ev.message.usage {
+                    self.anthropic_usage(&u);
+                }
+            }
+            b"message_delta" => {
+                let Ok(ev) = serde_json::from_slice::<AnthropicDelta>(data) else {
+                    return false;
+                };
+                self.seen = true;
+                if let Some(u) = ev.usage {
+                    self.anthropic_usage(&u);
+                }
+            }
+            b"message_stop" => {
+                self.seen = true;
+                self.end(Outcome::Completed);
+            }
+            b"error" => {
+                self.seen = true;
+                self.end(Outcome::Error);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Latest non-null wins: `message_delta` usage is cumulative, so it replaces.
+    fn anthropic_usage(&mut self, u: &AnthropicUsage) {
+        set(&mut self.input, u.input_tokens);
+        set(&mut self.output, u.output_tokens);
+        set(&mut self.cache_creation, u.cache_creation_input_tokens);
+        set(&mut self.cache_read, u.cache_read_input_tokens);
+    }
+
+    fn on_responses(&mut self, kind: &[u8], data: &[u8]) -> bool {
+        let outcome = match kind {
+            b"response.created" | b"response.in_progress" => {
+                if self.id.is_some() {
+                    return true;
+                }
+                None
+            }
+            b"response.completed" => Some(Outcome::Completed),
+            b"response.failed" => Some(Outcome::Failed),
+            b"response.incomplete" => Some(Outcome::Incomplete),
+            b"error" => {
+                self.seen = true;
+                self.end(Outcome::Error);
+                return true;
+            }
+            _ => return true,
+        };
+        let Ok(ev) = serde_json::from_slice::<ResponsesEvent<'_>>(data) else {
+            return false;
+        };
+        self.seen = true;
+        self.responses_object(ev.response);
+        if let Some(o) = outcome {
+            self.end(o);
+        }
+        true
+    }
+
+    fn responses_object(&mut self, r: ResponseObject<'_>) {
+        self.set_id_model(r.id, r.model);
+        if let Some(u) = r.usage {
+            let cached = u
+                .input_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0);
+            self.openai_usage(
+                u.input_tokens,
+                cached,
+                u.output_tokens,
+                u.output_tokens_details.and_then(|d| d.reasoning_tokens),
+            );
+        }
+    }
+
+    fn openai_usage(
+        &mut self,
+        input: Option<u64>,
+        cached: u64,
+        out: Option<u64>,
+        rsn: Option<u64>,
+    ) {
+        if let Some(i) = input {
+            self.input = i.saturating_sub(cached);
+            self.cache_read = cached;
+        }
+        set(&mut self.output, out);
+        set(&mut self.reasoning, rsn);
+    }
+
+    fn on_chat_chunk(&mut self, data: &[u8]) {
+        if data.trim_ascii() == b"[DONE]" {
+            self.seen = true;
+            self.end(Outcome::Completed);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<ChatObject<'_>>(data) else {
+            self.skip();
+            return;
+        };
+        self.chat_object(chunk);
+    }
+
+    fn chat_object(&mut self, c: ChatObject<'_>) {
+        if c.error.is_some() {
+            self.seen = true;
+            self.end(Outcome::Error);
+            return;
+        }
+        if c.id.is_some() || c.usage.is_some() {
+            self.seen = true;
+        }
+        self.set_id_model(c.id, c.model);
+        if let Some(u) = c.usage {
+            self.chat_usage = true;
+            let cached = u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0);
+            self.openai_usage(
+                u.prompt_tokens,
+                cached,
+                u.completion_tokens,
+                u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            );
+        }
+    }
+
+    fn on_json_body(&mut self, body: &[u8]) {
+        match self.api {
+            Api::AnthropicMessages => {
+                let Ok(m) = serde_json::from_slice::<AnthropicMessage<'_>>(body) else {
+                    self.skip();
+                    return;
+                };
+                if m.kind.as_deref() == Some("error") || m.id.is_none() {
+                    return;
+                }
+                self.seen = true;
+                self.set_id_model(m.id, m.model);
+                if let Some(u) = m.usage {
+                    self.anthropic_usage(&u);
+                }
+                self.end(Outcome::Completed);
+            }
+            Api::OpenAiResponses => {
+                let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) else {
+                    self.skip();
+                    return;
+                };
+                if r.id.is_none() {
+                    return;
+                }
+                let outcome = match r.status.as_deref() {
+                    Some("failed") => Outcome::Failed,
+                    Some("incomplete") => Outcome::Incomplete,
+                    _ => Outcome::Completed,
+                };
+                self.seen = true;
+                self.responses_object(r);
+                self.end(outcome);
+            }
+            Api::OpenAiChatCompletions => {
+                let Ok(c) = serde_json::from_slice::<ChatObject<'_>>(body) else {
+                    self.skip();
+                    return;
+                };
+                if c.id.is_none() {
+                    return;
+                }
+                self.chat_object(c);
+                self.end(Outcome::Completed);
+            }
+        }
+    }
+
+    fn set_id_model(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
+        if let Some(id) = id
+            && self.id.is_none()
+        {
+            self.id = Some(id.into_owned());
+        }
+        if let Some(m) = model
+            && self.model.as_deref() != Some(&*m)
+        {
+            self.model = Some(m.into_owned());
+        }
+    }
+
+    fn skip(&mut self) {
+        if !self.lenient {
+            self.skipped += 1;
+        }
+    }
+
+    /// The first ending wins: an `error` after `message_stop` does not undo it.
+    fn end(&mut self, outcome: Outcome) {
+        self.outcome.get_or_insert(outcome);
+    }
+
+    fn into_metered(self) -> Option<Metered> {
+        if !self.seen {
+            return None;
+        }
+        let outcome = match self.outcome {
+            Some(o) => o,
+            // Chat Completions has nothing after the usage chunk but `[DONE]`.
+            None if self.chat_usage => Outcome::Completed,
+            None => Outcome::Truncated,
+        };
+        Some(Metered {
+            model: self.model,
+            upstream_id: self.id,
+            input: self.input,
+            output: self.output,
+            cache_creation: self.cache_creation,
+            cache_read: self.cache_read,
+            reasoning: self.reasoning,
+            outcome,
+            skipped: self.skipped,
+        })
+    }
+}
+
+fn set(field: &mut u64, value: Option<u64>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// The `type` of a JSON object whose first member is `"type"` with a plain string value, read
+/// without parsing the rest; `None` when the object is written any other way.
+fn peek_type(data: &[u8]) -> Option<&[u8]> {
+    let rest = data.trim_ascii_start().strip_prefix(b"{")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"type\"")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = memchr::memchr(b'"', rest)?;
+    let value = &rest[..end];
+    (memchr::memchr(b'\\', value).is_none()).then_some(value)
+}
+
+#[derive(Deserialize)]
+struct Typed<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicStart<'a> {
+    #[serde(borrow)]
+    message: AnthropicMessage<'a>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta {
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    input_tokens: Option<u64>,
+    input_tokens_details: Option<CachedDetails>,
+    output_tokens: Option<u64>,
+    output_tokens_details: Option<ReasoningDetails>,
+}
+
+#[derive(Deserialize)]
+struct ResponseObject<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    usage: Option<ResponsesUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesEvent<'a> {
+    #[serde(borrow)]
+    response: ResponseObject<'a>,
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<CachedDetails>,
+    completion_tokens_details: Option<ReasoningDetails>,
+}
+
+#[derive(Deserialize)]
+struct ChatObject<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<ChatUsage>,
+    error: Option<serde::de::IgnoredAny>,
+}
