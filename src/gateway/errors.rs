@@ -129,3 +129,101 @@ fn openai(refusal: Refusal) -> ErrorReply {
         Refusal::Unmeterable => ErrorReply::openai(503, "server_error", None, UNMETERABLE),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn body(r: &ErrorReply) -> Value {
+        serde_json::from_str(&r.body).expect("JSON")
+    }
+
+    #[test]
+    fn anthropic_refusals_use_anthropics_error_shape_and_status() {
+        let cases = [
+            (Refusal::UnknownToken, 401, "authentication_error", None),
+            (
+                Refusal::RateLimited {
+                    retry_after_secs: 3600,
+                },
+                429,
+                "rate_limit_error",
+                Some(3600),
+            ),
+            (Refusal::QuotaExhausted, 429, "rate_limit_error", None),
+            (Refusal::Unmeterable, 503, "api_error", None),
+        ];
+        for (refusal, status, kind, retry) in cases {
+            let r = ErrorReply::refuse(Api::AnthropicMessages, refusal);
+            assert_eq!(
+                (r.status, r.retry_after_secs),
+                (status, retry),
+                "{refusal:?}"
+            );
+            let b = body(&r);
+            assert_eq!(b["type"], "error");
+            assert_eq!(b["error"]["type"], kind);
+            assert!(
+                b["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+            assert_eq!(b.as_object().map(|o| o.len()), Some(2));
+        }
+    }
+
+    #[test]
+    fn openai_refusals_use_openais_error_shape_and_status() {
+        let cases = [
+            (
+                Refusal::UnknownToken,
+                401,
+                "invalid_request_error",
+                json!("invalid_api_key"),
+            ),
+            (
+                Refusal::RateLimited {
+                    retry_after_secs: 60,
+                },
+                429,
+                "tokens",
+                json!("rate_limit_exceeded"),
+            ),
+            (
+                Refusal::QuotaExhausted,
+                429,
+                "insufficient_quota",
+                json!("insufficient_quota"),
+            ),
+            (Refusal::Unmeterable, 503, "server_error", Value::Null),
+        ];
+        for api in [Api::OpenAiResponses, Api::OpenAiChatCompletions] {
+            for (refusal, status, kind, code) in cases.clone() {
+                let r = ErrorReply::refuse(api, refusal);
+                assert_eq!(r.status, status, "{refusal:?}");
+                let b = body(&r);
+                let e = &b["error"];
+                assert_eq!((&e["type"], &e["code"]), (&json!(kind), &code));
+                assert_eq!(e["param"], Value::Null);
+                assert!(e.as_object().is_some_and(|o| o.contains_key("param")));
+                assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+            }
+        }
+        let r = ErrorReply::refuse(
+            Api::OpenAiResponses,
+            Refusal::RateLimited {
+                retry_after_secs: 60,
+            },
+        );
+        assert_eq!(r.retry_after_secs, Some(60));
+    }
+
+    #[test]
+    fn messages_are_escaped_as_json() {
+        let r = ErrorReply::anthropic(400, "invalid_request_error", "a \"quoted\"\nline");
+        assert_eq!(body(&r)["error"]["message"], "a \"quoted\"\nline");
+        let r = ErrorReply::openai(400, "invalid_request_error", None, "back\\slash");
+        assert_eq!(body(&r)["error"]["message"], "back\\slash");
+    }
+}

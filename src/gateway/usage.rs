@@ -708,3 +708,434 @@ struct ChatObject<'a> {
     usage: Option<ChatUsage>,
     error: Option<serde::de::IgnoredAny>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANTHROPIC_SSE: &str = include_str!("../../fixtures/gateway/anthropic-messages.sse");
+    const RESPONSES_SSE: &str = include_str!("../../fixtures/gateway/openai-responses.sse");
+    const RESPONSES_WS: &str = include_str!("../../fixtures/gateway/openai-responses.ws.jsonl");
+    const CHAT_SSE: &str = include_str!("../../fixtures/gateway/openai-chat.sse");
+    const SSE: Option<&str> = Some("text/event-stream; charset=utf-8");
+
+    fn meter_chunks(api: Api, ct: Option<&str>, chunks: &[&[u8]], cut: bool) -> Option<Metered> {
+        let mut m = Meter::for_response(api, ct);
+        for c in chunks {
+            m.feed(c).expect("nothing oversized");
+        }
+        m.finish(cut)
+    }
+
+    fn meter(api: Api, ct: Option<&str>, body: &str) -> Option<Metered> {
+        meter_chunks(api, ct, &[body.as_bytes()], false)
+    }
+
+    /// A small deterministic generator for chunk boundaries (no `rand` in the crate).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    /// The record is the same whole, 1 byte at a time, in random splits and with CRLF or CR
+    /// line endings.
+    fn same_in_any_chunking(api: Api, body: &str) -> Metered {
+        let whole = meter(api, SSE, body).expect("a record");
+        let bytes: Vec<&[u8]> = body.as_bytes().chunks(1).collect();
+        assert_eq!(meter_chunks(api, SSE, &bytes, false).as_ref(), Some(&whole));
+        let mut rng = Lcg(0x5eed);
+        for round in 0..200 {
+            let b = body.as_bytes();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < b.len() {
+                let n = 1 + rng.below(97);
+                chunks.push(&b[at..(at + n).min(b.len())]);
+                at += n;
+            }
+            let got = meter_chunks(api, SSE, &chunks, false);
+            assert_eq!(got.as_ref(), Some(&whole), "round {round}");
+        }
+        for ending in ["\r\n", "\r"] {
+            let other = body.replace('\n', ending);
+            assert_eq!(meter(api, SSE, &other).as_ref(), Some(&whole), "{ending:?}");
+        }
+        whole
+    }
+
+    #[test]
+    fn anthropic_stream_takes_the_last_cumulative_message_delta() {
+        let m = same_in_any_chunking(Api::AnthropicMessages, ANTHROPIC_SSE);
+        let want = Metered {
+            model: Some("claude-sonnet-4-5-20250929".into()),
+            upstream_id: Some("msg_01XFDUDYJgAACzvnptvVoYEL".into()),
+            input: 472,
+            // 95, not 2 + 40 + 95: message_delta usage is cumulative.
+            output: 95,
+            cache_creation: 1830,
+            cache_read: 12044,
+            reasoning: 0,
+            outcome: Outcome::Completed,
+            skipped: 0,
+        };
+        assert_eq!(m, want);
+        assert_eq!(m.total(), 472 + 1830 + 12044 + 95);
+    }
+
+    #[test]
+    fn anthropic_message_delta_input_and_cache_replace_when_present() {
+        let s = "event: message_start\n\
+            data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"m\",\
+            \"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":5,\
+            \"cache_read_input_tokens\":7,\"output_tokens\":1}}}\n\n\
+            event: message_delta\n\
+            data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"input_tokens\":25,\
+            \"cache_read_input_tokens\":null,\"output_tokens\":9}}\n\n\
+            event: message_delta\n\
+            data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":12,\
+            \"cache_creation_input_tokens\":6}}\n\n";
+        let m = meter(Api::AnthropicMessages, SSE, s).expect("a record");
+        assert_eq!(
+            (m.input, m.cache_creation, m.cache_read, m.output),
+            (25, 6, 7, 12)
+        );
+        assert_eq!(m.outcome, Outcome::Truncated, "no message_stop was seen");
+    }
+
+    #[test]
+    fn anthropic_stream_cut_after_message_start_is_charged_the_input() {
+        let cut = ANTHROPIC_SSE
+            .find("event: content_block_delta")
+            .expect("fixture");
+        // Cut in the middle of an event, as a disconnect does.
+        let part = &ANTHROPIC_SSE.as_bytes()[..cut + 40];
+        let m = meter_chunks(Api::AnthropicMessages, SSE, &[part], true).expect("a record");
+        assert_eq!(
+            m.upstream_id.as_deref(),
+            Some("msg_01XFDUDYJgAACzvnptvVoYEL")
+        );
+        assert_eq!(
+            (m.input, m.cache_creation, m.cache_read),
+            (472, 1830, 12044)
+        );
+        assert_eq!(m.output, 2, "the first output figure from message_start");
+        assert_eq!(m.outcome, Outcome::Truncated);
+        assert_eq!(
+            m.skipped, 0,
+            "the cut event is the disconnect, not a bad event"
+        );
+    }
+
+    #[test]
+    fn anthropic_stream_cut_inside_the_last_delta_keeps_the_first_delta() {
+        // Cut inside the last message_delta's JSON: the first delta's figure stands, and the
+        // half event is the disconnect, not a malformed event.
+        let cut = ANTHROPIC_SSE
+            .rfind("event: message_delta")
+            .expect("fixture");
+        let part = &ANTHROPIC_SSE.as_bytes()[..cut + 60];
+        let m = meter_chunks(Api::AnthropicMessages, SSE, &[part], true).expect("a record");
+        assert_eq!(
+            (m.output, m.outcome, m.skipped),
+            (40, Outcome::Truncated, 0)
+        );
+    }
+
+    #[test]
+    fn a_stream_error_then_failed_response_keeps_error_and_the_usage() {
+        let s = RESPONSES_SSE.replace(
+            "event: response.completed",
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\
+             \"message\":\"boom\",\"param\":null}\n\nevent: response.failed",
+        );
+        let m = meter(Api::OpenAiResponses, SSE, &s).expect("a record");
+        assert_eq!((m.outcome, m.output, m.skipped), (Outcome::Error, 311, 0));
+    }
+
+    #[test]
+    fn anthropic_error_event_mid_stream_ends_with_error_and_keeps_the_input() {
+        let cut = ANTHROPIC_SSE
+            .find("event: content_block_stop")
+            .expect("fixture");
+        let s = format!(
+            "{}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\
+             \"overloaded_error\",\"message\":\"Overloaded\"}}}}\n\n",
+            &ANTHROPIC_SSE[..cut]
+        );
+        let m = meter(Api::AnthropicMessages, SSE, &s).expect("a record");
+        assert_eq!((m.input, m.outcome), (472, Outcome::Error));
+    }
+
+    #[test]
+    fn an_empty_or_error_only_stream_gives_no_record_unless_an_error_was_sent() {
+        assert_eq!(meter(Api::AnthropicMessages, SSE, ""), None);
+        assert_eq!(
+            meter(
+                Api::AnthropicMessages,
+                SSE,
+                ": hi\n\nevent: ping\ndata: {}\n\n"
+            ),
+            None
+        );
+        let err = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\"}}\n\n";
+        let m = meter(Api::AnthropicMessages, SSE, err).expect("a record");
+        assert_eq!((m.upstream_id, m.outcome), (None, Outcome::Error));
+    }
+
+    #[test]
+    fn anthropic_json_body_is_metered() {
+        let body = r#"{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant",
+            "model":"claude-opus-4-1-20250805","content":[{"type":"text","text":"Hi! \u00e9"}],
+            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,
+            "cache_creation_input_tokens":0,"cache_read_input_tokens":1536,"output_tokens":503}}"#;
+        let half = body.len() / 2;
+        let chunks = [&body.as_bytes()[..half], &body.as_bytes()[half..]];
+        let json = Some("application/json");
+        let m = meter_chunks(Api::AnthropicMessages, json, &chunks, false).expect("a record");
+        assert_eq!(
+            m.upstream_id.as_deref(),
+            Some("msg_013Zva2CMHLNnXjNJJKqJ2EF")
+        );
+        assert_eq!(m.model.as_deref(), Some("claude-opus-4-1-20250805"));
+        assert_eq!((m.input, m.cache_read, m.output), (2095, 1536, 503));
+        assert_eq!(m.outcome, Outcome::Completed);
+        let error = r#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#;
+        assert_eq!(meter(Api::AnthropicMessages, json, error), None);
+    }
+
+    #[test]
+    fn responses_stream_keeps_cached_tokens_apart_from_input() {
+        let m = same_in_any_chunking(Api::OpenAiResponses, RESPONSES_SSE);
+        let want = Metered {
+            model: Some("gpt-5-codex".into()),
+            upstream_id: Some("resp_68af4030592c81938ec0a5fbab4a3e9f05438e46b5f69a3b".into()),
+            input: 5123 - 4096,
+            output: 311,
+            cache_creation: 0,
+            cache_read: 4096,
+            reasoning: 256,
+            outcome: Outcome::Completed,
+            skipped: 0,
+        };
+        assert_eq!(m, want);
+        assert_eq!(m.total(), 5434, "the total equals OpenAI's total_tokens");
+    }
+
+    #[test]
+    fn responses_stream_cut_before_completion_names_the_response() {
+        let cut = RESPONSES_SSE
+            .find("event: response.completed")
+            .expect("fixture");
+        let part = &RESPONSES_SSE.as_bytes()[..cut + 60];
+        let m = meter_chunks(Api::OpenAiResponses, SSE, &[part], true).expect("a record");
+        assert!(
+            m.upstream_id
+                .as_deref()
+                .is_some_and(|i| i.starts_with("resp_68af"))
+        );
+        assert_eq!((m.total(), m.outcome), (0, Outcome::Truncated));
+    }
+
+    #[test]
+    fn responses_failed_and_incomplete_endings_are_kept_with_their_usage() {
+        for (kind, outcome) in [
+            ("response.failed", Outcome::Failed),
+            ("response.incomplete", Outcome::Incomplete),
+        ] {
+            let s = RESPONSES_SSE.replace("response.completed", kind);
+            let m = meter(Api::OpenAiResponses, SSE, &s).expect("a record");
+            assert_eq!((m.outcome, m.output), (outcome, 311), "{kind}");
+        }
+        let err = "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\
+                   \"message\":\"boom\",\"param\":null,\"sequence_number\":2}\n\n";
+        let cut = RESPONSES_SSE
+            .find("event: response.output_item.added")
+            .expect("fixture");
+        let s = format!("{}{err}", &RESPONSES_SSE[..cut]);
+        let m = meter(Api::OpenAiResponses, SSE, &s).expect("a record");
+        assert_eq!(m.outcome, Outcome::Error);
+        assert!(m.upstream_id.is_some());
+    }
+
+    #[test]
+    fn responses_events_without_names_are_read_by_their_type() {
+        // The SSE transcript without `event:` lines, and with `type` not written first.
+        let unnamed: String = RESPONSES_SSE
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .map(|l| l.replacen("{\"type\":", "{\"x\":0,\"type\":", 1) + "\n")
+            .collect();
+        let m = meter(Api::OpenAiResponses, SSE, &unnamed).expect("a record");
+        assert_eq!(
+            m,
+            meter(Api::OpenAiResponses, SSE, RESPONSES_SSE).expect("a record")
+        );
+    }
+
+    #[test]
+    fn each_request_on_a_codex_websocket_gets_its_own_record() {
+        let mut ws = SocketMeter::new();
+        let records: Vec<Metered> = RESPONSES_WS
+            .lines()
+            .filter_map(|msg| ws.feed_message(msg.as_bytes()))
+            .collect();
+        assert_eq!(ws.finish(), None, "nothing in flight at the end");
+        let ids: Vec<_> = records.iter().map(|r| r.upstream_id.as_deref()).collect();
+        assert_eq!(ids, [Some("resp_warmup_0001"), Some("resp_real_0002")]);
+        // The warm-up is billed for its input.
+        assert_eq!((records[0].input, records[0].output), (4200, 0));
+        let r = &records[1];
+        assert_eq!(
+            (r.input, r.cache_read, r.output, r.reasoning),
+            (4310 - 4096, 4096, 57, 32)
+        );
+        assert!(records.iter().all(|r| r.outcome == Outcome::Completed));
+    }
+
+    #[test]
+    fn a_websocket_closed_mid_request_yields_it_truncated() {
+        let mut ws = SocketMeter::new();
+        let msgs: Vec<&str> = RESPONSES_WS.lines().collect();
+        for msg in &msgs[..4] {
+            ws.feed_message(msg.as_bytes());
+        }
+        let m = ws.finish().expect("the request in flight");
+        assert_eq!(m.upstream_id.as_deref(), Some("resp_real_0002"));
+        assert_eq!(m.outcome, Outcome::Truncated);
+    }
+
+    #[test]
+    fn chat_completions_stream_reads_the_usage_chunk() {
+        let m = same_in_any_chunking(Api::OpenAiChatCompletions, CHAT_SSE);
+        let want = Metered {
+            model: Some("gpt-4o-2024-08-06".into()),
+            upstream_id: Some("chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG".into()),
+            input: 1117 - 1024,
+            output: 46,
+            cache_creation: 0,
+            cache_read: 1024,
+            reasoning: 12,
+            outcome: Outcome::Completed,
+            skipped: 0,
+        };
+        assert_eq!(m, want);
+        assert_eq!(m.total(), 1163);
+    }
+
+    #[test]
+    fn chat_completions_stream_cut_before_usage_is_truncated() {
+        let cut = CHAT_SSE.find(
+            "data: {\"id\":\"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG\",\"object\"\
+            :\"chat.completion.chunk\",\"created\":1741570283,\"model\":\"gpt-4o-2024-08-06\",\
+            \"system_fingerprint\":\"fp_eb9dce56a8\",\"choices\":[],",
+        );
+        let cut = cut.expect("the usage chunk");
+        let part = &CHAT_SSE.as_bytes()[..cut + 10];
+        let m = meter_chunks(Api::OpenAiChatCompletions, SSE, &[part], true).expect("a record");
+        assert_eq!((m.total(), m.outcome), (0, Outcome::Truncated));
+        assert!(m.upstream_id.is_some());
+    }
+
+    #[test]
+    fn chat_completions_json_body_is_metered() {
+        let body = r#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1741569952,
+          "model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant",
+          "content":"Hello!","refusal":null,"annotations":[]},"logprobs":null,
+          "finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,
+          "total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},
+          "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,
+          "accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},
+          "service_tier":"default"}"#;
+        let m = meter(Api::OpenAiChatCompletions, Some("application/json"), body);
+        let m = m.expect("a record");
+        assert_eq!(m.upstream_id.as_deref(), Some("chatcmpl-abc123"));
+        assert_eq!((m.input, m.output, m.outcome), (19, 10, Outcome::Completed));
+    }
+
+    #[test]
+    fn responses_json_body_is_metered_with_its_status() {
+        let body = r#"{"id":"resp_1","object":"response","status":"incomplete",
+          "model":"gpt-5","output":[],"usage":{"input_tokens":300,
+          "input_tokens_details":{"cached_tokens":100},"output_tokens":50,
+          "output_tokens_details":{"reasoning_tokens":40},"total_tokens":350}}"#;
+        let m = meter(Api::OpenAiResponses, None, body).expect("a record");
+        assert_eq!(
+            (m.input, m.cache_read, m.output, m.reasoning, m.outcome),
+            (200, 100, 50, 40, Outcome::Incomplete)
+        );
+    }
+
+    #[test]
+    fn an_oversized_event_is_reported_and_the_rest_still_metered() {
+        let big = format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\
+             \"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
+            "y".repeat(5000)
+        );
+        let at = ANTHROPIC_SSE
+            .find("event: content_block_stop")
+            .expect("fixture");
+        let s = format!("{}{big}{}", &ANTHROPIC_SSE[..at], &ANTHROPIC_SSE[at..]);
+        let mut m = Meter::with_limit(Api::AnthropicMessages, SSE, 4096);
+        let errors: Vec<_> = s
+            .as_bytes()
+            .chunks(700)
+            .filter_map(|c| m.feed(c).err())
+            .collect();
+        assert_eq!(
+            errors,
+            [MeterError::Sse(SseError::EventTooLarge { limit: 4096 })]
+        );
+        let m = m.finish(false).expect("a record");
+        assert_eq!((m.input, m.output, m.skipped), (472, 95, 1));
+        assert_eq!(m.outcome, Outcome::Completed);
+    }
+
+    #[test]
+    fn an_oversized_json_body_is_refused_and_not_buffered() {
+        let mut m = Meter::with_limit(Api::AnthropicMessages, None, 1000);
+        assert_eq!(m.feed(&[b' '; 600]), Ok(()));
+        assert_eq!(
+            m.feed(&[b' '; 600]),
+            Err(MeterError::BodyTooLarge { limit: 1000 })
+        );
+        assert_eq!(m.feed(&[b' '; 600]), Ok(()), "reported once");
+        match &m.body {
+            Body::Json { buf, .. } => assert_eq!(buf.capacity(), 0),
+            Body::Sse(_) => panic!("a JSON meter"),
+        }
+        assert_eq!(m.finish(false), None);
+    }
+
+    #[test]
+    fn a_malformed_event_that_carries_usage_is_counted_as_skipped() {
+        let s = ANTHROPIC_SSE.replacen("\"output_tokens\":95", "\"output_tokens\":-1", 1);
+        let m = meter(Api::AnthropicMessages, SSE, &s).expect("a record");
+        assert_eq!((m.output, m.skipped), (40, 1));
+    }
+
+    #[test]
+    fn content_type_and_path_choose_how_a_response_is_read() {
+        assert!(is_event_stream(Some("text/event-stream")));
+        assert!(is_event_stream(Some("Text/Event-Stream ; charset=utf-8")));
+        assert!(!is_event_stream(Some("application/json")));
+        assert!(!is_event_stream(None));
+        assert_eq!(
+            Api::for_path("/v1/messages?beta=true"),
+            Some(Api::AnthropicMessages)
+        );
+        assert_eq!(Api::for_path("/v1/responses"), Some(Api::OpenAiResponses));
+        assert_eq!(
+            Api::for_path("/v1/chat/completions"),
+            Some(Api::OpenAiChatCompletions)
+        );
+        assert_eq!(Api::for_path("/v1/messages/count_tokens"), None);
+        assert_eq!(Api::for_path("/v1/v1/messages"), None);
+    }
+}
