@@ -18,6 +18,25 @@
 //!   the provider's events into one [`Metered`] record per request;
 //! - [`errors`]: the provider-format error bodies for refusals (401, 429, 503).
 //!
+//! ```
+//! use authledger::gateway::{Api, Meter, Outcome};
+//!
+//! let mut meter = Meter::for_response(Api::AnthropicMessages, Some("text/event-stream"));
+//! // The host forwards each chunk to the agent first, then shows the same bytes to the meter.
+//! for chunk in [
+//!     &b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","[..],
+//!     b"\"model\":\"claude-x\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+//!     b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",
+//!     b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+//! ] {
+//!     meter.feed(chunk)?;
+//! }
+//! let record = meter.finish(false).expect("a metered request");
+//! assert_eq!(record.upstream_id.as_deref(), Some("msg_1"));
+//! assert_eq!((record.input, record.output, record.outcome), (10, 7, Outcome::Completed));
+//! # Ok::<(), authledger::gateway::MeterError>(())
+//! ```
+//!
 //! # Cost on the hot path
 //! The meter runs on every byte an agent receives, so it never delays or copies the bytes it
 //! forwards: the caller forwards a chunk first and hands the same slice to the meter after.

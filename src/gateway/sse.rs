@@ -279,12 +279,10 @@ impl SseParser {
                 self.event.clear();
                 self.event.extend_from_slice(value);
             }
-            b"id" => {
-                if memchr::memchr(0, value).is_none() {
-                    self.id.clear();
-                    self.id.extend_from_slice(value);
-                    self.has_id = true;
-                }
+            b"id" if memchr::memchr(0, value).is_none() => {
+                self.id.clear();
+                self.id.extend_from_slice(value);
+                self.has_id = true;
             }
             _ => {}
         }
