@@ -21,14 +21,19 @@
 //! ```
 //! use authledger::gateway::{Api, Meter, Outcome};
 //!
+//! let stream = concat!(
+//!     "event: message_start\n",
+//!     r#"data: {"type":"message_start","message":{"id":"msg_1","model":"claude-x","#,
+//!     r#""usage":{"input_tokens":10,"output_tokens":1}}}"#,
+//!     "\n\nevent: message_delta\n",
+//!     r#"data: {"type":"message_delta","usage":{"output_tokens":7}}"#,
+//!     "\n\nevent: message_stop\n",
+//!     r#"data: {"type":"message_stop"}"#,
+//!     "\n\n",
+//! );
 //! let mut meter = Meter::for_response(Api::AnthropicMessages, Some("text/event-stream"));
 //! // The host forwards each chunk to the agent first, then shows the same bytes to the meter.
-//! for chunk in [
-//!     &b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","[..],
-//!     b"\"model\":\"claude-x\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
-//!     b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",
-//!     b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-//! ] {
+//! for chunk in stream.as_bytes().chunks(50) {
 //!     meter.feed(chunk)?;
 //! }
 //! let record = meter.finish(false).expect("a metered request");
