@@ -264,8 +264,17 @@ impl SocketMeter {
     }
 
     /// Observes one text message from the upstream. Returns the request's record when this
-    /// message ended it (`response.completed`, `.failed`, `.incomplete` or `error`).
+    /// message ended it (`response.completed`, `.failed`, `.incomplete` or `error`), or the
+    /// previous request's, as [`Outcome::Truncated`], when this message starts a new one
+    /// before the previous one ended.
     pub fn feed_message(&mut self, text: &[u8]) -> Option<Metered> {
+        if self.acc.seen && json_type(text).as_deref() == Some("response.created") {
+            // A new request began before the last one ended: the last one is cut short, and
+            // must not lend its id to the new one.
+            let unfinished = std::mem::replace(&mut self.acc, Acc::new(Api::OpenAiResponses));
+            self.acc.on_event(b"", text);
+            return unfinished.into_metered();
+        }
         self.acc.on_event(b"", text);
         if self.acc.outcome.is_some() {
             std::mem::replace(&mut self.acc, Acc::new(Api::OpenAiResponses)).into_metered()
@@ -345,15 +354,13 @@ impl Acc {
         let parsed;
         let kind: &[u8] = if !name.is_empty() {
             name
-        } else if let Some(k) = peek_type(data) {
-            k
         } else {
-            match serde_json::from_slice::<Typed<'_>>(data) {
-                Ok(t) => {
-                    parsed = t.kind;
-                    parsed.as_deref().unwrap_or("").as_bytes()
+            match json_type(data) {
+                Some(t) => {
+                    parsed = t;
+                    parsed.as_bytes()
                 }
-                Err(_) => return,
+                None => return,
             }
         };
         let ok = match self.api {
@@ -606,6 +613,14 @@ fn set(field: &mut u64, value: Option<u64>) {
     if let Some(v) = value {
         *field = v;
     }
+}
+
+/// The `type` member of a JSON event, read by [`peek_type`] when it can be, else parsed.
+fn json_type(data: &[u8]) -> Option<Cow<'_, str>> {
+    if let Some(k) = peek_type(data) {
+        return std::str::from_utf8(k).ok().map(Cow::Borrowed);
+    }
+    serde_json::from_slice::<Typed<'_>>(data).ok()?.kind
 }
 
 /// The `type` of a JSON object whose first member is `"type"` with a plain string value, read
@@ -1008,6 +1023,28 @@ mod tests {
         let m = ws.finish().expect("the request in flight");
         assert_eq!(m.upstream_id.as_deref(), Some("resp_real_0002"));
         assert_eq!(m.outcome, Outcome::Truncated);
+    }
+
+    #[test]
+    fn a_websocket_request_left_unfinished_does_not_absorb_the_next_one() {
+        let msgs: Vec<&str> = RESPONSES_WS.lines().collect();
+        let mut ws = SocketMeter::new();
+        // The warm-up starts but never ends; the next request runs to completion.
+        let mut records: Vec<Metered> = Vec::new();
+        for msg in [msgs[0], msgs[2], msgs[3], msgs[4], msgs[5]] {
+            records.extend(ws.feed_message(msg.as_bytes()));
+        }
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.upstream_id.as_deref(), r.outcome, r.output))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("resp_warmup_0001"), Outcome::Truncated, 0),
+                (Some("resp_real_0002"), Outcome::Completed, 57),
+            ]
+        );
     }
 
     #[test]
