@@ -169,7 +169,9 @@ enum Body {
 
 impl Meter {
     /// A meter for a response of `api` with this `Content-Type` header value:
-    /// `text/event-stream` is read as SSE, anything else as one JSON body.
+    /// `text/event-stream` is read as SSE, anything else as one JSON body. The meter reads the
+    /// body as the API writes it, so the host must see it uncompressed: forward the request
+    /// with `accept-encoding: identity` (or decode before metering).
     pub fn for_response(api: Api, content_type: Option<&str>) -> Meter {
         Meter::with_limit(api, content_type, DEFAULT_MAX_EVENT_BYTES)
     }
@@ -1093,6 +1095,39 @@ mod tests {
         let m = m.expect("a record");
         assert_eq!(m.upstream_id.as_deref(), Some("chatcmpl-abc123"));
         assert_eq!((m.input, m.output, m.outcome), (19, 10, Outcome::Completed));
+    }
+
+    #[test]
+    fn chat_completions_error_in_the_stream_or_as_the_body() {
+        let cut = CHAT_SSE.find("\n\n").expect("fixture") + 2;
+        let s = format!(
+            "{}data: {{\"error\":{{\"message\":\"overloaded\",\"type\":\"server_error\",\
+             \"param\":null,\"code\":null}}}}\n\n",
+            &CHAT_SSE[..cut]
+        );
+        let m = meter(Api::OpenAiChatCompletions, SSE, &s).expect("a record");
+        assert_eq!(m.outcome, Outcome::Error);
+        assert!(m.upstream_id.is_some());
+        let body = r#"{"error":{"message":"x","type":"invalid_request_error","param":null,
+                       "code":"invalid_api_key"}}"#;
+        assert_eq!(meter(Api::OpenAiChatCompletions, None, body), None);
+    }
+
+    #[test]
+    fn outcome_names_are_stable() {
+        let names: Vec<_> = [
+            Outcome::Completed,
+            Outcome::Failed,
+            Outcome::Incomplete,
+            Outcome::Error,
+            Outcome::Truncated,
+        ]
+        .map(Outcome::as_str)
+        .into();
+        assert_eq!(
+            names,
+            ["completed", "failed", "incomplete", "error", "truncated"]
+        );
     }
 
     #[test]
