@@ -43,6 +43,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod fault;
+pub mod gateway;
 pub mod hardening;
 pub mod health;
 pub mod ledger;

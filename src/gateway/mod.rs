@@ -1,0 +1,57 @@
+//! The metering gateway's core: reading what each response cost, and answering in each
+//! provider's own format.
+//!
+//! Agents (Claude Code, Codex, opencode) do not report their usage, so the ledger cannot learn
+//! it from them. The gateway stands between an agent and its provider: the agent holds only a
+//! lease token and a base URL pointing at the gateway; the gateway swaps the token for the real
+//! credential, forwards the request, and forwards the response back unchanged while it
+//! *observes* it. Metering has to sit in the response path because that is the only place the
+//! true figures exist: the provider reports usage inside the response (a JSON `usage`, or events
+//! near the end of a stream), and a client that disconnects mid-stream has still been charged
+//! for what the upstream sent.
+//!
+//! This module holds the synchronous parts every transport shares, with no networking and no
+//! ledger calls (the host wires them to the HTTP server and the ledger):
+//! - [`sse`]: an incremental Server-Sent Events parser that reads the forwarded chunks in place,
+//!   with bounded memory;
+//! - [`usage`]: a [`Meter`] per response (or a [`SocketMeter`] per Codex WebSocket) that turns
+//!   the provider's events into one [`Metered`] record per request;
+//! - [`errors`]: the provider-format error bodies for refusals (401, 429, 503).
+//!
+//! ```
+//! use authledger::gateway::{Api, Meter, Outcome};
+//!
+//! let stream = concat!(
+//!     "event: message_start\n",
+//!     r#"data: {"type":"message_start","message":{"id":"msg_1","model":"claude-x","#,
+//!     r#""usage":{"input_tokens":10,"output_tokens":1}}}"#,
+//!     "\n\nevent: message_delta\n",
+//!     r#"data: {"type":"message_delta","usage":{"output_tokens":7}}"#,
+//!     "\n\nevent: message_stop\n",
+//!     r#"data: {"type":"message_stop"}"#,
+//!     "\n\n",
+//! );
+//! let mut meter = Meter::for_response(Api::AnthropicMessages, Some("text/event-stream"));
+//! // The host forwards each chunk to the agent first, then shows the same bytes to the meter.
+//! for chunk in stream.as_bytes().chunks(50) {
+//!     meter.feed(chunk)?;
+//! }
+//! let record = meter.finish(false).expect("a metered request");
+//! assert_eq!(record.upstream_id.as_deref(), Some("msg_1"));
+//! assert_eq!((record.input, record.output, record.outcome), (10, 7, Outcome::Completed));
+//! # Ok::<(), authledger::gateway::MeterError>(())
+//! ```
+//!
+//! # Cost on the hot path
+//! The meter runs on every byte an agent receives, so it never delays or copies the bytes it
+//! forwards: the caller forwards a chunk first and hands the same slice to the meter after.
+//! Lines are found with `memchr`; events that cannot carry usage are skipped by name without
+//! parsing JSON; buffers are reused, so steady-state parsing allocates nothing; no regexes.
+
+pub mod errors;
+pub mod sse;
+pub mod usage;
+
+pub use errors::{ErrorReply, Refusal};
+pub use sse::{SseError, SseEvent, SseParser};
+pub use usage::{Api, Meter, MeterError, Metered, Outcome, SocketMeter};
