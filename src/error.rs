@@ -1,26 +1,16 @@
 //! The crate's top-level error and the exit codes the CLI contract promises.
 
+use crate::oauth::OAuthError;
 use crate::quota::QuotaError;
+use crate::select::{Problem, SelectError};
 use crate::settings::ConfigError;
 use crate::store::StoreError;
 use crate::types::InvalidInput;
 use crate::vault::VaultError;
 
-/// Exit codes (README, "CLI"), kept in one place.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// Any other failure.
-    pub const OTHER: i32 = 1;
-    /// Bad usage or input.
-    pub const USAGE: i32 = 2;
-    /// Refused by a quota, concurrency or rate limit, or a lease that was lost.
-    pub const DENIED: i32 = 3;
-    /// No, invalid or expired credential.
-    pub const AUTH: i32 = 4;
-    /// The ledger cannot be opened or trusted: corrupt, read-only, wrong key, newer schema.
-    pub const STORAGE: i32 = 5;
-}
+/// The exit codes live in their own leaf module; this path is kept for callers that name
+/// them through the error module.
+pub use crate::exit;
 
 /// Anything the library reports to its caller.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +30,10 @@ pub enum Error {
     Vault(#[from] VaultError),
     /// No provider account can take an agent.
     #[error(transparent)]
-    Select(#[from] crate::select::SelectError),
+    Select(#[from] SelectError),
     /// An OAuth step failed.
     #[error(transparent)]
-    OAuth(#[from] crate::oauth::OAuthError),
+    OAuth(#[from] OAuthError),
     /// `config.toml` cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -81,26 +71,91 @@ pub enum Error {
 }
 
 impl Error {
-    /// The documented exit code for this error.
+    /// The documented exit code for this error: the one place where every layer's error is
+    /// given its code.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Store(_) | Error::AuditBroken { .. } => exit::STORAGE,
-            Error::Quota(q) => match q {
-                QuotaError::Store(_) => exit::STORAGE,
-                QuotaError::Denied(_)
-                | QuotaError::LeaseLost { .. }
-                | QuotaError::StaleFence { .. } => exit::DENIED,
-                QuotaError::UnknownLease(_)
-                | QuotaError::IdempotencyConflict { .. }
-                | QuotaError::Invalid(_) => exit::USAGE,
-                _ => exit::OTHER,
-            },
-            Error::Vault(v) => v.exit_code(),
-            Error::OAuth(o) => o.exit_code(),
-            Error::Select(s) => s.exit_code(),
+            Error::Quota(q) => quota_code(q),
+            Error::Vault(v) => vault_code(v),
+            Error::OAuth(o) => oauth_code(o),
+            Error::Select(s) => select_code(s),
             Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
             Error::Io { .. } | Error::Serve(_) => exit::OTHER,
             Error::Daemon { exit_code, .. } => *exit_code,
+        }
+    }
+}
+
+/// A lost or refused lease is a denial; a lease or record that does not fit is bad usage.
+fn quota_code(q: &QuotaError) -> i32 {
+    match q {
+        QuotaError::Store(_) => exit::STORAGE,
+        QuotaError::Denied(_) | QuotaError::LeaseLost { .. } | QuotaError::StaleFence { .. } => {
+            exit::DENIED
+        }
+        QuotaError::UnknownLease(_)
+        | QuotaError::IdempotencyConflict { .. }
+        | QuotaError::Invalid(_) => exit::USAGE,
+        QuotaError::Random(_) => exit::OTHER,
+    }
+}
+
+/// A key that cannot open the ledger is a storage problem; a missing or refused credential
+/// an auth one.
+fn vault_code(v: &VaultError) -> i32 {
+    match v {
+        VaultError::Store(_)
+        | VaultError::BadKeyFormat
+        | VaultError::WrongKey
+        | VaultError::NoKey(_)
+        | VaultError::KeyFile { .. }
+        | VaultError::Decrypt { .. } => exit::STORAGE,
+        VaultError::NoCredential { .. }
+        | VaultError::NotUsable { .. }
+        | VaultError::Rejected { .. } => exit::AUTH,
+        VaultError::NotFound(_)
+        | VaultError::Malformed { .. }
+        | VaultError::Unsupported(_)
+        | VaultError::Conflict(_)
+        | VaultError::BadApiKey { .. } => exit::USAGE,
+        VaultError::Random(_)
+        | VaultError::Crypto
+        | VaultError::Http { .. }
+        | VaultError::Io { .. } => exit::OTHER,
+    }
+}
+
+/// Missing settings are bad usage; a refused or abandoned authorization is an auth problem.
+fn oauth_code(o: &OAuthError) -> i32 {
+    match o {
+        OAuthError::NotConfigured { .. }
+        | OAuthError::BadUrl { .. }
+        | OAuthError::NotAllowed(_) => exit::USAGE,
+        OAuthError::Denied { .. }
+        | OAuthError::StateMismatch
+        | OAuthError::NoCode
+        | OAuthError::Timeout(_)
+        | OAuthError::TokenRefused { .. } => exit::AUTH,
+        OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
+    }
+}
+
+/// An auth problem when every candidate lacks a usable credential, else a denial (all busy
+/// or unhealthy).
+fn select_code(s: &SelectError) -> i32 {
+    match s {
+        SelectError::Store(_) => exit::STORAGE,
+        SelectError::Vault(v) => vault_code(v),
+        SelectError::NoneUsable(verdicts, _) => {
+            if verdicts
+                .iter()
+                .all(|v| v.kind.is_some_and(Problem::is_credential))
+            {
+                exit::AUTH
+            } else {
+                exit::DENIED
+            }
         }
     }
 }

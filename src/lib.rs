@@ -42,6 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod exit;
 pub mod fault;
 pub mod hardening;
 pub mod health;
@@ -58,7 +59,7 @@ pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LedgerConfig;
-pub use error::{Error, exit};
+pub use error::Error;
 pub use ledger::{CodexExport, KeyRotation, Ledger, LogoutReport, RefreshPolicy, Released};
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,

@@ -82,21 +82,3 @@ pub enum OAuthError {
         source: std::io::Error,
     },
 }
-
-impl OAuthError {
-    /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            OAuthError::NotConfigured { .. }
-            | OAuthError::BadUrl { .. }
-            | OAuthError::NotAllowed(_) => exit::USAGE,
-            OAuthError::Denied { .. }
-            | OAuthError::StateMismatch
-            | OAuthError::NoCode
-            | OAuthError::Timeout(_)
-            | OAuthError::TokenRefused { .. } => exit::AUTH,
-            OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
-        }
-    }
-}

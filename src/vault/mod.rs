@@ -142,30 +142,3 @@ pub enum VaultError {
         source: std::io::Error,
     },
 }
-
-impl VaultError {
-    /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            VaultError::Store(_)
-            | VaultError::BadKeyFormat
-            | VaultError::WrongKey
-            | VaultError::NoKey(_)
-            | VaultError::KeyFile { .. }
-            | VaultError::Decrypt { .. } => exit::STORAGE,
-            VaultError::NoCredential { .. }
-            | VaultError::NotUsable { .. }
-            | VaultError::Rejected { .. } => exit::AUTH,
-            VaultError::NotFound(_)
-            | VaultError::Malformed { .. }
-            | VaultError::Unsupported(_)
-            | VaultError::Conflict(_)
-            | VaultError::BadApiKey { .. } => exit::USAGE,
-            VaultError::Random(_)
-            | VaultError::Crypto
-            | VaultError::Http { .. }
-            | VaultError::Io { .. } => exit::OTHER,
-        }
-    }
-}
