@@ -1,7 +1,7 @@
 //! Where the ledger lives and how it behaves: paths from flags and environment, and the
 //! options a [`Ledger`](crate::Ledger) opens with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,27 +83,4 @@ impl LedgerConfig {
             ..StoreOptions::default()
         }
     }
-}
-
-/// The directory holding the ledger's own files: `AUTHLEDGER_HOME` if set, else `None` (the
-/// XDG directories apply).
-pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("AUTHLEDGER_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The database path: `--db`, else `AUTHLEDGER_DB`, else `AUTHLEDGER_HOME/ledger.db`, else the
-/// XDG data directory.
-pub fn resolve_db_path(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = flag {
-        return Some(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("AUTHLEDGER_DB").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(home) = home_dir() {
-        return Some(home.join("ledger.db"));
-    }
-    directories::ProjectDirs::from("", "", "authledger").map(|d| d.data_dir().join("ledger.db"))
 }

@@ -48,6 +48,7 @@ pub mod hardening;
 pub mod health;
 pub mod ledger;
 pub mod oauth;
+pub mod paths;
 pub mod quota;
 pub mod random;
 pub mod records;

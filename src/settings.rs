@@ -118,14 +118,6 @@ impl FileConfig {
     }
 }
 
-/// The configuration file's location: `$AUTHLEDGER_HOME/config.toml`, else the XDG config dir.
-pub fn default_config_path() -> Option<PathBuf> {
-    if let Some(home) = crate::config::home_dir() {
-        return Some(home.join("config.toml"));
-    }
-    directories::ProjectDirs::from("", "", "authledger").map(|d| d.config_dir().join("config.toml"))
-}
-
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

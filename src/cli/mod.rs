@@ -27,10 +27,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::clock::{Clock, ManualClock, SystemClock, parse_time};
-use crate::config::{LedgerConfig, resolve_db_path};
+use crate::config::LedgerConfig;
 use crate::error::{Error, exit};
 use crate::ledger::Ledger;
-use crate::settings::{FileConfig, default_config_path};
+use crate::paths::{default_config_path, resolve_db_path};
+use crate::settings::FileConfig;
 pub use output::Output;
 
 /// The environment variable that pins the clock (RFC 3339 or epoch ms). Tests use it to move

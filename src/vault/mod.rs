@@ -21,8 +21,8 @@ pub use cipher::{Cipher, MasterKey, Sealed, field_ad};
 pub use credential::{
     Credential, CredentialKind, CredentialSummary, RefreshVia, Tier, expired_remedy,
 };
+pub use keys::KeySource;
 pub(crate) use keys::write_key_file;
-pub use keys::{KeySource, default_key_path};
 pub use ops::{Usability, rotate, usability};
 pub(crate) use ops::{delete, get, hand_over, key_files, put, put_refreshed, summaries, unlock};
 pub use secret::Secret;
