@@ -1,9 +1,9 @@
 //! The crate's top-level error and the exit codes the CLI contract promises.
 
+use crate::config_file::ConfigError;
 use crate::oauth::OAuthError;
 use crate::quota::QuotaError;
 use crate::select::{Problem, SelectError};
-use crate::settings::ConfigError;
 use crate::store::StoreError;
 use crate::types::InvalidInput;
 use crate::vault::VaultError;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
-use crate::config::LedgerConfig;
 use crate::daemon::protocol::{Outcome, Request};
 use crate::daemon::{Call, DaemonLink};
 use crate::error::Error;
+use crate::options::LedgerConfig;
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
     UsageRecord,

@@ -319,7 +319,7 @@ fn refresh_config(
     ledger: &Ledger,
     provider: Provider,
     via: &RefreshVia,
-) -> Result<crate::settings::OAuthConfig, String> {
+) -> Result<crate::config_file::OAuthConfig, String> {
     let configured = oauth_config(ledger, provider).ok();
     let same = configured.as_ref().is_some_and(|c| {
         c.token_url.as_deref() == Some(via.token_url.as_str())
@@ -336,17 +336,17 @@ fn refresh_config(
     }
     oauth::check_endpoint(provider, "its token endpoint", &via.token_url)
         .map_err(|e| e.to_string())?;
-    Ok(crate::settings::OAuthConfig {
+    Ok(crate::config_file::OAuthConfig {
         token_url: Some(via.token_url.clone()),
         client_id: Some(via.client_id.clone()),
-        ..crate::settings::OAuthConfig::default()
+        ..crate::config_file::OAuthConfig::default()
     })
 }
 
 fn oauth_config(
     ledger: &Ledger,
     provider: Provider,
-) -> Result<crate::settings::OAuthConfig, Error> {
+) -> Result<crate::config_file::OAuthConfig, Error> {
     Ok(ledger
         .config
         .file

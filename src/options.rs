@@ -1,12 +1,13 @@
-//! Where the ledger lives and how it behaves: paths from flags and environment, and the
-//! options a [`Ledger`](crate::Ledger) opens with.
+//! Runtime options: what a [`Ledger`](crate::Ledger) is opened with (database, clock, key,
+//! durability, provider settings). Where files are found is [`paths`](crate::paths); the parsed
+//! `config.toml` is [`config_file`](crate::config_file).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::settings::FileConfig;
+use crate::config_file::ConfigFile;
 use crate::store::{Durability, StoreOptions};
 use crate::vault::KeySource;
 
@@ -24,7 +25,7 @@ pub struct LedgerConfig {
     /// Where the master key comes from (default: `AUTHLEDGER_MASTER_KEY`, else the key file).
     pub key: KeySource,
     /// Provider settings from `config.toml` (base URLs, OAuth endpoints).
-    pub file: FileConfig,
+    pub file: ConfigFile,
     /// How OAuth tokens are refreshed.
     pub refresh: crate::ledger::RefreshPolicy,
     /// Whether hot-path writes go through `authledger daemon` when one serves this ledger
@@ -41,7 +42,7 @@ impl LedgerConfig {
             durability: Durability::Full,
             idle_timeout: Duration::from_secs(30 * 60),
             key: KeySource::Default,
-            file: FileConfig::default(),
+            file: ConfigFile::default(),
             refresh: crate::ledger::RefreshPolicy::default(),
             use_daemon: true,
         }
@@ -54,7 +55,7 @@ impl LedgerConfig {
     }
 
     /// Uses these provider settings.
-    pub fn with_file_config(mut self, file: FileConfig) -> Self {
+    pub fn with_file_config(mut self, file: ConfigFile) -> Self {
         self.file = file;
         self
     }
