@@ -33,7 +33,7 @@ pub enum Error {
     Select(#[from] SelectError),
     /// An OAuth step failed.
     #[error(transparent)]
-    OAuth(#[from] OAuthError),
+    OAuth(OAuthError),
     /// `config.toml` cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -68,6 +68,18 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// A storage or credential failure met during an OAuth step is reported as itself, exactly as
+/// if it had been met outside one.
+impl From<OAuthError> for Error {
+    fn from(e: OAuthError) -> Self {
+        match e {
+            OAuthError::Store(s) => Error::Store(s),
+            OAuthError::Vault(v) => Error::Vault(v),
+            other => Error::OAuth(other),
+        }
+    }
 }
 
 impl Error {
@@ -138,6 +150,8 @@ fn oauth_code(o: &OAuthError) -> i32 {
         | OAuthError::Timeout(_)
         | OAuthError::TokenRefused { .. } => exit::AUTH,
         OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
+        OAuthError::Store(_) => exit::STORAGE,
+        OAuthError::Vault(v) => vault_code(v),
     }
 }
 

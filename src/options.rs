@@ -27,7 +27,7 @@ pub struct LedgerConfig {
     /// Provider settings from `config.toml` (base URLs, OAuth endpoints).
     pub file: ConfigFile,
     /// How OAuth tokens are refreshed.
-    pub refresh: crate::ledger::RefreshPolicy,
+    pub refresh: crate::oauth::RefreshPolicy,
     /// Whether hot-path writes go through `authledger daemon` when one serves this ledger
     /// (group commit). Only ledgers on the system clock use it; default on.
     pub use_daemon: bool,
@@ -43,7 +43,7 @@ impl LedgerConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             key: KeySource::Default,
             file: ConfigFile::default(),
-            refresh: crate::ledger::RefreshPolicy::default(),
+            refresh: crate::oauth::RefreshPolicy::default(),
             use_daemon: true,
         }
     }

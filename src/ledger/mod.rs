@@ -27,8 +27,8 @@ mod batch;
 mod credentials;
 mod run;
 mod tokens;
+pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
-pub use tokens::RefreshPolicy;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
 #[derive(Debug, Clone)]
