@@ -1,6 +1,6 @@
 //! The parsed `config.toml`: per-provider base URLs and OAuth endpoints. Unknown keys are
 //! errors, so a typo never silently falls back to a default. (The options a ledger is opened
-//! with are [`options`](crate::options).)
+//! with are `options.rs`.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

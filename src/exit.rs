@@ -1,6 +1,6 @@
 //! The exit codes the CLI contract promises (README, "CLI"). A leaf: it imports nothing, so
 //! any layer may name a code without depending on the layers above it. Which error gets which
-//! code is decided in one place, [`Error::exit_code`](crate::Error::exit_code).
+//! code is decided in one place: `Error::exit_code`, in `error.rs`.
 
 /// Success.
 pub const OK: i32 = 0;

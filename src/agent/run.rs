@@ -17,7 +17,8 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::AgentEnv;
-use crate::error::{Error, exit};
+use crate::error::Error;
+use crate::exit;
 use crate::quota::QuotaError;
 use crate::records::Lease;
 use crate::types::LeaseId;
