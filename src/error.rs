@@ -1,6 +1,8 @@
-//! The crate's top-level error and the exit codes the CLI contract promises.
+//! The crate's top-level error, and the one place deciding which exit code (the constants are
+//! [`exit`]) every layer's error gets.
 
 use crate::config_file::ConfigError;
+use crate::daemon::DaemonError;
 use crate::oauth::OAuthError;
 use crate::quota::QuotaError;
 use crate::select::{Problem, SelectError};
@@ -47,7 +49,7 @@ pub enum Error {
     },
     /// The daemon could not start serving.
     #[error(transparent)]
-    Serve(#[from] crate::daemon::DaemonError),
+    Serve(#[from] DaemonError),
     /// The daemon refused a request for a reason that has no variant of its own here; the
     /// message and exit code are the ones the daemon's ledger gave.
     #[error("{message}")]
@@ -87,22 +89,46 @@ impl Error {
     /// given its code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Store(_) | Error::AuditBroken { .. } => exit::STORAGE,
+            Error::Store(s) => store_code(s),
+            Error::AuditBroken { .. } => exit::STORAGE,
             Error::Quota(q) => quota_code(q),
             Error::Vault(v) => vault_code(v),
             Error::OAuth(o) => oauth_code(o),
             Error::Select(s) => select_code(s),
-            Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
-            Error::Io { .. } | Error::Serve(_) => exit::OTHER,
+            Error::Config(c) => config_code(c),
+            Error::Serve(d) => daemon_code(d),
+            Error::Invalid(_) | Error::NoLocation => exit::USAGE,
+            Error::Io { .. } => exit::OTHER,
             Error::Daemon { exit_code, .. } => *exit_code,
         }
+    }
+}
+
+/// Every storage failure means the ledger cannot be opened or trusted.
+fn store_code(_: &StoreError) -> i32 {
+    exit::STORAGE
+}
+
+/// A `config.toml` that cannot be used is the user's to fix.
+fn config_code(c: &ConfigError) -> i32 {
+    match c {
+        ConfigError::Malformed { .. } | ConfigError::Read { .. } => exit::USAGE,
+    }
+}
+
+/// A daemon that cannot serve is neither a refusal nor a broken ledger.
+fn daemon_code(d: &DaemonError) -> i32 {
+    match d {
+        DaemonError::AlreadyServed { .. }
+        | DaemonError::PathTooLong { .. }
+        | DaemonError::Io { .. } => exit::OTHER,
     }
 }
 
 /// A lost or refused lease is a denial; a lease or record that does not fit is bad usage.
 fn quota_code(q: &QuotaError) -> i32 {
     match q {
-        QuotaError::Store(_) => exit::STORAGE,
+        QuotaError::Store(s) => store_code(s),
         QuotaError::Denied(_) | QuotaError::LeaseLost { .. } | QuotaError::StaleFence { .. } => {
             exit::DENIED
         }
@@ -117,8 +143,8 @@ fn quota_code(q: &QuotaError) -> i32 {
 /// an auth one.
 fn vault_code(v: &VaultError) -> i32 {
     match v {
-        VaultError::Store(_)
-        | VaultError::BadKeyFormat
+        VaultError::Store(s) => store_code(s),
+        VaultError::BadKeyFormat
         | VaultError::WrongKey
         | VaultError::NoKey(_)
         | VaultError::KeyFile { .. }
@@ -150,7 +176,7 @@ fn oauth_code(o: &OAuthError) -> i32 {
         | OAuthError::Timeout(_)
         | OAuthError::TokenRefused { .. } => exit::AUTH,
         OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
-        OAuthError::Store(_) => exit::STORAGE,
+        OAuthError::Store(s) => store_code(s),
         OAuthError::Vault(v) => vault_code(v),
     }
 }
@@ -159,7 +185,7 @@ fn oauth_code(o: &OAuthError) -> i32 {
 /// or unhealthy).
 fn select_code(s: &SelectError) -> i32 {
     match s {
-        SelectError::Store(_) => exit::STORAGE,
+        SelectError::Store(s) => store_code(s),
         SelectError::Vault(v) => vault_code(v),
         SelectError::NoneUsable(verdicts, _) => {
             if verdicts
