@@ -1,26 +1,18 @@
-//! The crate's top-level error and the exit codes the CLI contract promises.
+//! The crate's top-level error, and the one place deciding which exit code (the constants are
+//! [`exit`]) every layer's error gets.
 
+use crate::config_file::ConfigError;
+use crate::daemon::DaemonError;
+use crate::oauth::OAuthError;
 use crate::quota::QuotaError;
-use crate::settings::ConfigError;
+use crate::select::{Problem, SelectError};
 use crate::store::StoreError;
 use crate::types::InvalidInput;
 use crate::vault::VaultError;
 
-/// Exit codes (README, "CLI"), kept in one place.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// Any other failure.
-    pub const OTHER: i32 = 1;
-    /// Bad usage or input.
-    pub const USAGE: i32 = 2;
-    /// Refused by a quota, concurrency or rate limit, or a lease that was lost.
-    pub const DENIED: i32 = 3;
-    /// No, invalid or expired credential.
-    pub const AUTH: i32 = 4;
-    /// The ledger cannot be opened or trusted: corrupt, read-only, wrong key, newer schema.
-    pub const STORAGE: i32 = 5;
-}
+/// The exit codes live in their own leaf module; this path is kept for callers that name
+/// them through the error module.
+pub use crate::exit;
 
 /// Anything the library reports to its caller.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +32,10 @@ pub enum Error {
     Vault(#[from] VaultError),
     /// No provider account can take an agent.
     #[error(transparent)]
-    Select(#[from] crate::select::SelectError),
+    Select(#[from] SelectError),
     /// An OAuth step failed.
     #[error(transparent)]
-    OAuth(#[from] crate::oauth::OAuthError),
+    OAuth(OAuthError),
     /// `config.toml` cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -57,7 +49,7 @@ pub enum Error {
     },
     /// The daemon could not start serving.
     #[error(transparent)]
-    Serve(#[from] crate::daemon::DaemonError),
+    Serve(#[from] DaemonError),
     /// The daemon refused a request for a reason that has no variant of its own here; the
     /// message and exit code are the ones the daemon's ledger gave.
     #[error("{message}")]
@@ -80,27 +72,131 @@ pub enum Error {
     },
 }
 
+/// A storage or credential failure met during an OAuth step is reported as itself, exactly as
+/// if it had been met outside one.
+impl From<OAuthError> for Error {
+    fn from(e: OAuthError) -> Self {
+        match e {
+            OAuthError::Store(s) => Error::Store(s),
+            OAuthError::Vault(v) => Error::Vault(v),
+            other => Error::OAuth(other),
+        }
+    }
+}
+
 impl Error {
-    /// The documented exit code for this error.
+    /// The documented exit code for this error: the one place where every layer's error is
+    /// given its code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Store(_) | Error::AuditBroken { .. } => exit::STORAGE,
-            Error::Quota(q) => match q {
-                QuotaError::Store(_) => exit::STORAGE,
-                QuotaError::Denied(_)
-                | QuotaError::LeaseLost { .. }
-                | QuotaError::StaleFence { .. } => exit::DENIED,
-                QuotaError::UnknownLease(_)
-                | QuotaError::IdempotencyConflict { .. }
-                | QuotaError::Invalid(_) => exit::USAGE,
-                _ => exit::OTHER,
-            },
-            Error::Vault(v) => v.exit_code(),
-            Error::OAuth(o) => o.exit_code(),
-            Error::Select(s) => s.exit_code(),
-            Error::Config(_) | Error::Invalid(_) | Error::NoLocation => exit::USAGE,
-            Error::Io { .. } | Error::Serve(_) => exit::OTHER,
+            Error::Store(s) => store_code(s),
+            Error::AuditBroken { .. } => exit::STORAGE,
+            Error::Quota(q) => quota_code(q),
+            Error::Vault(v) => vault_code(v),
+            Error::OAuth(o) => oauth_code(o),
+            Error::Select(s) => select_code(s),
+            Error::Config(c) => config_code(c),
+            Error::Serve(d) => daemon_code(d),
+            Error::Invalid(_) | Error::NoLocation => exit::USAGE,
+            Error::Io { .. } => exit::OTHER,
             Error::Daemon { exit_code, .. } => *exit_code,
+        }
+    }
+}
+
+/// Every storage failure means the ledger cannot be opened or trusted.
+fn store_code(_: &StoreError) -> i32 {
+    exit::STORAGE
+}
+
+/// A `config.toml` that cannot be used is the user's to fix.
+fn config_code(c: &ConfigError) -> i32 {
+    match c {
+        ConfigError::Malformed { .. } | ConfigError::Read { .. } => exit::USAGE,
+    }
+}
+
+/// A daemon that cannot serve is neither a refusal nor a broken ledger.
+fn daemon_code(d: &DaemonError) -> i32 {
+    match d {
+        DaemonError::AlreadyServed { .. }
+        | DaemonError::PathTooLong { .. }
+        | DaemonError::Io { .. } => exit::OTHER,
+    }
+}
+
+/// A lost or refused lease is a denial; a lease or record that does not fit is bad usage.
+fn quota_code(q: &QuotaError) -> i32 {
+    match q {
+        QuotaError::Store(s) => store_code(s),
+        QuotaError::Denied(_) | QuotaError::LeaseLost { .. } | QuotaError::StaleFence { .. } => {
+            exit::DENIED
+        }
+        QuotaError::UnknownLease(_)
+        | QuotaError::IdempotencyConflict { .. }
+        | QuotaError::Invalid(_) => exit::USAGE,
+        QuotaError::Random(_) => exit::OTHER,
+    }
+}
+
+/// A key that cannot open the ledger is a storage problem; a missing or refused credential
+/// an auth one.
+fn vault_code(v: &VaultError) -> i32 {
+    match v {
+        VaultError::Store(s) => store_code(s),
+        VaultError::BadKeyFormat
+        | VaultError::WrongKey
+        | VaultError::KeyCheckMissing
+        | VaultError::NoKey(_)
+        | VaultError::KeyFile { .. }
+        | VaultError::Decrypt { .. } => exit::STORAGE,
+        VaultError::NoCredential { .. }
+        | VaultError::NotUsable { .. }
+        | VaultError::Rejected { .. } => exit::AUTH,
+        VaultError::NotFound(_)
+        | VaultError::Malformed { .. }
+        | VaultError::Unsupported(_)
+        | VaultError::Conflict(_)
+        | VaultError::BadApiKey { .. } => exit::USAGE,
+        VaultError::Random(_)
+        | VaultError::Crypto
+        | VaultError::Http { .. }
+        | VaultError::Io { .. } => exit::OTHER,
+    }
+}
+
+/// Missing settings are bad usage; a refused or abandoned authorization is an auth problem.
+fn oauth_code(o: &OAuthError) -> i32 {
+    match o {
+        OAuthError::NotConfigured { .. }
+        | OAuthError::BadUrl { .. }
+        | OAuthError::NotAllowed(_) => exit::USAGE,
+        OAuthError::Denied { .. }
+        | OAuthError::StateMismatch
+        | OAuthError::NoCode
+        | OAuthError::Timeout(_)
+        | OAuthError::TokenRefused { .. } => exit::AUTH,
+        OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
+        OAuthError::Store(s) => store_code(s),
+        OAuthError::Vault(v) => vault_code(v),
+    }
+}
+
+/// An auth problem when every candidate lacks a usable credential, else a denial (all busy
+/// or unhealthy).
+fn select_code(s: &SelectError) -> i32 {
+    match s {
+        SelectError::Store(s) => store_code(s),
+        SelectError::Vault(v) => vault_code(v),
+        SelectError::NoneUsable(verdicts, _) => {
+            if verdicts
+                .iter()
+                .all(|v| v.kind.is_some_and(Problem::is_credential))
+            {
+                exit::AUTH
+            } else {
+                exit::DENIED
+            }
         }
     }
 }

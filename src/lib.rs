@@ -39,28 +39,30 @@ pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod clock;
-pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod error;
+pub mod exit;
 pub mod fault;
 pub mod gateway;
 pub mod hardening;
 pub mod health;
 pub mod ledger;
 pub mod oauth;
+pub mod options;
+pub mod paths;
 pub mod quota;
 pub mod random;
 pub mod records;
 pub mod select;
-pub mod settings;
 pub mod store;
 pub mod types;
 pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::LedgerConfig;
-pub use error::{Error, exit};
+pub use error::Error;
 pub use ledger::{CodexExport, KeyRotation, Ledger, LogoutReport, RefreshPolicy, Released};
+pub use options::LedgerConfig;
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
     UsageOutcome, UsageRecord,

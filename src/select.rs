@@ -40,8 +40,82 @@ pub struct Verdict {
     pub account: Account,
     /// `None` if it passes every test, else why not.
     pub problem: Option<String>,
+    /// What kind of problem [`problem`](Self::problem) is, which decides the exit code when no
+    /// account can take an agent.
+    #[serde(skip_serializing)]
+    pub kind: Option<Problem>,
     /// Whether it could still serve as a last resort (usable, healthy, budget and slot left).
     pub fallback_ok: bool,
+}
+
+/// Why a candidate account was passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// No credential is stored for it.
+    NoCredential,
+    /// Its credential's refresh was refused: only a new login helps.
+    NeedsLogin,
+    /// Its credential expired and cannot be refreshed here.
+    Expired,
+    /// The provider reported it unhealthy (rate-limited, overloaded, refusing).
+    Unhealthy,
+    /// Every concurrency slot is taken.
+    NoSlot,
+    /// A window's budget is spent.
+    BudgetSpent,
+    /// Fewer tokens are left than were asked for.
+    TooFewTokens,
+    /// It is above [`BUSY_PERCENT`] of a window: usable, but only as a fallback.
+    Busy,
+}
+
+impl Problem {
+    /// Every kind, in the order [`judge`] tests them.
+    const ALL: [Problem; 8] = [
+        Problem::NoCredential,
+        Problem::NeedsLogin,
+        Problem::Expired,
+        Problem::Unhealthy,
+        Problem::NoSlot,
+        Problem::BudgetSpent,
+        Problem::TooFewTokens,
+        Problem::Busy,
+    ];
+
+    /// The words a verdict's text of this kind starts with: [`judge`] writes them, and
+    /// [`Problem::of_text`] reads them back.
+    fn prefix(self) -> &'static str {
+        match self {
+            Problem::NoCredential => "no credential",
+            Problem::NeedsLogin => "needs login",
+            Problem::Expired => "credential expired",
+            Problem::Unhealthy => "unhealthy until",
+            Problem::NoSlot => "no free slot",
+            Problem::BudgetSpent => "budget spent",
+            Problem::TooFewTokens => "only ",
+            Problem::Busy => "at ",
+        }
+    }
+
+    /// Whether the problem is the credential's (missing, refused or expired): only a login
+    /// helps, so a selection failing on these alone is an auth failure, not a denial.
+    pub fn is_credential(self) -> bool {
+        matches!(
+            self,
+            Problem::NoCredential | Problem::NeedsLogin | Problem::Expired
+        )
+    }
+
+    /// The kind of a verdict's text as stored (audit rows) or sent (the daemon's wire, which
+    /// carries the text alone). A text this build does not write counts as a refusal
+    /// ([`Problem::Busy`]), never as a credential problem.
+    pub fn of_text(text: &str) -> Problem {
+        Problem::ALL
+            .into_iter()
+            .find(|kind| text.starts_with(kind.prefix()))
+            .unwrap_or(Problem::Busy)
+    }
 }
 
 /// The choice made, and why.
@@ -73,31 +147,6 @@ pub enum SelectError {
     /// Nothing usable; each candidate says why. The second field is what was asked, if known.
     #[error("no provider can take an agent now{}: {}", asked_text(*.1), summary(.0))]
     NoneUsable(Vec<Verdict>, Option<i64>),
-}
-
-impl SelectError {
-    /// Exit 4 when every candidate lacks a usable credential, else 3 (all busy or unhealthy).
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            SelectError::Store(_) => exit::STORAGE,
-            SelectError::Vault(v) => v.exit_code(),
-            SelectError::NoneUsable(v, _) => {
-                let credential_problem = |c: &Verdict| {
-                    c.problem.as_deref().is_some_and(|p| {
-                        p.starts_with("no credential")
-                            || p.starts_with("needs login")
-                            || p.starts_with("credential expired")
-                    })
-                };
-                if v.iter().all(credential_problem) {
-                    exit::AUTH
-                } else {
-                    exit::DENIED
-                }
-            }
-        }
-    }
 }
 
 fn asked_text(asked: Option<i64>) -> String {
@@ -191,44 +240,53 @@ fn judge(
     quota: &[QuotaStatus],
     asked: Option<i64>,
 ) -> Result<Verdict, SelectError> {
-    let verdict = |problem: Option<String>, fallback_ok| Verdict {
+    let passes = Verdict {
         provider: p,
         account: a.clone(),
-        problem,
+        problem: None,
+        kind: None,
+        fallback_ok: true,
+    };
+    // The text is the kind's prefix and then `rest`, so the kind can be read back from it.
+    let refused = |kind: Problem, rest: String, fallback_ok| Verdict {
+        problem: Some(format!("{}{rest}", kind.prefix())),
+        kind: Some(kind),
         fallback_ok,
+        ..passes.clone()
     };
     match vault::usability(tx, p, a, now)? {
         Usability::Usable { .. } => {}
         Usability::Missing => {
-            return Ok(verdict(
-                Some(format!("no credential (run `authledger login {p}`)")),
+            return Ok(refused(
+                Problem::NoCredential,
+                format!(" (run `authledger login {p}`)"),
                 false,
             ));
         }
         Usability::NeedsLogin => {
-            return Ok(verdict(Some("needs login (refresh refused)".into()), false));
+            return Ok(refused(
+                Problem::NeedsLogin,
+                " (refresh refused)".into(),
+                false,
+            ));
         }
         Usability::Expired { at, remedy } => {
-            return Ok(verdict(
-                Some(format!(
-                    "credential expired {}; {remedy}",
-                    crate::clock::format_ms(at)
-                )),
+            return Ok(refused(
+                Problem::Expired,
+                format!(" {}; {remedy}", crate::clock::format_ms(at)),
                 false,
             ));
         }
     }
     if let Some((until, why)) = health::unavailable(tx.health(p, a)?.as_ref(), now) {
-        return Ok(verdict(
-            Some(format!(
-                "unhealthy until {}: {why}",
-                crate::clock::format_ms(until)
-            )),
+        return Ok(refused(
+            Problem::Unhealthy,
+            format!(" {}: {why}", crate::clock::format_ms(until)),
             false,
         ));
     }
     let Some(q) = quota.iter().find(|q| q.provider == p && &q.account == a) else {
-        return Ok(verdict(None, true));
+        return Ok(passes);
     };
     if q.active_leases >= q.concurrent_limit {
         let frees = match tx.active_lease_count(p, a, now, idle_before)?.1 {
@@ -238,11 +296,12 @@ fn judge(
             ),
             None => String::new(),
         };
-        return Ok(verdict(
-            Some(format!(
-                "no free slot ({}/{} leases{frees})",
+        return Ok(refused(
+            Problem::NoSlot,
+            format!(
+                " ({}/{} leases{frees})",
                 q.active_leases, q.concurrent_limit
-            )),
+            ),
             false,
         ));
     }
@@ -261,7 +320,7 @@ fn judge(
         let when = resets.map_or(String::new(), |t| {
             format!(" (resets at {})", crate::clock::format_ms(t))
         });
-        return Ok(verdict(Some(format!("budget spent{when}")), false));
+        return Ok(refused(Problem::BudgetSpent, when, false));
     }
     if let Some(n) = asked {
         let left = q
@@ -271,8 +330,9 @@ fn judge(
             .filter_map(|w| w.remaining)
             .min();
         if let Some(left) = left.filter(|left| *left < n) {
-            return Ok(verdict(
-                Some(format!("only {left} tokens left (asked {n})")),
+            return Ok(refused(
+                Problem::TooFewTokens,
+                format!("{left} tokens left (asked {n})"),
                 false,
             ));
         }
@@ -282,16 +342,13 @@ fn judge(
         .iter()
         .find(|w| w.percent.is_some_and(|pct| pct >= BUSY_PERCENT))
     {
-        return Ok(verdict(
-            Some(format!(
-                "at {:.0} % of its {} window",
-                w.percent.unwrap_or(0.0),
-                w.kind
-            )),
+        return Ok(refused(
+            Problem::Busy,
+            format!("{:.0} % of its {} window", w.percent.unwrap_or(0.0), w.kind),
             true,
         ));
     }
-    Ok(verdict(None, true))
+    Ok(passes)
 }
 
 /// The provider accounts `choice` may be served by, in no particular order: what an acquire
@@ -369,4 +426,46 @@ pub fn select(
         fallback_from,
         considered,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdicts_kind_is_read_back_from_its_text() {
+        for kind in Problem::ALL {
+            let text = format!("{} (detail)", kind.prefix());
+            assert_eq!(Problem::of_text(&text), kind, "{text}");
+        }
+        assert_eq!(Problem::of_text("words from another build"), Problem::Busy);
+    }
+
+    #[test]
+    fn only_credential_problems_make_a_failed_selection_an_auth_failure() {
+        let verdict = |kind: Problem| Verdict {
+            provider: Provider::Openai,
+            account: Account::default(),
+            problem: Some(kind.prefix().into()),
+            kind: Some(kind),
+            fallback_ok: false,
+        };
+        let code = |kinds: &[Problem]| {
+            crate::Error::from(SelectError::NoneUsable(
+                kinds.iter().copied().map(verdict).collect(),
+                None,
+            ))
+            .exit_code()
+        };
+        assert_eq!(
+            code(&[Problem::NoCredential, Problem::Expired]),
+            crate::exit::AUTH
+        );
+        assert_eq!(code(&[Problem::NeedsLogin]), crate::exit::AUTH);
+        assert_eq!(
+            code(&[Problem::NoCredential, Problem::NoSlot]),
+            crate::exit::DENIED
+        );
+        assert_eq!(code(&[Problem::Unhealthy]), crate::exit::DENIED);
+    }
 }

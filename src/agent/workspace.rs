@@ -3,15 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::paths;
 use crate::types::LeaseId;
 
 /// The lease's private directory beside the database.
 pub fn lease_dir(db_path: &Path, id: &LeaseId) -> PathBuf {
-    db_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("agents")
-        .join(id.as_str())
+    paths::lease_dir(db_path, id.as_str())
 }
 
 /// Removes a lease's private directory, if any. Best effort: a directory that cannot be
@@ -26,7 +23,7 @@ pub fn remove_lease_dir(db_path: &Path, id: &LeaseId) {
 /// The leases that have a private directory beside the database. List these first, then ask
 /// the ledger which of them ended: a lease granted after the listing cannot be swept by mistake.
 pub fn lease_dirs(db_path: &Path) -> Vec<LeaseId> {
-    let root = db_path.parent().unwrap_or(Path::new(".")).join("agents");
+    let root = paths::lease_root(db_path);
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Vec::new();
     };

@@ -5,7 +5,7 @@ use clap::Args;
 use super::Ctx;
 use super::output::table;
 use crate::error::{Error, exit};
-use crate::settings::default_config_path;
+use crate::paths::default_config_path;
 use crate::store::files::mode_of;
 
 /// Check permissions (ledger files, key files, config.toml), integrity, schema version and

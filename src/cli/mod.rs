@@ -28,10 +28,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::clock::{Clock, ManualClock, SystemClock, parse_time};
-use crate::config::{LedgerConfig, resolve_db_path};
+use crate::config_file::ConfigFile;
 use crate::error::{Error, exit};
 use crate::ledger::Ledger;
-use crate::settings::{FileConfig, default_config_path};
+use crate::options::LedgerConfig;
+use crate::paths::{default_config_path, resolve_db_path};
 pub use output::Output;
 
 /// The environment variable that pins the clock (RFC 3339 or epoch ms). Tests use it to move
@@ -137,10 +138,10 @@ impl Ctx {
     }
 
     /// `config.toml` (empty when there is none).
-    pub fn file_config(&self) -> Result<FileConfig, Error> {
+    pub fn file_config(&self) -> Result<ConfigFile, Error> {
         match default_config_path() {
-            Some(p) => Ok(FileConfig::load(&p)?),
-            None => Ok(FileConfig::default()),
+            Some(p) => Ok(ConfigFile::load(&p)?),
+            None => Ok(ConfigFile::default()),
         }
     }
 

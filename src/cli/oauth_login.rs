@@ -6,9 +6,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::Ctx;
+use crate::config_file::OAuthConfig;
 use crate::error::Error;
 use crate::oauth::{self, Loopback, OAuthError};
-use crate::settings::OAuthConfig;
 use crate::types::{Account, Provider};
 use crate::vault::{CredentialSummary, Tier};
 

@@ -318,6 +318,7 @@ fn verdict_from_wire(v: WireVerdict) -> Verdict {
     Verdict {
         provider: v.provider,
         account: v.account,
+        kind: v.problem.as_deref().map(crate::select::Problem::of_text),
         problem: v.problem,
         fallback_ok: v.fallback_ok,
     }
@@ -413,6 +414,7 @@ mod tests {
         let verdict = Verdict {
             provider: Provider::Openai,
             account: Account::default(),
+            kind: Some(crate::select::Problem::Busy),
             problem: Some("busy".into()),
             fallback_ok: true,
         };

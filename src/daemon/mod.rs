@@ -53,16 +53,8 @@ pub enum DaemonError {
     },
 }
 
-/// Unix socket addresses hold 108 bytes on Linux, the terminating NUL included.
-const MAX_SOCKET_PATH: usize = 107;
-
 /// The socket beside the database, or `None` when its path is too long to bind.
-pub fn socket_path_for(db: &Path) -> Option<PathBuf> {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".sock");
-    // The server binds under a staging name a few bytes longer (".<pid>").
-    (s.len() + 8 <= MAX_SOCKET_PATH).then(|| PathBuf::from(s))
-}
+pub use crate::paths::daemon_socket as socket_path_for;
 
 /// The socket of the daemon serving the database at `db`, if one answers there now.
 pub fn serving(db: &Path) -> Option<PathBuf> {
@@ -72,9 +64,4 @@ pub fn serving(db: &Path) -> Option<PathBuf> {
         .then_some(socket)
 }
 
-/// The file a serving daemon holds locked, so there is never more than one per ledger.
-fn lock_path_for(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".daemon");
-    PathBuf::from(s)
-}
+use crate::paths::daemon_lock as lock_path_for;

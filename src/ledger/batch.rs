@@ -180,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::LedgerConfig;
+    use crate::options::LedgerConfig;
     use crate::quota::{LimitsUpdate, UsageRecord};
     use crate::records::AuditQuery;
     use crate::types::{Account, AgentId, LeaseState, Provider};

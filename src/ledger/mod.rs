@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
-use crate::config::LedgerConfig;
 use crate::error::Error;
+use crate::options::LedgerConfig;
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
     UsageRecord,
@@ -31,9 +31,9 @@ mod credentials;
 pub mod op;
 mod run;
 mod tokens;
+pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
-pub use tokens::RefreshPolicy;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
 #[derive(Debug, Clone)]

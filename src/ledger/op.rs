@@ -130,8 +130,8 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::LedgerConfig;
     use crate::ledger::Ledger;
+    use crate::options::LedgerConfig;
     use crate::quota::LimitsUpdate;
     use crate::records::AuditQuery;
     use crate::types::{Account, AgentId, LeaseState, Provider};

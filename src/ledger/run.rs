@@ -1,38 +1,30 @@
-//! The `run` supervisor as a library call: start an agent under a lease with its environment,
-//! heartbeat, forward signals, release with its exit status.
-//!
-//! Renews every TTL/3, forwards SIGTERM and SIGHUP (and SIGINT when stdin is not a terminal:
-//! in a terminal Ctrl-C already reaches the agent, and a second one would count twice), and
-//! releases the lease when the agent ends, with its exit status in the audit row. If the lease
-//! is reclaimed while the agent runs, the agent is asked to stop. If the supervisor itself
-//! dies, the lease expires at its TTL and cleanup reclaims it.
+//! The ledger's side of the `run` supervisor ([`agent::run_agent`](crate::agent::run_agent)):
+//! what it needs of the ledger, and the method that starts it.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
-use std::os::unix::process::ExitStatusExt;
-use std::time::Duration;
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use serde_json::json;
+use std::path::Path;
 
 use super::Ledger;
-use crate::error::{Error, exit};
-use crate::quota::QuotaError;
+use crate::agent::{self, AgentEnv, LeaseKeeper};
+use crate::error::Error;
 use crate::records::Lease;
+use crate::types::LeaseId;
 
-/// The exit code a shell would report for a child's status.
-fn code_of(status: std::process::ExitStatus) -> (i32, Option<i32>) {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => (c, None),
-        (None, Some(sig)) => (128 + sig, Some(sig)),
-        (None, None) => (exit::OTHER, None),
+impl LeaseKeeper for Ledger {
+    fn agent_env(&self, lease: &Lease) -> Result<AgentEnv, Error> {
+        Ledger::agent_env(self, lease)
     }
-}
 
-fn forward(pid: Option<u32>, signal: Signal) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = kill(Pid::from_raw(pid), signal);
+    fn renew(&self, id: &LeaseId) -> Result<(), Error> {
+        Ledger::renew(self, id).map(drop)
+    }
+
+    fn release_with(&self, id: &LeaseId, detail: Option<serde_json::Value>) -> Result<(), Error> {
+        Ledger::release_with(self, id, detail).map(drop)
+    }
+
+    fn db_path(&self) -> &Path {
+        Ledger::db_path(self)
     }
 }
 
@@ -40,107 +32,6 @@ impl Ledger {
     /// Runs `command` as the agent holding `lease` and returns the exit code a shell would
     /// report (128 + signal if it was killed). The lease is released when the agent ends.
     pub fn run_agent(&self, lease: &Lease, command: &[OsString]) -> Result<i32, Error> {
-        let env = match self.agent_env(lease) {
-            Ok(env) => env,
-            Err(e) => {
-                let _ = self.release_with(&lease.id, Some(json!({ "error": "no environment" })));
-                return Err(e);
-            }
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                what: "cannot start the supervisor".into(),
-                source,
-            })?;
-        let outcome = runtime.block_on(self.supervise_agent(lease, &env, command));
-        let (code, detail) = match outcome {
-            Ok(Supervised { status, lost }) => {
-                let (code, signal) = code_of(status);
-                if lost {
-                    // The lease was reclaimed while the agent ran: nothing left to release,
-                    // but its private directory goes.
-                    crate::agent::remove_lease_dir(self.db_path(), &lease.id);
-                    return Ok(code);
-                }
-                (code, json!({ "exit_code": code, "signal": signal }))
-            }
-            Err(e) => {
-                let _ = self.release_with(&lease.id, Some(json!({ "error": e.to_string() })));
-                return Err(e);
-            }
-        };
-        self.release_with(&lease.id, Some(detail))?;
-        Ok(code)
+        agent::run_agent(self, lease, command)
     }
-
-    async fn supervise_agent(
-        &self,
-        lease: &Lease,
-        env: &crate::agent::AgentEnv,
-        command: &[OsString],
-    ) -> Result<Supervised, Error> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let program = command
-            .first()
-            .ok_or_else(|| crate::types::InvalidInput("no command to run".into()))?;
-        // Handlers first: a signal that arrives while the child starts is forwarded.
-        let io = |source| Error::Io {
-            what: "cannot listen for signals".into(),
-            source,
-        };
-        let mut sigint = signal(SignalKind::interrupt()).map_err(io)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(io)?;
-        let mut sighup = signal(SignalKind::hangup()).map_err(io)?;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(&command[1..]);
-        for k in &env.remove {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &env.set {
-            cmd.env(k, v.expose());
-        }
-        let mut child = cmd.spawn().map_err(|source| Error::Io {
-            what: format!("cannot start {}", program.to_string_lossy()),
-            source,
-        })?;
-        let pid = child.id();
-        // In a terminal, Ctrl-C already reaches the child (same process group): forwarding it
-        // again would count as a second press.
-        let forward_int = !std::io::stdin().is_terminal();
-        let every =
-            Duration::from_millis(u64::try_from(lease.ttl_ms / 3).unwrap_or(1_000).max(1_000));
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let mut lost = false;
-        loop {
-            tokio::select! {
-                status = child.wait() => {
-                    let status = status.map_err(|source| Error::Io { what: "cannot wait for the agent".into(), source })?;
-                    return Ok(Supervised { status, lost });
-                }
-                _ = heartbeat.tick(), if !lost => {
-                    let l = self.clone();
-                    let id = lease.id.clone();
-                    match tokio::task::spawn_blocking(move || l.renew(&id)).await {
-                        Ok(Err(Error::Quota(e @ QuotaError::LeaseLost { .. }))) => {
-                            eprintln!("authledger: {e}; stopping the agent");
-                            lost = true;
-                            forward(pid, Signal::SIGTERM);
-                        }
-                        Ok(Err(e)) => eprintln!("authledger: heartbeat failed: {e}"),
-                        _ => {}
-                    }
-                }
-                _ = sigint.recv() => if forward_int { forward(pid, Signal::SIGINT) },
-                _ = sigterm.recv() => forward(pid, Signal::SIGTERM),
-                _ = sighup.recv() => forward(pid, Signal::SIGHUP),
-            }
-        }
-    }
-}
-
-struct Supervised {
-    status: std::process::ExitStatus,
-    lost: bool,
 }

@@ -13,7 +13,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 
 use super::OAuthError;
-use crate::settings::OAuthConfig;
+use crate::config_file::OAuthConfig;
 use crate::types::Provider;
 
 /// The OpenID Connect field a token answer may carry beside RFC 6749's: the `id_token`

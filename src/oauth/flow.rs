@@ -9,7 +9,7 @@ use oauth2::{
 
 use super::OAuthError;
 use super::client::{code_client, device_client, http};
-use crate::settings::OAuthConfig;
+use crate::config_file::OAuthConfig;
 use crate::types::Provider;
 use crate::vault::Secret;
 

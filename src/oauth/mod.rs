@@ -5,11 +5,14 @@
 //! embedded. Claude subscription tokens are not obtained here: they come only from Claude Code
 //! (`claude setup-token`, or its credentials file).
 
+mod access;
 mod callback;
 mod client;
 mod flow;
 mod refresh;
 
+pub(crate) use access::ms;
+pub use access::{RefreshPolicy, Refresher};
 pub use callback::{CallbackParams, Loopback, parse_pasted};
 pub use flow::{
     AuthorizationRequest, TokenSet, begin, check_endpoint, device_login, device_login_with,
@@ -17,7 +20,9 @@ pub use flow::{
 };
 pub use refresh::{RefreshOutcome, refresh};
 
+use crate::store::StoreError;
 use crate::types::Provider;
+use crate::vault::VaultError;
 
 /// Why an OAuth step failed. Never carries a token.
 #[derive(Debug, thiserror::Error)]
@@ -81,22 +86,10 @@ pub enum OAuthError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl OAuthError {
-    /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            OAuthError::NotConfigured { .. }
-            | OAuthError::BadUrl { .. }
-            | OAuthError::NotAllowed(_) => exit::USAGE,
-            OAuthError::Denied { .. }
-            | OAuthError::StateMismatch
-            | OAuthError::NoCode
-            | OAuthError::Timeout(_)
-            | OAuthError::TokenRefused { .. } => exit::AUTH,
-            OAuthError::Network { .. } | OAuthError::Callback { .. } => exit::OTHER,
-        }
-    }
+    /// The ledger could not be read or written while refreshing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The credential being refreshed is missing, cannot be opened, or cannot be used.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }

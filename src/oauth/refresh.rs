@@ -7,7 +7,7 @@ use oauth2::{RefreshToken, RequestTokenError};
 
 use super::client::{http, token_client};
 use super::flow::{TokenSet, error_chain};
-use crate::settings::OAuthConfig;
+use crate::config_file::OAuthConfig;
 use crate::types::Provider;
 use crate::vault::Secret;
 

@@ -106,6 +106,7 @@ pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
 pub use tx::Tx;
 
+use crate::paths::{sidecar, store_lock as lock_path_for};
 use lock::{LockFiles, WriteLock};
 
 /// How hard SQLite makes a commit durable.
@@ -319,16 +320,6 @@ impl Store {
             self.lock_path.clone(),
         ]
     }
-}
-
-fn lock_path_for(db: &Path) -> PathBuf {
-    sidecar(db, ".lock")
-}
-
-fn sidecar(db: &Path, suffix: &str) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{MasterKey, VaultError};
+use crate::paths::{self, default_key_path};
 use crate::store::files;
 
 /// The environment variable holding a base64 master key.
@@ -25,16 +26,6 @@ pub enum KeySource {
     File(PathBuf),
     /// This key.
     Key(MasterKey),
-}
-
-/// The default key file: `$AUTHLEDGER_HOME/keys/master.key`, else the XDG config directory's
-/// `master.key`. Kept apart from the database so a copy of the data directory does not carry
-/// the key with it.
-pub fn default_key_path() -> Option<PathBuf> {
-    if let Some(home) = crate::config::home_dir() {
-        return Some(home.join("keys").join("master.key"));
-    }
-    directories::ProjectDirs::from("", "", "authledger").map(|d| d.config_dir().join("master.key"))
 }
 
 /// A resolved source: a key in hand, or a file that may not exist yet.
@@ -92,20 +83,14 @@ impl Resolved {
     /// ledgers sealed under it keep working.
     pub(crate) fn file_for_id(&self, id: &str) -> Option<PathBuf> {
         let Resolved::File(p) = self else { return None };
-        let stem = p.file_stem().map_or_else(
-            || "master".to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
-        Some(p.with_file_name(format!("{stem}-{id}.key")))
+        Some(paths::key_for_id(p, id))
     }
 
     /// Where releases before key ids kept a rotation's key until they renamed it over the
     /// configured file: a ledger whose rotation stopped in between is still sealed under it.
     pub(crate) fn legacy_pending_path(&self) -> Option<PathBuf> {
         let Resolved::File(p) = self else { return None };
-        let mut s = p.as_os_str().to_owned();
-        s.push(".new");
-        Some(PathBuf::from(s))
+        Some(paths::sidecar(p, ".new"))
     }
 
     pub(crate) fn path(&self) -> Option<&Path> {

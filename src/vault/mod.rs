@@ -21,8 +21,8 @@ pub use cipher::{Cipher, MasterKey, Sealed, field_ad};
 pub use credential::{
     Credential, CredentialKind, CredentialSummary, RefreshVia, Tier, expired_remedy,
 };
+pub use keys::KeySource;
 pub(crate) use keys::write_key_file;
-pub use keys::{KeySource, default_key_path};
 pub use ops::{Usability, rotate, usability};
 pub(crate) use ops::{
     attest_keyed_audit, audit_keyed_attested, delete, get, hand_over, key_files, put,
@@ -149,32 +149,4 @@ pub enum VaultError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl VaultError {
-    /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            VaultError::Store(_)
-            | VaultError::BadKeyFormat
-            | VaultError::WrongKey
-            | VaultError::KeyCheckMissing
-            | VaultError::NoKey(_)
-            | VaultError::KeyFile { .. }
-            | VaultError::Decrypt { .. } => exit::STORAGE,
-            VaultError::NoCredential { .. }
-            | VaultError::NotUsable { .. }
-            | VaultError::Rejected { .. } => exit::AUTH,
-            VaultError::NotFound(_)
-            | VaultError::Malformed { .. }
-            | VaultError::Unsupported(_)
-            | VaultError::Conflict(_)
-            | VaultError::BadApiKey { .. } => exit::USAGE,
-            VaultError::Random(_)
-            | VaultError::Crypto
-            | VaultError::Http { .. }
-            | VaultError::Io { .. } => exit::OTHER,
-        }
-    }
 }

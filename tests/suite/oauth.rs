@@ -666,14 +666,14 @@ fn the_device_grant_polls_at_the_interval_and_slows_down() {
     use std::sync::Mutex;
 
     use authledger::Provider;
-    use authledger::settings::FileConfig;
+    use authledger::config_file::ConfigFile;
 
     let server = OAuthServer::start();
     server.set(|m| {
         m.pending_polls = 2;
         m.slow_down = true;
     });
-    let file = FileConfig::parse(
+    let file = ConfigFile::parse(
         std::path::Path::new("config.toml"),
         &server.config_toml("openai"),
     )
@@ -863,7 +863,7 @@ fn invalid_grant_marks_the_credential_as_needing_login() {
 fn a_killed_claimer_is_taken_over_after_its_claim_expires() {
     use std::sync::Arc;
 
-    use authledger::settings::FileConfig;
+    use authledger::config_file::ConfigFile;
     use authledger::{Account, KeySource, Ledger, LedgerConfig, ManualClock, Provider};
 
     let server = OAuthServer::start();
@@ -886,7 +886,7 @@ fn a_killed_claimer_is_taken_over_after_its_claim_expires() {
     // While the claim is live nobody else refreshes; a caller that gives up waiting gets the
     // old token, which is still valid. (Through the library, to wait 1 s instead of the CLI's
     // 40 s.)
-    let file = FileConfig::parse(
+    let file = ConfigFile::parse(
         std::path::Path::new("config.toml"),
         &server.config_toml("openai"),
     )

@@ -1,5 +1,6 @@
-//! `config.toml`: per-provider base URLs and OAuth endpoints. Unknown keys are errors, so a
-//! typo never silently falls back to a default.
+//! The parsed `config.toml`: per-provider base URLs and OAuth endpoints. Unknown keys are
+//! errors, so a typo never silently falls back to a default. (The options a ledger is opened
+//! with are `options.rs`.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use crate::types::Provider;
 /// The configuration file's contents.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub struct ConfigFile {
     /// Per provider settings, keyed by provider name.
     #[serde(default)]
     pub providers: Providers,
@@ -59,7 +60,7 @@ pub struct OAuthConfig {
     pub extra_params: BTreeMap<String, String>,
 }
 
-impl FileConfig {
+impl ConfigFile {
     /// One provider's settings, if configured.
     pub fn provider(&self, p: Provider) -> Option<&ProviderConfig> {
         match p {
@@ -74,8 +75,8 @@ impl FileConfig {
     }
 
     /// Parses the text of a config file; `what` names it in errors.
-    pub fn parse(what: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-        let cfg: FileConfig = toml::from_str(text).map_err(|e| {
+    pub fn parse(what: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+        let cfg: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -106,24 +107,16 @@ impl FileConfig {
     }
 
     /// Loads `path`; a missing file is the empty configuration.
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => FileConfig::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Ok(text) => ConfigFile::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             }),
         }
     }
-}
-
-/// The configuration file's location: `$AUTHLEDGER_HOME/config.toml`, else the XDG config dir.
-pub fn default_config_path() -> Option<PathBuf> {
-    if let Some(home) = crate::config::home_dir() {
-        return Some(home.join("config.toml"));
-    }
-    directories::ProjectDirs::from("", "", "authledger").map(|d| d.config_dir().join("config.toml"))
 }
 
 /// A configuration file that cannot be used.
@@ -154,20 +147,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = FileConfig::parse(
+        let err = ConfigFile::parse(
             Path::new("c.toml"),
             "[providers.claude]\nbase_urll = \"x\"\n",
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("base_urll") && err.contains("line 2"), "{err}");
-        let err = FileConfig::parse(Path::new("c.toml"), "[providers.gemini]\n").unwrap_err();
+        let err = ConfigFile::parse(Path::new("c.toml"), "[providers.gemini]\n").unwrap_err();
         assert!(err.to_string().contains("gemini"), "{err}");
     }
 
     #[test]
     fn the_documented_example_parses() {
-        let cfg = FileConfig::parse(
+        let cfg = ConfigFile::parse(
             Path::new("c.toml"),
             r#"
 [providers.claude]

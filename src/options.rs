@@ -1,12 +1,13 @@
-//! Where the ledger lives and how it behaves: paths from flags and environment, and the
-//! options a [`Ledger`](crate::Ledger) opens with.
+//! Runtime options: what a [`Ledger`](crate::Ledger) is opened with (database, clock, key,
+//! durability, provider settings). Where files are found is [`paths`](crate::paths); the parsed
+//! `config.toml` is [`config_file`](crate::config_file).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::settings::FileConfig;
+use crate::config_file::ConfigFile;
 use crate::store::{Durability, StoreOptions};
 use crate::vault::KeySource;
 
@@ -24,9 +25,9 @@ pub struct LedgerConfig {
     /// Where the master key comes from (default: `AUTHLEDGER_MASTER_KEY`, else the key file).
     pub key: KeySource,
     /// Provider settings from `config.toml` (base URLs, OAuth endpoints).
-    pub file: FileConfig,
+    pub file: ConfigFile,
     /// How OAuth tokens are refreshed.
-    pub refresh: crate::ledger::RefreshPolicy,
+    pub refresh: crate::oauth::RefreshPolicy,
     /// Where hot-path writes are committed when not by the ledger itself (the CLI hands in
     /// the daemon's client, for group commit). Default `None`: the ledger commits them.
     pub committer: Option<Arc<dyn crate::ledger::Committer>>,
@@ -41,8 +42,8 @@ impl LedgerConfig {
             durability: Durability::Full,
             idle_timeout: Duration::from_secs(30 * 60),
             key: KeySource::Default,
-            file: FileConfig::default(),
-            refresh: crate::ledger::RefreshPolicy::default(),
+            file: ConfigFile::default(),
+            refresh: crate::oauth::RefreshPolicy::default(),
             committer: None,
         }
     }
@@ -54,7 +55,7 @@ impl LedgerConfig {
     }
 
     /// Uses these provider settings.
-    pub fn with_file_config(mut self, file: FileConfig) -> Self {
+    pub fn with_file_config(mut self, file: ConfigFile) -> Self {
         self.file = file;
         self
     }
@@ -85,27 +86,4 @@ impl LedgerConfig {
             ..StoreOptions::default()
         }
     }
-}
-
-/// The directory holding the ledger's own files: `AUTHLEDGER_HOME` if set, else `None` (the
-/// XDG directories apply).
-pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("AUTHLEDGER_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The database path: `--db`, else `AUTHLEDGER_DB`, else `AUTHLEDGER_HOME/ledger.db`, else the
-/// XDG data directory.
-pub fn resolve_db_path(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = flag {
-        return Some(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("AUTHLEDGER_DB").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(home) = home_dir() {
-        return Some(home.join("ledger.db"));
-    }
-    directories::ProjectDirs::from("", "", "authledger").map(|d| d.data_dir().join("ledger.db"))
 }
