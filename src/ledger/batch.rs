@@ -114,18 +114,11 @@ fn already_done(tx: &Tx<'_>, op: &Op) -> Result<Option<Outcome>, Error> {
     })
 }
 
-/// The figures a release wrote in its `release` row, read as a typed record: the only place
-/// the tokens a release gave back are kept once the lease's reservations are gone.
-#[derive(serde::Deserialize)]
-struct ReleaseFacts {
-    returned: i64,
-}
-
 /// What the release of `id` gave back (0 if its row says nothing readable).
 fn released_figure(tx: &Tx<'_>, id: &LeaseId) -> Result<i64, Error> {
     let detail = tx.lease_audit_detail(id, crate::audit::action::RELEASE)?;
     Ok(detail
-        .and_then(|d| serde_json::from_str::<ReleaseFacts>(&d).ok())
+        .and_then(|d| crate::quota::ReleaseFacts::from_detail(&d))
         .map_or(0, |facts| facts.returned))
 }
 

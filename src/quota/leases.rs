@@ -176,20 +176,57 @@ pub fn release(
     lease.state = LeaseState::Released;
     lease.ended_at = Some(now);
     lease.end_reason = Some("released".into());
-    let mut facts =
-        json!({ "allocated": lease.allocated, "used": lease.used, "returned": returned });
-    if let (Some(extra), Some(map)) = (detail, facts.as_object_mut()) {
-        map.insert("holder".into(), extra);
-    }
+    let facts = ReleaseFacts {
+        allocated: lease.allocated,
+        used: lease.used,
+        returned,
+        holder: detail,
+    };
     audit::append(
         tx,
         now,
-        AuditEvent::new(action::RELEASE, facts)
+        AuditEvent::new(action::RELEASE, facts.to_json())
             .on(lease.provider, &lease.account)
             .by(&lease.agent)
             .lease(id),
     )?;
     Ok(Ok(Released { lease, returned }))
+}
+
+/// What a `release` audit row says: written by [`release`], and read back by whoever must
+/// learn after the fact what a release gave back (a caller whose reply was lost), since the
+/// lease's reservations are gone once it ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseFacts {
+    /// The lease's allocation.
+    pub allocated: i64,
+    /// What it had used.
+    pub used: i64,
+    /// Unused tokens returned to the windows.
+    pub returned: i64,
+    /// The holder's own facts (e.g. `run`'s exit code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<serde_json::Value>,
+}
+
+impl ReleaseFacts {
+    /// The row's detail: the fields above, `holder` only when there is one.
+    fn to_json(&self) -> serde_json::Value {
+        let mut facts = json!({
+            "allocated": self.allocated,
+            "used": self.used,
+            "returned": self.returned,
+        });
+        if let (Some(holder), Some(map)) = (&self.holder, facts.as_object_mut()) {
+            map.insert("holder".into(), holder.clone());
+        }
+        facts
+    }
+
+    /// Reads a `release` row's detail.
+    pub fn from_detail(detail: &str) -> Option<ReleaseFacts> {
+        serde_json::from_str(detail).ok()
+    }
 }
 
 /// The most a holder's release facts may take in the audit row.

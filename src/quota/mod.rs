@@ -17,7 +17,9 @@ mod windows;
 pub use acquire::{AcquireRequest, acquire};
 pub use error::{Denial, DenyReason, QuotaError};
 pub(crate) use leases::reclaim_stale;
-pub use leases::{CleanupReport, Released, cleanup, idle_cutoff, release, renew, revoke};
+pub use leases::{
+    CleanupReport, ReleaseFacts, Released, cleanup, idle_cutoff, release, renew, revoke,
+};
 pub(crate) use limits::ensure_limits;
 pub use limits::{LimitsUpdate, effective_limits, set_limits};
 pub use usage::{UsageOutcome, UsageRecord, record_usage};
