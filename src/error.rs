@@ -2,7 +2,6 @@
 //! [`exit`]) every layer's error gets.
 
 use crate::config_file::ConfigError;
-use crate::daemon::DaemonError;
 use crate::oauth::OAuthError;
 use crate::quota::QuotaError;
 use crate::select::{Problem, SelectError};
@@ -47,11 +46,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
-    /// The daemon could not start serving.
-    #[error(transparent)]
-    Serve(#[from] DaemonError),
-    /// The daemon refused a request for a reason that has no variant of its own here; the
-    /// message and exit code are the ones the daemon's ledger gave.
+    /// The daemon could not serve, or refused a request for a reason that has no variant of
+    /// its own here; the message and exit code are the ones the daemon gave. (The daemon sits
+    /// above the ledger, so its own error type is not named here.)
     #[error("{message}")]
     Daemon {
         /// The documented exit code.
@@ -96,7 +93,6 @@ impl Error {
             Error::OAuth(o) => oauth_code(o),
             Error::Select(s) => select_code(s),
             Error::Config(c) => config_code(c),
-            Error::Serve(d) => daemon_code(d),
             Error::Invalid(_) | Error::NoLocation => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
             Error::Daemon { exit_code, .. } => *exit_code,
@@ -113,15 +109,6 @@ fn store_code(_: &StoreError) -> i32 {
 fn config_code(c: &ConfigError) -> i32 {
     match c {
         ConfigError::Malformed { .. } | ConfigError::Read { .. } => exit::USAGE,
-    }
-}
-
-/// A daemon that cannot serve is neither a refusal nor a broken ledger.
-fn daemon_code(d: &DaemonError) -> i32 {
-    match d {
-        DaemonError::AlreadyServed { .. }
-        | DaemonError::PathTooLong { .. }
-        | DaemonError::Io { .. } => exit::OTHER,
     }
 }
 

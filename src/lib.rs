@@ -49,7 +49,6 @@ pub mod hardening;
 pub mod health;
 pub mod ledger;
 pub mod oauth;
-pub mod options;
 pub mod paths;
 pub mod quota;
 pub mod random;
@@ -61,8 +60,9 @@ pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
-pub use ledger::{CodexExport, KeyRotation, Ledger, LogoutReport, RefreshPolicy, Released};
-pub use options::LedgerConfig;
+pub use ledger::{
+    CodexExport, KeyRotation, Ledger, LedgerConfig, LogoutReport, RefreshPolicy, Released,
+};
 pub use quota::{
     AcquireRequest, CleanupReport, Denial, DenyReason, LimitsUpdate, QuotaError, QuotaStatus,
     UsageOutcome, UsageRecord,

@@ -18,7 +18,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{AuditEvent, action};
-use crate::store::{StoreError, Tx};
+use crate::store::{Staged, StoreError, Tx, TxExtension};
 use crate::types::Millis;
 use crate::vault::{Cipher, Sealed, VaultError};
 
@@ -76,6 +76,30 @@ impl std::fmt::Debug for ChainSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ChainSlot([redacted])")
     }
+}
+
+/// The slot rides on the store's transactions; a chain key first made in one is published
+/// only once it commits, so a rolled-back secret never keys a later row.
+impl TxExtension for ChainSlot {
+    fn committed(&self, staged: Staged) {
+        if let Ok(key) = staged.downcast::<ChainKey>() {
+            self.publish(key);
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The chain key slot of the ledger `tx` belongs to.
+fn slot<'t>(tx: &'t Tx<'_>) -> Option<&'t ChainSlot> {
+    tx.extension::<ChainSlot>()
+}
+
+/// The chain key made in this transaction, if any.
+fn fresh_key(tx: &Tx<'_>) -> Option<Arc<ChainKey>> {
+    tx.staged::<ChainKey>()
 }
 
 impl ChainSlot {
@@ -180,10 +204,10 @@ pub fn keyed_from(tx: &Tx<'_>) -> Result<Option<i64>, StoreError> {
 /// The key to MAC rows with: `None` while the ledger is not keyed; an error when it is keyed
 /// and the master key is not available here (nobody without it may extend the trail).
 pub fn chain_key(tx: &Tx<'_>) -> Result<Option<Arc<ChainKey>>, StoreError> {
-    if let Some(k) = tx.fresh_chain_key() {
+    if let Some(k) = fresh_key(tx) {
         return Ok(Some(k));
     }
-    let slot = tx.chain_slot();
+    let slot = slot(tx);
     if let Some(k) = slot.and_then(|s| s.current()) {
         return Ok(Some(k));
     }
@@ -233,7 +257,7 @@ pub(crate) fn for_verify(tx: &Tx<'_>) -> Result<VerifyKey, StoreError> {
         VaultError::Store(StoreError::AuditKey(why)) => StoreError::AuditKey(why),
         e => StoreError::AuditKey(e.to_string()),
     };
-    let cipher = match tx.chain_slot() {
+    let cipher = match slot(tx) {
         Some(slot) => (slot.unlock)(tx).map_err(unavailable)?,
         None => None,
     };
@@ -262,7 +286,7 @@ pub(crate) fn ensure_keyed(
     now: Millis,
 ) -> Result<Arc<ChainKey>, VaultError> {
     if let Some(sealed) = stored(tx)? {
-        return Ok(match tx.fresh_chain_key() {
+        return Ok(match fresh_key(tx) {
             Some(k) => k,
             None => Arc::new(sealed.open(cipher)?),
         });
@@ -281,7 +305,7 @@ pub(crate) fn ensure_keyed(
     tx.set_setting(SECRET_SETTING, &sealed.encode())?;
     crate::vault::attest_keyed_audit(tx, cipher)?;
     let key = Arc::new(ChainKey::derive(&*secret)?);
-    tx.set_fresh_chain_key(key.clone());
+    tx.stage(key.clone());
     if legacy_rows > 0 {
         super::append(
             tx,
@@ -323,14 +347,14 @@ pub(crate) fn prepare(store: &crate::store::Store, now: Millis) {
         if !matches!(chain_key(tx), Ok(None)) {
             return Ok(false);
         }
-        let slot = tx.chain_slot();
+        let slot = slot(tx);
         Ok(slot.is_some_and(|s| matches!((s.unlock)(tx), Ok(Some(_)))))
     });
     if !matches!(needs_keying, Ok(true)) {
         return;
     }
     let _ = store.write(|tx| -> Result<(), VaultError> {
-        let Some(slot) = tx.chain_slot() else {
+        let Some(slot) = slot(tx) else {
             return Ok(());
         };
         if let Some(cipher) = (slot.unlock)(tx)? {

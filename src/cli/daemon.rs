@@ -67,7 +67,12 @@ impl DaemonCmd {
                     eprintln!("warning: {e}; clients work on the database directly");
                     None
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    return Err(Error::Daemon {
+                        exit_code: crate::exit::OTHER,
+                        message: e.to_string(),
+                    });
+                }
             }
         } else {
             None

@@ -11,7 +11,7 @@ use crate::UsageRecord;
 use crate::clock::{ManualClock, format_ms};
 use crate::error::Error;
 use crate::ledger::Ledger;
-use crate::options::LedgerConfig;
+use crate::ledger::LedgerConfig;
 use crate::quota::{AcquireRequest, LimitsUpdate};
 use crate::records::{AuditQuery, UsageGroup};
 use crate::select::Choice;

@@ -31,7 +31,7 @@ use crate::clock::{Clock, ManualClock, SystemClock, parse_time};
 use crate::config_file::ConfigFile;
 use crate::error::{Error, exit};
 use crate::ledger::Ledger;
-use crate::options::LedgerConfig;
+use crate::ledger::LedgerConfig;
 use crate::paths::{default_config_path, resolve_db_path};
 pub use output::Output;
 

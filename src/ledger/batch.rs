@@ -173,7 +173,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::options::LedgerConfig;
+    use crate::ledger::LedgerConfig;
     use crate::quota::{LimitsUpdate, UsageRecord};
     use crate::records::AuditQuery;
     use crate::types::{Account, AgentId, LeaseState, Provider};

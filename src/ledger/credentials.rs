@@ -336,7 +336,7 @@ impl Ledger {
                 .into());
             }
             crate::fault::point("rotate:key-written");
-            let credentials = vault::rotate(tx, &old, &new)?;
+            let credentials = rotate_sealed(tx, &old, &new)?;
             audit::append(
                 tx,
                 now,
@@ -373,7 +373,7 @@ impl Ledger {
         let key_id = new.key_id();
         self.store.write(|tx| -> Result<_, Error> {
             let old = self.unlock_existing(tx)?;
-            let credentials = vault::rotate(tx, &old, new)?;
+            let credentials = rotate_sealed(tx, &old, new)?;
             audit::append(
                 tx,
                 now,
@@ -389,4 +389,18 @@ impl Ledger {
             })
         })
     }
+}
+
+/// Re-seals everything the master key seals, in the rotation's transaction: every credential
+/// and the key check (the vault's), and the audit chain's secret (the audit's), so the chain
+/// key survives the rotation. Leaving out the last would make every later write and `audit
+/// verify` fail.
+fn rotate_sealed(
+    tx: &crate::store::Tx<'_>,
+    old: &vault::Cipher,
+    new_key: &vault::MasterKey,
+) -> Result<usize, Error> {
+    let credentials = vault::rotate(tx, old, new_key)?;
+    audit::reseal_audit_key(tx, old, &vault::Cipher::new(new_key)?)?;
+    Ok(credentials)
 }

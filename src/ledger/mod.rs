@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::options::LedgerConfig;
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
     UsageRecord,
@@ -29,11 +28,13 @@ mod agents;
 mod batch;
 mod credentials;
 pub mod op;
+pub mod options;
 mod run;
 mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
+pub use options::LedgerConfig;
 
 /// The ledger: credentials (later), limits, leases, usage and the audit trail in one file.
 #[derive(Debug, Clone)]
@@ -54,7 +55,7 @@ impl Ledger {
     /// Opens (creating and migrating if needed) the ledger described by `config`.
     pub fn open(config: LedgerConfig) -> Result<Ledger, Error> {
         let store = Store::open(&config.db_path, config.store_options())?
-            .with_chain(Arc::new(chain_slot(&config)));
+            .with_extension(Arc::new(chain_slot(&config)));
         audit::prepare(&store, config.clock.now_ms());
         let ledger = Ledger {
             store,

@@ -131,7 +131,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::ledger::Ledger;
-    use crate::options::LedgerConfig;
+    use crate::ledger::LedgerConfig;
     use crate::quota::LimitsUpdate;
     use crate::records::AuditQuery;
     use crate::types::{Account, AgentId, LeaseState, Provider};

@@ -104,7 +104,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use check::{StoreCheck, StoreFact};
 pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
-pub use tx::Tx;
+pub use tx::{Staged, Tx};
 
 use crate::paths::{sidecar, store_lock as lock_path_for};
 use lock::{LockFiles, WriteLock};
@@ -149,7 +149,18 @@ pub struct Store {
     lock_path: PathBuf,
     locks: Arc<LockFiles>,
     options: StoreOptions,
-    chain: Option<Arc<crate::audit::ChainSlot>>,
+    extension: Option<Arc<dyn TxExtension>>,
+}
+
+/// State of a layer above the store that every transaction of a store carries (the audit
+/// chain's key, for the ledger), so the store needs to know nothing of it: the layer finds it
+/// with [`Tx::extension`], stages values with [`Tx::stage`], and is told of them by
+/// [`TxExtension::committed`] once the transaction that staged them commits.
+pub trait TxExtension: std::any::Any + Send + Sync + std::fmt::Debug {
+    /// Takes what a committed transaction staged.
+    fn committed(&self, staged: Staged);
+    /// This extension as `Any`, to be downcast to its own type.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl Store {
@@ -197,14 +208,14 @@ impl Store {
             locks: LockFiles::new(lock_path.clone()),
             lock_path,
             options,
-            chain: None,
+            extension: None,
         })
     }
 
-    /// This store with the ledger's audit chain key slot: every transaction it runs can then
-    /// key the audit rows it appends.
-    pub fn with_chain(mut self, slot: Arc<crate::audit::ChainSlot>) -> Store {
-        self.chain = Some(slot);
+    /// This store with an upper layer's [`TxExtension`], carried by every transaction it runs
+    /// (the ledger's audit chain key slot, so its transactions can key the rows they append).
+    pub fn with_extension(mut self, extension: Arc<dyn TxExtension>) -> Store {
+        self.extension = Some(extension);
         self
     }
 
@@ -270,7 +281,7 @@ impl Store {
                 Err(e) => return Err(write_error(&self.path, e).into()),
             }
         };
-        let mut tx = Tx::new(txn, self.chain.clone());
+        let mut tx = Tx::new(txn, self.extension.clone());
         let value = f(&mut tx)?;
         tx.commit().map_err(|e| write_error(&self.path, e))?;
         Ok(value)
@@ -285,7 +296,7 @@ impl Store {
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let mut tx = Tx::new(txn, self.chain.clone());
+        let mut tx = Tx::new(txn, self.extension.clone());
         f(&mut tx)
     }
 

@@ -6,18 +6,21 @@ use std::sync::Arc;
 
 use rusqlite::Transaction;
 
-use super::StoreError;
-use crate::audit::{ChainKey, ChainSlot};
+use super::{StoreError, TxExtension};
+
+/// A value an upper layer stages in a transaction, handed to its [`TxExtension`] only once the
+/// transaction commits.
+pub type Staged = Arc<dyn std::any::Any + Send + Sync>;
 
 /// One open transaction. Its methods (spread over the `*_rows` modules) read and write ledger
 /// records; dropping it without [`Store::write`](super::Store::write) committing rolls back.
 pub struct Tx<'c> {
     pub(super) txn: Transaction<'c>,
-    /// How this process reaches the audit chain's key (none for a bare store).
-    chain: Option<Arc<ChainSlot>>,
-    /// A chain key first made in this transaction: published to the slot only once it
-    /// commits, so a rolled-back secret never keys a later row.
-    fresh_chain_key: RefCell<Option<Arc<ChainKey>>>,
+    /// The upper layers' state this store's transactions carry (none for a bare store).
+    extension: Option<Arc<dyn TxExtension>>,
+    /// What this transaction staged for the extension: handed over only once it commits, so
+    /// nothing of a rolled-back transaction is ever used by a later one.
+    staged: RefCell<Option<Staged>>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -27,27 +30,28 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 impl<'c> Tx<'c> {
-    pub(super) fn new(txn: Transaction<'c>, chain: Option<Arc<ChainSlot>>) -> Self {
+    pub(super) fn new(txn: Transaction<'c>, extension: Option<Arc<dyn TxExtension>>) -> Self {
         Tx {
             txn,
-            chain,
-            fresh_chain_key: RefCell::new(None),
+            extension,
+            staged: RefCell::new(None),
         }
     }
 
-    /// The audit chain's key slot of the ledger this transaction belongs to.
-    pub fn chain_slot(&self) -> Option<&Arc<ChainSlot>> {
-        self.chain.as_ref()
+    /// The extension of the store this transaction belongs to, if it is a `T`.
+    pub fn extension<T: TxExtension>(&self) -> Option<&T> {
+        let any: &dyn std::any::Any = self.extension.as_deref()?.as_any();
+        any.downcast_ref::<T>()
     }
 
-    /// The chain key made in this transaction, if any.
-    pub fn fresh_chain_key(&self) -> Option<Arc<ChainKey>> {
-        self.fresh_chain_key.borrow().clone()
+    /// What this transaction staged, if it is a `T`.
+    pub fn staged<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.staged.borrow().clone()?.downcast::<T>().ok()
     }
 
-    /// Records a chain key made in this transaction (see [`fresh_chain_key`](Self::fresh_chain_key)).
-    pub fn set_fresh_chain_key(&self, key: Arc<ChainKey>) {
-        *self.fresh_chain_key.borrow_mut() = Some(key);
+    /// Stages `value` for the extension, handed to it once this transaction commits.
+    pub fn stage(&self, value: Staged) {
+        *self.staged.borrow_mut() = Some(value);
     }
 
     /// Executes one statement through the connection's statement cache: the ledger runs the
@@ -71,10 +75,10 @@ impl<'c> Tx<'c> {
     }
 
     pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
-        let fresh = self.fresh_chain_key.into_inner();
+        let staged = self.staged.into_inner();
         self.txn.commit()?;
-        if let (Some(slot), Some(key)) = (&self.chain, fresh) {
-            slot.publish(key);
+        if let (Some(extension), Some(value)) = (&self.extension, staged) {
+            extension.committed(value);
         }
         Ok(())
     }

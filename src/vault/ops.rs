@@ -444,7 +444,8 @@ pub fn usability(
 }
 
 /// Re-encrypts every secret under `new_key` and records its key check and key id; returns how
-/// many credentials were re-encrypted. Runs inside one transaction: all or nothing.
+/// many credentials were re-encrypted. Runs inside the caller's transaction: all or nothing.
+/// The ledger's rotation also re-seals the audit chain's secret in the same transaction.
 pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, VaultError> {
     let new = &Cipher::new(new_key)?;
     let records = tx.credential_records()?;
@@ -473,6 +474,5 @@ pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, V
     tx.set_setting(KEY_CHECK, &encode_check(&check))?;
     tx.set_setting(KEY_ID, &new_key.key_id())?;
     tx.set_setting(KEY_ROTATED, "1")?;
-    crate::audit::reseal_audit_key(tx, old, new)?;
     Ok(records.len())
 }

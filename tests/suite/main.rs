@@ -11,6 +11,7 @@ mod daemon;
 mod doctor;
 mod hardening;
 mod keys;
+mod layers;
 mod ledger;
 mod migrations;
 mod oauth;

@@ -30,7 +30,7 @@ pub struct LedgerConfig {
     pub refresh: crate::oauth::RefreshPolicy,
     /// Where hot-path writes are committed when not by the ledger itself (the CLI hands in
     /// the daemon's client, for group commit). Default `None`: the ledger commits them.
-    pub committer: Option<Arc<dyn crate::ledger::Committer>>,
+    pub committer: Option<Arc<dyn super::Committer>>,
 }
 
 impl LedgerConfig {
@@ -67,9 +67,9 @@ impl LedgerConfig {
     }
 
     /// Commits the ledger's hot-path writes through `committer` (see
-    /// [`crate::ledger::op`]): e.g. the daemon's `Client`, which sends them to a running
+    /// [`super::op`]): e.g. the daemon's `Client`, which sends them to a running
     /// daemon and declines when none serves. Without one, the ledger commits them itself.
-    pub fn with_committer(mut self, committer: Arc<dyn crate::ledger::Committer>) -> Self {
+    pub fn with_committer(mut self, committer: Arc<dyn super::Committer>) -> Self {
         self.committer = Some(committer);
         self
     }
