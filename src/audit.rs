@@ -1,7 +1,7 @@
 //! The tamper-evident audit trail.
 //!
 //! Every mutation appends one row in its own transaction. Each row stores an HMAC-SHA256,
-//! under a key only a holder of the master key has ([`key`]), over the previous row's MAC and
+//! under a key only a holder of the master key has (`audit::key`), over the previous row's MAC and
 //! its own content, so editing, deleting, inserting or reordering any row breaks the chain at
 //! that row, and `verify` names it, even when whoever did it recomputed every value. The
 //! table's triggers refuse UPDATE and DELETE; the chain catches whoever drops them first. An

@@ -16,7 +16,7 @@
 //! its lease, a usage record counts once by its key, a release finds its lease released and
 //! reports what that release gave back.
 //!
-//! [`LedgerConfig::with_committer`]: crate::config::LedgerConfig::with_committer
+//! [`LedgerConfig::with_committer`]: crate::ledger::LedgerConfig::with_committer
 //! [`Ledger::commit_together`]: super::Ledger::commit_together
 
 use std::fmt::Debug;

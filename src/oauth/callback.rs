@@ -108,9 +108,9 @@ impl Loopback {
     /// whichever comes first, answering the browser with a small page. Other paths (a favicon)
     /// get 404, and a callback with another state (a forged or stale one) gets an error page:
     /// the wait goes on for the real one. Each connection is served on its own thread, reads at
-    /// most [`MAX_REQUEST`] bytes, has [`HEAD_WAIT`] to send its request and never outlives the
+    /// most `MAX_REQUEST` bytes, has `HEAD_WAIT` to send its request and never outlives the
     /// deadline, so a client that sends nothing, or a byte at a time, cannot hold the login
-    /// past it. At most [`MAX_CONNECTIONS`] are open at once; a new one closes the oldest, so
+    /// past it. At most `MAX_CONNECTIONS` are open at once; a new one closes the oldest, so
     /// idle connections opened by someone else cannot keep the browser's redirect out. Gives
     /// [`OAuthError::Timeout`] at the deadline.
     pub fn wait(
