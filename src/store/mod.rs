@@ -45,8 +45,8 @@
 //! - refresh claims: [`Tx::try_claim_refresh`] reads the credential's generation, then takes
 //!   the claim only if none is live (one refresh for every process).
 //! - the master key: `vault::unlock` writes the key check and key id when none is stored;
-//!   key rotation (`vault::rotate`) re-seals every credential, the key check and the audit
-//!   secret in one transaction: a credential stored meanwhile under the old key would be lost.
+//!   key rotation (`vault::rotate`, then the audit secret's re-seal, in the ledger's
+//!   rotation) re-seals every credential, the key check and the audit secret in one transaction: a credential stored meanwhile under the old key would be lost.
 //! - provider health: `health::report` reads the record and writes it back with its
 //!   counters moved.
 //!
@@ -427,6 +427,52 @@ mod tests {
         assert_eq!(read("kept-1").as_deref(), Some("1"));
         assert_eq!(read("undone"), None);
         assert_eq!(read("kept-2").as_deref(), Some("1"));
+    }
+
+    /// Records what a committed transaction staged.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl TxExtension for Recorder {
+        fn committed(&self, staged: Staged) {
+            if let Ok(v) = staged.downcast::<String>() {
+                self.0.lock().unwrap().push((*v).clone());
+            }
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn only_what_a_committed_transaction_kept_staged_reaches_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let store = Store::open(&dir.path().join("l.db"), StoreOptions::default())
+            .unwrap()
+            .with_extension(recorder.clone());
+        // Staged in a savepoint that is undone: undone with it.
+        store
+            .write(|tx| -> Result<_, StoreError> {
+                tx.stage(Arc::new("kept".to_string()));
+                let _ = tx.isolated(|tx| -> Result<(), StoreError> {
+                    tx.stage(Arc::new("undone".to_string()));
+                    Err(StoreError::Busy { waited_ms: 0 })
+                })?;
+                tx.undo_unless(|tx| -> Result<bool, StoreError> {
+                    tx.stage(Arc::new("refused".to_string()));
+                    Ok(false)
+                })?;
+                assert!(tx.extension::<Recorder>().is_some());
+                Ok(())
+            })
+            .unwrap();
+        // Staged in a transaction that rolls back: never handed over.
+        let _ = store.write(|tx| -> Result<(), StoreError> {
+            tx.stage(Arc::new("rolled back".to_string()));
+            Err(StoreError::Busy { waited_ms: 0 })
+        });
+        assert_eq!(*recorder.0.lock().unwrap(), vec!["kept".to_string()]);
     }
 
     #[test]

@@ -91,9 +91,12 @@ impl<'c> Tx<'c> {
         f: impl FnOnce(&mut Tx<'c>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         self.exec("SAVEPOINT one", [])?;
+        let staged_before = self.staged.borrow().clone();
         let result = f(self);
         if result.is_err() {
             self.exec("ROLLBACK TO one", [])?;
+            // What the undone writes staged is undone with them.
+            *self.staged.borrow_mut() = staged_before;
         }
         self.exec("RELEASE one", [])?;
         Ok(result)
@@ -107,10 +110,12 @@ impl<'c> Tx<'c> {
     ) -> Result<bool, E> {
         self.exec("SAVEPOINT decide", [])
             .map_err(StoreError::from)?;
+        let staged_before = self.staged.borrow().clone();
         let keep = f(self)?;
         if !keep {
             self.exec("ROLLBACK TO decide", [])
                 .map_err(StoreError::from)?;
+            *self.staged.borrow_mut() = staged_before;
         }
         self.exec("RELEASE decide", []).map_err(StoreError::from)?;
         Ok(keep)

@@ -23,7 +23,8 @@ pub use credential::{
 };
 pub use keys::KeySource;
 pub(crate) use keys::write_key_file;
-pub use ops::{Usability, rotate, usability};
+pub(crate) use ops::rotate;
+pub use ops::{Usability, usability};
 pub(crate) use ops::{
     attest_keyed_audit, audit_keyed_attested, delete, get, hand_over, key_files, put,
     put_refreshed, summaries, unlock,

@@ -446,7 +446,7 @@ pub fn usability(
 /// Re-encrypts every secret under `new_key` and records its key check and key id; returns how
 /// many credentials were re-encrypted. Runs inside the caller's transaction: all or nothing.
 /// The ledger's rotation also re-seals the audit chain's secret in the same transaction.
-pub fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, VaultError> {
+pub(crate) fn rotate(tx: &Tx<'_>, old: &Cipher, new_key: &MasterKey) -> Result<usize, VaultError> {
     let new = &Cipher::new(new_key)?;
     let records = tx.credential_records()?;
     for rec in &records {

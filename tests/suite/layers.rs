@@ -31,51 +31,75 @@ fn top_module(src: &Path, file: &Path) -> Option<String> {
     (name != "lib" && name != "main").then_some(name)
 }
 
-/// The top-level modules a file's code names through `crate::`.
-fn imports(text: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    // Code only: test modules may reach anywhere, comments mention anything.
-    let code = text.split("#[cfg(test)]").next().unwrap_or("");
-    for line in code.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
-            continue;
+/// A file's code: comments dropped, and `#[cfg(test)] mod …` blocks (test code may reach
+/// anywhere) cut off. Test modules sit at the end of a file, so everything from the first one
+/// on is test code; a `#[cfg(test)]` on anything else is kept.
+fn code_of(text: &str) -> String {
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|next| next.trim_start().starts_with("mod "))
+        {
+            break;
         }
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                // `use crate::{a, b::c, d::{e, f}}`: the first segment of each item.
-                let mut depth = 0;
-                let mut item_start = true;
-                for (i, ch) in group.char_indices() {
-                    match ch {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => {
-                            rest = &group[i..];
-                            break;
-                        }
-                        '}' => depth -= 1,
-                        ',' if depth == 0 => item_start = true,
-                        c if item_start && (c.is_ascii_alphabetic() || c == '_') => {
-                            let name: String = group[i..]
-                                .chars()
-                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                                .collect();
-                            found.insert(name);
-                            item_start = false;
-                        }
-                        _ => {}
+        let line = match line.find("//") {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        code.push_str(line);
+        code.push('\n');
+    }
+    code
+}
+
+/// The top-level modules a file's code names through `crate::`, including in `use` groups
+/// spread over several lines.
+fn imports(text: &str) -> BTreeSet<String> {
+    let code = code_of(text);
+    assert!(
+        !code.contains("crate as ") && !code.contains("super::super::"),
+        "a path the layers test cannot follow (`crate as`, `super::super::`): name modules \
+         with `crate::`"
+    );
+    let mut found = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `use crate::{a, b::c, d::{e, f}}`: the first segment of each item.
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, ch) in group.char_indices() {
+                match ch {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        rest = &group[i..];
+                        break;
                     }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && (c.is_ascii_alphabetic() || c == '_') => {
+                        let name: String = group[i..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        found.insert(name);
+                        item_start = false;
+                    }
+                    _ => {}
                 }
-            } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    found.insert(name);
-                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.insert(name);
             }
         }
     }
@@ -157,10 +181,13 @@ fn no_import_cycle_among_the_top_level_modules() {
 #[test]
 fn the_cycle_finder_finds_a_cycle_and_reads_grouped_imports() {
     let names = imports(
-        "use crate::{alpha, beta::x, gamma::{d, e}};\n// crate::ignored\nlet _ = crate::delta::f();",
+        "use crate::{\n    alpha,\n    beta::x,\n    gamma::{d, e},\n};\n// crate::ignored\n\
+         let _ = crate::delta::f(); // crate::also_ignored\n\
+         #[cfg(test)]\nfn helper() { crate::epsilon::g() }\n\
+         #[cfg(test)]\nmod tests { use crate::zeta; }",
     );
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    assert_eq!(names, ["alpha", "beta", "delta", "gamma"]);
+    assert_eq!(names, ["alpha", "beta", "delta", "epsilon", "gamma"]);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     graph.entry("a".into()).or_default().insert("b".into());
     graph.entry("b".into()).or_default().insert("c".into());
