@@ -497,10 +497,10 @@ pub struct UsageRecordedJson {
     pub key: String,
     /// Whether this was a retry of a record already stored (nothing changed).
     pub duplicate: bool,
-    /// Tokens recorded on the lease so far.
-    pub lease_used: i64,
-    /// Tokens allocated to the lease.
-    pub allocated: i64,
+    /// Tokens recorded on the lease so far (as in every lease object).
+    pub used_tokens: i64,
+    /// Tokens allocated to the lease (as in every lease object).
+    pub allocated_tokens: i64,
     /// Whether the allocation is used up: acquire a new lease before going on.
     pub exhausted: bool,
     /// The lease's state after recording; anything but `active` means it was lost.
@@ -513,8 +513,8 @@ impl From<&UsageOutcome> for UsageRecordedJson {
             lease_id: o.lease_id.clone(),
             key: o.key.clone(),
             duplicate: o.duplicate,
-            lease_used: o.lease_used,
-            allocated: o.allocated,
+            used_tokens: o.lease_used,
+            allocated_tokens: o.allocated,
             exhausted: o.exhausted,
             lease_state: o.lease_state,
         }

@@ -488,7 +488,7 @@ fn release_and_usage_refuse_a_wrong_fence_and_accept_the_right_one() {
     let used = home.json(&[
         "usage", "record", &id, "--input", "5", "--output", "5", "--fence", &right,
     ]);
-    assert_eq!(used["lease_used"], 10, "{used}");
+    assert_eq!(used["used_tokens"], 10, "{used}");
     let released = home.json(&["lease", "release", &id, "--fence", &right]);
     assert_eq!(released["returned_tokens"], 90, "{released}");
 }
