@@ -49,24 +49,29 @@ impl DemoCmd {
                 .with_clock(Arc::new(clock.clone()))
                 .with_key(KeySource::File(dir.path().join("keys/master.key"))),
         )?;
-        // With --json the tour is collected and printed as one document at the end.
+        // With --json the tour is collected and printed as one document at the end. Either
+        // way its lines are wrapped to fit an 80-column terminal.
         let lines = std::cell::RefCell::new(Vec::<String>::new());
-        let say = |s: &str| -> Result<(), Error> {
+        let put = |line: String| -> Result<(), Error> {
             if ctx.out.json {
-                lines.borrow_mut().push(s.to_string());
+                lines.borrow_mut().push(line);
                 Ok(())
             } else {
-                ctx.out.line(s)
+                ctx.out.line(&line)
             }
+        };
+        let say = |s: &str| -> Result<(), Error> {
+            super::output::wrap(s, super::output::WIDTH)
+                .into_iter()
+                .try_for_each(put)
         };
         let account = Account::default();
 
-        say(&format!(
-            "authledger demo: a temporary ledger at {}",
-            db.display()
-        ))?;
+        // The path on a line of its own: however long TMPDIR is, the tour reads the same.
+        say("authledger demo: a temporary ledger at")?;
+        say(&format!("   {}", db.display()))?;
         say("")?;
-        say("0. A Claude API key goes into the vault, encrypted; it is only ever shown redacted.")?;
+        say("0. A Claude API key goes into the vault, encrypted; it is only shown redacted.")?;
         let fake_key = Secret::new(format!(
             "sk-ant-api03-demo-{}",
             hex::encode(crate::random::bytes::<12>().map_err(crate::vault::VaultError::from)?)
@@ -101,7 +106,7 @@ impl DemoCmd {
                 &AcquireRequest::new(agent(name)?, Provider::Claude).ttl(Duration::from_secs(3600)),
             )?;
             say(&format!(
-                "   {name:<9} got {} ({} tokens, a fair share of what is left)",
+                "   {name:<9} got {} ({} tokens, a fair share)",
                 lease.id, lease.allocated
             ))?;
             leases.push(lease);
@@ -134,15 +139,13 @@ impl DemoCmd {
         let env = ledger.agent_env(&leases[0])?;
         let names: Vec<&str> = env.set.iter().map(|(k, _)| k.as_str()).collect();
         say(&format!(
-            "   the reviewer's agent gets {} (values stay in its environment)",
+            "   the reviewer's agent gets (values stay in its environment): {}",
             names.join(", ")
         ))?;
         ledger.release(&fallback.id)?;
 
         say("")?;
-        say(
-            "3. The reviewer records its usage (a retry with the same key counts once) and releases.",
-        )?;
+        say("3. The reviewer records usage (a retried record counts once) and releases.")?;
         let reviewer = &leases[0];
         clock.advance_ms(10 * 60_000);
         let record = UsageRecord::new(8_000, 2_000).key("reviewer-call-1");
@@ -166,7 +169,7 @@ impl DemoCmd {
         clock.advance_ms(21 * 60_000);
         let report = ledger.cleanup()?;
         say(&format!(
-            "   an hour after it started, cleanup reclaimed {} lease(s) and returned {} tokens",
+            "   an hour on, cleanup reclaimed {} lease(s) and returned {} tokens",
             report.expired + report.idle,
             report.tokens_returned
         ))?;
@@ -176,9 +179,7 @@ impl DemoCmd {
         }
 
         say("")?;
-        say(
-            "5. A request bigger than what is left is refused with the reason and the reset time.",
-        )?;
+        say("5. Asking for more than is left is refused, with the reason and the reset time.")?;
         match ledger
             .acquire(&AcquireRequest::new(agent("bulk-import")?, Provider::Claude).tokens(500_000))
         {
@@ -231,10 +232,15 @@ impl DemoCmd {
         // names both, so the hint reopens it with its own key, not the user's.
         let kept = self.keep.then(|| dir.keep());
         if let Some(home) = &kept {
+            say("")?;
             say(&format!(
-                "\nkept: {0} (its ledger.db and keys/master.key)\n\
-                 explore it with AUTHLEDGER_DB and AUTHLEDGER_MASTER_KEY unset:\n  \
-                 AUTHLEDGER_HOME={0} authledger quota",
+                "kept: {} (its ledger.db and keys/master.key)",
+                home.display()
+            ))?;
+            say("explore it with AUTHLEDGER_DB and AUTHLEDGER_MASTER_KEY unset:")?;
+            // A command to copy stays whole, however long the path.
+            put(format!(
+                "  AUTHLEDGER_HOME={} authledger quota",
                 home.display()
             ))?;
         }

@@ -70,20 +70,26 @@ impl LimitsCmd {
             ctx.out.json(&LimitsJson::from(&l))?;
         } else {
             let opt = |v: Option<i64>| v.map_or("off".to_string(), |n| n.to_string());
-            ctx.out.line(&format!(
-                "{}/{}: {} tokens/day (resets {:02}:{:02} UTC), 5h {}, weekly {}, {} rpm, {} tpm, {} concurrent, lease cap {}",
+            let summary = format!(
+                "{}/{}: {} tokens/day (resets {:02}:{:02} UTC), {} concurrent\n  \
+                 5h {}, weekly {}, rpm {}, tpm {}, lease cap {}",
                 l.provider,
                 l.account,
                 l.daily_tokens,
                 l.reset_offset_min / 60,
                 l.reset_offset_min % 60,
+                l.concurrent,
                 opt(l.window_5h_tokens),
                 opt(l.weekly_tokens),
                 opt(l.rpm),
                 opt(l.tpm),
-                l.concurrent,
                 l.effective_lease_cap()
-            ))?;
+            );
+            for line in summary.lines() {
+                for line in super::output::wrap(line, super::output::WIDTH) {
+                    ctx.out.line(&line)?;
+                }
+            }
         }
         Ok(0)
     }

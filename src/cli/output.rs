@@ -104,3 +104,63 @@ pub fn bar(percent: f64, width: usize) -> String {
     let filled = ((percent.clamp(0.0, 100.0) / 100.0) * width as f64).round() as usize;
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
+
+/// The width human output fits in: an 80-column terminal.
+pub const WIDTH: usize = 80;
+
+/// Word-wraps `line` to `width` characters so prose fits a terminal: continuation lines keep
+/// the line's own indent plus two spaces, so a wrapped list reads as one item. A word longer
+/// than the width (a path) gets a line of its own rather than being cut. A line that fits is
+/// left as it is (aligned columns keep their spacing), less trailing blanks.
+pub fn wrap(line: &str, width: usize) -> Vec<String> {
+    let line = line.trim_end();
+    if line.chars().count() <= width {
+        return vec![line.to_string()];
+    }
+    let body = line.trim_start();
+    let indent = &line[..line.len() - body.len()];
+    let next_indent = format!("{indent}  ");
+    let mut lines = Vec::new();
+    let mut current = indent.to_string();
+    let mut empty = true;
+    for word in body.split_whitespace() {
+        let len = current.chars().count();
+        if !empty && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut current, next_indent.clone()));
+            empty = true;
+        }
+        if !empty {
+            current.push(' ');
+        }
+        current.push_str(word);
+        empty = false;
+    }
+    lines.push(current);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width_and_indents_continuations() {
+        let lines = wrap("   one two three four five six", 14);
+        assert_eq!(
+            lines,
+            ["   one two", "     three", "     four five", "     six"]
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 14));
+    }
+
+    #[test]
+    fn wrap_leaves_short_lines_and_long_words_whole() {
+        assert_eq!(wrap("short  spaced   ", 80), ["short  spaced"]);
+        assert_eq!(wrap("", 80), [""]);
+        assert_eq!(
+            wrap("at /a/very/long/path", 8),
+            ["at", "  /a/very/long/path"]
+        );
+        assert_eq!(wrap("é é é", 3), ["é é", "  é"]);
+    }
+}

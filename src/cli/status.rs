@@ -108,13 +108,16 @@ impl StatusCmd {
             ctx.out.line(&w)?;
         }
         for q in health_lines(&ledger, &quotas)? {
-            ctx.out.line(&q)?;
+            for line in super::output::wrap(&q, super::output::WIDTH) {
+                ctx.out.line(&line)?;
+            }
         }
         Ok(0)
     }
 }
 
-/// One line per account with reported health worth knowing: unavailable, or rate-limit facts.
+/// One item per account with reported health worth knowing: unavailable, or rate-limit facts
+/// (wrapped to the terminal width when printed).
 fn health_lines(
     ledger: &crate::ledger::Ledger,
     quotas: &[crate::quota::QuotaStatus],

@@ -1534,6 +1534,14 @@ fn the_demo_runs_every_step_it_promises_on_a_temporary_ledger() {
             "the demo should show {step:?}:\n{said}"
         );
     }
+    // The project rule: output fits an 80-column terminal.
+    for line in said.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "a demo line is wider than 80 columns ({}): {line:?}",
+            line.chars().count()
+        );
+    }
     // Its ledger was temporary: gone afterwards, and the user's own never made.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     assert!(!home.db().exists());

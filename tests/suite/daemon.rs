@@ -12,6 +12,7 @@ use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::{Home, code, read_only, stderr, stdout};
 use serde_json::Value;
 
@@ -56,81 +57,6 @@ fn wall_home(concurrent: &str) -> Home {
 
 fn wall(home: &Home, args: &[&str]) -> Output {
     home.cmd_wall().args(args).output().expect("run authledger")
-}
-
-/// A running daemon and its stderr, line by line.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(home: &Home, env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = home.cmd_wall();
-        cmd.args(["daemon", "--interval", "1h"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn daemon");
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon { child, lines };
-        daemon.wait_for("serving writes at");
-        daemon
-    }
-
-    /// Waits (up to 30 s) for a stderr line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!("no {needle:?} from the daemon within 30 s; stderr: {seen:?}");
-                }
-            }
-        }
-    }
-
-    /// SIGTERM, then the "served N requests in M transactions" figures from its last line.
-    fn stop(mut self) -> (u64, u64) {
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(term.success());
-        let line = self.wait_for("daemon stopping");
-        let status = self.child.wait().expect("reap daemon");
-        assert_eq!(status.code(), Some(0), "daemon exit: {status:?}");
-        let numbers: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        assert_eq!(numbers.len(), 2, "{line}");
-        (numbers[0], numbers[1])
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// (action, lease id) of every audit row, in chain order.

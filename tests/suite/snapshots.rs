@@ -7,6 +7,7 @@
 
 use std::process::Output;
 
+use crate::common::daemon::Daemon;
 use crate::common::{Home, T0, code, fixture, stderr, stdout};
 
 const MINUTE: i64 = 60_000;
@@ -69,6 +70,12 @@ impl Snap {
             settings.add_filter(&pattern, replacement);
         }
         Snap { home, settings }
+    }
+
+    /// One more filter, for what only some outputs hold (a wall-clock time, a temp name).
+    fn redact(mut self, pattern: &str, replacement: &str) -> Snap {
+        self.settings.add_filter(pattern, replacement);
+        self
     }
 
     /// Runs `args` at `now` and snapshots exit code, stdout and stderr under `name`.
@@ -412,5 +419,110 @@ fn login_confirmations_are_pinned() {
         T0,
         "logout_json",
         &["--json", "logout", "claude", "--account", "setup"],
+    );
+}
+
+/// The demo's tour, on the pinned clock (it starts at 09:00 of the pinned day); only its
+/// temporary directory, lease ids and the random tail of its fake keys are redacted.
+#[test]
+fn demo_output_is_pinned() {
+    let s = Snap::new(Home::empty())
+        .redact(
+            r"authledger-demo-[A-Za-z0-9]{6}",
+            "authledger-demo-[RANDOM]",
+        )
+        .redact(r"…[0-9a-f]{4}\b", "…[TAIL]");
+    let out = s
+        .home
+        .cmd_at(T0)
+        .env("TMPDIR", s.home.path())
+        .arg("demo")
+        .output()
+        .expect("run authledger");
+    s.record("demo", &out);
+}
+
+/// The daemon's human lines: where it serves, its first cleanup pass, and what it served when
+/// SIGTERM stops it. It runs on the wall clock, so its times are redacted.
+#[test]
+fn daemon_output_is_pinned() {
+    let s =
+        Snap::new(Home::new()).redact(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z", "[TIME]");
+    let mut daemon = Daemon::start(&s.home, &[]);
+    // The first pass runs at start; waiting for it keeps the lines in one order.
+    let cleanup = daemon.wait_for("cleanup");
+    let acquired = s
+        .home
+        .cmd_wall()
+        .args(["lease", "acquire", "--agent", "a", "--provider", "claude"])
+        .output()
+        .expect("run authledger");
+    assert_eq!(code(&acquired), 0, "{}", stderr(&acquired));
+    let lease = stdout(&acquired).split('\t').next().unwrap().to_string();
+    let released = s
+        .home
+        .cmd_wall()
+        .args(["lease", "release", &lease])
+        .output()
+        .expect("run authledger");
+    assert_eq!(code(&released), 0, "{}", stderr(&released));
+    let started = daemon.started.clone();
+    let stopped = daemon.stop_line();
+    let text = format!("{started}\n{cleanup}\n{stopped}\n");
+    s.settings.bind(|| insta::assert_snapshot!("daemon", text));
+}
+
+/// A refusal the quota itself makes after selection chose the account (the minute's request
+/// budget is spent, which selection does not weigh): `--json` carries the `denial` object.
+#[test]
+fn quota_denial_error_is_pinned() {
+    let s = Snap::new(Home::new());
+    let out = s
+        .home
+        .run(&["limits", "set", "claude", "--rpm", "1", "--concurrent", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = s.home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "a",
+        "--provider",
+        "claude",
+        "--tokens",
+        "100",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lease = stdout(&out).split('\t').next().unwrap().to_string();
+    let out = s
+        .home
+        .run(&["usage", "record", &lease, "--input", "10", "--output", "5"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    s.both(
+        T0,
+        "error_denied_quota",
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "b",
+            "--provider",
+            "claude",
+            "--tokens",
+            "50",
+        ],
+    );
+    let out = s.home.run(&[
+        "--json",
+        "lease",
+        "acquire",
+        "--agent",
+        "b",
+        "--provider",
+        "claude",
+    ]);
+    let error: serde_json::Value = serde_json::from_str(stderr(&out).trim()).expect("json error");
+    assert_eq!(
+        error["denial"]["reason"]["limit"], "requests_per_minute",
+        "{error}"
     );
 }

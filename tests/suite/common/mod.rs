@@ -2,6 +2,7 @@
 //! snapshot of the database for "nothing changed" checks.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod forge;
 pub mod oauth_server;
 
