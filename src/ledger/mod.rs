@@ -27,12 +27,14 @@ pub use crate::quota::Released;
 mod agents;
 mod batch;
 mod credentials;
+mod lease_tokens;
 pub mod op;
 pub mod options;
 mod run;
 mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
+pub use lease_tokens::LEASE_TOKEN_PREFIX;
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;
 

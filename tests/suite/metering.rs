@@ -1,0 +1,216 @@
+//! The ledger side of the metering gateway (issue 13): lease tokens stored only hashed, usage
+//! records with model, cache and status, and top-ups of a live lease.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use authledger::{
+    AcquireRequest, AgentId, Error, KeySource, LeaseId, Ledger, LedgerConfig, LimitsUpdate,
+    ManualClock, Provider, QuotaError,
+};
+
+const T0: i64 = 1_795_399_200_000;
+
+fn fixture(daily: i64, concurrent: i64) -> common::LibraryLedger {
+    common::library_ledger(
+        T0,
+        LimitsUpdate {
+            daily_tokens: Some(daily),
+            concurrent: Some(concurrent),
+            ..Default::default()
+        },
+    )
+}
+
+fn req(agent: &str) -> AcquireRequest {
+    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
+}
+
+/// Every byte of the ledger's files (database, WAL, shared memory) that exist.
+fn ledger_bytes(db: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(bytes) = std::fs::read(Path::new(&name)) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_lease_token_is_stored_only_as_its_hash_and_maps_to_its_lease() {
+    let f = fixture(1_000, 4);
+    let lease = f.ledger.acquire(&req("a").tokens(100)).unwrap();
+    let token = f.ledger.issue_lease_token(&lease.id).unwrap();
+    let text = token.expose_secret().to_string();
+    let body = text.strip_prefix("alt-").expect("alt- prefix");
+    assert_eq!(body.len(), 43, "32 bytes in unpadded base64url: {text}");
+    assert!(
+        body.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "{text}"
+    );
+    assert_eq!(
+        f.ledger.lease_for_token(&text).unwrap(),
+        Some(lease.clone())
+    );
+    // Two tokens for one lease: both valid, both distinct.
+    let second = f.ledger.issue_lease_token(&lease.id).unwrap();
+    assert_ne!(second.expose_secret(), text);
+    assert_eq!(
+        f.ledger.lease_for_token(second.expose_secret()).unwrap(),
+        Some(lease.clone())
+    );
+
+    let db = f.ledger.db_path().to_path_buf();
+    let bytes = ledger_bytes(&db);
+    for t in [text.as_str(), second.expose_secret()] {
+        assert!(!contains(&bytes, t.as_bytes()), "token in the files");
+        let body = &t[4..];
+        assert!(
+            !contains(&bytes, body.as_bytes()),
+            "token body in the files"
+        );
+    }
+    let rows = common::query_rows(&db, "SELECT token_hash, lease_id FROM lease_tokens");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let expected = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == expected && r[1] == lease.id.as_str())
+    );
+    // Debug output of the token does not show it either.
+    assert!(!format!("{token:?}").contains(body));
+}
+
+#[test]
+fn unknown_ended_and_expired_lease_tokens_are_worthless() {
+    let f = fixture(1_000, 4);
+    assert_eq!(f.ledger.lease_for_token("alt-nothing").unwrap(), None);
+    assert_eq!(f.ledger.lease_for_token("").unwrap(), None);
+
+    let released = f.ledger.acquire(&req("a").tokens(100)).unwrap();
+    let token = f.ledger.issue_lease_token(&released.id).unwrap();
+    f.ledger.release(&released.id).unwrap();
+    assert_eq!(
+        f.ledger.lease_for_token(token.expose_secret()).unwrap(),
+        None
+    );
+    match f.ledger.issue_lease_token(&released.id) {
+        Err(Error::Quota(QuotaError::LeaseLost { .. })) => {}
+        other => panic!("a token for an ended lease: {other:?}"),
+    }
+
+    let ttl = std::time::Duration::from_secs(60);
+    let expiring = f.ledger.acquire(&req("b").tokens(100).ttl(ttl)).unwrap();
+    let token = f.ledger.issue_lease_token(&expiring.id).unwrap();
+    f.clock.advance_ms(60_000 - 1);
+    assert!(
+        f.ledger
+            .lease_for_token(token.expose_secret())
+            .unwrap()
+            .is_some()
+    );
+    // Past its expiry, before any cleanup ran: the lease row is still `active`.
+    f.clock.advance_ms(1);
+    assert_eq!(
+        f.ledger.lease_for_token(token.expose_secret()).unwrap(),
+        None
+    );
+    let before = common::query_rows(f.ledger.db_path(), "SELECT state FROM leases");
+    assert!(
+        before.iter().any(|r| r[0] == "active"),
+        "a read wrote: {before:?}"
+    );
+    match f.ledger.issue_lease_token(&expiring.id) {
+        Err(Error::Quota(QuotaError::LeaseLost { .. })) => {}
+        other => panic!("a token for an expired lease: {other:?}"),
+    }
+    let unknown = LeaseId::from_random([7; 10]);
+    assert!(f.ledger.issue_lease_token(&unknown).is_err());
+}
+
+const CHILD_DIR: &str = "AUTHLEDGER_TEST_METERING_DIR";
+const CHILD_LEASE: &str = "AUTHLEDGER_TEST_METERING_LEASE";
+const TOKENS_PER_CHILD: usize = 25;
+
+fn open_at(dir: &Path) -> Ledger {
+    Ledger::open(
+        LedgerConfig::new(dir.join("ledger.db"))
+            .with_clock(Arc::new(ManualClock::new(T0)))
+            .with_key(KeySource::File(dir.join("master.key"))),
+    )
+    .unwrap()
+}
+
+/// The child half of the concurrency test below: does nothing unless started by it.
+#[test]
+fn child_issues_lease_tokens_when_started_by_the_concurrency_test() {
+    let (Ok(dir), Ok(lease)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_LEASE)) else {
+        return;
+    };
+    let ledger = open_at(Path::new(&dir));
+    let id: LeaseId = lease.parse().unwrap();
+    for _ in 0..TOKENS_PER_CHILD {
+        let token = ledger.issue_lease_token(&id).unwrap();
+        println!("TOKEN {}", token.expose_secret());
+    }
+}
+
+#[test]
+fn two_processes_issue_lease_tokens_for_different_leases_at_once() {
+    let f = fixture(1_000, 4);
+    let a = f.ledger.acquire(&req("a").tokens(100)).unwrap();
+    let b = f.ledger.acquire(&req("b").tokens(100)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = [&a, &b]
+        .iter()
+        .map(|lease| {
+            let child = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "metering::child_issues_lease_tokens_when_started_by_the_concurrency_test",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_DIR, f.dir.path())
+                .env(CHILD_LEASE, lease.id.as_str())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (lease.id.clone(), child)
+        })
+        .collect();
+    let mut all = std::collections::HashSet::new();
+    for (id, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "child: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tokens: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // The harness may print its own words before the first line.
+            .filter_map(|l| l.split("TOKEN ").nth(1).map(str::to_string))
+            .collect();
+        assert_eq!(tokens.len(), TOKENS_PER_CHILD, "the child ran its part");
+        for t in tokens {
+            let lease = f.ledger.lease_for_token(&t).unwrap().expect("valid token");
+            assert_eq!(lease.id, id, "a token maps to the lease it was issued for");
+            assert!(all.insert(t), "every token is new");
+        }
+    }
+    let rows = common::query_rows(f.ledger.db_path(), "SELECT COUNT(*) FROM lease_tokens");
+    assert_eq!(rows[0][0], (2 * TOKENS_PER_CHILD).to_string());
+}
