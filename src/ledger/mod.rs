@@ -236,6 +236,15 @@ impl Ledger {
         Ok(released)
     }
 
+    /// Grows an active lease's allocation by `tokens` from its account's remaining budget,
+    /// whole or refused like a named acquire (audited as `topup`, or `deny` with the lease).
+    /// An ended or expired lease is [`QuotaError::LeaseLost`]. One transaction; not an op
+    /// for a committer (a gateway calls it directly, like `revoke`).
+    pub fn top_up(&self, id: &LeaseId, tokens: i64) -> Result<Lease, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::top_up(tx, now, id, tokens)))
+    }
+
     /// Takes a lease away from its holder; returns the tokens given back.
     pub fn revoke(&self, id: &LeaseId, reason: &str) -> Result<i64, Error> {
         let now = self.now();

@@ -10,6 +10,7 @@ mod acquire;
 mod error;
 mod leases;
 mod limits;
+mod topup;
 mod usage;
 mod view;
 mod windows;
@@ -22,5 +23,6 @@ pub use leases::{
 pub(crate) use leases::{live_lease, reclaim_stale};
 pub(crate) use limits::ensure_limits;
 pub use limits::{LimitsUpdate, effective_limits, set_limits};
+pub use topup::top_up;
 pub use usage::{UsageOutcome, UsageRecord, record_usage};
 pub use view::{QuotaStatus, WindowStatus, quota_status};

@@ -214,3 +214,138 @@ fn two_processes_issue_lease_tokens_for_different_leases_at_once() {
     let rows = common::query_rows(f.ledger.db_path(), "SELECT COUNT(*) FROM lease_tokens");
     assert_eq!(rows[0][0], (2 * TOKENS_PER_CHILD).to_string());
 }
+
+fn audit_count(ledger: &Ledger, action: &str) -> usize {
+    let query = authledger::AuditQuery {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    ledger.audit(&query).unwrap().len()
+}
+
+fn claude(f: &common::LibraryLedger) -> authledger::QuotaStatus {
+    f.ledger.quota(Some(Provider::Claude)).unwrap().remove(0)
+}
+
+/// Every table's rows but the audit trail's, as text: what a refusal must leave unchanged.
+fn state_but_audit(db: &Path) -> Vec<Vec<Vec<String>>> {
+    [
+        "SELECT * FROM leases ORDER BY id",
+        "SELECT * FROM windows ORDER BY id",
+        "SELECT * FROM lease_windows ORDER BY lease_id, window_id",
+        "SELECT * FROM usage_events ORDER BY id",
+    ]
+    .iter()
+    .map(|sql| common::query_rows(db, sql))
+    .collect()
+}
+
+#[test]
+fn a_top_up_within_budget_grows_the_lease_and_every_windows_reservation() {
+    let mut update = LimitsUpdate {
+        daily_tokens: Some(1_000),
+        concurrent: Some(4),
+        ..Default::default()
+    };
+    update.weekly_tokens = Some(Some(5_000));
+    let f = common::library_ledger(T0, update);
+    let lease = f.ledger.acquire(&req("a").tokens(300)).unwrap();
+    f.ledger
+        .record_usage(&lease.id, &authledger::UsageRecord::new(100, 0))
+        .unwrap();
+    let grown = f.ledger.top_up(&lease.id, 400).unwrap();
+    assert_eq!(grown.allocated, 700);
+    assert_eq!(f.ledger.lease(&lease.id).unwrap().allocated, 700);
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved), (100, 600), "{q:?}");
+    let reserved: Vec<_> = common::query_rows(
+        f.ledger.db_path(),
+        "SELECT w.kind, w.reserved, lw.reserved FROM windows w
+         JOIN lease_windows lw ON lw.window_id = w.id ORDER BY w.kind",
+    );
+    assert_eq!(reserved.len(), 2, "day and week: {reserved:?}");
+    for r in &reserved {
+        assert_eq!((r[1].as_str(), r[2].as_str()), ("600", "600"), "{r:?}");
+    }
+    assert_eq!(audit_count(&f.ledger, "topup"), 1);
+    assert!(f.ledger.verify_audit().unwrap().ok);
+    // What was topped up is used and given back like the rest.
+    let released = f.ledger.release(&lease.id).unwrap();
+    assert_eq!(released.returned, 600);
+    assert_eq!(claude(&f).reserved, 0);
+}
+
+#[test]
+fn a_top_up_past_the_budget_is_refused_with_a_deny_row_and_changes_nothing_else() {
+    let f = fixture(1_000, 4);
+    let lease = f.ledger.acquire(&req("a").tokens(600)).unwrap();
+    f.ledger.acquire(&req("b").tokens(300)).unwrap();
+    let before = state_but_audit(f.ledger.db_path());
+    let denies = audit_count(&f.ledger, "deny");
+    match f.ledger.top_up(&lease.id, 101) {
+        Err(e @ Error::Quota(QuotaError::Denied(_))) => {
+            let Error::Quota(QuotaError::Denied(d)) = &e else {
+                unreachable!()
+            };
+            assert_eq!((d.asked, d.available, d.limit), (Some(101), 100, 1_000));
+            assert_eq!(e.exit_code(), 3);
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(state_but_audit(f.ledger.db_path()), before);
+    assert_eq!(audit_count(&f.ledger, "deny"), denies + 1);
+    assert_eq!(audit_count(&f.ledger, "topup"), 0);
+    // The last 100 fit exactly.
+    assert_eq!(f.ledger.top_up(&lease.id, 100).unwrap().allocated, 700);
+    assert_eq!(claude(&f).reserved, 1_000);
+}
+
+#[test]
+fn a_top_up_respects_an_explicit_lease_cap() {
+    let f = fixture(1_000, 4);
+    f.ledger
+        .set_limits(
+            Provider::Claude,
+            &authledger::Account::default(),
+            &LimitsUpdate {
+                lease_cap: Some(Some(250)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let lease = f.ledger.acquire(&req("a").tokens(200)).unwrap();
+    let before = state_but_audit(f.ledger.db_path());
+    match f.ledger.top_up(&lease.id, 51) {
+        Err(Error::Quota(QuotaError::OverLeaseCap { cap: 250, .. })) => {}
+        other => panic!("expected the lease cap, got {other:?}"),
+    }
+    assert_eq!(state_but_audit(f.ledger.db_path()), before);
+    assert_eq!(audit_count(&f.ledger, "deny"), 1);
+    assert_eq!(f.ledger.top_up(&lease.id, 50).unwrap().allocated, 250);
+}
+
+#[test]
+fn a_top_up_on_an_ended_or_expired_lease_is_lease_lost() {
+    let f = fixture(1_000, 4);
+    let ended = f.ledger.acquire(&req("a").tokens(100)).unwrap();
+    f.ledger.release(&ended.id).unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let expiring = f.ledger.acquire(&req("b").tokens(100).ttl(ttl)).unwrap();
+    f.clock.advance_ms(60_000);
+    for id in [&ended.id, &expiring.id] {
+        match f.ledger.top_up(id, 10) {
+            Err(Error::Quota(QuotaError::LeaseLost { .. })) => {}
+            other => panic!("expected LeaseLost, got {other:?}"),
+        }
+    }
+    assert_eq!(audit_count(&f.ledger, "topup"), 0);
+    assert_eq!(
+        claude(&f).reserved,
+        0,
+        "the expired lease was reclaimed, not grown"
+    );
+    assert!(matches!(
+        f.ledger.top_up(&expiring.id, 0),
+        Err(Error::Quota(QuotaError::Invalid(_)))
+    ));
+}
