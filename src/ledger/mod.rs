@@ -330,7 +330,7 @@ impl Ledger {
         Ok(self.store.read(|tx| tx.leases(filter))?)
     }
 
-    /// Usage since a time, grouped by agent, provider account or day.
+    /// Usage since a time, grouped by agent, provider account, day or model.
     pub fn usage_report(
         &self,
         since: Millis,

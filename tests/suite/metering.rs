@@ -349,3 +349,166 @@ fn a_top_up_on_an_ended_or_expired_lease_is_lease_lost() {
         Err(Error::Quota(QuotaError::Invalid(_)))
     ));
 }
+
+#[test]
+fn usage_keeps_model_cache_and_status_and_cache_tokens_count_against_the_budget() {
+    use authledger::{UsageGroup, UsageRecord};
+    let f = fixture(10_000, 4);
+    let lease = f.ledger.acquire(&req("a").tokens(5_000)).unwrap();
+    let rich = UsageRecord::new(100, 50)
+        .model("claude-sonnet-4-5")
+        .cache(1_000, 200)
+        .status("ok")
+        .key("msg_1");
+    let o = f.ledger.record_usage(&lease.id, &rich).unwrap();
+    assert_eq!(o.lease_used, 1_350, "input, output, cache read and write");
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(10, 5).model("gpt-5").key("r2"))
+        .unwrap();
+    f.ledger
+        .record_usage(&lease.id, &UsageRecord::new(1, 1))
+        .unwrap();
+    let q = claude(&f);
+    assert_eq!((q.used, q.reserved), (1_367, 5_000 - 1_367), "{q:?}");
+
+    let rows = common::query_rows(
+        f.ledger.db_path(),
+        "SELECT model, cache_read, cache_write, status FROM usage_events WHERE idem_key = 'msg_1'",
+    );
+    assert_eq!(rows, [["claude-sonnet-4-5", "1000", "200", "ok"]]);
+
+    let by_model = f.ledger.usage_report(0, UsageGroup::Model).unwrap();
+    let got: Vec<_> = by_model
+        .iter()
+        .map(|r| {
+            (
+                r.key.as_str(),
+                r.input,
+                r.output,
+                r.cache_read,
+                r.cache_write,
+                r.total,
+                r.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("-", 1, 1, 0, 0, 2, 1),
+            ("claude-sonnet-4-5", 100, 50, 1_000, 200, 1_350, 1),
+            ("gpt-5", 10, 5, 0, 0, 15, 1),
+        ]
+    );
+
+    // A retry under the same key counts once; the same key with other cache figures, model or
+    // status is another record and refused.
+    assert!(f.ledger.record_usage(&lease.id, &rich).unwrap().duplicate);
+    for other in [
+        rich.clone().cache(999, 200),
+        rich.clone().cache(1_000, 199),
+        rich.clone().model("claude-opus-4"),
+        rich.clone().status("error"),
+    ] {
+        match f.ledger.record_usage(&lease.id, &other) {
+            Err(Error::Quota(QuotaError::IdempotencyConflict { .. })) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(claude(&f).used, 1_367);
+}
+
+#[test]
+fn bad_usage_details_are_refused_and_record_nothing() {
+    use authledger::UsageRecord;
+    let f = fixture(10_000, 4);
+    let lease = f.ledger.acquire(&req("a").tokens(5_000)).unwrap();
+    let before = state_but_audit(f.ledger.db_path());
+    for bad in [
+        UsageRecord::new(1, 1).cache(-1, 0),
+        UsageRecord::new(1, 1).cache(0, -1),
+        UsageRecord::new(1, 1).model(""),
+        UsageRecord::new(1, 1).model("a\nb"),
+        UsageRecord::new(1, 1).status("x".repeat(201)),
+    ] {
+        match f.ledger.record_usage(&lease.id, &bad) {
+            Err(e @ Error::Invalid(_)) => assert_eq!(e.exit_code(), 2),
+            other => panic!("{bad:?} should be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(state_but_audit(f.ledger.db_path()), before);
+}
+
+#[test]
+fn usage_details_cross_the_daemon_and_show_in_usage_by_model() {
+    use common::daemon::{Daemon, wall, wall_home};
+    let home = wall_home("4");
+    let daemon = Daemon::start(&home, &[]);
+    let out = wall(
+        &home,
+        &[
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "a",
+            "--provider",
+            "claude",
+            "--tokens",
+            "5000",
+        ],
+    );
+    assert_eq!(common::code(&out), 0, "{}", common::stderr(&out));
+    let lease = common::parse_json(&out)["lease_id"]
+        .as_str()
+        .expect("lease id")
+        .to_string();
+    let out = wall(
+        &home,
+        &[
+            "usage",
+            "record",
+            &lease,
+            "--input",
+            "100",
+            "--output",
+            "50",
+            "--cache-read",
+            "1000",
+            "--cache-write",
+            "200",
+            "--model",
+            "claude-sonnet-4-5",
+            "--status",
+            "ok",
+            "--key",
+            "msg_1",
+        ],
+    );
+    assert_eq!(common::code(&out), 0, "{}", common::stderr(&out));
+    let (served, _) = daemon.stop();
+    assert!(served >= 2, "the daemon committed them: {served}");
+    let rows = common::query_rows(
+        &home.db(),
+        "SELECT model, cache_read, cache_write, status FROM usage_events",
+    );
+    assert_eq!(rows, [["claude-sonnet-4-5", "1000", "200", "ok"]]);
+    let out = wall(&home, &["--json", "usage", "--by", "model"]);
+    assert_eq!(common::code(&out), 0, "{}", common::stderr(&out));
+    let v = common::parse_json(&out);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let row = &v[0];
+    assert_eq!(row["key"], "claude-sonnet-4-5");
+    let figures: Vec<_> = [
+        "input",
+        "output",
+        "cache_read",
+        "cache_write",
+        "total",
+        "requests",
+    ]
+    .iter()
+    .map(|k| row[*k].as_i64().unwrap_or(-1))
+    .collect();
+    assert_eq!(figures, [100, 50, 1_000, 200, 1_350, 1], "{row}");
+}
