@@ -42,6 +42,8 @@ pub mod action {
     pub const REVOKE: &str = "revoke";
     /// A request was refused.
     pub const DENY: &str = "deny";
+    /// An active lease's allocation grew (detail: tokens, allocated).
+    pub const TOPUP: &str = "topup";
     /// Usage was recorded.
     pub const USAGE: &str = "usage";
     /// Limits were changed.

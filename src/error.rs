@@ -116,9 +116,10 @@ fn config_code(c: &ConfigError) -> i32 {
 fn quota_code(q: &QuotaError) -> i32 {
     match q {
         QuotaError::Store(s) => store_code(s),
-        QuotaError::Denied(_) | QuotaError::LeaseLost { .. } | QuotaError::StaleFence { .. } => {
-            exit::DENIED
-        }
+        QuotaError::Denied(_)
+        | QuotaError::OverLeaseCap { .. }
+        | QuotaError::LeaseLost { .. }
+        | QuotaError::StaleFence { .. } => exit::DENIED,
         QuotaError::UnknownLease(_)
         | QuotaError::IdempotencyConflict { .. }
         | QuotaError::Invalid(_) => exit::USAGE,

@@ -156,6 +156,14 @@ pub struct UsageEvent {
     pub output: i64,
     /// Requests made.
     pub requests: i64,
+    /// The model the provider answered with, if known.
+    pub model: Option<String>,
+    /// Input tokens read from the prompt cache (apart from `input`).
+    pub cache_read: i64,
+    /// Input tokens written to the prompt cache (apart from `input`).
+    pub cache_write: i64,
+    /// The request's outcome, if reported.
+    pub status: Option<String>,
     /// When it was recorded.
     pub at_ms: Millis,
 }
@@ -195,6 +203,8 @@ pub enum UsageGroup {
     Provider,
     /// One row per UTC day.
     Day,
+    /// One row per model (`-` for records without one).
+    Model,
 }
 
 /// One row of a usage summary.
@@ -206,7 +216,11 @@ pub struct UsageSummary {
     pub input: i64,
     /// Output tokens.
     pub output: i64,
-    /// Input plus output.
+    /// Prompt-cache tokens read.
+    pub cache_read: i64,
+    /// Prompt-cache tokens written.
+    pub cache_write: i64,
+    /// Every token counted against the budget: input, output and both cache figures.
     pub total: i64,
     /// Requests.
     pub requests: i64,

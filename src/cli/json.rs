@@ -524,13 +524,18 @@ impl From<&UsageOutcome> for UsageRecordedJson {
 /// `usage`: one row of the summary.
 #[derive(Debug, Serialize)]
 pub struct UsageRowJson {
-    /// The agent, `provider/account` or UTC day (`YYYY-MM-DD`) this row sums.
+    /// The agent, `provider/account`, UTC day (`YYYY-MM-DD`) or model (`-`: none) this row
+    /// sums.
     pub key: String,
     /// Input tokens.
     pub input: i64,
     /// Output tokens.
     pub output: i64,
-    /// Input plus output.
+    /// Prompt-cache tokens read.
+    pub cache_read: i64,
+    /// Prompt-cache tokens written.
+    pub cache_write: i64,
+    /// Every token counted against the budget: input, output and both cache figures.
     pub total: i64,
     /// Requests.
     pub requests: i64,
@@ -544,6 +549,8 @@ impl From<&UsageSummary> for UsageRowJson {
             key: r.key.clone(),
             input: r.input,
             output: r.output,
+            cache_read: r.cache_read,
+            cache_write: r.cache_write,
             total: r.total,
             requests: r.requests,
             records: r.records,

@@ -21,7 +21,7 @@ pub struct UsageCmd {
     /// default: the last 24 hours.
     #[arg(long, value_parser = args::when)]
     since: Option<When>,
-    /// Group by agent, provider or day.
+    /// Group by agent, provider, day or model.
     #[arg(long, value_enum, default_value = "agent")]
     by: GroupBy,
 }
@@ -31,6 +31,7 @@ enum GroupBy {
     Agent,
     Provider,
     Day,
+    Model,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +55,18 @@ enum UsageAction {
         /// Refuse unless this is the lease's fencing number (printed by acquire --json).
         #[arg(long, value_name = "N")]
         fence: Option<i64>,
+        /// The model the provider answered with (for `usage --by model`).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Prompt-cache tokens read (counted against the budget like input).
+        #[arg(long, value_name = "N", value_parser = args::tokens, default_value = "0", allow_negative_numbers = true)]
+        cache_read: i64,
+        /// Prompt-cache tokens written (counted against the budget like input).
+        #[arg(long, value_name = "N", value_parser = args::tokens, default_value = "0", allow_negative_numbers = true)]
+        cache_write: i64,
+        /// The request's outcome (ok, error, …).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
     },
 }
 
@@ -68,13 +81,16 @@ impl UsageCmd {
                 requests,
                 key,
                 fence,
+                model,
+                cache_read,
+                cache_write,
+                status,
             }) => {
-                let record = UsageRecord {
-                    input: *input,
-                    output: *output,
-                    requests: *requests,
-                    key: key.clone(),
-                };
+                let mut record = UsageRecord::new(*input, *output).cache(*cache_read, *cache_write);
+                record.requests = *requests;
+                record.key = key.clone();
+                record.model = model.clone();
+                record.status = status.clone();
                 record.validate()?;
                 let ledger = ctx.open()?;
                 if let Some(f) = fence {
@@ -121,18 +137,24 @@ impl UsageCmd {
                     GroupBy::Agent => UsageGroup::Agent,
                     GroupBy::Provider => UsageGroup::Provider,
                     GroupBy::Day => UsageGroup::Day,
+                    GroupBy::Model => UsageGroup::Model,
                 };
                 let rows = ledger.usage_report(since, group)?;
                 if ctx.out.json {
                     let rows: Vec<_> = rows.iter().map(UsageRowJson::from).collect();
                     return ctx.out.json(&rows).map(|_| 0);
                 }
-                let mut t = table(&["key", "input", "output", "total", "requests", "records"]);
+                let mut t = table(&[
+                    "key", "input", "output", "cache rd", "cache wr", "total", "requests",
+                    "records",
+                ]);
                 for r in rows {
                     t.add_row(vec![
                         r.key,
                         r.input.to_string(),
                         r.output.to_string(),
+                        r.cache_read.to_string(),
+                        r.cache_write.to_string(),
                         r.total.to_string(),
                         r.requests.to_string(),
                         r.records.to_string(),

@@ -50,6 +50,10 @@ pub(super) fn request(op: &Op) -> Request {
                 output: record.output,
                 requests: record.requests,
                 key: record.key.clone(),
+                model: record.model.clone(),
+                cache_read: record.cache_read,
+                cache_write: record.cache_write,
+                status: record.status.clone(),
             },
             fallback_key: fallback_key.clone(),
         },
@@ -88,6 +92,10 @@ pub(super) fn op(request: Request) -> Op {
                 output: record.output,
                 requests: record.requests,
                 key: record.key,
+                model: record.model,
+                cache_read: record.cache_read,
+                cache_write: record.cache_write,
+                status: record.status,
             },
             fallback_key,
         },
@@ -438,7 +446,11 @@ mod tests {
             .account(account)
             .tokens(100)
             .ttl(std::time::Duration::from_millis(60_500));
-        let record = UsageRecord::new(10, 5).key("k1");
+        let record = UsageRecord::new(10, 5)
+            .key("k1")
+            .model("claude-sonnet-4-5")
+            .cache(3, 4)
+            .status("ok");
         let usage = UsageOutcome {
             lease_id: lease.id.clone(),
             key: "k1".into(),
@@ -451,10 +463,11 @@ mod tests {
         (lease, decision, denial, request, record, usage)
     }
 
-    /// The wire's JSON, frozen: a change to any of these is a new [`VERSION`] (and these were
-    /// the JSON of the domain types the wire carried before it owned its types).
+    /// The wire's JSON, frozen: a change to any of these is a new [`VERSION`] (version 1's
+    /// were the JSON of the domain types the wire carried before it owned its types; version
+    /// 2 added the model, cache and status of a usage report).
     #[test]
-    fn the_wire_format_of_version_1_is_unchanged() {
+    fn the_wire_format_of_version_2_is_unchanged() {
         let (lease, decision, denial, asked, record, usage) = samples();
         let id = lease.id.clone();
         let json = |v: &dyn erased::Json| v.json();
@@ -493,10 +506,10 @@ mod tests {
     }
 
     /// Requests (acquire_selected, record_usage, release), outcomes (selected, released,
-    /// usage) and a denial, as version 1 frames them.
+    /// usage) and a denial, as version 2 frames them.
     const GOLDEN: [&str; 7] = [
         r#"{"op":"acquire_selected","id":"lease-03030303030303030303","request":{"agent":"reviewer","provider":"claude","account":"work","tokens":100,"ttl":{"secs":60,"nanos":500000000},"audit_denial":true},"choice":{"Explicit":["claude",null]}}"#,
-        r#"{"op":"record_usage","id":"lease-03030303030303030303","record":{"input":10,"output":5,"requests":1,"key":"k1"},"fallback_key":"auto-1"}"#,
+        r#"{"op":"record_usage","id":"lease-03030303030303030303","record":{"input":10,"output":5,"requests":1,"key":"k1","model":"claude-sonnet-4-5","cache_read":3,"cache_write":4,"status":"ok"},"fallback_key":"auto-1"}"#,
         r#"{"op":"release","id":"lease-03030303030303030303","detail":{"exit_code":0}}"#,
         r#"{"kind":"selected","value":{"lease":{"id":"lease-03030303030303030303","fence":7,"agent":"reviewer","provider":"claude","account":"work","allocated":100,"used":10,"ttl_ms":60000,"created_at":1000,"expires_at":61000,"heartbeat_at":1000,"state":"released","ended_at":2000,"end_reason":"released"},"decision":{"provider":"claude","account":"work","reason":"preferred","fallback_from":["openai","default","busy"],"considered":[{"provider":"openai","account":"default","problem":"busy","fallback_ok":true}]}}}"#,
         r#"{"kind":"released","value":{"lease":{"id":"lease-03030303030303030303","fence":7,"agent":"reviewer","provider":"claude","account":"work","allocated":100,"used":10,"ttl_ms":60000,"created_at":1000,"expires_at":61000,"heartbeat_at":1000,"state":"released","ended_at":2000,"end_reason":"released"},"returned":90}}"#,

@@ -25,7 +25,9 @@ const MAX_FRAME: usize = 1 << 20;
 /// The version of this wire format. A daemon answers requests of another version with
 /// [`WireError::Version`], and the client then works on the database directly: an upgraded
 /// client never fails because an older daemon is still running.
-pub const VERSION: u32 = 1;
+///
+/// Version 2: a usage report carries the model, the prompt-cache figures and the status.
+pub const VERSION: u32 = 2;
 
 /// A request as framed: the wire format's version and the request's deadline beside it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +131,14 @@ pub struct WireUsage {
     pub requests: i64,
     /// The caller's idempotency key.
     pub key: Option<String>,
+    /// The model the provider answered with.
+    pub model: Option<String>,
+    /// Prompt-cache tokens read.
+    pub cache_read: i64,
+    /// Prompt-cache tokens written.
+    pub cache_write: i64,
+    /// The request's outcome.
+    pub status: Option<String>,
 }
 
 /// What a request did.

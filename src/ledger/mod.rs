@@ -27,12 +27,14 @@ pub use crate::quota::Released;
 mod agents;
 mod batch;
 mod credentials;
+mod lease_tokens;
 pub mod op;
 pub mod options;
 mod run;
 mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
+pub use lease_tokens::LEASE_TOKEN_PREFIX;
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;
 
@@ -234,6 +236,15 @@ impl Ledger {
         Ok(released)
     }
 
+    /// Grows an active lease's allocation by `tokens` from its account's remaining budget,
+    /// whole or refused like a named acquire (audited as `topup`, or `deny` with the lease).
+    /// An ended or expired lease is [`QuotaError::LeaseLost`]. One transaction; not an op
+    /// for a committer (a gateway calls it directly, like `revoke`).
+    pub fn top_up(&self, id: &LeaseId, tokens: i64) -> Result<Lease, Error> {
+        let now = self.now();
+        settle(self.store.write(|tx| quota::top_up(tx, now, id, tokens)))
+    }
+
     /// Takes a lease away from its holder; returns the tokens given back.
     pub fn revoke(&self, id: &LeaseId, reason: &str) -> Result<i64, Error> {
         let now = self.now();
@@ -319,7 +330,7 @@ impl Ledger {
         Ok(self.store.read(|tx| tx.leases(filter))?)
     }
 
-    /// Usage since a time, grouped by agent, provider account or day.
+    /// Usage since a time, grouped by agent, provider account, day or model.
     pub fn usage_report(
         &self,
         since: Millis,

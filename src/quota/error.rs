@@ -105,6 +105,20 @@ pub enum QuotaError {
         /// The lease's fence.
         actual: i64,
     },
+    /// A top-up would take a lease past its account's lease cap.
+    #[error(
+        "denied: lease {id} holds {allocated} tokens; {asked} more would pass the lease cap of {cap}"
+    )]
+    OverLeaseCap {
+        /// The lease.
+        id: LeaseId,
+        /// What it holds now.
+        allocated: i64,
+        /// What was asked on top.
+        asked: i64,
+        /// The account's lease cap.
+        cap: i64,
+    },
     /// An idempotency key was reused for a different usage record.
     #[error("idempotency key {key:?} was already used for a different usage record; use a new key")]
     IdempotencyConflict {

@@ -10,17 +10,19 @@ mod acquire;
 mod error;
 mod leases;
 mod limits;
+mod topup;
 mod usage;
 mod view;
 mod windows;
 
 pub use acquire::{AcquireRequest, acquire};
 pub use error::{Denial, DenyReason, QuotaError};
-pub(crate) use leases::reclaim_stale;
 pub use leases::{
     CleanupReport, ReleaseFacts, Released, cleanup, idle_cutoff, release, renew, revoke,
 };
+pub(crate) use leases::{live_lease, reclaim_stale};
 pub(crate) use limits::ensure_limits;
 pub use limits::{LimitsUpdate, effective_limits, set_limits};
+pub use topup::top_up;
 pub use usage::{UsageOutcome, UsageRecord, record_usage};
 pub use view::{QuotaStatus, WindowStatus, quota_status};

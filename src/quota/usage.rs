@@ -27,6 +27,14 @@ pub struct UsageRecord {
     /// The caller's idempotency key: a retry with the same key is recorded once. Without one,
     /// every call is a new record.
     pub key: Option<String>,
+    /// The model the provider answered with, if known (`usage --by model`).
+    pub model: Option<String>,
+    /// Input tokens read from the provider's prompt cache, kept apart from `input`.
+    pub cache_read: i64,
+    /// Input tokens written to the provider's prompt cache, kept apart from `input`.
+    pub cache_write: i64,
+    /// The request's outcome as the gateway saw it (`ok`, `error`, `incomplete`, …).
+    pub status: Option<String>,
 }
 
 impl UsageRecord {
@@ -37,7 +45,38 @@ impl UsageRecord {
             output,
             requests: 1,
             key: None,
+            model: None,
+            cache_read: 0,
+            cache_write: 0,
+            status: None,
         }
+    }
+
+    /// Sets the model the provider answered with.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the prompt-cache tokens read and written (each apart from `input`).
+    pub fn cache(mut self, read: i64, write: i64) -> Self {
+        self.cache_read = read;
+        self.cache_write = write;
+        self
+    }
+
+    /// Sets the request's outcome.
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = Some(status.into());
+        self
+    }
+
+    /// The tokens this record counts against the lease and every window: input, output and
+    /// both kinds of cache tokens. The budget counts tokens processed, not money: a cache read
+    /// is billed at a tenth of an input token by Anthropic but is still a token of context
+    /// the model processed, so it counts whole.
+    pub fn tokens(&self) -> i64 {
+        self.input + self.output + self.cache_read + self.cache_write
     }
 
     /// Sets the idempotency key.
@@ -51,11 +90,22 @@ impl UsageRecord {
         check_tokens("--input", self.input)?;
         check_tokens("--output", self.output)?;
         check_tokens("--requests", self.requests)?;
-        if self.input + self.output > MAX_TOKENS {
-            return Err(InvalidInput("--input plus --output is too large".into()));
+        check_tokens("--cache-read", self.cache_read)?;
+        check_tokens("--cache-write", self.cache_write)?;
+        // Each figure is at most MAX_TOKENS, so this sum cannot overflow.
+        if self.tokens() > MAX_TOKENS {
+            return Err(InvalidInput(
+                "--input, --output and cache tokens together are too large".into(),
+            ));
         }
         if let Some(k) = &self.key {
             check_key(k)?;
+        }
+        if let Some(m) = &self.model {
+            check_label("--model", m)?;
+        }
+        if let Some(s) = &self.status {
+            check_label("--status", s)?;
         }
         Ok(())
     }
@@ -68,6 +118,18 @@ pub fn check_key(k: &str) -> Result<(), InvalidInput> {
         return Err(InvalidInput(format!(
             "idempotency key {:?} must be 1-200 printable characters",
             truncate_for_message(k)
+        )));
+    }
+    Ok(())
+}
+
+/// A model name or status: 1-200 printable characters, so a report never carries a control
+/// character or a body.
+fn check_label(what: &str, v: &str) -> Result<(), InvalidInput> {
+    if v.is_empty() || v.len() > 200 || v.chars().any(char::is_control) {
+        return Err(InvalidInput(format!(
+            "{what} {:?} must be 1-200 printable characters",
+            truncate_for_message(v)
         )));
     }
     Ok(())
@@ -121,7 +183,11 @@ pub fn record_usage(
         let same = prior.lease_id == *id
             && prior.input == record.input
             && prior.output == record.output
-            && prior.requests == record.requests;
+            && prior.requests == record.requests
+            && prior.cache_read == record.cache_read
+            && prior.cache_write == record.cache_write
+            && prior.model == record.model
+            && prior.status == record.status;
         if !same {
             return Err(QuotaError::IdempotencyConflict { key });
         }
@@ -147,7 +213,7 @@ pub fn record_usage(
         lease.state = LeaseState::Expired;
     }
 
-    let tokens = record.input + record.output;
+    let tokens = record.tokens();
     let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
     // Usage counts where it happened: in the windows current now. Opening them first carries
     // the lease's unused reservation along if it outlived the window it was granted in.
@@ -208,27 +274,40 @@ pub fn record_usage(
         input: record.input,
         output: record.output,
         requests: record.requests,
+        model: record.model.clone(),
+        cache_read: record.cache_read,
+        cache_write: record.cache_write,
+        status: record.status.clone(),
         at_ms: now,
     })?;
     let exhausted = lease.used >= lease.allocated;
+    let mut detail = json!({
+        "input": record.input,
+        "output": record.output,
+        "requests": record.requests,
+        "key": &key,
+        "lease_used": lease.used,
+        "exhausted": exhausted,
+        "lease_state": lease.state,
+    });
+    // The gateway's facts, only when there are any (rows of `usage record` stay as they were).
+    if record.cache_read != 0 || record.cache_write != 0 {
+        detail["cache_read"] = json!(record.cache_read);
+        detail["cache_write"] = json!(record.cache_write);
+    }
+    if let Some(m) = &record.model {
+        detail["model"] = json!(m);
+    }
+    if let Some(s) = &record.status {
+        detail["status"] = json!(s);
+    }
     audit::append(
         tx,
         now,
-        AuditEvent::new(
-            action::USAGE,
-            json!({
-                "input": record.input,
-                "output": record.output,
-                "requests": record.requests,
-                "key": &key,
-                "lease_used": lease.used,
-                "exhausted": exhausted,
-                "lease_state": lease.state,
-            }),
-        )
-        .on(lease.provider, &lease.account)
-        .by(&lease.agent)
-        .lease(id),
+        AuditEvent::new(action::USAGE, detail)
+            .on(lease.provider, &lease.account)
+            .by(&lease.agent)
+            .lease(id),
     )?;
     Ok(UsageOutcome {
         lease_id: id.clone(),

@@ -267,6 +267,30 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Grows a lease's allocation by `tokens` (a top-up).
+    pub fn grow_lease_allocation(&self, id: &LeaseId, tokens: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE leases SET allocated = allocated + ?2 WHERE id = ?1",
+            params![id.as_str(), tokens],
+        )?;
+        Ok(())
+    }
+
+    /// Adds `tokens` to what a lease holds in a window, noting the window if it held none.
+    pub fn add_to_lease_window(
+        &self,
+        id: &LeaseId,
+        window_id: i64,
+        tokens: i64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)
+             ON CONFLICT (lease_id, window_id) DO UPDATE SET reserved = reserved + excluded.reserved",
+            params![id.as_str(), window_id, tokens],
+        )?;
+        Ok(())
+    }
+
     /// Notes that a lease holds `reserved` tokens in a window.
     pub fn insert_lease_window(
         &self,

@@ -87,6 +87,7 @@ mod error;
 pub mod files;
 mod health_rows;
 mod lease_rows;
+mod lease_token_rows;
 mod lock;
 mod migrate;
 mod settings_rows;

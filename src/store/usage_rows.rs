@@ -12,7 +12,8 @@ impl Tx<'_> {
     pub fn usage_by_key(&self, key: &str) -> Result<Option<UsageEvent>, StoreError> {
         let raw = self
             .one(
-                "SELECT idem_key, lease_id, agent, provider, account, input, output, requests, at_ms
+                "SELECT idem_key, lease_id, agent, provider, account, input, output, requests,
+                        model, cache_read, cache_write, status, at_ms
                  FROM usage_events WHERE idem_key = ?1",
                 [key],
                 |r| {
@@ -28,15 +29,19 @@ impl Tx<'_> {
                             r.get::<_, i64>("input")?,
                             r.get("output")?,
                             r.get("requests")?,
+                            r.get("cache_read")?,
+                            r.get("cache_write")?,
                             r.get("at_ms")?,
                         ],
+                        [r.get::<_, Option<String>>("model")?, r.get("status")?],
                     ))
                 },
             )
             .optional()?;
         let Some((
             [idem_key, lease_id, agent, provider, account],
-            [input, output, requests, at_ms],
+            [input, output, requests, cache_read, cache_write, at_ms],
+            [model, status],
         )) = raw
         else {
             return Ok(None);
@@ -50,6 +55,10 @@ impl Tx<'_> {
             input,
             output,
             requests,
+            model,
+            cache_read,
+            cache_write,
+            status,
             at_ms,
         }))
     }
@@ -57,8 +66,9 @@ impl Tx<'_> {
     /// Stores a usage event; the UNIQUE idempotency key makes a duplicate impossible.
     pub fn insert_usage(&self, e: &UsageEvent) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO usage_events (idem_key, lease_id, agent, provider, account, input, output, requests, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO usage_events (idem_key, lease_id, agent, provider, account, input, output,
+                                       requests, model, cache_read, cache_write, status, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 e.idem_key,
                 e.lease_id.as_str(),
@@ -68,13 +78,17 @@ impl Tx<'_> {
                 e.input,
                 e.output,
                 e.requests,
+                e.model,
+                e.cache_read,
+                e.cache_write,
+                e.status,
                 e.at_ms
             ],
         )?;
         Ok(())
     }
 
-    /// Sums usage since a time, grouped by agent, provider account or UTC day.
+    /// Sums usage since a time, grouped by agent, provider account, UTC day or model.
     pub fn usage_summary(
         &self,
         since: Millis,
@@ -84,9 +98,11 @@ impl Tx<'_> {
             UsageGroup::Agent => "agent",
             UsageGroup::Provider => "provider || '/' || account",
             UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
+            UsageGroup::Model => "COALESCE(model, '-')",
         };
         let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {key} AS k, SUM(input) AS input_total, SUM(output) AS output_total,
+                    SUM(cache_read) AS cache_read_total, SUM(cache_write) AS cache_write_total,
                     SUM(requests) AS request_total, COUNT(*) AS record_count
              FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY k"
         ))?;
@@ -94,11 +110,15 @@ impl Tx<'_> {
             .query_map([since], |r| {
                 let input: i64 = r.get("input_total")?;
                 let output: i64 = r.get("output_total")?;
+                let cache_read: i64 = r.get("cache_read_total")?;
+                let cache_write: i64 = r.get("cache_write_total")?;
                 Ok(UsageSummary {
                     key: r.get("k")?,
                     input,
                     output,
-                    total: input + output,
+                    cache_read,
+                    cache_write,
+                    total: input + output + cache_read + cache_write,
                     requests: r.get("request_total")?,
                     records: r.get("record_count")?,
                 })

@@ -956,6 +956,10 @@ fn the_daemon_refuses_an_oversize_idempotency_key_as_the_direct_path_does() {
         output: 1,
         requests: 1,
         key,
+        model: None,
+        cache_read: 0,
+        cache_write: 0,
+        status: None,
     };
     let frames = [
         // The key a client chose, and the fallback key a client sends for a record without one.

@@ -7,57 +7,14 @@ use crate::common;
 // API key account they use has no expiry and its rate limits are switched off.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, wall, wall_home};
 use common::{Home, code, read_only, stderr, stdout};
 use serde_json::Value;
-
-/// A ledger home with a Claude API key and the given concurrency, on the wall clock.
-fn wall_home(concurrent: &str) -> Home {
-    let home = Home::empty();
-    let mut login = home
-        .cmd_wall()
-        .args(["login", "claude", "--api-key-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn login");
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"sk-ant-api03-daemon-test-key-0000000000")
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
-    assert_eq!(code(&out), 0, "login: {}", stderr(&out));
-    let out = wall(
-        &home,
-        &[
-            "limits",
-            "set",
-            "claude",
-            "--concurrent",
-            concurrent,
-            "--daily-tokens",
-            "1000000",
-            "--rpm",
-            "off",
-            "--tpm",
-            "off",
-        ],
-    );
-    assert_eq!(code(&out), 0, "limits: {}", stderr(&out));
-    home
-}
-
-fn wall(home: &Home, args: &[&str]) -> Output {
-    home.cmd_wall().args(args).output().expect("run authledger")
-}
 
 /// (action, lease id) of every audit row, in chain order.
 fn audit_rows(home: &Home) -> Vec<(String, Option<String>)> {

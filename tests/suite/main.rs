@@ -13,6 +13,7 @@ mod hardening;
 mod keys;
 mod layers;
 mod ledger;
+mod metering;
 mod migrations;
 mod oauth;
 mod processes;

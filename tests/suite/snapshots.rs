@@ -209,7 +209,17 @@ fn every_command_output_is_pinned() {
         T0 + MINUTE,
         "usage_record",
         &[
-            "usage", "record", &alpha, "--input", "3000", "--output", "1000", "--key", "k1",
+            "usage",
+            "record",
+            &alpha,
+            "--input",
+            "3000",
+            "--output",
+            "1000",
+            "--key",
+            "k1",
+            "--model",
+            "claude-sonnet-4-5",
         ],
     );
     s.at(
@@ -281,7 +291,7 @@ fn every_command_output_is_pinned() {
     s.both(now, "providers", &["providers"]);
     s.both(now, "quota", &["quota"]);
     s.both(now, "lease_list", &["lease", "list"]);
-    for by in ["agent", "provider", "day"] {
+    for by in ["agent", "provider", "day", "model"] {
         s.both(now, &format!("usage_by_{by}"), &["usage", "--by", by]);
     }
     for format in ["shell", "json", "dotenv"] {

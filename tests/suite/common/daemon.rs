@@ -1,8 +1,8 @@
 //! A running `authledger daemon` for the tests that talk to it: started on the wall clock,
 //! its stderr read line by line, stopped with SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -95,4 +95,48 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A ledger home with a Claude API key and the given concurrency, on the wall clock.
+pub fn wall_home(concurrent: &str) -> Home {
+    let home = Home::empty();
+    let mut login = home
+        .cmd_wall()
+        .args(["login", "claude", "--api-key-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn login");
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-ant-api03-daemon-test-key-0000000000")
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert_eq!(super::code(&out), 0, "login: {}", super::stderr(&out));
+    let out = wall(
+        &home,
+        &[
+            "limits",
+            "set",
+            "claude",
+            "--concurrent",
+            concurrent,
+            "--daily-tokens",
+            "1000000",
+            "--rpm",
+            "off",
+            "--tpm",
+            "off",
+        ],
+    );
+    assert_eq!(super::code(&out), 0, "limits: {}", super::stderr(&out));
+    home
+}
+
+/// Runs authledger on the wall clock (so it talks to a running daemon).
+pub fn wall(home: &Home, args: &[&str]) -> Output {
+    home.cmd_wall().args(args).output().expect("run authledger")
 }
