@@ -48,10 +48,15 @@
 //! Lines are found with `memchr`; events that cannot carry usage are skipped by name without
 //! parsing JSON; buffers are reused, so steady-state parsing allocates nothing; no regexes.
 
+pub mod authority;
 pub mod errors;
+pub mod proxy;
 pub mod sse;
+mod tap;
 pub mod usage;
 
+pub use authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
 pub use errors::{ErrorReply, Refusal};
+pub use proxy::serve;
 pub use sse::{SseError, SseEvent, SseParser};
 pub use usage::{Api, Meter, MeterError, Metered, Outcome, SocketMeter};
