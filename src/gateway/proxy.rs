@@ -5,7 +5,7 @@
 //! (both are removed), the [`Authority`] resolves it to a [`Grant`] and admits the lease, and
 //! the request (method, path, query, every other end-to-end header, the body streamed) goes to
 //! the grant's upstream with the real credential and `accept-encoding: identity` (the meter
-//! reads plain bytes). The response comes back frame by frame through [`ReplyBody`], which
+//! reads plain bytes). The response comes back frame by frame through `ReplyBody`, which
 //! meters it and records the usage when it ends. Refusals are answered in the provider's own
 //! format: 401 for an unknown token, the authority's 429, and 503 (nothing forwarded) when the
 //! authority cannot answer.

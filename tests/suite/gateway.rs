@@ -198,6 +198,8 @@ async fn upstream_gets_the_real_api_key_and_the_agents_request_unchanged() {
         .header("anthropic-version", "2023-06-01")
         .header("anthropic-beta", "fine-grained-tool-streaming-2025-05-14")
         .header("x-stainless-lang", "js")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "for this connection only")
         .header("accept-encoding", "gzip, br")
         .header("content-type", "application/json")
         .body(body)
@@ -222,6 +224,10 @@ async fn upstream_gets_the_real_api_key_and_the_agents_request_unchanged() {
         "fine-grained-tool-streaming-2025-05-14"
     );
     assert_eq!(seen.headers["x-stainless-lang"], "js");
+    assert!(
+        seen.headers.get("x-hop").is_none(),
+        "hop-by-hop header forwarded"
+    );
     assert_eq!(seen.headers["accept-encoding"], "identity");
     assert_eq!(seen.body, body.as_bytes());
     assert_no_token(&seen);
@@ -543,4 +549,26 @@ async fn client_disconnect_mid_stream_is_recorded_as_truncated() {
     );
     assert_eq!((m.input, m.output), (472, 2));
     drop(upstream);
+}
+
+#[tokio::test]
+async fn websocket_upgrade_gets_426_so_codex_falls_back_at_once() {
+    let mut rig = Rig::start(
+        Provider::Openai,
+        UpstreamAuth::ApiKey(Secret::new(REAL_OPENAI.into())),
+    )
+    .await;
+    rig.upstream.reply(json_reply());
+    let response = client()
+        .get(rig.url("/v1/responses"))
+        .bearer_auth(TOKEN)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("openai-beta", "responses_websockets=2026-02-06")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 426);
+    assert!(json(response).await["error"]["message"].is_string());
+    assert!(rig.upstream.seen.try_recv().is_err(), "nothing forwarded");
 }
