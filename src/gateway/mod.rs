@@ -18,6 +18,20 @@
 //!   the provider's events into one [`Metered`] record per request;
 //! - [`errors`]: the provider-format error bodies for refusals (401, 429, 503).
 //!
+//! On top of them sits the HTTP proxy ([`proxy`], [`serve`]): hyper on a listener the host
+//! binds (127.0.0.1), reqwest's async client to the upstream. It takes the agent's token from
+//! `x-api-key` or `Authorization: Bearer`, asks an [`Authority`] (the seam the ledger
+//! implements) for the [`Grant`] and an [`Admission`], forwards the request with the real
+//! credential, and streams the response back frame by frame while a meter watches it; the
+//! record goes to [`Authority::record`] on the blocking pool after the response ends (or the
+//! agent goes away). An authority that fails means 503 and nothing forwarded.
+//!
+//! Built: the metering core, the proxy, the `Authority` seam. Still to come: lease tokens and
+//! the ledger's `Authority` (resolve, top-up or refusal in `admit`, batched records), health
+//! from status and rate-limit headers, hosting by `run` and the daemon (`env`, base URLs per
+//! client), and Codex's WebSocket on `GET /v1/responses`, which the proxy now answers with 426
+//! so that Codex falls back to `POST` with SSE at once.
+//!
 //! ```
 //! use authledger::gateway::{Api, Meter, Outcome};
 //!
@@ -48,10 +62,15 @@
 //! Lines are found with `memchr`; events that cannot carry usage are skipped by name without
 //! parsing JSON; buffers are reused, so steady-state parsing allocates nothing; no regexes.
 
+pub mod authority;
 pub mod errors;
+pub mod proxy;
 pub mod sse;
+mod tap;
 pub mod usage;
 
+pub use authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
 pub use errors::{ErrorReply, Refusal};
+pub use proxy::serve;
 pub use sse::{SseError, SseEvent, SseParser};
 pub use usage::{Api, Meter, MeterError, Metered, Outcome, SocketMeter};

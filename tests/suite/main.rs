@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod daemon;
 mod doctor;
+mod gateway;
 mod hardening;
 mod keys;
 mod layers;

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod forge;
 pub mod oauth_server;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

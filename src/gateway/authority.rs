@@ -1,0 +1,81 @@
+//! The seam between the proxy and whoever knows the leases: the [`Authority`].
+//!
+//! The proxy knows HTTP and metering, not leases, credentials or budgets. It asks an
+//! [`Authority`] three things per request: which lease a token belongs to and how to reach its
+//! upstream ([`Authority::resolve`]), whether the lease may spend now ([`Authority::admit`]),
+//! and, once the response has ended, what it cost ([`Authority::record`]). The ledger implements
+//! it (lease tokens, top-ups, batched usage); tests implement it with a map. The calls are
+//! synchronous, like the ledger: the proxy runs them on tokio's blocking pool.
+
+use url::Url;
+
+use super::errors::Refusal;
+use super::usage::Metered;
+use crate::types::{LeaseId, Provider};
+use crate::vault::Secret;
+
+/// The authority could not answer (its storage failed). The proxy then refuses with 503 and
+/// forwards nothing: a request that cannot be metered is never sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The ledger failed (storage unreadable or unwritable, a broken key, …).
+    #[error(transparent)]
+    Ledger(#[from] crate::error::Error),
+    /// Another authority's failure, said in one line (no secrets).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The upstream HTTP client could not be built (TLS roots, …).
+    #[error("cannot start the upstream client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// How the real credential goes on the upstream request.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// An API key: `x-api-key` for Anthropic, `Authorization: Bearer` for OpenAI.
+    ApiKey(Secret),
+    /// An OAuth access token (a Claude subscription, a ChatGPT login): `Authorization: Bearer`;
+    /// for Anthropic the request also carries the OAuth beta in `anthropic-beta`, added to the
+    /// agent's own betas when it did not send it.
+    OAuth(Secret),
+}
+
+/// What a lease token stands for: the lease to charge and where and how to forward.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The lease the request is charged to.
+    pub lease_id: LeaseId,
+    /// The provider, which decides the credential header and the error format.
+    pub provider: Provider,
+    /// The upstream's base URL (`https://api.anthropic.com`, or a configured `base_url`); the
+    /// request's path and query are appended to it.
+    pub upstream: Url,
+    /// The real credential.
+    pub credential: UpstreamAuth,
+}
+
+/// Whether a lease may make a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Forward it.
+    Go,
+    /// Answer this refusal in the provider's format instead (budget or window used up).
+    Refuse(Refusal),
+}
+
+/// What the proxy needs from the ledger. Every method may block (it is called on tokio's
+/// blocking pool); an `Err` from `resolve` or `admit` refuses the request with 503.
+pub trait Authority: Send + Sync {
+    /// The grant for an agent's lease token; `None` when the token is unknown or its lease has
+    /// ended (the agent gets 401).
+    fn resolve(&self, token: &str) -> Result<Option<Grant>, GatewayError>;
+
+    /// Whether the lease may spend now: the ledger tops it up or refuses it here.
+    fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError>;
+
+    /// What one request cost, called once per metered response after it ended (or after the
+    /// client went away, with what was seen), off the response path. An error is logged: the
+    /// response has already been delivered.
+    fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError>;
+}

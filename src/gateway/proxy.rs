@@ -1,0 +1,363 @@
+//! The HTTP proxy: lease token in, real credential out, every response streamed back as it
+//! arrives and metered on the way.
+//!
+//! For each request: the agent's token is taken from `x-api-key` or `Authorization: Bearer`
+//! (both are removed), the [`Authority`] resolves it to a [`Grant`] and admits the lease, and
+//! the request (method, path, query, every other end-to-end header, the body streamed) goes to
+//! the grant's upstream with the real credential and `accept-encoding: identity` (the meter
+//! reads plain bytes). The response comes back frame by frame through `ReplyBody`, which
+//! meters it and records the usage when it ends. Refusals are answered in the provider's own
+//! format: 401 for an unknown token, the authority's 429, and 503 (nothing forwarded) when the
+//! authority cannot answer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{
+    self, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    RETRY_AFTER,
+};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use url::Url;
+
+use super::authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
+use super::errors::{ErrorReply, Refusal};
+use super::tap::{ReplyBody, Tap};
+use super::usage::{Api, Meter};
+use crate::types::Provider;
+
+/// The beta flag Anthropic requires with an OAuth (subscription) access token.
+const OAUTH_BETA: &str = "oauth-2025-04-20";
+
+/// Serves the gateway on `listener` until `shutdown` completes; requests already running finish
+/// on their own tasks. It binds nothing itself: the host binds 127.0.0.1.
+pub async fn serve(
+    listener: TcpListener,
+    authority: Arc<dyn Authority>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()?;
+    let state = Arc::new(State { authority, client });
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // A full file table or an aborted handshake ends one connection, not the
+                // gateway.
+                Err(e) => {
+                    eprintln!("authledger gateway: accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(state.handle(req).await) }
+            });
+            // A connection that fails (the agent went away) ends only itself.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+struct State {
+    authority: Arc<dyn Authority>,
+    client: reqwest::Client,
+}
+
+/// What the authority said about a request.
+enum Decision {
+    Forward(Grant),
+    Refuse(Api, Refusal),
+}
+
+impl State {
+    async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
+        let path = req.uri().path();
+        let api = Api::for_path(path);
+        let format = api.unwrap_or_else(|| error_format(path, req.headers()));
+        let Some(token) = agent_token(req.headers()) else {
+            return refuse(format, Refusal::UnknownToken);
+        };
+        let authority = Arc::clone(&self.authority);
+        let decided = tokio::task::spawn_blocking(move || decide(&*authority, &token, format))
+            .await
+            .unwrap_or_else(|_| Err(GatewayError::Unavailable("authority panicked".into())));
+        let grant = match decided {
+            Ok(Decision::Forward(grant)) => grant,
+            Ok(Decision::Refuse(format, refusal)) => return refuse(format, refusal),
+            Err(e) => {
+                eprintln!("authledger gateway: request refused, ledger unavailable: {e}");
+                return refuse(format, Refusal::Unmeterable);
+            }
+        };
+        let format = api.unwrap_or(match grant.provider {
+            Provider::Claude => Api::AnthropicMessages,
+            _ => Api::OpenAiResponses,
+        });
+        if is_upgrade(req.headers()) {
+            // Codex asks for a WebSocket first; 426 makes it fall back to HTTP at once, which
+            // this proxy meters (the WebSocket is not carried yet).
+            let reply = ErrorReply::openai(
+                426,
+                "invalid_request_error",
+                None,
+                "authledger: WebSocket not supported by this gateway; use HTTP",
+            );
+            return reply_with(reply);
+        }
+        self.forward(req, grant, api, format).await
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        grant: Grant,
+        api: Option<Api>,
+        format: Api,
+    ) -> Response<ReplyBody> {
+        let (parts, body) = req.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Ok(url) = upstream_url(&grant.upstream, path_and_query) else {
+            return bad_gateway(format, "the configured upstream URL cannot take this path");
+        };
+        let mut headers = forwarded_headers(&parts.headers);
+        if put_credential(&mut headers, &grant).is_err() {
+            return bad_gateway(format, "the stored credential cannot be sent in a header");
+        }
+        let mut upstream = self
+            .client
+            .request(parts.method, url)
+            .version(hyper::Version::HTTP_11)
+            .headers(headers);
+        if !body.is_end_stream() {
+            upstream = upstream.body(reqwest::Body::wrap(body));
+        }
+        let response = match upstream.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                eprintln!("authledger gateway: upstream unreachable: {e}");
+                return bad_gateway(format, "the upstream cannot be reached");
+            }
+        };
+        let status = response.status();
+        let headers = returned_headers(response.headers());
+        let tap = api.map(|api| {
+            let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let meter = Meter::for_response(api, content_type);
+            Box::new(Tap::new(
+                meter,
+                grant.lease_id.clone(),
+                Arc::clone(&self.authority),
+            ))
+        });
+        let mut reply = Response::new(ReplyBody::Upstream {
+            inner: reqwest::Body::from(response),
+            tap,
+            ended: false,
+        });
+        *reply.status_mut() = status;
+        *reply.headers_mut() = headers;
+        reply
+    }
+}
+
+/// Resolves and admits, on the blocking pool.
+fn decide(authority: &dyn Authority, token: &str, format: Api) -> Result<Decision, GatewayError> {
+    let Some(grant) = authority.resolve(token)? else {
+        return Ok(Decision::Refuse(format, Refusal::UnknownToken));
+    };
+    match authority.admit(&grant.lease_id)? {
+        Admission::Go => Ok(Decision::Forward(grant)),
+        Admission::Refuse(refusal) => Ok(Decision::Refuse(format, refusal)),
+    }
+}
+
+/// The agent's token: `x-api-key`, else `Authorization: Bearer`. Two different tokens are none
+/// (which one the agent meant is not ours to guess).
+fn agent_token(headers: &HeaderMap) -> Option<String> {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let token = match (key, bearer) {
+        (Some(k), Some(b)) if k.trim() != b.trim() => return None,
+        (Some(k), _) => k,
+        (None, Some(b)) => b,
+        (None, None) => return None,
+    };
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// The error format for a path no metered API owns: Anthropic for its paths or when the agent
+/// speaks Anthropic's headers, else OpenAI.
+fn error_format(path: &str, headers: &HeaderMap) -> Api {
+    let anthropic = path.starts_with("/v1/messages")
+        || path.starts_with("/v1/complete")
+        || headers.contains_key("anthropic-version")
+        || headers.contains_key("x-api-key");
+    if anthropic {
+        Api::AnthropicMessages
+    } else {
+        Api::OpenAiResponses
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+}
+
+/// The grant's base URL with the request's path and query appended (a base path such as
+/// `/proxy` is kept in front).
+fn upstream_url(base: &Url, path_and_query: &str) -> Result<Url, url::ParseError> {
+    let mut url = base.as_str().trim_end_matches('/').to_string();
+    url.push_str(path_and_query);
+    Url::parse(&url)
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and are never
+/// forwarded; `Connection` may name more.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+fn hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    if HOP_BY_HOP.contains(&name.as_str()) || name == header::UPGRADE {
+        return true;
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// The agent's headers as the upstream gets them: no hop-by-hop headers, no `Host` (the
+/// client sets the upstream's), no token, plain bytes asked for.
+fn forwarded_headers(agent: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(agent.len() + 2);
+    for (name, value) in agent {
+        let dropped = name == header::HOST
+            || name == AUTHORIZATION
+            || name == "x-api-key"
+            || name == ACCEPT_ENCODING
+            || hop_by_hop(name, agent);
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    out
+}
+
+/// Puts the real credential where the provider expects it.
+fn put_credential(
+    headers: &mut HeaderMap,
+    grant: &Grant,
+) -> Result<(), header::InvalidHeaderValue> {
+    match (&grant.credential, grant.provider) {
+        (UpstreamAuth::ApiKey(key), Provider::Claude) => {
+            let mut value = HeaderValue::from_str(key.expose_secret())?;
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
+        (UpstreamAuth::ApiKey(token), _) | (UpstreamAuth::OAuth(token), _) => {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+            let oauth_to_anthropic = matches!(grant.credential, UpstreamAuth::OAuth(_))
+                && grant.provider == Provider::Claude;
+            if oauth_to_anthropic {
+                add_oauth_beta(headers)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the agent's `anthropic-beta` flags and adds the OAuth one if it is missing.
+fn add_oauth_beta(headers: &mut HeaderMap) -> Result<(), header::InvalidHeaderValue> {
+    let betas: Vec<String> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if betas.iter().any(|b| b == OAUTH_BETA) {
+        return Ok(());
+    }
+    let mut all = betas;
+    all.push(OAUTH_BETA.to_string());
+    headers.insert("anthropic-beta", HeaderValue::from_str(&all.join(","))?);
+    Ok(())
+}
+
+/// The upstream's headers as the agent gets them: hop-by-hop ones dropped (the agent's
+/// connection frames the body itself), `content-length` kept.
+fn returned_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if !hop_by_hop(name, upstream) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn refuse(format: Api, refusal: Refusal) -> Response<ReplyBody> {
+    reply_with(ErrorReply::refuse(format, refusal))
+}
+
+fn bad_gateway(format: Api, why: &str) -> Response<ReplyBody> {
+    let message = format!("authledger: {why}");
+    let reply = match format {
+        Api::AnthropicMessages => ErrorReply::anthropic(502, "api_error", &message),
+        _ => ErrorReply::openai(502, "api_error", None, &message),
+    };
+    reply_with(reply)
+}
+
+fn reply_with(reply: ErrorReply) -> Response<ReplyBody> {
+    let mut response = Response::new(ReplyBody::own(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(ErrorReply::CONTENT_TYPE),
+    );
+    if let Some(secs) = reply.retry_after_secs {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
