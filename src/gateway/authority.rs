@@ -53,6 +53,31 @@ pub struct Grant {
     pub upstream: Url,
     /// The real credential.
     pub credential: UpstreamAuth,
+    /// A leading path segment the upstream does not use (the ChatGPT backend takes
+    /// `/responses` where agents send `/v1/responses`): removed before the path is appended.
+    pub strip_prefix: Option<&'static str>,
+    /// Headers the upstream needs that the agent may not send (the ChatGPT account id), set
+    /// only when the agent did not send them itself.
+    pub default_headers: Vec<(&'static str, String)>,
+}
+
+impl Grant {
+    /// A grant that forwards paths unchanged and adds no header.
+    pub fn new(
+        lease_id: LeaseId,
+        provider: Provider,
+        upstream: Url,
+        credential: UpstreamAuth,
+    ) -> Grant {
+        Grant {
+            lease_id,
+            provider,
+            upstream,
+            credential,
+            strip_prefix: None,
+            default_headers: Vec::new(),
+        }
+    }
 }
 
 /// Whether a lease may make a request now.
@@ -78,4 +103,11 @@ pub trait Authority: Send + Sync {
     /// client went away, with what was seen), off the response path. An error is logged: the
     /// response has already been delivered.
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError>;
+
+    /// The upstream's status and headers for a request of `grant`, as soon as they arrive, so
+    /// rate-limit facts and errors reach provider health. Called on the async path: it must
+    /// not block (queue the work). The default ignores them.
+    fn observe(&self, grant: &Grant, status: u16, headers: &[(String, String)]) {
+        let _ = (grant, status, headers);
+    }
 }

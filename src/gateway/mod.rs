@@ -65,6 +65,7 @@
 pub mod authority;
 pub mod errors;
 pub mod proxy;
+mod route;
 pub mod sse;
 mod tap;
 pub mod usage;

@@ -23,16 +23,12 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use url::Url;
 
-use super::authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
+use super::authority::{Admission, Authority, GatewayError, Grant};
 use super::errors::{ErrorReply, Refusal};
 use super::tap::{ReplyBody, Tap};
 use super::usage::{Api, Meter};
 use crate::types::Provider;
-
-/// The beta flag Anthropic requires with an OAuth (subscription) access token.
-const OAUTH_BETA: &str = "oauth-2025-04-20";
 
 /// Serves the gateway on `listener` until `shutdown` completes; requests already running finish
 /// on their own tasks. It binds nothing itself: the host binds 127.0.0.1.
@@ -134,11 +130,11 @@ impl State {
     ) -> Response<ReplyBody> {
         let (parts, body) = req.into_parts();
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Ok(url) = upstream_url(&grant.upstream, path_and_query) else {
+        let Ok(url) = grant.url_for(path_and_query) else {
             return bad_gateway(format, "the configured upstream URL cannot take this path");
         };
         let mut headers = forwarded_headers(&parts.headers);
-        if put_credential(&mut headers, &grant).is_err() {
+        if grant.authorize(&mut headers).is_err() {
             return bad_gateway(format, "the stored credential cannot be sent in a header");
         }
         let mut upstream = self
@@ -158,6 +154,8 @@ impl State {
         };
         let status = response.status();
         let headers = returned_headers(response.headers());
+        self.authority
+            .observe(&grant, status.as_u16(), &header_pairs(&headers));
         let tap = api.map(|api| {
             let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
             let meter = Meter::for_response(api, content_type);
@@ -227,14 +225,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
 }
 
-/// The grant's base URL with the request's path and query appended (a base path such as
-/// `/proxy` is kept in front).
-fn upstream_url(base: &Url, path_and_query: &str) -> Result<Url, url::ParseError> {
-    let mut url = base.as_str().trim_end_matches('/').to_string();
-    url.push_str(path_and_query);
-    Url::parse(&url)
-}
-
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and are never
 /// forwarded; `Connection` may name more.
 const HOP_BY_HOP: [&str; 8] = [
@@ -278,50 +268,6 @@ fn forwarded_headers(agent: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Puts the real credential where the provider expects it.
-fn put_credential(
-    headers: &mut HeaderMap,
-    grant: &Grant,
-) -> Result<(), header::InvalidHeaderValue> {
-    match (&grant.credential, grant.provider) {
-        (UpstreamAuth::ApiKey(key), Provider::Claude) => {
-            let mut value = HeaderValue::from_str(key.expose_secret())?;
-            value.set_sensitive(true);
-            headers.insert("x-api-key", value);
-        }
-        (UpstreamAuth::ApiKey(token), _) | (UpstreamAuth::OAuth(token), _) => {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-            let oauth_to_anthropic = matches!(grant.credential, UpstreamAuth::OAuth(_))
-                && grant.provider == Provider::Claude;
-            if oauth_to_anthropic {
-                add_oauth_beta(headers)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Keeps the agent's `anthropic-beta` flags and adds the OAuth one if it is missing.
-fn add_oauth_beta(headers: &mut HeaderMap) -> Result<(), header::InvalidHeaderValue> {
-    let betas: Vec<String> = headers
-        .get_all("anthropic-beta")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .collect();
-    if betas.iter().any(|b| b == OAUTH_BETA) {
-        return Ok(());
-    }
-    let mut all = betas;
-    all.push(OAUTH_BETA.to_string());
-    headers.insert("anthropic-beta", HeaderValue::from_str(&all.join(","))?);
-    Ok(())
-}
-
 /// The upstream's headers as the agent gets them: hop-by-hop ones dropped (the agent's
 /// connection frames the body itself), `content-length` kept.
 fn returned_headers(upstream: &HeaderMap) -> HeaderMap {
@@ -332,6 +278,15 @@ fn returned_headers(upstream: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// The headers as name/value text pairs, the form provider health reads (values that are not
+/// text are skipped).
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
 }
 
 fn refuse(format: Api, refusal: Refusal) -> Response<ReplyBody> {

@@ -80,12 +80,7 @@ impl Rig {
         broken: bool,
     ) -> Rig {
         let upstream = FakeUpstream::start().await;
-        let grant = Grant {
-            lease_id: lease(),
-            provider,
-            upstream: upstream.url(),
-            credential,
-        };
+        let grant = Grant::new(lease(), provider, upstream.url(), credential);
         let (records_tx, records) = mpsc::unbounded_channel();
         let authority = Arc::new(FakeAuthority {
             grants: HashMap::from([(TOKEN.to_string(), grant)]),
