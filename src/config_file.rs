@@ -34,6 +34,9 @@ pub struct Providers {
 pub struct ProviderConfig {
     /// Where its API lives (a gateway or proxy, or the provider itself).
     pub base_url: Option<String>,
+    /// Where a ChatGPT login's requests go (OpenAI only): the ChatGPT backend Codex uses with
+    /// a ChatGPT plan, `https://chatgpt.com/backend-api/codex` unless set.
+    pub chatgpt_base_url: Option<String>,
     /// OAuth endpoints for providers whose terms allow a registered client.
     pub oauth: Option<OAuthConfig>,
 }
@@ -74,6 +77,11 @@ impl ConfigFile {
         self.provider(p).and_then(|c| c.base_url.as_deref())
     }
 
+    /// The configured ChatGPT backend URL, if any.
+    pub fn chatgpt_base_url(&self, p: Provider) -> Option<&str> {
+        self.provider(p).and_then(|c| c.chatgpt_base_url.as_deref())
+    }
+
     /// Parses the text of a config file; `what` names it in errors.
     pub fn parse(what: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         let cfg: ConfigFile = toml::from_str(text).map_err(|e| {
@@ -92,15 +100,22 @@ impl ConfigFile {
             ("claude", &cfg.providers.claude),
             ("openai", &cfg.providers.openai),
         ] {
-            if let Some(url) = p.as_ref().and_then(|p| p.base_url.as_deref())
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(ConfigError::Malformed {
-                    path: what.to_path_buf(),
-                    reason: format!(
-                        "providers.{name}.base_url must start with http:// or https://"
-                    ),
-                });
+            let urls = p.as_ref().map_or([None, None], |p| {
+                [
+                    ("base_url", p.base_url.as_deref()),
+                    ("chatgpt_base_url", p.chatgpt_base_url.as_deref()),
+                ]
+                .map(|(key, url)| url.map(|u| (key, u)))
+            });
+            for (key, url) in urls.into_iter().flatten() {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Malformed {
+                        path: what.to_path_buf(),
+                        reason: format!(
+                            "providers.{name}.{key} must start with http:// or https://"
+                        ),
+                    });
+                }
             }
         }
         Ok(cfg)

@@ -47,3 +47,17 @@ pub fn count(name: &str) -> Option<u64> {
     let _ = name;
     None
 }
+
+/// Whether `AUTHLEDGER_FAULT` names this point (debug builds only): a failure a test cannot
+/// cause for real from outside the process, such as storage that stops taking writes while the
+/// process holds it open.
+#[inline]
+pub fn fails(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    if std::env::var(FAULT_VAR).is_ok_and(|v| v == name) {
+        return true;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    false
+}

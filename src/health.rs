@@ -21,8 +21,8 @@ const DEFAULT_BACKOFF_MS: Millis = 60_000;
 /// The longest a 5xx streak keeps an account out.
 const MAX_BACKOFF_MS: Millis = 15 * 60_000;
 
-/// Whether a header is one of the rate-limit facts worth keeping.
-fn is_rate_header(name: &str) -> bool {
+/// Whether a header (lower case) is one of the rate-limit facts worth keeping.
+pub fn is_rate_header(name: &str) -> bool {
     name == "retry-after"
         || name.starts_with("anthropic-ratelimit-")
         || name.starts_with("x-ratelimit-")

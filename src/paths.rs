@@ -89,6 +89,11 @@ pub fn daemon_lock(db: &Path) -> PathBuf {
     sidecar(db, ".daemon")
 }
 
+/// Where a running gateway writes its URL (`ledger.db.gateway`), for `authledger env`.
+pub fn gateway_url_file(db: &Path) -> PathBuf {
+    sidecar(db, ".gateway")
+}
+
 /// Unix socket addresses hold 108 bytes on Linux, the terminating NUL included.
 const MAX_SOCKET_PATH: usize = 107;
 

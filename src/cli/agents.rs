@@ -95,6 +95,10 @@ pub struct EnvCmd {
     /// shell (`export`/`unset`, for eval), json, or dotenv.
     #[arg(long, value_enum, default_value = "shell")]
     format: Format,
+    /// Hand the agent the real credential even when a gateway is running (its usage is then
+    /// not metered).
+    #[arg(long)]
+    no_meter: bool,
 }
 
 /// Quotes a value for POSIX shells: single quotes, with embedded ones closed and escaped.
@@ -159,7 +163,24 @@ impl EnvCmd {
             ))
             .into());
         }
-        let env = ledger.agent_env(&lease)?;
+        let gateway = if self.no_meter {
+            None
+        } else {
+            crate::gateway::host::published_url(ledger.db_path())
+        };
+        let env = match &gateway {
+            Some(url) => ledger.agent_env_metered(&lease, url)?,
+            None => {
+                if !self.no_meter {
+                    eprintln!(
+                        "authledger: no gateway is running for this ledger: the agent gets the \
+                         real credential and its usage is not metered (start `authledger \
+                         gateway` or `authledger daemon --gateway 127.0.0.1:PORT`)"
+                    );
+                }
+                ledger.agent_env(&lease)?
+            }
+        };
         ctx.out.line(&render(&env, self.format))?;
         Ok(0)
     }

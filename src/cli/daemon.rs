@@ -25,6 +25,10 @@ pub struct DaemonCmd {
     /// How often to look for OAuth tokens close to expiry and refresh them ahead of time.
     #[arg(long, value_name = "DUR", value_parser = args::duration, default_value = "5m")]
     refresh_every: Duration,
+    /// Also serve the metering gateway on this loopback address (`authledger env` then hands
+    /// agents its URL and a lease token).
+    #[arg(long, value_name = "ADDR")]
+    gateway: Option<std::net::SocketAddr>,
 }
 
 /// Refreshes every OAuth credential that would expire before the next pass (plus the usual
@@ -76,6 +80,16 @@ impl DaemonCmd {
             }
         } else {
             None
+        };
+        let gateway = match self.gateway {
+            Some(listen) => {
+                // Its records are written here in batches of its own, not sent to this daemon's
+                // socket one by one.
+                let gateway = super::gateway::start_published(&ledger.direct(), listen)?;
+                eprintln!("metering gateway on {}", gateway.url());
+                Some(gateway)
+            }
+            None => None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -132,6 +146,11 @@ impl DaemonCmd {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                 }
+            }
+            if let Some(gateway) = gateway
+                && let Err(e) = gateway.stop()
+            {
+                eprintln!("gateway: {e}");
             }
             match server {
                 Some(server) => {

@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod doctor;
 mod export;
+mod gateway;
 mod init;
 mod json;
 mod lease;
@@ -110,6 +111,9 @@ enum Command {
     Daemon(daemon::DaemonCmd),
     /// Check permissions, integrity, schema version and the audit chain.
     Doctor(doctor::DoctorCmd),
+    /// Serve the metering gateway for agents started by other means than `run`, until SIGTERM
+    /// or SIGINT; `authledger env` hands agents its URL and a lease token.
+    Gateway(gateway::GatewayCmd),
 }
 
 /// What every command needs: where the ledger is, the clock, and how to print.
@@ -244,6 +248,7 @@ pub fn main() -> i32 {
         Command::Audit(c) => c.run(&ctx),
         Command::Cleanup(c) => c.run(&ctx),
         Command::Daemon(c) => c.run(&ctx),
+        Command::Gateway(c) => c.run(&ctx),
         Command::Doctor(c) => c.run(&ctx),
     };
     match result {

@@ -15,6 +15,10 @@ use crate::error::Error;
 pub struct RunCmd {
     #[command(flatten)]
     acquire: AcquireArgs,
+    /// Hand the agent the real credential instead of metering its requests through a gateway
+    /// (its usage is then whatever it reports itself).
+    #[arg(long)]
+    no_meter: bool,
     /// The agent command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -42,6 +46,10 @@ impl RunCmd {
                 decision.reason
             );
         }
-        ledger.run_agent(&lease, &self.command)
+        if self.no_meter {
+            ledger.run_agent(&lease, &self.command)
+        } else {
+            crate::gateway::run_metered(&ledger, &lease, &self.command)
+        }
     }
 }

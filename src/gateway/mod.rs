@@ -64,14 +64,20 @@
 
 pub mod authority;
 pub mod errors;
+pub mod host;
+pub mod ledger_authority;
 pub mod proxy;
 mod route;
+pub mod run;
 pub mod sse;
 mod tap;
 pub mod usage;
 
 pub use authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
 pub use errors::{ErrorReply, Refusal};
+pub use host::HostedGateway;
+pub use ledger_authority::LedgerAuthority;
 pub use proxy::serve;
+pub use run::run_metered;
 pub use sse::{SseError, SseEvent, SseParser};
 pub use usage::{Api, Meter, MeterError, Metered, Outcome, SocketMeter};

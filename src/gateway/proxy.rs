@@ -30,8 +30,13 @@ use super::tap::{ReplyBody, Tap};
 use super::usage::{Api, Meter};
 use crate::types::Provider;
 
-/// Serves the gateway on `listener` until `shutdown` completes; requests already running finish
-/// on their own tasks. It binds nothing itself: the host binds 127.0.0.1.
+/// How long requests still running when the gateway is told to stop may take to finish; a
+/// stream cut off after that is charged what it had carried.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves the gateway on `listener` until `shutdown` completes, then stops taking requests,
+/// closes idle connections and lets requests already running finish (up to 10 s) before it
+/// returns. It binds nothing itself: the host binds 127.0.0.1.
 pub async fn serve(
     listener: TcpListener,
     authority: Arc<dyn Authority>,
@@ -44,9 +49,13 @@ pub async fn serve(
         .build()?;
     let state = Arc::new(State { authority, client });
     let mut shutdown = std::pin::pin!(shutdown);
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
+            // Reap finished connections as they go, so the set stays small.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // A full file table or an aborted handshake ends one connection, not the
@@ -59,17 +68,35 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        let mut stop = stop.clone();
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(state.handle(req).await) }
             });
-            // A connection that fails (the agent went away) ends only itself.
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            // A connection that fails (the agent went away) ends only itself.
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = stop.changed() => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
         });
     }
+    drop(listener);
+    let _ = stopping.send(true);
+    // Whatever is still running after the grace period is dropped: its meter charges what it
+    // saw.
+    let _ = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
+    Ok(())
 }
 
 struct State {

@@ -28,6 +28,7 @@ mod agents;
 mod batch;
 mod credentials;
 mod lease_tokens;
+mod metering;
 pub mod op;
 pub mod options;
 mod run;
@@ -35,6 +36,7 @@ mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use lease_tokens::LEASE_TOKEN_PREFIX;
+pub use metering::Spend;
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;
 
@@ -258,10 +260,7 @@ impl Ledger {
     pub fn record_usage(&self, id: &LeaseId, record: &UsageRecord) -> Result<UsageOutcome, Error> {
         record.validate()?;
         // Drawn here, so a lost reply retried directly counts once under the same key.
-        let fallback_key = format!(
-            "auto-{}",
-            hex::encode(random::bytes::<12>().map_err(QuotaError::from)?)
-        );
+        let fallback_key = fallback_usage_key()?;
         match self.commit(Op::RecordUsage {
             id: id.clone(),
             record: record.clone(),
@@ -392,6 +391,14 @@ fn chain_slot(config: &LedgerConfig) -> ChainSlot {
         Ok(source) => crate::vault::unlock(tx, source, false),
         Err(why) => Err(crate::vault::VaultError::NoKey(why.clone())),
     })
+}
+
+/// The idempotency key a usage record without one of its own is stored under.
+fn fallback_usage_key() -> Result<String, Error> {
+    Ok(format!(
+        "auto-{}",
+        hex::encode(random::bytes::<12>().map_err(QuotaError::from)?)
+    ))
 }
 
 /// An outcome of the wrong kind for its op: a committer's bug (the daemon's client checks

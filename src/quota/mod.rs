@@ -23,6 +23,6 @@ pub use leases::{
 pub(crate) use leases::{live_lease, reclaim_stale};
 pub(crate) use limits::ensure_limits;
 pub use limits::{LimitsUpdate, effective_limits, set_limits};
-pub use topup::top_up;
+pub use topup::{top_up, top_up_to_spend};
 pub use usage::{UsageOutcome, UsageRecord, record_usage};
 pub use view::{QuotaStatus, WindowStatus, quota_status};

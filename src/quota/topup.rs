@@ -22,6 +22,19 @@ pub fn top_up(
     id: &LeaseId,
     tokens: i64,
 ) -> Result<Result<Lease, QuotaError>, QuotaError> {
+    grow(tx, now, id, tokens, 0)
+}
+
+/// Reserves `tokens` more for the lease and grows its allocation by `tokens + absorbed`:
+/// `absorbed` is usage already recorded past the allocation, which the windows counted as used
+/// when it was recorded, so it grows the allocation without a second reservation.
+fn grow(
+    tx: &mut Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+    tokens: i64,
+    absorbed: i64,
+) -> Result<Result<Lease, QuotaError>, QuotaError> {
     check_tokens("--tokens", tokens)?;
     if tokens == 0 {
         return Err(InvalidInput("--tokens must be at least 1".into()).into());
@@ -31,7 +44,10 @@ pub fn top_up(
         Err(lost) => return Ok(Err(lost)),
     };
     let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
-    let grown = lease.allocated.saturating_add(tokens);
+    let grown = lease
+        .allocated
+        .saturating_add(tokens)
+        .saturating_add(absorbed);
     if let Some(cap) = limits.lease_cap
         && grown > cap
     {
@@ -92,7 +108,7 @@ pub fn top_up(
             }
             tx.add_to_lease_window(id, w.id, tokens)?;
         }
-        tx.grow_lease_allocation(id, tokens)?;
+        tx.grow_lease_allocation(id, tokens.saturating_add(absorbed))?;
         Ok(true)
     })?;
     if let Some(denial) = denial {
@@ -105,7 +121,16 @@ pub fn top_up(
         now,
         AuditEvent::new(
             action::TOPUP,
-            json!({ "tokens": tokens, "allocated": lease.allocated, "fence": lease.fence }),
+            if absorbed > 0 {
+                json!({
+                    "tokens": tokens,
+                    "absorbed": absorbed,
+                    "allocated": lease.allocated,
+                    "fence": lease.fence,
+                })
+            } else {
+                json!({ "tokens": tokens, "allocated": lease.allocated, "fence": lease.fence })
+            },
         )
         .on(lease.provider, &lease.account)
         .by(&lease.agent)
@@ -133,4 +158,55 @@ fn deny(
             .lease(&lease.id),
     )?;
     Ok(())
+}
+
+/// Lets an active lease that has used its allocation spend again (the gateway, before it
+/// forwards a request): reserves `want` more tokens for it, or what every budget window and the
+/// lease cap still allow when that is less, and absorbs what it had already used past its
+/// allocation (counted by the windows when it was recorded). Refused (with its `deny` row, and
+/// the reset in the refusal) only when nothing at all is left. A lease still within its
+/// allocation, or on an account without a token budget, is returned unchanged, with nothing
+/// written.
+pub fn top_up_to_spend(
+    tx: &mut Tx<'_>,
+    now: Millis,
+    id: &LeaseId,
+    want: i64,
+) -> Result<Result<Lease, QuotaError>, QuotaError> {
+    let lease = match live_lease(tx, now, id)? {
+        Ok(l) => l,
+        Err(lost) => return Ok(Err(lost)),
+    };
+    if lease.used < lease.allocated {
+        return Ok(Ok(lease));
+    }
+    let absorbed = lease.used - lease.allocated;
+    let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
+    let mut room = want.max(1);
+    if let Some(cap) = limits.lease_cap {
+        room = room.min(cap.saturating_sub(lease.used));
+    }
+    let mut budgeted = false;
+    for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
+        if let Some(limit) = limits.budget_for(kind) {
+            budgeted = true;
+            let w = current_window(
+                tx,
+                lease.provider,
+                &lease.account,
+                kind,
+                now,
+                limits.reset_offset_min,
+            )?;
+            room = room.min(limit - w.used - w.reserved);
+        }
+    }
+    if !budgeted && limits.lease_cap.is_none() {
+        return Ok(Ok(lease));
+    }
+    if room > 0 {
+        return grow(tx, now, id, room, absorbed);
+    }
+    // Nothing left: asking for the whole `want` is refused, and says by which limit.
+    grow(tx, now, id, want.max(1), absorbed)
 }

@@ -264,6 +264,12 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        if crate::fault::fails("store:read-only") {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            }
+            .into());
+        }
         let _queue = self.locks.acquire(self.options.write_deadline)?;
         let mut conn = self.pool.get().map_err(StoreError::from)?;
         let started = Instant::now();

@@ -35,6 +35,13 @@ pub enum Reply {
         content_type: &'static str,
         body: Vec<u8>,
     },
+    /// A whole body with extra response headers (rate-limit facts, `retry-after`).
+    Headed {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
     /// A stream: each chunk sent on the test's sender leaves at once; dropping the sender ends
     /// the body.
     Stream {
@@ -120,7 +127,21 @@ impl FakeUpstream {
 }
 
 fn respond(reply: Option<Reply>) -> Response<ChannelBody> {
+    let mut extra = Vec::new();
     let (status, content_type, body) = match reply {
+        Some(Reply::Headed {
+            status,
+            headers,
+            content_type,
+            body,
+        }) => {
+            extra = headers;
+            (
+                status,
+                content_type,
+                ChannelBody::Whole(Some(Bytes::from(body))),
+            )
+        }
         Some(Reply::Whole {
             status,
             content_type,
@@ -145,6 +166,9 @@ fn respond(reply: Option<Reply>) -> Response<ChannelBody> {
     response
         .headers_mut()
         .insert("content-type", content_type.parse().unwrap());
+    for (name, value) in extra {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
     response
 }
 
