@@ -4,6 +4,8 @@
 //! Callers (agents, the `run` supervisor, a proxy) report what the provider answered; nothing
 //! here calls the network, so selection stays fast.
 
+mod utilization;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -13,6 +15,8 @@ use crate::audit::{self, AuditEvent, action};
 use crate::records::HealthRecord;
 use crate::store::{StoreError, Tx};
 use crate::types::{Account, Millis, Provider};
+
+pub use utilization::{ProviderUtilization, from_facts, provider_utilization};
 
 /// 5xx answers in a row that make an account unavailable.
 const ERROR_STREAK: i64 = 3;
