@@ -29,7 +29,7 @@ pub struct ProviderUtilization {
     pub window: String,
     /// The window's length in minutes, where the provider says it (Codex).
     pub window_minutes: Option<i64>,
-    /// How much of the window is used, in percent (0 to 100, more when over).
+    /// How much of the window is used, in percent (0 to 100, more when over), to two decimals.
     pub used_percent: f64,
     /// When the window resets, absolute, if the provider said.
     pub resets_at: Option<Millis>,
@@ -39,11 +39,18 @@ pub struct ProviderUtilization {
     pub as_of: Millis,
 }
 
-/// The provider's windows for one account, from its last reported headers; empty when none
-/// were reported or none could be read.
+/// The provider's windows for one account, from its last reported headers, as of when they
+/// were reported (their [`super::FACTS_AT`] entry; else the record's last report); empty when
+/// none were reported or none could be read.
 pub fn provider_utilization(h: &HealthRecord) -> Vec<ProviderUtilization> {
     match serde_json::from_str::<Value>(&h.facts) {
-        Ok(Value::Object(facts)) => from_facts(&facts, h.updated_at),
+        Ok(Value::Object(facts)) => {
+            let as_of = facts
+                .get(super::FACTS_AT)
+                .and_then(Value::as_i64)
+                .unwrap_or(h.updated_at);
+            from_facts(&facts, as_of)
+        }
         _ => Vec::new(),
     }
 }
@@ -118,6 +125,10 @@ pub fn from_facts(facts: &Map<String, Value>, as_of: Millis) -> Vec<ProviderUtil
             status: None,
             as_of,
         });
+    }
+    for u in &mut out {
+        // Two decimals: `0.42` is 42 %, not 42.00000000000001 %.
+        u.used_percent = (u.used_percent * 100.0).round() / 100.0;
     }
     out
 }
@@ -229,7 +240,7 @@ mod tests {
         );
         assert_eq!(items.len(), 2, "{items:?}");
         let five = window(&items, "5h");
-        assert!(close(five.used_percent, 42.0), "{five:?}");
+        assert_eq!(five.used_percent, 42.0, "{five:?}");
         assert_eq!(five.resets_at, Some(1_795_436_000_000));
         assert_eq!(five.status.as_deref(), Some("allowed_warning"));
         assert_eq!(five.as_of, AS_OF);
@@ -294,7 +305,7 @@ mod tests {
             ["requests/min", "tokens/min", "input-tokens/min"],
             "{items:?}"
         );
-        assert!(close(items[0].used_percent, 2.0));
+        assert_eq!(items[0].used_percent, 2.0);
         assert_eq!(items[0].resets_at, Some(AS_OF + 1_000));
         assert!(close(items[1].used_percent, 20.0));
         assert_eq!(items[1].resets_at, Some(AS_OF + 12_000));
@@ -374,5 +385,11 @@ mod tests {
         assert!(provider_utilization(&h).is_empty());
         h.facts = r#"{"x-codex-primary-used-percent":"7"}"#.into();
         assert_eq!(provider_utilization(&h)[0].used_percent, 7.0);
+        assert_eq!(provider_utilization(&h)[0].as_of, AS_OF);
+        h.facts = format!(
+            r#"{{"x-codex-primary-used-percent":"7","reported_at_ms":{}}}"#,
+            AS_OF - 60_000
+        );
+        assert_eq!(provider_utilization(&h)[0].as_of, AS_OF - 60_000);
     }
 }
