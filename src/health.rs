@@ -4,6 +4,8 @@
 //! Callers (agents, the `run` supervisor, a proxy) report what the provider answered; nothing
 //! here calls the network, so selection stays fast.
 
+mod utilization;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -14,12 +16,18 @@ use crate::records::HealthRecord;
 use crate::store::{StoreError, Tx};
 use crate::types::{Account, Millis, Provider};
 
+pub use utilization::{ProviderUtilization, from_facts, provider_utilization};
+
 /// 5xx answers in a row that make an account unavailable.
 const ERROR_STREAK: i64 = 3;
 /// How long a 429 without any reset header keeps an account out.
 const DEFAULT_BACKOFF_MS: Millis = 60_000;
 /// The longest a 5xx streak keeps an account out.
 const MAX_BACKOFF_MS: Millis = 15 * 60_000;
+
+/// The facts' own entry for when they were reported (epoch ms): never a header name, since
+/// only [`is_rate_header`] names are kept.
+pub const FACTS_AT: &str = "reported_at_ms";
 
 /// Whether a header (lower case) is one of the rate-limit facts worth keeping.
 pub fn is_rate_header(name: &str) -> bool {
@@ -100,12 +108,15 @@ pub fn report(
         facts: "{}".into(),
         updated_at: now,
     });
-    let facts: Map<String, Value> = headers
+    let mut facts: Map<String, Value> = headers
         .iter()
         .filter(|(k, _)| is_rate_header(k))
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     if !facts.is_empty() {
+        // A later report without headers keeps these facts but moves `updated_at`: their own
+        // time is kept beside them, so utilization stays "as of" when the provider said it.
+        facts.insert(FACTS_AT.into(), Value::from(now));
         h.facts = Value::Object(facts).to_string();
     }
     h.last_status = Some(i64::from(status));

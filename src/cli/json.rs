@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::audit::{Anchor, VerifyReport};
+use crate::health::ProviderUtilization;
 use crate::ledger::{CodexExport, KeyRotation, LogoutReport};
 use crate::quota::{CleanupReport, Denial, DenyReason, QuotaStatus, UsageOutcome, WindowStatus};
 use crate::records::{AuditEntry, HealthRecord, Lease, Limits, UsageSummary};
@@ -198,10 +199,14 @@ pub struct QuotaJson {
     pub rpm: Option<i64>,
     /// Every window, day first.
     pub windows: Vec<WindowJson>,
+    /// What the provider itself last said of the account's use (from its rate-limit headers),
+    /// beside the ledger's own figures above; empty when it said nothing readable.
+    pub provider_utilization: Vec<ProviderUtilizationJson>,
 }
 
-impl From<&QuotaStatus> for QuotaJson {
-    fn from(q: &QuotaStatus) -> Self {
+impl QuotaJson {
+    /// One account's quota with what its provider last reported.
+    pub fn new(q: &QuotaStatus, provider: &[ProviderUtilization]) -> Self {
         QuotaJson {
             provider: q.provider,
             account: q.account.clone(),
@@ -216,6 +221,44 @@ impl From<&QuotaStatus> for QuotaJson {
             resets_at_ms: q.resets_at,
             rpm: q.rpm,
             windows: q.windows.iter().map(WindowJson::from).collect(),
+            provider_utilization: provider.iter().map(ProviderUtilizationJson::from).collect(),
+        }
+    }
+}
+
+/// One of the provider's own rate-limit windows, as its last response reported it.
+#[derive(Debug, Serialize)]
+pub struct ProviderUtilizationJson {
+    /// `5h`, `7d` (Claude subscription), `requests/min`, `tokens/min`, `input-tokens/min`,
+    /// `output-tokens/min` (APIs), `primary` or `secondary` (Codex).
+    pub window: String,
+    /// The window's length in minutes where the provider says it (Codex), else `null`.
+    pub window_minutes: Option<i64>,
+    /// Used, in percent of the provider's limit (0 to 100).
+    pub used_percent: f64,
+    /// The provider's verdict (`allowed`, `allowed_warning`, `rejected`), where it sends one.
+    pub status: Option<String>,
+    /// When the provider said the window resets, if it did.
+    pub resets_at: Option<String>,
+    /// `resets_at` in epoch milliseconds.
+    pub resets_at_ms: Option<Millis>,
+    /// When the provider said it (the last reported response).
+    pub as_of: String,
+    /// `as_of` in epoch milliseconds.
+    pub as_of_ms: Millis,
+}
+
+impl From<&ProviderUtilization> for ProviderUtilizationJson {
+    fn from(u: &ProviderUtilization) -> Self {
+        ProviderUtilizationJson {
+            window: u.window.clone(),
+            window_minutes: u.window_minutes,
+            used_percent: u.used_percent,
+            status: u.status.clone(),
+            resets_at: opt_time(u.resets_at),
+            resets_at_ms: u.resets_at,
+            as_of: time(u.as_of),
+            as_of_ms: u.as_of,
         }
     }
 }
@@ -395,7 +438,8 @@ pub struct HealthJson {
     pub consecutive_errors: i64,
     /// The last reported HTTP status.
     pub last_status: Option<i64>,
-    /// The rate-limit headers last reported, as JSON text.
+    /// The rate-limit headers last reported, as JSON text (header name → value), with
+    /// `reported_at_ms`: when they were reported.
     pub facts: String,
     /// When last reported.
     pub updated_at: String,

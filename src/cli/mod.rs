@@ -17,6 +17,7 @@ mod limits;
 mod login;
 mod oauth_login;
 mod output;
+mod provider_says;
 mod quota;
 mod run;
 mod status;

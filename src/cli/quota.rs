@@ -22,8 +22,13 @@ impl QuotaCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
         let ledger = ctx.open()?;
         let status = ledger.quota(self.provider)?;
+        let said = super::provider_says::of_accounts(&ledger, &status)?;
         if ctx.out.json {
-            let status: Vec<_> = status.iter().map(QuotaJson::from).collect();
+            let status: Vec<_> = status
+                .iter()
+                .zip(&said)
+                .map(|(q, said)| QuotaJson::new(q, said))
+                .collect();
             return ctx.out.json(&status).map(|_| 0);
         }
         let bars = ctx.out.is_terminal();
@@ -79,6 +84,15 @@ impl QuotaCmd {
             }
         }
         ctx.out.line(&t.to_string())?;
+        let now = ledger.now();
+        for (q, items) in status.iter().zip(&said) {
+            let label = format!("{}/{}", q.provider, q.account);
+            if let Some(l) = super::provider_says::line(&label, items, now) {
+                for line in super::output::wrap(&l, super::output::WIDTH) {
+                    ctx.out.line(&line)?;
+                }
+            }
+        }
         if let Some(r) = super::status::recommendation(&ledger) {
             ctx.out.line(&r)?;
         }

@@ -25,6 +25,7 @@ impl StatusCmd {
         let ledger = ctx.open()?;
         let creds = ledger.credentials()?;
         let quotas = ledger.quota(self.provider)?;
+        let said = super::provider_says::of_accounts(&ledger, &quotas)?;
         let rows: Vec<_> = quotas
             .iter()
             .map(|q| {
@@ -37,11 +38,12 @@ impl StatusCmd {
         if ctx.out.json {
             let out: Vec<_> = rows
                 .iter()
-                .map(|(q, c)| StatusJson {
+                .zip(&said)
+                .map(|((q, c), said)| StatusJson {
                     provider: q.provider,
                     account: q.account.clone(),
                     credential: c.map(CredentialJson::from),
-                    quota: QuotaJson::from(*q),
+                    quota: QuotaJson::new(q, said),
                 })
                 .collect();
             return ctx.out.json(&out).map(|_| 0);
@@ -107,8 +109,8 @@ impl StatusCmd {
         if let Some(w) = metered_warning(&ledger, &creds) {
             ctx.out.line(&w)?;
         }
-        for q in health_lines(&ledger, &quotas)? {
-            for line in super::output::wrap(&q, super::output::WIDTH) {
+        for line in health_lines(&ledger, &quotas, &said)? {
+            for line in super::output::wrap(&line, super::output::WIDTH) {
                 ctx.out.line(&line)?;
             }
         }
@@ -116,18 +118,22 @@ impl StatusCmd {
     }
 }
 
-/// One item per account with reported health worth knowing: unavailable, or rate-limit facts
-/// (wrapped to the terminal width when printed).
+/// Up to two items per account with reported health worth knowing: its state (unavailable,
+/// or the last status) and what the provider said of its use, one line of each (wrapped to the
+/// terminal width when printed). The raw rate-limit headers are shown only when none of them
+/// could be read as utilization (a bare `retry-after`, a provider's new header).
 fn health_lines(
     ledger: &crate::ledger::Ledger,
     quotas: &[crate::quota::QuotaStatus],
+    said: &[Vec<crate::health::ProviderUtilization>],
 ) -> Result<Vec<String>, Error> {
     let now = ledger.now();
     let mut out = Vec::new();
-    for q in quotas {
+    for (q, items) in quotas.iter().zip(said) {
         let Some(h) = ledger.health(q.provider, &q.account)? else {
             continue;
         };
+        let label = format!("{}/{}", q.provider, q.account);
         let state = match h.unavailable_until {
             Some(t) if t > now => format!(
                 "unavailable until {} ({})",
@@ -136,17 +142,30 @@ fn health_lines(
             ),
             _ => format!("last status {}", h.last_status.unwrap_or(0)),
         };
-        let facts = if h.facts == "{}" {
-            String::new()
+        let facts = if items.is_empty() {
+            raw_facts(&h.facts)
         } else {
-            format!("; {}", h.facts)
+            String::new()
         };
-        out.push(format!(
-            "health {}/{}: {state}{facts}",
-            q.provider, q.account
-        ));
+        out.push(format!("health {label}: {state}{facts}"));
+        out.extend(super::provider_says::line(&label, items, now));
     }
     Ok(out)
+}
+
+/// `; {headers}` as reported, less the facts' own timestamp; empty when there are none.
+fn raw_facts(facts: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(facts) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.remove(crate::health::FACTS_AT);
+            if m.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", serde_json::Value::Object(m))
+            }
+        }
+        _ => format!("; {facts}"),
+    }
 }
 
 /// Whether each provider account can take a lease now, and why not.

@@ -8,7 +8,7 @@ use super::json::{UsageRecordedJson, UsageRowJson};
 use super::output::table;
 use crate::error::{Error, exit};
 use crate::quota::UsageRecord;
-use crate::records::UsageGroup;
+use crate::records::{UsageGroup, UsageSummary};
 use crate::types::{LeaseId, LeaseState};
 
 /// Record usage, or summarise it.
@@ -144,23 +144,7 @@ impl UsageCmd {
                     let rows: Vec<_> = rows.iter().map(UsageRowJson::from).collect();
                     return ctx.out.json(&rows).map(|_| 0);
                 }
-                let mut t = table(&[
-                    "key", "input", "output", "cache rd", "cache wr", "total", "requests",
-                    "records",
-                ]);
-                for r in rows {
-                    t.add_row(vec![
-                        r.key,
-                        r.input.to_string(),
-                        r.output.to_string(),
-                        r.cache_read.to_string(),
-                        r.cache_write.to_string(),
-                        r.total.to_string(),
-                        r.requests.to_string(),
-                        r.records.to_string(),
-                    ]);
-                }
-                ctx.out.line(&t.to_string())?;
+                ctx.out.line(&usage_table(&rows).to_string())?;
                 for q in ledger.quota(None)? {
                     let windows: Vec<String> = q
                         .windows
@@ -180,5 +164,127 @@ impl UsageCmd {
                 Ok(0)
             }
         }
+    }
+}
+
+/// The summary table, within [`super::output::WIDTH`] columns: token figures of a million or
+/// more are shortened (`12.3M`; `--json` has them exact), the record count is left to
+/// `--json`, and a key (a long model name) that would not fit is cut with `…`.
+fn usage_table(rows: &[UsageSummary]) -> comfy_table::Table {
+    const HEADER: [&str; 6] = [
+        "input", "output", "cache rd", "cache wr", "total", "requests",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.input,
+                r.output,
+                r.cache_read,
+                r.cache_write,
+                r.total,
+                r.requests,
+            ]
+            .map(compact)
+        })
+        .collect();
+    // Each column is its widest cell plus one blank each side.
+    let numbers: usize = (0..HEADER.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .chain([HEADER[i].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let key_width = super::output::WIDTH.saturating_sub(numbers + 2).max(3);
+    let mut header = vec!["key"];
+    header.extend(HEADER);
+    let mut t = table(&header);
+    for (r, c) in rows.iter().zip(cells) {
+        let mut row = vec![cut(&r.key, key_width)];
+        row.extend(c);
+        t.add_row(row);
+    }
+    t
+}
+
+/// A token count for a table cell: exact below a million, else `1.23M`, `12.3M`, `123M`, `1.23G`.
+fn compact(n: i64) -> String {
+    let a = n.unsigned_abs() as f64;
+    let (v, unit) = if a < 1e6 {
+        return n.to_string();
+    } else if a < 1e9 {
+        (a / 1e6, "M")
+    } else {
+        (a / 1e9, "G")
+    };
+    let sign = if n < 0 { "-" } else { "" };
+    let digits = if v < 9.995 {
+        format!("{v:.2}")
+    } else if v < 99.95 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    };
+    format!("{sign}{digits}{unit}")
+}
+
+/// `s` in at most `width` characters, its end replaced by `…` when cut.
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, n: i64) -> UsageSummary {
+        UsageSummary {
+            key: key.into(),
+            input: n,
+            output: n,
+            cache_read: n,
+            cache_write: n,
+            total: 4 * n,
+            requests: n,
+            records: 1,
+        }
+    }
+
+    #[test]
+    fn the_usage_table_fits_80_columns_with_long_models_and_big_counts() {
+        let rows = [
+            row("claude-sonnet-4-5-20250929", 3_000),
+            row(
+                "a-very-long-model-name-from-some-gateway-2026-12-01",
+                987_654_321_012,
+            ),
+        ];
+        let text = usage_table(&rows).to_string();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{} wide: {line}", line.len());
+        }
+        assert!(text.contains("claude-sonnet-4-5-20250929"), "{text}");
+        assert!(text.contains("988G"), "{text}");
+        assert!(text.contains("a-very-long-model-name-fr…"), "{text}");
+    }
+
+    #[test]
+    fn compact_counts_keep_three_significant_digits() {
+        assert_eq!(compact(999_999), "999999");
+        assert_eq!(compact(1_234_567), "1.23M");
+        assert_eq!(compact(12_345_678), "12.3M");
+        assert_eq!(compact(123_456_789), "123M");
+        assert_eq!(compact(9_999_999), "10.0M");
+        assert_eq!(compact(1_500_000_000), "1.50G");
     }
 }

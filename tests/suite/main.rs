@@ -19,6 +19,7 @@ mod metering;
 mod migrations;
 mod oauth;
 mod processes;
+mod provider_says;
 mod select;
 mod snapshots;
 mod vault_files;

@@ -267,6 +267,16 @@ fn every_command_output_is_pinned() {
             "429",
             "--header",
             "retry-after: 600",
+            "--header",
+            "anthropic-ratelimit-unified-5h-utilization: 1.0",
+            "--header",
+            "anthropic-ratelimit-unified-5h-status: rejected",
+            "--header",
+            "anthropic-ratelimit-unified-5h-reset: 1795428660",
+            "--header",
+            "anthropic-ratelimit-unified-7d-utilization: 0.18",
+            "--header",
+            "anthropic-ratelimit-unified-7d-reset: 1795773600",
         ],
     );
     let gamma = json(&s.at(
@@ -285,6 +295,28 @@ fn every_command_output_is_pinned() {
         "switch_json",
         &["--json", "switch", "auto"],
     );
+
+    // Codex's own windows, as a ChatGPT-backend response reports them.
+    let out = s.home.run_at(
+        T0 + 2 * MINUTE,
+        &[
+            "report",
+            "openai",
+            "--status",
+            "200",
+            "--header",
+            "x-codex-primary-used-percent: 12",
+            "--header",
+            "x-codex-primary-window-minutes: 300",
+            "--header",
+            "x-codex-primary-reset-at: 1795440000",
+            "--header",
+            "x-codex-secondary-used-percent: 31",
+            "--header",
+            "x-codex-secondary-window-minutes: 10080",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     let now = T0 + 3 * MINUTE;
     s.both(now, "status", &["status"]);
