@@ -206,16 +206,6 @@ impl Ledger {
         Ok(env)
     }
 
-    /// TEMPORARY until the metered environment lands (branch wt-env).
-    pub fn agent_env_metered(
-        &self,
-        lease: &Lease,
-        gateway_url: &str,
-    ) -> Result<crate::agent::AgentEnv, Error> {
-        let _ = gateway_url;
-        self.agent_env(lease)
-    }
-
     /// What was last reported of an account's health.
     pub fn health(
         &self,

@@ -10,6 +10,7 @@ mod bad_input;
 mod daemon;
 mod doctor;
 mod gateway;
+mod gateway_cli;
 mod gateway_ledger;
 mod hardening;
 mod keys;
