@@ -109,12 +109,25 @@ pub struct Metering<'a> {
 /// What the agent inherits that its environment builds on. Read from this process by
 /// [`Inherited::from_process`]; a caller building the environment for another process (a
 /// daemon answering `env`) gives that process's.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Inherited {
     /// The user's own Codex home, whose state the lease's `CODEX_HOME` links.
     pub codex_home: Option<UserCodexHome>,
     /// An inherited `OPENCODE_CONFIG_CONTENT`, merged into, never removed.
     pub opencode_config: Option<OsString>,
+}
+
+impl std::fmt::Debug for Inherited {
+    // The user's opencode settings may hold a key of theirs: never in Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inherited")
+            .field("codex_home", &self.codex_home)
+            .field(
+                "opencode_config",
+                &self.opencode_config.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl Inherited {
@@ -287,4 +300,32 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
         .map(|v| v.to_string())
         .collect();
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_codes_base_url_never_ends_in_v1() {
+        for url in [
+            "http://h:1",
+            "http://h:1/",
+            "http://h:1/v1",
+            "http://h:1/v1/",
+        ] {
+            assert_eq!(root_url(url), "http://h:1", "{url}");
+        }
+        assert_eq!(root_url("http://h/proxy/v1"), "http://h/proxy");
+        assert_eq!(root_url("http://h/v1x"), "http://h/v1x");
+    }
+
+    #[test]
+    fn inherited_opencode_settings_stay_out_of_debug_output() {
+        let i = Inherited {
+            codex_home: None,
+            opencode_config: Some(r#"{"apiKey":"sk-user-own"}"#.into()),
+        };
+        assert!(!format!("{i:?}").contains("sk-user-own"), "{i:?}");
+    }
 }
