@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::Ledger;
 use super::op::{Op, Outcome};
+use crate::agent::{self, AgentEnv, EnvInputs, Inherited, Metering};
 use crate::audit::{self, AuditEvent, action};
 use crate::error::Error;
 use crate::health;
@@ -13,7 +14,7 @@ use crate::random;
 use crate::records::{HealthRecord, Lease};
 use crate::select::{self, Choice, Decision, PREFERRED_KEY, SelectError};
 use crate::store::Tx;
-use crate::types::{Account, LeaseId, Millis, Provider};
+use crate::types::{Account, InvalidInput, LeaseId, Millis, Provider};
 
 /// Selection and grant in `tx`, whoever commits the op. A fallback is
 /// audited beside the grant. `Ok(Err(refusal))` is a refusal whose `deny` row (unless the
@@ -183,24 +184,67 @@ impl Ledger {
             .write(|tx| health::report(tx, now, provider, account, status, headers))?)
     }
 
-    /// The environment for an agent holding `lease` (see [`crate::agent`]); refreshes an OAuth
-    /// token first if it is close to expiry, and notes the credential's last use.
-    pub fn agent_env(&self, lease: &Lease) -> Result<crate::agent::AgentEnv, Error> {
-        // Refresh first, then read: the agent must get the credential as it is after the
-        // refresh, never a refresh token that was just spent.
-        let token = self.access_token(lease.provider, &lease.account)?;
-        let credential = self.credential(lease.provider, &lease.account)?;
+    /// The environment for an agent holding `lease` (see [`crate::agent`]), built on this
+    /// process's environment; refreshes an OAuth token first if it is close to expiry, and
+    /// notes the credential's last use. The agent holds the real credential: see
+    /// [`Ledger::agent_env_metered`] for one that does not.
+    pub fn agent_env(&self, lease: &Lease) -> Result<AgentEnv, Error> {
+        self.agent_env_for(lease, None, &Inherited::from_process())
+    }
+
+    /// The environment for a metered agent holding `lease`: a new lease token
+    /// ([`Ledger::issue_lease_token`]) in every place the credential would go, and the
+    /// gateway at `gateway_url` (`http://127.0.0.1:PORT`, no path) as every base URL. The
+    /// caller hosts that gateway; the agent's requests reach the provider only through it.
+    /// The real credential is neither refreshed nor given out: only its metadata is read.
+    pub fn agent_env_metered(&self, lease: &Lease, gateway_url: &str) -> Result<AgentEnv, Error> {
+        self.agent_env_for(lease, Some(gateway_url), &Inherited::from_process())
+    }
+
+    /// [`Ledger::agent_env`] (`gateway_url` `None`) or [`Ledger::agent_env_metered`] for an
+    /// agent that inherits `inherited` rather than this process's environment (a daemon
+    /// building the environment of another process, a test).
+    pub fn agent_env_for(
+        &self,
+        lease: &Lease,
+        gateway_url: Option<&str>,
+        inherited: &Inherited,
+    ) -> Result<AgentEnv, Error> {
         let limits = self.limits(lease.provider, &lease.account)?;
-        let now = self.now();
-        let env = crate::agent::agent_env(crate::agent::EnvInputs {
+        let inputs = |credential, token, gateway, now| EnvInputs {
             lease,
-            credential: &credential,
-            token: &token,
+            credential,
+            token,
             rpm: limits.rpm,
             base_url: self.config.file.base_url(lease.provider),
+            gateway,
+            inherited,
             db_path: self.db_path(),
             now,
-        })?;
+        };
+        let now = self.now();
+        let env = match gateway_url {
+            None => {
+                // Refresh first, then read: the agent must get the credential as it is
+                // after the refresh, never a refresh token that was just spent.
+                let token = self.access_token(lease.provider, &lease.account)?;
+                let credential = self.credential(lease.provider, &lease.account)?;
+                agent::agent_env(inputs(&credential, Some(&token), None, now))?
+            }
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(InvalidInput(format!(
+                        "the gateway URL must start with http:// or https://, not {url:?}"
+                    ))
+                    .into());
+                }
+                let credential = self.credential(lease.provider, &lease.account)?.metadata();
+                // Issued last before the files are written: an ended lease gets nothing.
+                let token = self.issue_lease_token(&lease.id)?;
+                let gateway = Metering { url, token: &token };
+                agent::agent_env(inputs(&credential, None, Some(gateway), now))?
+            }
+        };
         self.store
             .write(|tx| tx.touch_credential(lease.provider, &lease.account, now))?;
         Ok(env)

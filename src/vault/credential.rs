@@ -202,6 +202,18 @@ impl Credential {
         .collect()
     }
 
+    /// The credential without the secrets that reach the provider (API key, access and
+    /// refresh tokens): what a metered agent's environment is built from. The id_token stays:
+    /// it names the account (Codex needs it) and the provider accepts no request with it.
+    pub fn metadata(&self) -> Credential {
+        Credential {
+            api_key: None,
+            access_token: None,
+            refresh_token: None,
+            ..self.clone()
+        }
+    }
+
     /// The secret an agent authenticates with: the API key or the access token.
     pub fn primary_secret(&self) -> Option<&Secret> {
         match self.kind {

@@ -676,6 +676,48 @@ fn an_openai_api_key_with_a_base_url_reaches_codex_through_its_home() {
     );
 }
 
+#[test]
+fn codex_state_written_under_run_stays_in_the_users_codex_home() {
+    let home = Home::new();
+    let own_codex = tempfile::tempdir().unwrap();
+    let own = own_codex.path();
+    std::fs::create_dir_all(own.join("sessions")).unwrap();
+    std::fs::write(own.join("sessions/old.jsonl"), "old\n").unwrap();
+    std::fs::write(own.join("history.jsonl"), "1\n").unwrap();
+    let mut parent = PARENT_SECRETS.to_vec();
+    parent.push(("CODEX_HOME", own.to_str().unwrap()));
+    let (out, env, scratch) = run_agent(
+        &home,
+        &["--agent", "codex", "--provider", "openai"],
+        &parent,
+        "cat \"$CODEX_HOME/sessions/old.jsonl\" > \"$SCRATCH/seen\"\n\
+         echo 2 >> \"$CODEX_HOME/history.jsonl\"\n\
+         echo new > \"$CODEX_HOME/sessions/new.jsonl\"",
+    );
+    must(out, "run");
+    assert_eq!(
+        scratch.read("seen"),
+        "old\n",
+        "the user's sessions are visible"
+    );
+    assert!(
+        !Path::new(&env["CODEX_HOME"]).exists(),
+        "the lease's CODEX_HOME is removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(own.join("history.jsonl")).unwrap(),
+        "1\n2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(own.join("sessions/new.jsonl")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(own.join("sessions/old.jsonl")).unwrap(),
+        "old\n"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. `authledger env`
 // ---------------------------------------------------------------------------------------------

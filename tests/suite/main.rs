@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agent_env;
 mod agents;
 mod audit;
 mod bad_input;

@@ -256,6 +256,28 @@ pub fn assert_refused(out: &std::process::Output, exit: i32, needles: &[&str], w
 
 /// A library ledger on a temporary file with a manual clock at `start`, Claude limits set by
 /// `update`, and a Claude API key stored (leases need a usable credential).
+/// The library ledger on a CLI home (its key file, its database), on a manual clock at
+/// `now_ms`: for tests that set up through the CLI and look through the library.
+pub fn home_ledger(home: &Home, now_ms: i64) -> authledger::Ledger {
+    home_ledger_with(home, now_ms, authledger::config_file::ConfigFile::default())
+}
+
+/// [`home_ledger`] with provider settings, as a `config.toml` would give.
+pub fn home_ledger_with(
+    home: &Home,
+    now_ms: i64,
+    file: authledger::config_file::ConfigFile,
+) -> authledger::Ledger {
+    use authledger::{KeySource, Ledger, LedgerConfig, ManualClock};
+    Ledger::open(
+        LedgerConfig::new(home.db())
+            .with_clock(std::sync::Arc::new(ManualClock::new(now_ms)))
+            .with_key(KeySource::File(home.path().join("keys").join("master.key")))
+            .with_file_config(file),
+    )
+    .expect("open the ledger as the CLI does")
+}
+
 pub struct LibraryLedger {
     pub dir: tempfile::TempDir,
     pub clock: authledger::ManualClock,
