@@ -10,6 +10,7 @@ mod bad_input;
 mod daemon;
 mod doctor;
 mod gateway;
+mod gateway_socket;
 mod hardening;
 mod keys;
 mod layers;
