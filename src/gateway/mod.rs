@@ -26,11 +26,15 @@
 //! record goes to [`Authority::record`] on the blocking pool after the response ends (or the
 //! agent goes away). An authority that fails means 503 and nothing forwarded.
 //!
-//! Built: the metering core, the proxy, the `Authority` seam. Still to come: lease tokens and
-//! the ledger's `Authority` (resolve, top-up or refusal in `admit`, batched records), health
-//! from status and rate-limit headers, hosting by `run` and the daemon (`env`, base URLs per
-//! client), and Codex's WebSocket on `GET /v1/responses`, which the proxy now answers with 426
-//! so that Codex falls back to `POST` with SSE at once.
+//! Codex opens a WebSocket on `GET /v1/responses` before it tries HTTP; the proxy carries it
+//! (`socket.rs`): the upstream's socket is opened first with the real credential, then the two
+//! are relayed message by message, each `response.create` admitted before it is forwarded and
+//! each request on the socket metered by a [`SocketMeter`]. Any other upgrade gets 426.
+//!
+//! Built: the metering core, the proxy (HTTP and Codex's WebSocket), the `Authority` seam.
+//! Still to come: lease tokens and the ledger's `Authority` (resolve, top-up or refusal in
+//! `admit`, batched records), health from status and rate-limit headers, hosting by `run` and
+//! the daemon (`env`, base URLs per client).
 //!
 //! ```
 //! use authledger::gateway::{Api, Meter, Outcome};
@@ -69,6 +73,7 @@ pub mod ledger_authority;
 pub mod proxy;
 mod route;
 pub mod run;
+mod socket;
 pub mod sse;
 mod tap;
 pub mod usage;

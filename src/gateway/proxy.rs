@@ -8,7 +8,8 @@
 //! reads plain bytes). The response comes back frame by frame through `ReplyBody`, which
 //! meters it and records the usage when it ends. Refusals are answered in the provider's own
 //! format: 401 for an unknown token, the authority's 429, and 503 (nothing forwarded) when the
-//! authority cannot answer.
+//! authority cannot answer. An admitted WebSocket upgrade on `/v1/responses` is handed to
+//! `socket.rs`; any other upgrade is refused with 426.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 
 use super::authority::{Admission, Authority, GatewayError, Grant};
 use super::errors::{ErrorReply, Refusal};
+use super::socket;
 use super::tap::{ReplyBody, Tap};
 use super::usage::{Api, Meter};
 use crate::types::Provider;
@@ -135,13 +137,16 @@ impl State {
             _ => Api::OpenAiResponses,
         });
         if is_upgrade(req.headers()) {
-            // Codex asks for a WebSocket first; 426 makes it fall back to HTTP at once, which
-            // this proxy meters (the WebSocket is not carried yet).
+            if socket::carries(&req) {
+                return socket::carry(req, grant, Arc::clone(&self.authority), format).await;
+            }
+            // Any other upgrade (HTTP/2 in clear text, a WebSocket on a path the gateway
+            // cannot meter) is refused; 426 makes clients such as Codex fall back to HTTP.
             let reply = ErrorReply::openai(
                 426,
                 "invalid_request_error",
                 None,
-                "authledger: WebSocket not supported by this gateway; use HTTP",
+                "authledger: only a WebSocket on /v1/responses is carried; use HTTP",
             );
             return reply_with(reply);
         }
@@ -279,7 +284,7 @@ fn hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
 
 /// The agent's headers as the upstream gets them: no hop-by-hop headers, no `Host` (the
 /// client sets the upstream's), no token, plain bytes asked for.
-fn forwarded_headers(agent: &HeaderMap) -> HeaderMap {
+pub(super) fn forwarded_headers(agent: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(agent.len() + 2);
     for (name, value) in agent {
         let dropped = name == header::HOST
@@ -297,7 +302,7 @@ fn forwarded_headers(agent: &HeaderMap) -> HeaderMap {
 
 /// The upstream's headers as the agent gets them: hop-by-hop ones dropped (the agent's
 /// connection frames the body itself), `content-length` kept.
-fn returned_headers(upstream: &HeaderMap) -> HeaderMap {
+pub(super) fn returned_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
         if !hop_by_hop(name, upstream) {
@@ -320,7 +325,7 @@ fn refuse(format: Api, refusal: Refusal) -> Response<ReplyBody> {
     reply_with(ErrorReply::refuse(format, refusal))
 }
 
-fn bad_gateway(format: Api, why: &str) -> Response<ReplyBody> {
+pub(super) fn bad_gateway(format: Api, why: &str) -> Response<ReplyBody> {
     let message = format!("authledger: {why}");
     let reply = match format {
         Api::AnthropicMessages => ErrorReply::anthropic(502, "api_error", &message),

@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::runtime::Handle;
 
 use super::authority::Authority;
-use super::usage::Meter;
+use super::usage::{Meter, Metered};
 use crate::types::LeaseId;
 
 /// The body of every answer the proxy gives: its own error bodies, or an upstream's.
@@ -75,14 +75,26 @@ impl Tap {
         let Some(metered) = meter.finish(disconnected) else {
             return;
         };
-        let authority = Arc::clone(&self.authority);
-        let lease = self.lease.clone();
-        drop(self.runtime.spawn_blocking(move || {
-            if let Err(e) = authority.record(&lease, metered) {
-                eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
-            }
-        }));
+        record_off_path(&self.runtime, &self.authority, &self.lease, metered);
     }
+}
+
+/// Hands one request's record to [`Authority::record`] on tokio's blocking pool, without
+/// waiting: the bytes have already been delivered, and nothing the agent sees waits for the
+/// ledger. A failure is logged (the response cannot be taken back).
+pub(crate) fn record_off_path(
+    runtime: &Handle,
+    authority: &Arc<dyn Authority>,
+    lease: &LeaseId,
+    metered: Metered,
+) {
+    let authority = Arc::clone(authority);
+    let lease = lease.clone();
+    drop(runtime.spawn_blocking(move || {
+        if let Err(e) = authority.record(&lease, metered) {
+            eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
+        }
+    }));
 }
 
 impl Drop for ReplyBody {

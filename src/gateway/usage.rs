@@ -618,7 +618,7 @@ fn set(field: &mut u64, value: Option<u64>) {
 }
 
 /// The `type` member of a JSON event, read by [`peek_type`] when it can be, else parsed.
-fn json_type(data: &[u8]) -> Option<Cow<'_, str>> {
+pub(crate) fn json_type(data: &[u8]) -> Option<Cow<'_, str>> {
     if let Some(k) = peek_type(data) {
         return std::str::from_utf8(k).ok().map(Cow::Borrowed);
     }

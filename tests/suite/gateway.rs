@@ -2,10 +2,10 @@
 //! token, the gateway, and a fake upstream started by each test; a fake `Authority` maps tokens
 //! to grants and collects what is recorded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authledger::gateway::{
@@ -22,18 +22,26 @@ use crate::common::upstream::{FakeUpstream, Reply};
 const ANTHROPIC_SSE: &str = include_str!("../../fixtures/gateway/anthropic-messages.sse");
 const RESPONSES_SSE: &str = include_str!("../../fixtures/gateway/openai-responses.sse");
 
-const TOKEN: &str = "alt-lease-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "alt-lease-token-0123456789abcdef";
 const REAL_KEY: &str = "sk-ant-api03-REAL-KEY-abcdef0123456789";
 const REAL_OAUTH: &str = "sk-ant-oat01-REAL-OAUTH-abcdef0123456789";
-const REAL_OPENAI: &str = "sk-proj-REAL-OPENAI-abcdef0123456789";
+pub(crate) const REAL_OPENAI: &str = "sk-proj-REAL-OPENAI-abcdef0123456789";
+
+/// One `observe` call: the upstream's status and headers.
+pub(crate) type Observed = (u16, Vec<(String, String)>);
 
 /// An authority over one token, recording every call.
-struct FakeAuthority {
+pub(crate) struct FakeAuthority {
     grants: HashMap<String, Grant>,
     admission: Admission,
+    /// Answers to the next `admit` calls, before `admission` takes over.
+    pub(crate) admissions: Mutex<VecDeque<Admission>>,
     broken: bool,
-    resolves: AtomicUsize,
+    pub(crate) resolves: AtomicUsize,
+    pub(crate) admits: AtomicUsize,
     records: mpsc::UnboundedSender<(LeaseId, Metered)>,
+    /// Every status and header list `observe` was given.
+    pub(crate) observed: Mutex<Vec<Observed>>,
 }
 
 impl Authority for FakeAuthority {
@@ -46,16 +54,25 @@ impl Authority for FakeAuthority {
     }
 
     fn admit(&self, _lease: &LeaseId) -> Result<Admission, GatewayError> {
-        Ok(self.admission)
+        self.admits.fetch_add(1, Ordering::SeqCst);
+        let next = self.admissions.lock().unwrap().pop_front();
+        Ok(next.unwrap_or(self.admission))
     }
 
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError> {
         let _ = self.records.send((lease.clone(), metered));
         Ok(())
     }
+
+    fn observe(&self, _grant: &Grant, status: u16, headers: &[(String, String)]) {
+        self.observed
+            .lock()
+            .unwrap()
+            .push((status, headers.to_vec()));
+    }
 }
 
-fn lease() -> LeaseId {
+pub(crate) fn lease() -> LeaseId {
     LeaseId::from_random([7; 10])
 }
 
@@ -66,6 +83,58 @@ struct Rig {
     records: mpsc::UnboundedReceiver<(LeaseId, Metered)>,
     authority: Arc<FakeAuthority>,
     _stop: oneshot::Sender<()>,
+}
+
+/// A gateway on 127.0.0.1 whose authority grants `TOKEN` for `upstream`.
+pub(crate) struct Gateway {
+    pub(crate) addr: SocketAddr,
+    pub(crate) records: mpsc::UnboundedReceiver<(LeaseId, Metered)>,
+    pub(crate) authority: Arc<FakeAuthority>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Gateway {
+    pub(crate) async fn start(
+        upstream: url::Url,
+        provider: Provider,
+        credential: UpstreamAuth,
+        admission: Admission,
+        broken: bool,
+    ) -> Gateway {
+        let grant = Grant::new(lease(), provider, upstream, credential);
+        let (records_tx, records) = mpsc::unbounded_channel();
+        let authority = Arc::new(FakeAuthority {
+            grants: HashMap::from([(TOKEN.to_string(), grant)]),
+            admission,
+            admissions: Mutex::default(),
+            broken,
+            resolves: AtomicUsize::new(0),
+            admits: AtomicUsize::new(0),
+            records: records_tx,
+            observed: Mutex::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let dyn_authority: Arc<dyn Authority> = authority.clone();
+        tokio::spawn(serve(listener, dyn_authority, async {
+            let _ = stopped.await;
+        }));
+        Gateway {
+            addr,
+            records,
+            authority,
+            _stop: stop,
+        }
+    }
+
+    /// The next usage record (the wait only guards against a hang).
+    pub(crate) async fn record(&mut self) -> (LeaseId, Metered) {
+        tokio::time::timeout(Duration::from_secs(20), self.records.recv())
+            .await
+            .expect("a record")
+            .expect("the authority is alive")
+    }
 }
 
 impl Rig {
@@ -80,28 +149,13 @@ impl Rig {
         broken: bool,
     ) -> Rig {
         let upstream = FakeUpstream::start().await;
-        let grant = Grant::new(lease(), provider, upstream.url(), credential);
-        let (records_tx, records) = mpsc::unbounded_channel();
-        let authority = Arc::new(FakeAuthority {
-            grants: HashMap::from([(TOKEN.to_string(), grant)]),
-            admission,
-            broken,
-            resolves: AtomicUsize::new(0),
-            records: records_tx,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let dyn_authority: Arc<dyn Authority> = authority.clone();
-        tokio::spawn(serve(listener, dyn_authority, async {
-            let _ = stopped.await;
-        }));
+        let gateway = Gateway::start(upstream.url(), provider, credential, admission, broken).await;
         Rig {
             upstream,
-            gateway,
-            records,
-            authority,
-            _stop: stop,
+            gateway: gateway.addr,
+            records: gateway.records,
+            authority: gateway.authority,
+            _stop: gateway._stop,
         }
     }
 
@@ -547,23 +601,32 @@ async fn client_disconnect_mid_stream_is_recorded_as_truncated() {
 }
 
 #[tokio::test]
-async fn websocket_upgrade_gets_426_so_codex_falls_back_at_once() {
+async fn an_upgrade_the_gateway_cannot_meter_is_refused_and_nothing_forwarded() {
     let mut rig = Rig::start(
         Provider::Openai,
         UpstreamAuth::ApiKey(Secret::new(REAL_OPENAI.into())),
     )
     .await;
     rig.upstream.reply(json_reply());
-    let response = client()
-        .get(rig.url("/v1/responses"))
-        .bearer_auth(TOKEN)
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("openai-beta", "responses_websockets=2026-02-06")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 426);
-    assert!(json(response).await["error"]["message"].is_string());
+    // HTTP/2 in clear text, and a WebSocket on a path whose socket is not metered.
+    let upgrades = [("/v1/responses", "h2c"), ("/v1/realtime", "websocket")];
+    for (path, protocol) in upgrades {
+        let response = client()
+            .get(rig.url(path))
+            .bearer_auth(TOKEN)
+            .header("connection", "Upgrade")
+            .header("upgrade", protocol)
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 426, "{path} {protocol}");
+        let message = json(response).await["error"]["message"].to_string();
+        assert!(
+            message.contains("only a WebSocket on /v1/responses"),
+            "{message}"
+        );
+    }
     assert!(rig.upstream.seen.try_recv().is_err(), "nothing forwarded");
 }

@@ -13,6 +13,7 @@ mod doctor;
 mod gateway;
 mod gateway_cli;
 mod gateway_ledger;
+mod gateway_socket;
 mod hardening;
 mod keys;
 mod layers;

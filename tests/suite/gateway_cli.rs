@@ -1,0 +1,310 @@
+//! The gateway as people run it (issue 13): `authledger gateway` and `authledger run` as real
+//! processes in front of a fake provider API on 127.0.0.1, with `env` handing out the gateway's
+//! URL and a lease token.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::common::upstream::{FakeUpstream, Reply};
+use crate::common::{Home, T0, code, stderr};
+
+/// The fake Claude Code login's access token (fixtures/claude-code-credentials.json).
+fn real_claude_token() -> String {
+    let text =
+        std::fs::read_to_string(crate::common::fixture("claude-code-credentials.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["claudeAiOauth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A home whose Claude API is the fake upstream.
+fn home_in_front_of(upstream: &FakeUpstream) -> Home {
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[providers.claude]\nbase_url = \"{}\"\n", upstream.url()),
+    )
+    .unwrap();
+    home
+}
+
+fn acquire(home: &Home) -> String {
+    let lease = home.json(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "gw-agent",
+        "--provider",
+        "claude",
+    ]);
+    lease["lease_id"].as_str().unwrap().to_string()
+}
+
+/// A process killed if the test ends without waiting for it (a failed assertion), so no
+/// gateway or agent outlives its test.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn id(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    fn finish(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `authledger gateway` at T0 with `extra` environment, and the URL it prints.
+fn start_gateway(home: &Home, extra: &[(&str, &str)]) -> (Reaped, String) {
+    let mut cmd = home.cmd_at(T0);
+    cmd.args(["--json", "gateway"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("gateway printed {line:?}: {e}");
+    });
+    (
+        Reaped(Some(child)),
+        json["gateway"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The environment `authledger env` gives the lease, as name → value.
+fn env_of(home: &Home, lease: &str) -> serde_json::Value {
+    let out = home.run(&["env", lease, "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["set"].clone()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn post_messages(base: &str, token: &str) -> reqwest::Response {
+    client()
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(token)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "oauth-2025-04-20")
+        .body(r#"{"model":"claude-x","max_tokens":5,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn answer(id: &str, input: u64, output: u64) -> Reply {
+    Reply::Whole {
+        status: 200,
+        content_type: "application/json",
+        body: format!(
+            r#"{{"id":"{id}","type":"message","model":"claude-x","content":[],"usage":{{"input_tokens":{input},"output_tokens":{output}}}}}"#
+        )
+        .into_bytes(),
+    }
+}
+
+fn terminate(child: &Reaped) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+}
+
+fn usage_keys(db: &Path) -> Vec<String> {
+    crate::common::query_rows(db, "SELECT idem_key FROM usage_events ORDER BY idem_key")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_hands_out_the_running_gateway_and_sigterm_writes_every_record() {
+    let mut upstream = FakeUpstream::start().await;
+    let home = home_in_front_of(&upstream);
+    let lease = acquire(&home);
+    let (gateway, url) = start_gateway(&home, &[]);
+    let env = env_of(&home, &lease);
+    assert_eq!(env["ANTHROPIC_BASE_URL"], url.as_str(), "{env}");
+    let token = env["CLAUDE_CODE_OAUTH_TOKEN"].as_str().unwrap().to_string();
+    assert!(token.starts_with("alt-"), "the agent holds a lease token");
+    let real = real_claude_token();
+    assert!(
+        !env.to_string().contains(&real),
+        "the real token is in the agent's environment"
+    );
+
+    for n in 0..5 {
+        upstream.reply(answer(&format!("msg_cli_{n}"), 10 + n, 2));
+        let response = post_messages(&url, &token).await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+        let seen = upstream.seen.recv().await.unwrap();
+        assert_eq!(
+            seen.headers["authorization"],
+            format!("Bearer {real}").as_str()
+        );
+    }
+    // Stopped at once: what the gateway still holds is written before it exits.
+    terminate(&gateway);
+    let out = gateway.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys = usage_keys(&home.db());
+    assert_eq!(
+        keys,
+        (0..5).map(|n| format!("msg_cli_{n}")).collect::<Vec<_>>()
+    );
+    assert!(
+        !home.db().with_extension("db.gateway").exists(),
+        "the stopped gateway's URL is still published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_ledger_takes_no_writes_answers_503_and_forwards_nothing() {
+    let mut upstream = FakeUpstream::start().await;
+    let home = home_in_front_of(&upstream);
+    let lease = acquire(&home);
+    // The gateway process's storage refuses every write (a debug-build fault point: the
+    // state a full disk or a file made read-only under a running process leaves).
+    let (gateway, url) = start_gateway(&home, &[("AUTHLEDGER_FAULT", "store:read-only")]);
+    let env = env_of(&home, &lease);
+    let token = env["CLAUDE_CODE_OAUTH_TOKEN"].as_str().unwrap().to_string();
+    upstream.reply(answer("msg_never", 1, 1));
+    let response = post_messages(&url, &token).await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    terminate(&gateway);
+    gateway.finish();
+    assert!(
+        upstream.seen.try_recv().is_err(),
+        "an unmeterable request was forwarded"
+    );
+    assert!(usage_keys(&home.db()).is_empty());
+}
+
+#[test]
+fn the_gateway_listens_only_on_loopback() {
+    let home = Home::new();
+    let out = home.run(&["gateway", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("loopback"), "{}", stderr(&out));
+    let out = home.run(&["gateway", "--listen", "not-an-address"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+/// The agent `run` starts: it writes its environment to `$AGENT_OUT`, then waits until the
+/// test creates `$AGENT_GO`.
+fn waiting_agent(cmd: &mut Command, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let out = dir.join("agent-env");
+    let go = dir.join("agent-go");
+    cmd.env("AGENT_OUT", &out).env("AGENT_GO", &go).args([
+        "sh",
+        "-c",
+        r#"env > "$AGENT_OUT.tmp" && mv "$AGENT_OUT.tmp" "$AGENT_OUT"; while [ ! -e "$AGENT_GO" ]; do sleep 0.02; done"#,
+    ]);
+    (out, go)
+}
+
+fn read_env_file(path: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_meters_its_agent_which_holds_only_the_lease_token() {
+    let mut upstream = FakeUpstream::start().await;
+    let home = home_in_front_of(&upstream);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cmd = home.cmd_at(T0);
+    cmd.args(["run", "--agent", "metered", "--provider", "claude", "--"]);
+    let (out_file, go) = waiting_agent(&mut cmd, scratch.path());
+    let run = Reaped(Some(cmd.stderr(Stdio::piped()).spawn().unwrap()));
+    // The agent waits for this file: made on every way out, so it never outlives the test.
+    struct Go(std::path::PathBuf);
+    impl Drop for Go {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+    let _go = Go(go.clone());
+    // Written by the agent once it has started (the limit only guards against a hang).
+    for _ in 0..2_000 {
+        if out_file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let env = read_env_file(&out_file);
+    let real = real_claude_token();
+    assert!(
+        env.values().all(|v| !v.contains(&real)),
+        "the real token is in the agent's environment"
+    );
+    let base = env["ANTHROPIC_BASE_URL"].clone();
+    let token = env["CLAUDE_CODE_OAUTH_TOKEN"].clone();
+    assert!(token.starts_with("alt-"));
+    // Claude Code's request form: `$ANTHROPIC_BASE_URL/v1/messages?beta=true`.
+    upstream.reply(answer("msg_run_1", 30, 3));
+    let response = post_messages(&base, &token).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let seen = upstream.seen.recv().await.unwrap();
+    assert_eq!(seen.path_and_query, "/v1/messages");
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {real}").as_str()
+    );
+    // opencode's: `<baseURL>/messages`, its baseURL from OPENCODE_CONFIG_CONTENT.
+    let config: serde_json::Value = serde_json::from_str(&env["OPENCODE_CONFIG_CONTENT"]).unwrap();
+    let opencode_base = config["provider"]["anthropic"]["options"]["baseURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    upstream.reply(answer("msg_run_2", 40, 4));
+    let response = client()
+        .post(format!("{opencode_base}/messages"))
+        .header("x-api-key", &token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let seen = upstream.seen.recv().await.unwrap();
+    assert_eq!(seen.path_and_query, "/v1/messages", "opencode's path");
+
+    std::fs::write(&go, "").unwrap();
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    // Every request is recorded before the lease is released.
+    assert_eq!(usage_keys(&home.db()), ["msg_run_1", "msg_run_2"]);
+    let leases = crate::common::query_rows(&home.db(), "SELECT state, used FROM leases");
+    assert_eq!(leases, [["released".to_string(), "77".to_string()]]);
+}
