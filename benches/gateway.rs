@@ -445,7 +445,7 @@ fn start_gateway(authority: Arc<dyn Authority>) -> SocketAddr {
 
 // ---------- the load ----------
 
-/// A request body of a realistic size: a system prompt and a few turns (about 3 KB).
+/// A request body of a realistic size: a system prompt and a few turns (about 2.3 KB).
 fn request_body(stream: bool) -> Bytes {
     let turn = "Please look at src/gateway/proxy.rs and explain what happens when the lease \
                 ends while a stream is open; keep the answer short. ";
