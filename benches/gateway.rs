@@ -32,16 +32,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use authledger::gateway::{Admission, Authority, GatewayError, Grant, Metered, UpstreamAuth};
-use authledger::ledger::{Op, Queued};
+use authledger::gateway::HostedGateway;
 use authledger::{
     Account, AcquireRequest, AgentId, Credential, KeySource, LeaseId, Ledger, LedgerConfig,
-    LimitsUpdate, Millis, Provider, Secret, UsageRecord,
+    LimitsUpdate, Provider, Secret,
 };
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -271,9 +270,12 @@ fn prepare_ledger(dir: &Path, upstream: SocketAddr) -> Ledger {
         format!("[providers.claude]\nbase_url = \"http://{upstream}\"\n"),
     )
     .expect("config.toml");
+    let file =
+        authledger::config_file::ConfigFile::load(&dir.join("config.toml")).expect("config.toml");
     let ledger = Ledger::open(
         LedgerConfig::new(dir.join("ledger.db"))
-            .with_key(KeySource::File(dir.join("keys").join("master.key"))),
+            .with_key(KeySource::File(dir.join("keys").join("master.key")))
+            .with_file_config(file),
     )
     .expect("open ledger");
     ledger
@@ -298,149 +300,6 @@ fn prepare_ledger(dir: &Path, upstream: SocketAddr) -> Ledger {
         )
         .expect("limits");
     ledger
-}
-
-/// The gateway's [`Authority`] over `ledger`. Until the ledger's own authority lands, a small
-/// one written here; at merge this body becomes `Arc::new(LedgerAuthority::new(ledger))`.
-fn ledger_authority(ledger: Arc<Ledger>, upstream: Url) -> Arc<BenchAuthority> {
-    let (records, queue) = mpsc::channel::<(LeaseId, Metered)>();
-    let failed = Arc::new(AtomicU64::new(0));
-    let writer = Arc::clone(&ledger);
-    let failures = Arc::clone(&failed);
-    // One writer thread takes the records in order, so a response never waits for its record
-    // and the blocking pool does not fill with writers queueing for the file. It commits what
-    // has queued up in one transaction (`commit_together`); BENCH_RECORDS=single makes it call
-    // `record_usage` once per request instead, one transaction (and fsync) each.
-    let single = std::env::var("BENCH_RECORDS").is_ok_and(|v| v == "single");
-    spawn_named("usage-writer", move || {
-        while let Ok(first) = queue.recv() {
-            let mut ops = vec![usage_op(first)];
-            while ops.len() < 512
-                && let Ok(more) = queue.try_recv()
-            {
-                ops.push(usage_op(more));
-            }
-            let fail = |e: &dyn std::fmt::Display| {
-                eprintln!("usage not recorded: {e}");
-                failures.fetch_add(1, Ordering::Relaxed);
-            };
-            if single {
-                for op in &ops {
-                    if let Op::RecordUsage { id, record, .. } = op
-                        && let Err(e) = writer.record_usage(id, record)
-                    {
-                        fail(&e);
-                    }
-                }
-                continue;
-            }
-            let queued: Vec<Queued<'_>> = ops
-                .iter()
-                .map(|op| Queued {
-                    op,
-                    start_by: Millis::MAX,
-                })
-                .collect();
-            match writer.commit_together(&queued) {
-                Ok(results) => {
-                    for r in results {
-                        match r {
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => fail(&e),
-                            None => fail(&"not started"),
-                        }
-                    }
-                }
-                Err(e) => (0..ops.len()).for_each(|_| fail(&e)),
-            }
-        }
-    });
-    Arc::new(BenchAuthority {
-        ledger,
-        upstream,
-        records: std::sync::Mutex::new(records),
-        failed,
-    })
-}
-
-/// A metered response as the ledger's usage op, keyed by the upstream's id.
-fn usage_op((lease, m): (LeaseId, Metered)) -> Op {
-    let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let mut record = UsageRecord::new(tokens(m.input), tokens(m.output))
-        .cache(tokens(m.cache_read), tokens(m.cache_creation));
-    if let Some(model) = m.model {
-        record = record.model(model);
-    }
-    let fallback_key = format!("bench-{}", NEXT_KEY.fetch_add(1, Ordering::Relaxed));
-    if let Some(id) = m.upstream_id {
-        record = record.key(id);
-    }
-    Op::RecordUsage {
-        id: lease,
-        record,
-        fallback_key,
-    }
-}
-
-/// Keys for records that came without an upstream id (none do here).
-static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-
-/// Resolves through `lease_for_token` and the stored credential, admits on a read of the
-/// lease, records through `record_usage` keyed by the upstream's id.
-struct BenchAuthority {
-    ledger: Arc<Ledger>,
-    upstream: Url,
-    records: std::sync::Mutex<mpsc::Sender<(LeaseId, Metered)>>,
-    failed: Arc<AtomicU64>,
-}
-
-impl Authority for BenchAuthority {
-    fn resolve(&self, token: &str) -> Result<Option<Grant>, GatewayError> {
-        let Some(lease) = self.ledger.lease_for_token(token)? else {
-            return Ok(None);
-        };
-        let key = self.ledger.access_token(lease.provider, &lease.account)?;
-        Ok(Some(Grant::new(
-            lease.id,
-            lease.provider,
-            self.upstream.clone(),
-            UpstreamAuth::ApiKey(key),
-        )))
-    }
-
-    fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError> {
-        let lease = self.ledger.lease(lease)?;
-        Ok(if lease.used < lease.allocated {
-            Admission::Go
-        } else {
-            Admission::Refuse(authledger::gateway::Refusal::QuotaExhausted)
-        })
-    }
-
-    fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError> {
-        self.records
-            .lock()
-            .map_err(|_| GatewayError::Unavailable("record queue poisoned".into()))?
-            .send((lease.clone(), metered))
-            .map_err(|_| GatewayError::Unavailable("record writer gone".into()))
-    }
-}
-
-/// Starts the gateway on its own thread and current-thread runtime; returns its address.
-fn start_gateway(authority: Arc<dyn Authority>) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind gateway");
-    let addr = listener.local_addr().expect("gateway address");
-    listener.set_nonblocking(true).expect("nonblocking");
-    spawn_named("gateway", move || {
-        let runtime = current_thread();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            authledger::gateway::serve(listener, authority, std::future::pending())
-                .await
-                .expect("gateway");
-        });
-    });
-    addr
 }
 
 // ---------- the load ----------
@@ -915,11 +774,14 @@ fn main() {
         )
         .expect("acquire");
     let token = ledger.issue_lease_token(&lease.id).expect("lease token");
-    let authority = ledger_authority(
-        Arc::clone(&ledger),
-        Url::parse(&format!("http://{upstream}")).expect("url"),
-    );
-    let gateway = start_gateway(Arc::clone(&authority) as Arc<dyn Authority>);
+    // The gateway `run` hosts: the ledger as its authority, on one current-thread runtime.
+    let hosted = HostedGateway::start(
+        Ledger::clone(&ledger),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        1,
+    )
+    .expect("gateway");
+    let gateway = hosted.addr();
 
     let mut sides = vec![
         Side {
@@ -981,12 +843,8 @@ fn main() {
         .iter()
         .map(|(c, _, s)| (s[1].last_us.len() + c * 4) as u64)
         .sum();
-    let usage = check_usage(
-        dir.path(),
-        &lease.id,
-        gateway_requests,
-        authority.failed.load(Ordering::Relaxed),
-    );
+    hosted.flush();
+    let usage = check_usage(dir.path(), &lease.id, gateway_requests, 0);
     let lease_after = ledger.lease(&lease.id).expect("lease");
     assert_eq!(
         lease_after.used as u64,
