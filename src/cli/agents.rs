@@ -173,9 +173,8 @@ impl EnvCmd {
             None => {
                 if !self.no_meter {
                     eprintln!(
-                        "authledger: no gateway is running for this ledger: the agent gets the \
-                         real credential and its usage is not metered (start `authledger \
-                         gateway` or `authledger daemon --gateway 127.0.0.1:PORT`)"
+                        "authledger: no gateway running: the agent gets the real credential, \
+                         unmetered\n  (start `authledger gateway`; `--no-meter` says this is meant)"
                     );
                 }
                 ledger.agent_env(&lease)?

@@ -66,8 +66,8 @@ impl std::fmt::Debug for LedgerAuthority {
 enum Job {
     Usage(LeaseId, UsageRecord),
     Health {
+        lease: LeaseId,
         provider: Provider,
-        account: Account,
         status: u16,
         headers: Vec<(String, String)>,
     },
@@ -102,6 +102,7 @@ impl WriteHealth {
 /// The upstreams, parsed once.
 struct Routes {
     claude: Url,
+    claude_strip: Option<&'static str>,
     openai: Url,
     openai_strip: Option<&'static str>,
     chatgpt: Url,
@@ -115,14 +116,18 @@ impl Routes {
             Url::parse(text)
                 .map_err(|e| GatewayError::Unavailable(format!("upstream URL {text:?}: {e}")))
         };
+        // A configured base URL that already ends in /v1 takes the agents' paths without it.
+        let strip = |base: Option<&str>| {
+            base.filter(|u| u.trim_end_matches('/').ends_with("/v1"))
+                .map(|_| "/v1")
+        };
+        let claude_base = file.base_url(Provider::Claude);
         let openai_base = file.base_url(Provider::Openai);
         Ok(Routes {
-            claude: parse(file.base_url(Provider::Claude), ANTHROPIC_API)?,
+            claude: parse(claude_base, ANTHROPIC_API)?,
+            claude_strip: strip(claude_base),
             openai: parse(openai_base, OPENAI_API)?,
-            // A configured base URL that already ends in /v1 takes the agents' paths without it.
-            openai_strip: openai_base
-                .filter(|u| u.trim_end_matches('/').ends_with("/v1"))
-                .map(|_| "/v1"),
+            openai_strip: strip(openai_base),
             chatgpt: parse(file.chatgpt_base_url(Provider::Openai), CHATGPT_BACKEND)?,
         })
     }
@@ -186,7 +191,7 @@ impl LedgerAuthority {
         let credential = self.ledger.credential(lease.provider, &lease.account)?;
         let (provider, account) = (lease.provider, &lease.account);
         let id = lease.id.clone();
-        let grant = match (provider, credential.kind) {
+        let mut grant = match (provider, credential.kind) {
             (Provider::Claude, CredentialKind::ApiKey) => Grant::new(
                 id,
                 provider,
@@ -227,6 +232,9 @@ impl LedgerAuthority {
                 g
             }
         };
+        if provider == Provider::Claude {
+            grant.strip_prefix = self.routes.claude_strip;
+        }
         Ok(grant)
     }
 }
@@ -306,12 +314,10 @@ impl Authority for LedgerAuthority {
         if !worth_keeping {
             return;
         }
-        let Ok(lease) = self.ledger.lease(&grant.lease_id) else {
-            return;
-        };
+        // The account is looked up by the recorder: no read on the response path.
         let _ = self.send(Job::Health {
+            lease: grant.lease_id.clone(),
             provider: grant.provider,
-            account: lease.account,
             status,
             headers: headers.to_vec(),
         });
@@ -346,6 +352,8 @@ fn usage_record(m: Metered) -> Result<UsageRecord, GatewayError> {
 /// The recorder thread: takes what is queued, writes it in batches, until the queue closes.
 fn record_until_closed(ledger: &Ledger, writes: &WriteHealth, jobs: &Receiver<Job>) {
     let mut last_facts: HashMap<(Provider, Account), (Instant, u16)> = HashMap::new();
+    // A lease's account never changes.
+    let mut accounts: HashMap<LeaseId, Account> = HashMap::new();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -362,17 +370,31 @@ fn record_until_closed(ledger: &Ledger, writes: &WriteHealth, jobs: &Receiver<Jo
                 Job::Usage(id, record) => usage.push((id, record)),
                 Job::Flush(done) => waiting.push(done),
                 Job::Health {
+                    lease,
                     provider,
-                    account,
                     status,
                     headers,
-                } => health.push((provider, account, status, headers)),
+                } => health.push((lease, provider, status, headers)),
             }
         }
         if !usage.is_empty() {
             write_usage(ledger, writes, &usage);
         }
-        for (provider, account, status, headers) in health {
+        for (lease, provider, status, headers) in health {
+            let account = match accounts.get(&lease) {
+                Some(account) => account.clone(),
+                None => match ledger.lease(&lease) {
+                    Ok(l) => {
+                        // Bounded for a gateway that serves leases for months.
+                        if accounts.len() >= 4_096 {
+                            accounts.clear();
+                        }
+                        accounts.insert(lease, l.account.clone());
+                        l.account
+                    }
+                    Err(_) => continue,
+                },
+            };
             let key = (provider, account);
             let due = match last_facts.get(&key) {
                 // Errors always count (a 5xx streak, a 429's reset); so does the first success

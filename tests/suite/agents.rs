@@ -367,6 +367,7 @@ fn a_claude_api_key_goes_in_both_key_variables_and_nothing_else() {
     let (out, env, _) = run_agent(
         &home,
         &[
+            "--no-meter",
             "--agent",
             "keyed",
             "--provider",
@@ -420,7 +421,7 @@ fn a_claude_agent_gets_the_configured_base_url_and_its_rate_limit() {
     login_key(&home, "claude", "default", CLAUDE_API_KEY);
     let (out, env, _) = run_agent(
         &home,
-        &["--agent", "routed", "--provider", "claude"],
+        &["--no-meter", "--agent", "routed", "--provider", "claude"],
         PARENT_SECRETS,
         "exit 0",
     );
@@ -457,7 +458,12 @@ fn claude_oauth_is_a_bearer_token_and_the_parents_keys_are_removed() {
     let home = Home::new();
     let mut parent = PARENT_SECRETS.to_vec();
     parent.push(("UNRELATED_SETTING", "kept"));
-    let (out, env, _) = run_agent(&home, &["--agent", "reviewer"], &parent, "exit 0");
+    let (out, env, _) = run_agent(
+        &home,
+        &["--no-meter", "--agent", "reviewer"],
+        &parent,
+        "exit 0",
+    );
     must(out, "run");
     assert_eq!(
         env.get("CLAUDE_CODE_OAUTH_TOKEN").map(String::as_str),
@@ -522,7 +528,7 @@ fn chatgpt_oauth_gets_a_private_codex_home_removed_after_the_run() {
             &home,
             T0,
             &scratch,
-            &["--agent", "coder", "--provider", "openai"],
+            &["--no-meter", "--agent", "coder", "--provider", "openai"],
             PARENT_SECRETS,
             script,
         )
@@ -616,7 +622,7 @@ fn an_openai_api_key_with_a_base_url_reaches_codex_through_its_home() {
     parent.push(("CODEX_HOME", own));
     let (out, env, scratch) = run_agent(
         &home,
-        &["--agent", "codex"],
+        &["--no-meter", "--agent", "codex"],
         &parent,
         "cp \"$CODEX_HOME/config.toml\" \"$SCRATCH/config.toml\"\n\
          cp \"$CODEX_HOME/auth.json\" \"$SCRATCH/auth.json\"",

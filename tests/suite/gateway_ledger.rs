@@ -28,12 +28,20 @@ struct Rig {
 
 impl Rig {
     async fn start(daily: i64) -> Rig {
+        Rig::with_base_path(daily, "").await
+    }
+
+    /// A rig whose configured `base_url` is the upstream's address plus `path`.
+    async fn with_base_path(daily: i64, path: &str) -> Rig {
         let upstream = FakeUpstream::start().await;
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
         let file = ConfigFile::parse(
             &dir.path().join("config.toml"),
-            &format!("[providers.claude]\nbase_url = \"{}\"\n", upstream.url()),
+            &format!(
+                "[providers.claude]\nbase_url = \"http://{}{path}\"\n",
+                upstream.addr
+            ),
         )
         .unwrap();
         let ledger = Ledger::open(
@@ -434,4 +442,16 @@ async fn a_429_with_a_reset_takes_the_account_out_of_selection_until_then() {
     assert!(refused.to_string().contains("rate limited"), "{refused}");
     rig.clock.advance_ms(91_000);
     auto(&rig.ledger).expect("claude is back after the reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_base_url_ending_in_v1_gets_the_agents_path_once() {
+    let rig = Rig::with_base_path(1_000_000, "/proxy/v1").await;
+    let (_lease, token) = rig.lease(10_000);
+    rig.upstream.reply(json_reply("msg_path", 1, 1));
+    let response = post(&rig, &token).await;
+    assert_eq!(response.status(), 200);
+    let mut upstream = rig.upstream;
+    let seen = upstream.seen.recv().await.unwrap();
+    assert_eq!(seen.path_and_query, "/proxy/v1/messages");
 }

@@ -1085,6 +1085,7 @@ fn codex_auth_under_run(home: &Home, now: i64) -> Value {
         now,
         &[
             "run",
+            "--no-meter",
             "--agent",
             "coder",
             "--provider",
