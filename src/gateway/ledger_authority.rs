@@ -54,6 +54,31 @@ pub struct LedgerAuthority {
     queue: Mutex<Option<Sender<Job>>>,
     recorder: Mutex<Option<JoinHandle<()>>>,
     writes: Arc<WriteHealth>,
+    pending: Arc<Pending>,
+}
+
+/// Tokens each lease has spent that are queued but not yet written: admission counts them as
+/// used, so an agent's next request is judged on its last one even before it is committed.
+#[derive(Default)]
+struct Pending(Mutex<HashMap<LeaseId, i64>>);
+
+impl Pending {
+    fn of(&self, lease: &LeaseId) -> i64 {
+        self.0
+            .lock()
+            .map(|m| m.get(lease).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn add(&self, lease: &LeaseId, tokens: i64) {
+        if let Ok(mut m) = self.0.lock() {
+            let entry = m.entry(lease.clone()).or_insert(0);
+            *entry = entry.saturating_add(tokens);
+            if *entry <= 0 {
+                m.remove(lease);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for LedgerAuthority {
@@ -141,13 +166,15 @@ impl LedgerAuthority {
             since: Instant::now(),
             vouched_until_ms: AtomicU64::new(0),
         });
+        let pending = Arc::new(Pending::default());
         let (queue, jobs) = channel();
         let recorder = {
             let ledger = ledger.clone();
             let writes = Arc::clone(&writes);
+            let pending = Arc::clone(&pending);
             std::thread::Builder::new()
                 .name("authledger-recorder".into())
-                .spawn(move || record_until_closed(&ledger, &writes, &jobs))
+                .spawn(move || record_until_closed(&ledger, &writes, &pending, &jobs))
                 .map_err(|e| GatewayError::Unavailable(format!("cannot start recorder: {e}")))?
         };
         Ok(LedgerAuthority {
@@ -156,6 +183,7 @@ impl LedgerAuthority {
             queue: Mutex::new(Some(queue)),
             recorder: Mutex::new(Some(recorder)),
             writes,
+            pending,
         })
     }
 
@@ -277,29 +305,37 @@ impl Authority for LedgerAuthority {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(match self.ledger.admit_spend(&lease)? {
-            Spend::Go | Spend::ToppedUp(_) => Admission::Go,
-            Spend::Lost => Admission::Refuse(Refusal::UnknownToken),
-            Spend::Refused {
-                resets_at: Some(at),
-                ..
-            } => {
-                let wait_ms = u64::try_from(at.saturating_sub(self.ledger.now())).unwrap_or(0);
-                Admission::Refuse(Refusal::RateLimited {
-                    retry_after_secs: wait_ms.div_ceil(1000).max(1),
-                })
-            }
-            Spend::Refused {
-                resets_at: None, ..
-            } => Admission::Refuse(Refusal::QuotaExhausted),
-        })
+        Ok(
+            match self
+                .ledger
+                .admit_spend(&lease, self.pending.of(&lease.id))?
+            {
+                Spend::Go | Spend::ToppedUp(_) => Admission::Go,
+                Spend::Lost => Admission::Refuse(Refusal::UnknownToken),
+                Spend::Refused {
+                    resets_at: Some(at),
+                    ..
+                } => {
+                    let wait_ms = u64::try_from(at.saturating_sub(self.ledger.now())).unwrap_or(0);
+                    Admission::Refuse(Refusal::RateLimited {
+                        retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                    })
+                }
+                Spend::Refused {
+                    resets_at: None, ..
+                } => Admission::Refuse(Refusal::QuotaExhausted),
+            },
+        )
     }
 
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError> {
         let record = usage_record(metered)?;
+        let tokens = record.tokens();
+        self.pending.add(lease, tokens);
         if self.send(Job::Usage(lease.clone(), record)) {
             Ok(())
         } else {
+            self.pending.add(lease, -tokens);
             Err(GatewayError::Unavailable(
                 "the gateway is shutting down: usage not recorded".into(),
             ))
@@ -350,7 +386,12 @@ fn usage_record(m: Metered) -> Result<UsageRecord, GatewayError> {
 }
 
 /// The recorder thread: takes what is queued, writes it in batches, until the queue closes.
-fn record_until_closed(ledger: &Ledger, writes: &WriteHealth, jobs: &Receiver<Job>) {
+fn record_until_closed(
+    ledger: &Ledger,
+    writes: &WriteHealth,
+    pending: &Pending,
+    jobs: &Receiver<Job>,
+) {
     let mut last_facts: HashMap<(Provider, Account), (Instant, u16)> = HashMap::new();
     // A lease's account never changes.
     let mut accounts: HashMap<LeaseId, Account> = HashMap::new();
@@ -379,6 +420,10 @@ fn record_until_closed(ledger: &Ledger, writes: &WriteHealth, jobs: &Receiver<Jo
         }
         if !usage.is_empty() {
             write_usage(ledger, writes, &usage);
+            // Written (or given up and logged): no longer pending either way.
+            for (id, record) in &usage {
+                pending.add(id, -record.tokens());
+            }
         }
         for (lease, provider, status, headers) in health {
             let account = match accounts.get(&lease) {

@@ -42,12 +42,13 @@ pub enum Spend {
 
 impl Ledger {
     /// Decides whether `lease` (as just read, e.g. by [`Ledger::lease_for_token`]) may spend
-    /// on one more request. Within its allocation it may, with nothing read or written; past
+    /// on one more request; `pending` is what it spent that the caller has not recorded yet
+    /// (a gateway's queued records), counted as used. Within its allocation it may, with nothing read or written; past
     /// it, the lease is topped up from what its account has left (a quarter of its allocation,
     /// at least 8,192 tokens, or less when that is all there is) in one transaction, or refused
     /// when nothing is left.
-    pub fn admit_spend(&self, lease: &Lease) -> Result<Spend, Error> {
-        if lease.used < lease.allocated {
+    pub fn admit_spend(&self, lease: &Lease, pending: i64) -> Result<Spend, Error> {
+        if lease.used.saturating_add(pending.max(0)) < lease.allocated {
             return Ok(Spend::Go);
         }
         let want = (lease.allocated / 4).max(MIN_TOP_UP);
@@ -55,7 +56,7 @@ impl Ledger {
         let before = lease.allocated;
         let outcome = settle(
             self.store
-                .write(|tx| quota::top_up_to_spend(tx, now, &lease.id, want)),
+                .write(|tx| quota::top_up_to_spend(tx, now, &lease.id, want, pending)),
         );
         match outcome {
             Ok(after) if after.allocated > before => Ok(Spend::ToppedUp(after.allocated - before)),

@@ -161,32 +161,39 @@ fn deny(
 }
 
 /// Lets an active lease that has used its allocation spend again (the gateway, before it
-/// forwards a request): reserves `want` more tokens for it, or what every budget window and the
-/// lease cap still allow when that is less, and absorbs what it had already used past its
-/// allocation (counted by the windows when it was recorded). Refused (with its `deny` row, and
-/// the reset in the refusal) only when nothing at all is left. A lease still within its
-/// allocation, or on an account without a token budget, is returned unchanged, with nothing
-/// written.
+/// forwards a request). `pending` is what the lease has spent that is not recorded yet (the
+/// gateway's queued records). Past its allocation, the lease gets `want` more tokens plus what
+/// its pending spending will take beyond what it still holds, or what every budget window and
+/// the lease cap allow when that is less; usage already recorded past the allocation (counted
+/// by the windows when it was recorded) is absorbed into the allocation, not reserved again.
+/// Refused (with its `deny` row, and the reset in the refusal) when nothing is left beyond the
+/// pending spending. A lease still within its allocation, or on an account without a token
+/// budget or lease cap, is returned unchanged, with nothing written.
 pub fn top_up_to_spend(
     tx: &mut Tx<'_>,
     now: Millis,
     id: &LeaseId,
     want: i64,
+    pending: i64,
 ) -> Result<Result<Lease, QuotaError>, QuotaError> {
     let lease = match live_lease(tx, now, id)? {
         Ok(l) => l,
         Err(lost) => return Ok(Err(lost)),
     };
-    if lease.used < lease.allocated {
+    let pending = pending.max(0);
+    if lease.used.saturating_add(pending) < lease.allocated {
         return Ok(Ok(lease));
     }
-    let absorbed = lease.used - lease.allocated;
+    let absorbed = (lease.used - lease.allocated).max(0);
+    // What the pending records will take beyond what the lease still holds.
+    let held = (lease.allocated - lease.used).max(0);
+    let unheld = (pending - held).max(0);
     let limits = effective_limits(tx, lease.provider, &lease.account, now)?;
-    let mut room = want.max(1);
+    let mut room = i64::MAX;
     if let Some(cap) = limits.lease_cap {
-        room = room.min(cap.saturating_sub(lease.used));
+        room = room.min(cap.saturating_sub(lease.used.saturating_add(pending)));
     }
-    let mut budgeted = false;
+    let mut budgeted = limits.lease_cap.is_some();
     for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
         if let Some(limit) = limits.budget_for(kind) {
             budgeted = true;
@@ -198,15 +205,16 @@ pub fn top_up_to_spend(
                 now,
                 limits.reset_offset_min,
             )?;
-            room = room.min(limit - w.used - w.reserved);
+            room = room.min(limit - w.used - w.reserved - unheld);
         }
     }
-    if !budgeted && limits.lease_cap.is_none() {
+    if !budgeted {
         return Ok(Ok(lease));
     }
+    let want = want.max(1);
     if room > 0 {
-        return grow(tx, now, id, room, absorbed);
+        return grow(tx, now, id, unheld.saturating_add(want.min(room)), absorbed);
     }
-    // Nothing left: asking for the whole `want` is refused, and says by which limit.
-    grow(tx, now, id, want.max(1), absorbed)
+    // Nothing left: asking for the whole amount is refused, and says by which limit.
+    grow(tx, now, id, unheld.saturating_add(want), absorbed)
 }

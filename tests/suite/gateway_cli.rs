@@ -308,3 +308,157 @@ async fn run_meters_its_agent_which_holds_only_the_lease_token() {
     let leases = crate::common::query_rows(&home.db(), "SELECT state, used FROM leases");
     assert_eq!(leases, [["released".to_string(), "77".to_string()]]);
 }
+
+/// Replays the audit trail's grants, top-ups and usage for the day window and checks that no
+/// grant or top-up ever took `used + reserved` past `limit` (invariant 1). Returns the
+/// window's `(used, reserved)` at the end of the trail.
+fn replay_day_window(rows: &[serde_json::Value], limit: i64) -> (i64, i64) {
+    use std::collections::HashMap;
+    let (mut used, mut reserved) = (0i64, 0i64);
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let n = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
+    for row in rows {
+        let lease = row["lease_id"].as_str().unwrap_or_default().to_string();
+        let d = &row["detail"];
+        match row["action"].as_str().unwrap() {
+            "acquire" | "topup" => {
+                let tokens = n(&d["tokens"]);
+                *held.entry(lease).or_default() += tokens;
+                reserved += tokens;
+                assert!(
+                    used + reserved <= limit,
+                    "row {} granted past the limit: used {used} + reserved {reserved} > {limit}",
+                    row["seq"]
+                );
+            }
+            "usage" => {
+                let tokens =
+                    n(&d["input"]) + n(&d["output"]) + n(&d["cache_read"]) + n(&d["cache_write"]);
+                let h = held.entry(lease).or_default();
+                let take = tokens.min(*h);
+                *h -= take;
+                reserved -= take;
+                used += tokens;
+            }
+            "release" | "expire" | "revoke" => {
+                reserved -= held.remove(&lease).unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    (used, reserved)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_topping_up_leases_of_one_budget_never_grant_past_it() {
+    const LIMIT: i64 = 40_000;
+    const REQUESTS: usize = 64;
+    let upstream = FakeUpstream::start().await;
+    let home = home_in_front_of(&upstream);
+    home.json(&[
+        "limits",
+        "set",
+        "claude",
+        "--daily-tokens",
+        "40000",
+        "--concurrent",
+        "8",
+    ]);
+    for n in 0..REQUESTS {
+        upstream.reply(answer(&format!("msg_race_{n:03}"), 1_000, 500));
+    }
+    let leases: Vec<String> = (0..4)
+        .map(|i| {
+            let lease = home.json(&[
+                "lease",
+                "acquire",
+                "--agent",
+                &format!("racer-{i}"),
+                "--provider",
+                "claude",
+                "--tokens",
+                "2000",
+            ]);
+            lease["lease_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let (first, first_url) = start_gateway(&home, &[]);
+    let (second, second_url) = start_gateway(&home, &[]);
+    let tokens: Vec<String> = leases
+        .iter()
+        .map(|l| {
+            env_of(&home, l)["CLAUDE_CODE_OAUTH_TOKEN"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The four agents at once, each making its requests one after another (as an agent does)
+    // through its gateway: two agents on each gateway process.
+    let mut agents = Vec::new();
+    for (i, token) in tokens.clone().into_iter().enumerate() {
+        let url = if i % 2 == 0 { &first_url } else { &second_url }.clone();
+        agents.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..REQUESTS / 4 {
+                let response = post_messages(&url, &token).await;
+                let status = response.status().as_u16();
+                answers.push((status, response.bytes().await.unwrap()));
+            }
+            answers
+        }));
+    }
+    let mut answers = Vec::new();
+    for agent in agents {
+        answers.extend(agent.await.unwrap());
+    }
+    let mut forwarded = 0;
+    for (status, body) in answers {
+        match status {
+            200 => forwarded += 1,
+            429 => {
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body["error"]["type"], "rate_limit_error");
+            }
+            other => panic!("status {other}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
+    for gateway in [first, second] {
+        terminate(&gateway);
+        let out = gateway.finish();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    for lease in &leases {
+        home.json(&["lease", "release", lease]);
+    }
+    // Every forwarded request is recorded once; some were refused once the budget was gone.
+    let keys = usage_keys(&home.db());
+    assert_eq!(keys.len(), forwarded, "one usage row per forwarded request");
+    assert!(forwarded < REQUESTS, "the budget stopped nothing");
+    let mut rows = crate::common::audit_rows(&home, T0, "acquire");
+    for action in ["topup", "usage", "release"] {
+        rows.extend(crate::common::audit_rows(&home, T0, action));
+    }
+    rows.sort_by_key(|r| r["seq"].as_i64());
+    assert!(
+        rows.iter().any(|r| r["action"] == "topup"),
+        "no lease was topped up"
+    );
+    let (used, reserved) = replay_day_window(&rows, LIMIT);
+    assert_eq!(used, forwarded as i64 * 1_500);
+    assert_eq!(reserved, 0);
+    // Past the budget only by what was in flight when it ran out: one request per agent, whose
+    // cost is known only when it ends (recorded, never lost).
+    assert!(used <= LIMIT + 4 * 1_500, "used {used} of {LIMIT}");
+    // The ledger agrees: everything used, nothing left reserved once every lease ended.
+    let quota = home.json(&["quota", "--provider", "claude"]);
+    let quota = if quota.is_array() {
+        quota[0].clone()
+    } else {
+        quota
+    };
+    assert_eq!(quota["used"], used, "{quota}");
+    assert_eq!(quota["reserved"], 0, "{quota}");
+    let out = home.run(&["audit", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
