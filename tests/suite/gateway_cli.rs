@@ -462,3 +462,61 @@ async fn two_gateways_topping_up_leases_of_one_budget_never_grant_past_it() {
     let out = home.run(&["audit", "verify"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_inside_its_usage_commit_leaves_the_ledger_whole() {
+    let mut upstream = FakeUpstream::start().await;
+    let home = home_in_front_of(&upstream);
+    let lease = acquire(&home);
+    // The recorder stops inside its write transaction, after the usage rows' updates began.
+    let mut cmd = home.cmd_at(T0);
+    cmd.args(["--json", "gateway"])
+        .env("AUTHLEDGER_FAULT", "usage:before-insert")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let gateway = Reaped(Some(child));
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = serde_json::from_str::<serde_json::Value>(&line).unwrap()["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = env_of(&home, &lease)["CLAUDE_CODE_OAUTH_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    upstream.reply(answer("msg_crash", 300, 30));
+    let response = post_messages(&url, &token).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the response is never held for its record"
+    );
+    response.bytes().await.unwrap();
+    upstream.seen.recv().await.unwrap();
+    // Wait until the recorder says it stopped inside the transaction, then kill -9.
+    let mut said = String::new();
+    let mut lines = BufReader::new(stderr_pipe);
+    while !said.contains("fault point usage:before-insert reached") {
+        said.clear();
+        if lines.read_line(&mut said).unwrap() == 0 {
+            panic!("the gateway ended before its fault point");
+        }
+    }
+    kill(Pid::from_raw(gateway.id() as i32), Signal::SIGKILL).unwrap();
+    drop(gateway);
+    // Nothing half-written: no usage row, the lease untouched, the trail intact, and the
+    // ledger takes writes again.
+    assert!(usage_keys(&home.db()).is_empty());
+    let leases = crate::common::query_rows(&home.db(), "SELECT state, used FROM leases");
+    assert_eq!(leases, [["active".to_string(), "0".to_string()]]);
+    let out = home.run(&["audit", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = home.run(&[
+        "usage", "record", &lease, "--input", "300", "--output", "30",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
