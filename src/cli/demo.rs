@@ -44,10 +44,22 @@ impl DemoCmd {
         // Start at 09:00 UTC today so the day window has a visible reset.
         let start = (ctx.clock().now_ms() / 86_400_000) * 86_400_000 + 9 * 3_600_000;
         let clock = ManualClock::new(start);
+        let fake_key = Secret::new(format!(
+            "sk-ant-api03-demo-{}",
+            hex::encode(crate::random::bytes::<12>().map_err(crate::vault::VaultError::from)?)
+        ));
+        // A stand-in for Anthropic's API on 127.0.0.1, so the tour can meter real requests.
+        let upstream = super::demo_upstream::DemoUpstream::start(fake_key.expose_secret().into())?;
+        let config_path = dir.path().join("config.toml");
+        let file = crate::config_file::ConfigFile::parse(
+            &config_path,
+            &format!("[providers.claude]\nbase_url = \"{}\"\n", upstream.url()),
+        )?;
         let ledger = Ledger::open(
             LedgerConfig::new(&db)
                 .with_clock(Arc::new(clock.clone()))
-                .with_key(KeySource::File(dir.path().join("keys/master.key"))),
+                .with_key(KeySource::File(dir.path().join("keys/master.key")))
+                .with_file_config(file),
         )?;
         // With --json the tour is collected and printed as one document at the end. Either
         // way its lines are wrapped to fit an 80-column terminal.
@@ -72,10 +84,6 @@ impl DemoCmd {
         say(&format!("   {}", db.display()))?;
         say("")?;
         say("0. A Claude API key goes into the vault, encrypted; it is only shown redacted.")?;
-        let fake_key = Secret::new(format!(
-            "sk-ant-api03-demo-{}",
-            hex::encode(crate::random::bytes::<12>().map_err(crate::vault::VaultError::from)?)
-        ));
         let stored = ledger.store_credential(&Credential::api_key(
             Provider::Claude,
             account.clone(),
@@ -162,7 +170,14 @@ impl DemoCmd {
         ))?;
 
         say("")?;
-        say("4. The tester crashes without releasing. Its lease lives until its TTL (1 h)...")?;
+        say("4. The writer is metered, as under `authledger run`: its agent holds a lease")?;
+        say("   token and a gateway's address; the gateway (on 127.0.0.1) swaps the token")?;
+        say("   for the key and reads what each answer cost from the stream itself.")?;
+        let writer = &leases[2];
+        metered_requests(&ledger, writer, &say)?;
+
+        say("")?;
+        say("5. The tester crashes without releasing. Its lease lives until its TTL (1 h)...")?;
         let tester = &leases[1];
         clock.advance_ms(40 * 60_000);
         ledger.renew(&leases[2].id)?; // the writer is alive and heartbeats
@@ -179,7 +194,7 @@ impl DemoCmd {
         }
 
         say("")?;
-        say("5. Asking for more than is left is refused, with the reason and the reset time.")?;
+        say("6. Asking for more than is left is refused, with the reason and the reset time.")?;
         match ledger
             .acquire(&AcquireRequest::new(agent("bulk-import")?, Provider::Claude).tokens(500_000))
         {
@@ -189,7 +204,7 @@ impl DemoCmd {
         ledger.release(&leases[2].id)?;
 
         say("")?;
-        say("6. Where the quota stands, and who spent what:")?;
+        say("7. Where the quota stands, and who spent what:")?;
         for q in ledger.quota(Some(Provider::Claude))? {
             say(&format!(
                 "   {}/{}: used {} + reserved {} of {} ({}%), {} active leases, resets {}",
@@ -211,7 +226,7 @@ impl DemoCmd {
         }
 
         say("")?;
-        say("7. The audit trail, chained under a key:")?;
+        say("8. The audit trail, chained under a key:")?;
         for e in ledger.audit(&AuditQuery::default())? {
             say(&format!(
                 "   #{:<3} {} {:<8} {:<9} {}",
@@ -253,5 +268,71 @@ impl DemoCmd {
             })?;
         }
         Ok(0)
+    }
+}
+
+/// Step 4: a gateway for the demo ledger, two streamed requests through it with the writer's
+/// lease token (what Claude Code would send), and what the ledger recorded.
+fn metered_requests(
+    ledger: &Ledger,
+    writer: &crate::records::Lease,
+    say: &dyn Fn(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use crate::gateway::{HostedGateway, run::into_error};
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let gateway = HostedGateway::start(ledger.clone(), listen, 1).map_err(into_error)?;
+    let env = ledger.agent_env_metered(writer, &gateway.url())?;
+    let token = env
+        .get("ANTHROPIC_API_KEY")
+        .map(|v| v.expose().to_string())
+        .unwrap_or_default();
+    say(&format!(
+        "   its ANTHROPIC_API_KEY: a lease token, {}…; ANTHROPIC_BASE_URL: the gateway",
+        token.chars().take(8).collect::<String>()
+    ))?;
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| demo_failed(&e))?;
+    for _ in 0..2 {
+        let answer = client
+            .post(format!("{}/v1/messages", gateway.url()))
+            .header("x-api-key", &token)
+            .header("anthropic-version", "2023-06-01")
+            .body(r#"{"model":"claude-sonnet-4-5","max_tokens":512,"stream":true,"messages":[]}"#)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .map_err(|e| demo_failed(&e))?;
+        let events = answer.matches("event: ").count();
+        say(&format!(
+            "   a request through it: {events} events streamed back"
+        ))?;
+    }
+    // Stopping the gateway writes every record it holds.
+    gateway.stop().map_err(into_error)?;
+    // The reviewer's hand-made record has no model: only the metered ones are shown.
+    for u in ledger
+        .usage_report(0, UsageGroup::Model)?
+        .into_iter()
+        .filter(|u| u.key != "-")
+    {
+        say(&format!(
+            "   metered {} request(s) of {}: input {}, cache read {}, output {}",
+            u.requests, u.key, u.input, u.cache_read, u.output
+        ))?;
+    }
+    let lease = ledger.lease(&writer.id)?;
+    say(&format!(
+        "   the writer's lease has used {} of its {} tokens; it never saw the key",
+        lease.used, lease.allocated
+    ))?;
+    Ok(())
+}
+
+fn demo_failed(e: &dyn std::fmt::Display) -> Error {
+    Error::Io {
+        what: "the demo's metered request failed".into(),
+        source: std::io::Error::other(e.to_string()),
     }
 }

@@ -7,6 +7,7 @@ mod audit;
 mod cleanup;
 mod daemon;
 mod demo;
+mod demo_upstream;
 mod doctor;
 mod export;
 mod gateway;

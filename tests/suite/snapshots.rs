@@ -475,7 +475,8 @@ fn demo_output_is_pinned() {
             r"authledger-demo-[A-Za-z0-9]{6}",
             "authledger-demo-[RANDOM]",
         )
-        .redact(r"…[0-9a-f]{4}\b", "…[TAIL]");
+        .redact(r"…[0-9a-f]{4}\b", "…[TAIL]")
+        .redact(r"alt-[A-Za-z0-9_-]{4}…", "alt-[TOKEN]…");
     let out = s
         .home
         .cmd_at(T0)
