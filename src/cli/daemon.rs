@@ -83,9 +83,7 @@ impl DaemonCmd {
         };
         let gateway = match self.gateway {
             Some(listen) => {
-                // Its records are written here in batches of its own, not sent to this daemon's
-                // socket one by one.
-                let gateway = super::gateway::start_published(&ledger.direct(), listen)?;
+                let gateway = super::gateway::start_published(&ledger, listen)?;
                 eprintln!("metering gateway on {}", gateway.url());
                 Some(gateway)
             }

@@ -34,7 +34,8 @@ pub fn start_published(ledger: &Ledger, listen: SocketAddr) -> Result<HostedGate
         ))
         .into());
     }
-    let mut gateway = HostedGateway::start(ledger.clone(), listen, 2).map_err(into_error)?;
+    // Its records are written in batches of its own, not one by one through a daemon.
+    let mut gateway = HostedGateway::start(ledger.direct(), listen, 2).map_err(into_error)?;
     gateway.publish(ledger.db_path()).map_err(into_error)?;
     Ok(gateway)
 }

@@ -100,8 +100,8 @@ pub trait Authority: Send + Sync {
     fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError>;
 
     /// What one request cost, called once per metered response after it ended (or after the
-    /// client went away, with what was seen), off the response path. An error is logged: the
-    /// response has already been delivered.
+    /// client went away, with what was seen). Called on the async path: it must not block
+    /// (queue the write). An error is logged: the response has already been delivered.
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError>;
 
     /// The upstream's status and headers for a request of `grant`, as soon as they arrive, so

@@ -147,7 +147,14 @@ impl HostedGateway {
             None => Ok(()),
         };
         self.authority.flush();
-        served
+        served?;
+        match self.authority.lost() {
+            0 => Ok(()),
+            lost => Err(GatewayError::Unavailable(format!(
+                "{lost} usage records could not be written; each is logged above with the \
+                 `authledger usage record` that enters it"
+            ))),
+        }
     }
 }
 

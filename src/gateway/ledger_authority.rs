@@ -12,7 +12,7 @@
 //! host does on SIGTERM and before it releases a lease.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,8 +41,8 @@ const CHATGPT_ACCOUNT_HEADER: &str = "chatgpt-account-id";
 const WRITABLE_FOR: Duration = Duration::from_secs(1);
 /// The most records written in one transaction.
 const MAX_BATCH: usize = 512;
-/// Attempts at writing one batch before its records are given up (and logged).
-const ATTEMPTS: u32 = 5;
+/// How long a batch of records is retried before it is given up (and logged).
+const RETRY_FOR: Duration = Duration::from_secs(60);
 /// A successful response's health facts are written at most this often per account: only
 /// errors and recoveries change what selection does.
 const FACTS_EVERY: Duration = Duration::from_secs(2);
@@ -55,6 +55,7 @@ pub struct LedgerAuthority {
     recorder: Mutex<Option<JoinHandle<()>>>,
     writes: Arc<WriteHealth>,
     pending: Arc<Pending>,
+    lost: Arc<AtomicU64>,
 }
 
 /// Tokens each lease has spent that are queued but not yet written: admission counts them as
@@ -99,10 +100,14 @@ enum Job {
     Flush(Sender<()>),
 }
 
-/// When the ledger last took a write, as milliseconds after `since` (0: it refused the last).
+/// When the ledger last took a write, as milliseconds after `since` (0: it refused the last),
+/// and whether usage records are failing: set when a batch of them cannot be written (or the
+/// recorder has stopped), cleared only when one is. An empty write transaction can pass where
+/// records fail (a full disk commits nothing), so admission trusts only the records.
 struct WriteHealth {
     since: Instant,
     vouched_until_ms: AtomicU64,
+    records_failing: AtomicBool,
 }
 
 impl WriteHealth {
@@ -121,6 +126,20 @@ impl WriteHealth {
 
     fn refused_a_write(&self) {
         self.vouched_until_ms.store(0, Ordering::Release);
+    }
+
+    fn records_failing(&self) -> bool {
+        self.records_failing.load(Ordering::Acquire)
+    }
+}
+
+/// Marks records as failing when the recorder thread ends for any reason (closed, or a panic):
+/// nothing is admitted that could not be recorded.
+struct RecorderGone<'a>(&'a WriteHealth);
+
+impl Drop for RecorderGone<'_> {
+    fn drop(&mut self) {
+        self.0.records_failing.store(true, Ordering::Release);
     }
 }
 
@@ -165,16 +184,19 @@ impl LedgerAuthority {
         let writes = Arc::new(WriteHealth {
             since: Instant::now(),
             vouched_until_ms: AtomicU64::new(0),
+            records_failing: AtomicBool::new(false),
         });
         let pending = Arc::new(Pending::default());
+        let lost = Arc::new(AtomicU64::new(0));
         let (queue, jobs) = channel();
         let recorder = {
             let ledger = ledger.clone();
             let writes = Arc::clone(&writes);
             let pending = Arc::clone(&pending);
+            let lost = Arc::clone(&lost);
             std::thread::Builder::new()
                 .name("authledger-recorder".into())
-                .spawn(move || record_until_closed(&ledger, &writes, &pending, &jobs))
+                .spawn(move || record_until_closed(&ledger, &writes, &pending, &lost, &jobs))
                 .map_err(|e| GatewayError::Unavailable(format!("cannot start recorder: {e}")))?
         };
         Ok(LedgerAuthority {
@@ -184,6 +206,7 @@ impl LedgerAuthority {
             recorder: Mutex::new(Some(recorder)),
             writes,
             pending,
+            lost,
         })
     }
 
@@ -193,6 +216,11 @@ impl LedgerAuthority {
         if self.send(Job::Flush(done)) {
             let _ = wait.recv();
         }
+    }
+
+    /// Usage records given up after failing for a minute (each logged with its figures).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Writes everything queued, then stops the recorder; later records are dropped (logged).
@@ -288,6 +316,11 @@ impl Authority for LedgerAuthority {
 
     fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError> {
         // Nothing is forwarded that could not be recorded.
+        if self.writes.records_failing() {
+            return Err(GatewayError::Unavailable(
+                "usage records cannot be written: the ledger is not taking writes".into(),
+            ));
+        }
         if !self.writes.vouched() {
             match self.ledger.probe_writable() {
                 Ok(()) => self.writes.took_a_write(),
@@ -298,7 +331,14 @@ impl Authority for LedgerAuthority {
             }
         }
         let lease = match self.ledger.lease(lease) {
-            Ok(lease) if lease.state == crate::types::LeaseState::Active => lease,
+            // A WebSocket admits each request on a lease resolved when it opened: the lease
+            // must still be live, not past its expiry waiting for cleanup.
+            Ok(lease)
+                if lease.state == crate::types::LeaseState::Active
+                    && lease.expires_at > self.ledger.now() =>
+            {
+                lease
+            }
             Ok(_) => return Ok(Admission::Refuse(Refusal::UnknownToken)),
             Err(crate::error::Error::Quota(crate::quota::QuotaError::LeaseLost { .. })) => {
                 return Ok(Admission::Refuse(Refusal::UnknownToken));
@@ -390,8 +430,10 @@ fn record_until_closed(
     ledger: &Ledger,
     writes: &WriteHealth,
     pending: &Pending,
+    lost: &AtomicU64,
     jobs: &Receiver<Job>,
 ) {
+    let _gone = RecorderGone(writes);
     let mut last_facts: HashMap<(Provider, Account), (Instant, u16)> = HashMap::new();
     // A lease's account never changes.
     let mut accounts: HashMap<LeaseId, Account> = HashMap::new();
@@ -419,7 +461,7 @@ fn record_until_closed(
             }
         }
         if !usage.is_empty() {
-            write_usage(ledger, writes, &usage);
+            write_usage(ledger, writes, lost, &usage);
             // Written (or given up and logged): no longer pending either way.
             for (id, record) in &usage {
                 pending.add(id, -record.tokens());
@@ -463,14 +505,26 @@ fn record_until_closed(
     }
 }
 
-/// Writes one batch of usage, retrying a failed commit with the same keys.
-fn write_usage(ledger: &Ledger, writes: &WriteHealth, usage: &[(LeaseId, UsageRecord)]) {
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
+/// Writes one batch of usage, retrying a failed commit with the same keys (so nothing is
+/// counted twice) for up to [`RETRY_FOR`]; while it fails, admission refuses every request.
+/// A batch still failing after that is given up: each record is logged with what it takes
+/// to enter it by hand, and counted in `lost`.
+fn write_usage(
+    ledger: &Ledger,
+    writes: &WriteHealth,
+    lost: &AtomicU64,
+    usage: &[(LeaseId, UsageRecord)],
+) {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
         match ledger.record_usage_batch(usage) {
             Ok(results) => {
                 writes.took_a_write();
+                writes.records_failing.store(false, Ordering::Release);
                 for ((id, _), result) in usage.iter().zip(results) {
+                    // A record the ledger refused on its own merits (a key reused with other
+                    // figures): retrying cannot help.
                     if let Err(e) = result {
                         eprintln!("authledger gateway: usage for {id} not recorded: {e}");
                     }
@@ -479,16 +533,29 @@ fn write_usage(ledger: &Ledger, writes: &WriteHealth, usage: &[(LeaseId, UsageRe
             }
             Err(e) => {
                 writes.refused_a_write();
-                if attempt == ATTEMPTS {
+                writes.records_failing.store(true, Ordering::Release);
+                if started.elapsed() >= RETRY_FOR {
                     eprintln!(
-                        "authledger gateway: {} usage records not written after {ATTEMPTS} \
-                         attempts: {e}",
-                        usage.len()
+                        "authledger gateway: {} usage records not written after {}s: {e}",
+                        usage.len(),
+                        RETRY_FOR.as_secs()
                     );
+                    for (id, r) in usage {
+                        eprintln!(
+                            "authledger gateway: lost: authledger usage record {id} --input {} \
+                             --output {} --cache-read {} --cache-write {} --key {}",
+                            r.input,
+                            r.output,
+                            r.cache_read,
+                            r.cache_write,
+                            r.key.as_deref().unwrap_or("-")
+                        );
+                    }
+                    lost.fetch_add(usage.len() as u64, Ordering::Relaxed);
                     return;
                 }
                 std::thread::sleep(pause);
-                pause *= 2;
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
     }

@@ -64,6 +64,8 @@ pub async fn serve(
                 // gateway.
                 Err(e) => {
                     eprintln!("authledger gateway: accept failed: {e}");
+                    // Out of file descriptors, retrying at once would spin: give them a moment.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },

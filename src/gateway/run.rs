@@ -63,7 +63,9 @@ impl LeaseKeeper for MeteredKeeper {
 /// after its last request is recorded.
 pub fn run_metered(ledger: &Ledger, lease: &Lease, command: &[OsString]) -> Result<i32, Error> {
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let gateway = match HostedGateway::start(ledger.clone(), listen, 1) {
+    // The gateway batches its own records (one commit for what has queued), whether or not a
+    // daemon serves: the daemon's client would write them one by one.
+    let gateway = match HostedGateway::start(ledger.direct(), listen, 1) {
         Ok(g) => g,
         Err(e) => {
             let _ = ledger.release_with(

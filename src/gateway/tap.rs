@@ -79,22 +79,20 @@ impl Tap {
     }
 }
 
-/// Hands one request's record to [`Authority::record`] on tokio's blocking pool, without
-/// waiting: the bytes have already been delivered, and nothing the agent sees waits for the
-/// ledger. A failure is logged (the response cannot be taken back).
+/// Hands one request's record to [`Authority::record`], which only queues it (the trait says
+/// it must not block): the bytes have already been delivered, and nothing the agent sees waits
+/// for the ledger. Called in place rather than on another task, so a record is queued before
+/// the connection that carried it ends, and a runtime shutting down cannot cancel it. A failure
+/// is logged (the response cannot be taken back).
 pub(crate) fn record_off_path(
-    runtime: &Handle,
+    _runtime: &Handle,
     authority: &Arc<dyn Authority>,
     lease: &LeaseId,
     metered: Metered,
 ) {
-    let authority = Arc::clone(authority);
-    let lease = lease.clone();
-    drop(runtime.spawn_blocking(move || {
-        if let Err(e) = authority.record(&lease, metered) {
-            eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
-        }
-    }));
+    if let Err(e) = authority.record(lease, metered) {
+        eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
+    }
 }
 
 impl Drop for ReplyBody {

@@ -215,6 +215,7 @@ pub fn top_up_to_spend(
     if room > 0 {
         return grow(tx, now, id, unheld.saturating_add(want.min(room)), absorbed);
     }
-    // Nothing left: asking for the whole amount is refused, and says by which limit.
-    grow(tx, now, id, unheld.saturating_add(want), absorbed)
+    // Nothing left: asking for one token more than the pending spending is refused, and says
+    // by which limit (the lease cap, or the window that has nothing, with its reset).
+    grow(tx, now, id, unheld.saturating_add(1), absorbed)
 }
