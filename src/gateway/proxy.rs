@@ -49,7 +49,12 @@ pub async fn serve(
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .build()?;
-    let state = Arc::new(State { authority, client });
+    let relays = tokio_util::task::TaskTracker::new();
+    let state = Arc::new(State {
+        authority,
+        client,
+        relays: relays.clone(),
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -95,8 +100,12 @@ pub async fn serve(
     let _ = stopping.send(true);
     // Whatever is still running after the grace period is dropped: its meter charges what it
     // saw.
+    // WebSockets relayed on their own tasks (their HTTP connection ended at the 101) drain
+    // in the same time.
+    relays.close();
     let _ = tokio::time::timeout(DRAIN, async {
         while connections.join_next().await.is_some() {}
+        relays.wait().await;
     })
     .await;
     connections.shutdown().await;
@@ -106,6 +115,8 @@ pub async fn serve(
 struct State {
     authority: Arc<dyn Authority>,
     client: reqwest::Client,
+    /// The WebSocket relays, running past their connections' upgrade.
+    relays: tokio_util::task::TaskTracker,
 }
 
 /// What the authority said about a request.
@@ -119,6 +130,12 @@ impl State {
         let path = req.uri().path();
         let api = Api::for_path(path);
         let format = api.unwrap_or_else(|| error_format(path, req.headers()));
+        // Only what is metered (or costs nothing) is forwarded: anything else would spend
+        // unmetered (invariant 7). A path with dot segments is refused before it could be
+        // normalised into a metered one on the way out.
+        if has_dot_segment(req.uri().path()) || (api.is_none() && !costs_nothing(path)) {
+            return not_metered(format, path);
+        }
         let Some(token) = agent_token(req.headers()) else {
             return refuse(format, Refusal::UnknownToken);
         };
@@ -140,7 +157,14 @@ impl State {
         });
         if is_upgrade(req.headers()) {
             if socket::carries(&req) {
-                return socket::carry(req, grant, Arc::clone(&self.authority), format).await;
+                return socket::carry(
+                    req,
+                    grant,
+                    Arc::clone(&self.authority),
+                    format,
+                    &self.relays,
+                )
+                .await;
             }
             // Any other upgrade (HTTP/2 in clear text, a WebSocket on a path the gateway
             // cannot meter) is refused; 426 makes clients such as Codex fall back to HTTP.
@@ -253,6 +277,36 @@ fn error_format(path: &str, headers: &HeaderMap) -> Api {
     } else {
         Api::OpenAiResponses
     }
+}
+
+/// Paths forwarded without a meter, because the provider charges nothing for them: counting
+/// a prompt's tokens and listing models.
+fn costs_nothing(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == "/v1/messages/count_tokens" || path == "/v1/models" || path.starts_with("/v1/models/")
+}
+
+/// Whether a path has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// 404 in the provider's format for a path the gateway does not meter.
+fn not_metered(format: Api, path: &str) -> Response<ReplyBody> {
+    let shown: String = path.chars().take(80).collect();
+    let message = format!(
+        "authledger: {shown} is not forwarded: this gateway meters /v1/messages, \
+         /v1/responses and /v1/chat/completions (and passes /v1/models and \
+         /v1/messages/count_tokens)"
+    );
+    let reply = match format {
+        Api::AnthropicMessages => ErrorReply::anthropic(404, "not_found_error", &message),
+        _ => ErrorReply::openai(404, "invalid_request_error", Some("unknown_url"), &message),
+    };
+    reply_with(reply)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

@@ -92,6 +92,7 @@ pub(super) async fn carry(
     grant: Grant,
     authority: Arc<dyn Authority>,
     format: Api,
+    relays: &tokio_util::task::TaskTracker,
 ) -> Response<ReplyBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let Some(accept) = req
@@ -133,7 +134,9 @@ pub(super) async fn carry(
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    tokio::spawn(switch_and_relay(
+    // Tracked, so a gateway told to stop lets the socket's response in flight end and be
+    // recorded (within its drain time) before it returns.
+    relays.spawn(switch_and_relay(
         on_upgrade,
         upstream,
         grant.lease_id,

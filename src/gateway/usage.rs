@@ -58,7 +58,8 @@ impl Api {
         let path = path.split(['?', '#']).next().unwrap_or("");
         match path.trim_end_matches('/') {
             "/v1/messages" => Some(Api::AnthropicMessages),
-            "/v1/responses" => Some(Api::OpenAiResponses),
+            // Codex's remote compaction answers a Responses object too.
+            "/v1/responses" | "/v1/responses/compact" => Some(Api::OpenAiResponses),
             "/v1/chat/completions" => Some(Api::OpenAiChatCompletions),
             _ => None,
         }

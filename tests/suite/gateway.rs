@@ -621,12 +621,78 @@ async fn an_upgrade_the_gateway_cannot_meter_is_refused_and_nothing_forwarded() 
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 426, "{path} {protocol}");
+        // A path the gateway does not meter is not forwarded at all (404); an upgrade it
+        // cannot carry on a metered path gets 426, which makes Codex fall back to HTTP.
+        let (status, says) = if path == "/v1/responses" {
+            (426, "only a WebSocket on /v1/responses")
+        } else {
+            (404, "is not forwarded")
+        };
+        assert_eq!(response.status(), status, "{path} {protocol}");
         let message = json(response).await["error"]["message"].to_string();
-        assert!(
-            message.contains("only a WebSocket on /v1/responses"),
-            "{message}"
-        );
+        assert!(message.contains(says), "{message}");
     }
     assert!(rig.upstream.seen.try_recv().is_err(), "nothing forwarded");
+}
+
+#[tokio::test]
+async fn only_metered_or_free_paths_are_forwarded() {
+    let mut rig = Rig::start(
+        Provider::Claude,
+        UpstreamAuth::ApiKey(Secret::new(REAL_KEY.into())),
+    )
+    .await;
+    for path in [
+        "/v1/messages/batches",
+        "/v1/complete",
+        "/v1/embeddings",
+        "/responses",
+    ] {
+        let response = client()
+            .post(rig.url(path))
+            .header("x-api-key", TOKEN)
+            .header("anthropic-version", "2023-06-01")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body = json(response).await;
+        assert_eq!(body["type"], "error", "{path}: {body}");
+    }
+    // Dot segments, sent raw (an HTTP client would resolve them before sending): refused, not
+    // resolved into the metered path on the way to the upstream.
+    for path in ["/x/../v1/messages", "/x/%2e%2E/v1/messages"] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(rig.gateway).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {TOKEN}\r\n\
+             content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        );
+        raw.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    assert!(
+        rig.upstream.seen.try_recv().is_err(),
+        "an unmetered path was forwarded"
+    );
+    // Counting tokens costs nothing: it is passed through.
+    rig.upstream.reply(Reply::Whole {
+        status: 200,
+        content_type: "application/json",
+        body: br#"{"input_tokens":12}"#.to_vec(),
+    });
+    let response = client()
+        .post(rig.url("/v1/messages/count_tokens"))
+        .header("x-api-key", TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = rig.upstream.seen.recv().await.unwrap();
+    assert_eq!(seen.path_and_query, "/v1/messages/count_tokens");
+    assert_eq!(seen.headers["x-api-key"], REAL_KEY);
 }
