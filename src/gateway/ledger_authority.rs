@@ -58,24 +58,37 @@ pub struct LedgerAuthority {
     lost: Arc<AtomicU64>,
 }
 
-/// Tokens each lease has spent that are queued but not yet written: admission counts them as
-/// used, so an agent's next request is judged on its last one even before it is committed.
+/// What each lease has spent in records queued but not yet written, by idempotency key:
+/// admission counts them as used, so an agent's next request is judged on its last one even
+/// before it is committed. Keys let the top-up's transaction count exactly those not yet in
+/// the ledger, whichever of a commit and a read comes first.
 #[derive(Default)]
-struct Pending(Mutex<HashMap<LeaseId, i64>>);
+struct Pending(Mutex<HashMap<LeaseId, Vec<(String, i64)>>>);
 
 impl Pending {
-    fn of(&self, lease: &LeaseId) -> i64 {
+    fn of(&self, lease: &LeaseId) -> Vec<(String, i64)> {
         self.0
             .lock()
-            .map(|m| m.get(lease).copied().unwrap_or(0))
-            .unwrap_or(0)
+            .map(|m| m.get(lease).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
-    fn add(&self, lease: &LeaseId, tokens: i64) {
+    fn add(&self, lease: &LeaseId, key: &str, tokens: i64) {
         if let Ok(mut m) = self.0.lock() {
-            let entry = m.entry(lease.clone()).or_insert(0);
-            *entry = entry.saturating_add(tokens);
-            if *entry <= 0 {
+            m.entry(lease.clone())
+                .or_default()
+                .push((key.to_string(), tokens));
+        }
+    }
+
+    fn remove(&self, lease: &LeaseId, key: &str) {
+        if let Ok(mut m) = self.0.lock()
+            && let Some(list) = m.get_mut(lease)
+        {
+            if let Some(i) = list.iter().position(|(k, _)| k == key) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
                 m.remove(lease);
             }
         }
@@ -348,7 +361,7 @@ impl Authority for LedgerAuthority {
         Ok(
             match self
                 .ledger
-                .admit_spend(&lease, self.pending.of(&lease.id))?
+                .admit_spend(&lease, &self.pending.of(&lease.id))?
             {
                 Spend::Go | Spend::ToppedUp(_) => Admission::Go,
                 Spend::Lost => Admission::Refuse(Refusal::UnknownToken),
@@ -369,13 +382,13 @@ impl Authority for LedgerAuthority {
     }
 
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError> {
-        let record = usage_record(metered)?;
-        let tokens = record.tokens();
-        self.pending.add(lease, tokens);
+        let record = usage_record(lease, metered)?;
+        let key = record.key.clone().unwrap_or_default();
+        self.pending.add(lease, &key, record.tokens());
         if self.send(Job::Usage(lease.clone(), record)) {
             Ok(())
         } else {
-            self.pending.add(lease, -tokens);
+            self.pending.remove(lease, &key);
             Err(GatewayError::Unavailable(
                 "the gateway is shutting down: usage not recorded".into(),
             ))
@@ -400,13 +413,16 @@ impl Authority for LedgerAuthority {
     }
 }
 
-/// A metered response as the ledger stores it: the upstream's id is the idempotency key (a
-/// record written twice counts once); a response without one gets a random key now, so a
-/// retried batch still counts it once.
-fn usage_record(m: Metered) -> Result<UsageRecord, GatewayError> {
+/// A metered response as the ledger stores it: `<lease>:<upstream id>` is the idempotency key
+/// (a response recorded twice counts once; an upstream whose ids repeat across leases, as small
+/// local servers' do, never merges two leases' records); a response without an id gets a
+/// random key now, so a retried batch still counts it once.
+fn usage_record(lease: &LeaseId, m: Metered) -> Result<UsageRecord, GatewayError> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let key = match m.upstream_id {
-        Some(id) if !id.is_empty() && id.len() <= 200 && !id.chars().any(char::is_control) => id,
+        Some(id) if !id.is_empty() && id.len() <= 160 && !id.chars().any(char::is_control) => {
+            format!("{lease}:{id}")
+        }
         _ => format!(
             "gw-{}",
             hex::encode(
@@ -464,7 +480,7 @@ fn record_until_closed(
             write_usage(ledger, writes, lost, &usage);
             // Written (or given up and logged): no longer pending either way.
             for (id, record) in &usage {
-                pending.add(id, -record.tokens());
+                pending.remove(id, record.key.as_deref().unwrap_or_default());
             }
         }
         for (lease, provider, status, headers) in health {

@@ -42,22 +42,34 @@ pub enum Spend {
 
 impl Ledger {
     /// Decides whether `lease` (as just read, e.g. by [`Ledger::lease_for_token`]) may spend
-    /// on one more request; `pending` is what it spent that the caller has not recorded yet
-    /// (a gateway's queued records), counted as used. Within its allocation it may, with nothing read or written; past
+    /// on one more request; `pending` is what it spent in records the caller has queued but
+    /// maybe not written yet (idempotency key, tokens), counted as used unless written. Within its allocation it may, with nothing read or written; past
     /// it, the lease is topped up from what its account has left (a quarter of its allocation,
     /// at least 8,192 tokens, or less when that is all there is) in one transaction, or refused
     /// when nothing is left.
-    pub fn admit_spend(&self, lease: &Lease, pending: i64) -> Result<Spend, Error> {
-        if lease.used.saturating_add(pending.max(0)) < lease.allocated {
+    pub fn admit_spend(&self, lease: &Lease, pending: &[(String, i64)]) -> Result<Spend, Error> {
+        // Counted whole here, even records committed since the lease was read: at worst this
+        // sends the request to the exact count below.
+        let queued = pending
+            .iter()
+            .map(|(_, t)| *t)
+            .fold(0i64, i64::saturating_add);
+        if lease.used.saturating_add(queued) < lease.allocated {
             return Ok(Spend::Go);
         }
         let want = (lease.allocated / 4).max(MIN_TOP_UP);
         let now = self.now();
         let before = lease.allocated;
-        let outcome = settle(
-            self.store
-                .write(|tx| quota::top_up_to_spend(tx, now, &lease.id, want, pending)),
-        );
+        let outcome = settle(self.store.write(|tx| -> Result<_, QuotaError> {
+            // Exactly what is not in the ledger yet, read in the top-up's transaction.
+            let mut unwritten = 0i64;
+            for (key, tokens) in pending {
+                if tx.usage_by_key(key)?.is_none() {
+                    unwritten = unwritten.saturating_add(*tokens);
+                }
+            }
+            quota::top_up_to_spend(tx, now, &lease.id, want, unwritten)
+        }));
         match outcome {
             Ok(after) if after.allocated > before => Ok(Spend::ToppedUp(after.allocated - before)),
             // Another request topped it up first, or its usage was counted differently.

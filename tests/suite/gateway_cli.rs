@@ -132,10 +132,14 @@ fn terminate(child: &Reaped) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
 }
 
+/// The upstream ids the usage rows are keyed by (the ledger's key is `<lease>:<id>`).
 fn usage_keys(db: &Path) -> Vec<String> {
     crate::common::query_rows(db, "SELECT idem_key FROM usage_events ORDER BY idem_key")
         .into_iter()
-        .map(|r| r[0].clone())
+        .map(|r| match r[0].split_once(':') {
+            Some((lease, id)) if lease.starts_with("lease-") => id.to_string(),
+            _ => r[0].clone(),
+        })
         .collect()
 }
 

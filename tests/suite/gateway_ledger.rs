@@ -114,13 +114,19 @@ impl Rig {
         panic!("{n} usage rows never written: {:?}", self.usage_rows());
     }
 
-    /// The usage rows: (key, input, output, cache_read, cache_write, model, status).
+    /// The usage rows, keyed by the upstream's id (the ledger's key is `<lease>:<id>`): (id, input, output, cache_read, cache_write, model, status).
     fn usage_rows(&self) -> Vec<Vec<String>> {
-        crate::common::query_rows(
+        let mut rows = crate::common::query_rows(
             &self._dir.path().join("ledger.db"),
             "SELECT idem_key, input, output, cache_read, cache_write, model, status \
              FROM usage_events ORDER BY idem_key",
-        )
+        );
+        for row in &mut rows {
+            let (lease, id) = row[0].split_once(':').expect("a lease-scoped key");
+            assert!(lease.starts_with("lease-"), "{lease}");
+            row[0] = id.to_string();
+        }
+        rows
     }
 }
 
