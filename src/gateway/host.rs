@@ -112,7 +112,7 @@ impl HostedGateway {
     /// on this machine can hand agents this gateway; removed again by [`HostedGateway::stop`].
     pub fn publish(&mut self, db: &Path) -> Result<(), GatewayError> {
         let path = crate::paths::gateway_url_file(db);
-        write_private(&path, &format!("{}\n", self.url())).map_err(|e| {
+        write_private(&path, &format!("{} {}\n", self.url(), std::process::id())).map_err(|e| {
             GatewayError::Unavailable(format!("cannot write {}: {e}", path.display()))
         })?;
         self.published = Some(path);
@@ -133,7 +133,8 @@ impl HostedGateway {
     fn stop_inner(&mut self) -> Result<(), GatewayError> {
         if let Some(path) = self.published.take() {
             // Only our own announcement: another gateway may have replaced it since.
-            if std::fs::read_to_string(&path).is_ok_and(|t| t.trim() == self.url()) {
+            let ours = format!("{} {}", self.url(), std::process::id());
+            if std::fs::read_to_string(&path).is_ok_and(|t| t.trim() == ours) {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -164,14 +165,29 @@ impl Drop for HostedGateway {
     }
 }
 
-/// The URL a gateway published beside `db`, if one is there and something listens on it.
+/// The URL a gateway published beside `db`, if the process that published it is still alive,
+/// runs as this user, and something listens there. A file left by a gateway that was killed
+/// names a port anyone may have bound since: it is not trusted, so a lease token never goes
+/// to another user's listener.
 pub fn published_url(db: &Path) -> Option<String> {
     let text = std::fs::read_to_string(crate::paths::gateway_url_file(db)).ok()?;
-    let url = text.trim().to_string();
+    let (url, pid) = text.trim().split_once(' ')?;
+    let pid: i32 = pid.parse().ok().filter(|p| *p > 0)?;
     let addr: SocketAddr = url.strip_prefix("http://")?.parse().ok()?;
-    // A file left by a gateway that was killed names a port nobody serves.
+    if !addr.ip().is_loopback() || !same_user_process(pid) {
+        return None;
+    }
     std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).ok()?;
-    Some(url)
+    Some(url.to_string())
+}
+
+/// Whether `pid` is a live process of this user.
+fn same_user_process(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self") else {
+        return false;
+    };
+    std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me.uid())
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

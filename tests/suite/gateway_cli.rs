@@ -524,3 +524,34 @@ async fn a_gateway_killed_inside_its_usage_commit_leaves_the_ledger_whole() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+#[test]
+fn env_trusts_no_gateway_file_left_by_a_dead_gateway() {
+    let home = Home::new();
+    let lease = acquire(&home);
+    // A listener anyone could have bound since, named by a file whose gateway is gone.
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", stranger.local_addr().unwrap());
+    let file = home.path().join("ledger.db.gateway");
+    // The URL alone (no process to check), a process that does not exist, nonsense.
+    for content in [
+        format!("{url}\n"),
+        format!("{url} 999999999\n"),
+        format!("{url} 0\n"),
+        format!("{url} not-a-pid\n"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let out = home.run(&["env", &lease, "--format", "json"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            env["set"].get("ANTHROPIC_BASE_URL").is_none(),
+            "the agent was sent to a stranger's listener: {env}"
+        );
+        assert!(
+            stderr(&out).contains("no gateway running"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
