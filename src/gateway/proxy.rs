@@ -192,6 +192,10 @@ impl State {
             return bad_gateway(format, "the configured upstream URL cannot take this path");
         };
         let mut headers = forwarded_headers(&parts.headers);
+        if api == Some(Api::OpenAiChatCompletions) {
+            // Its body may be rewritten below; the client sets the new length.
+            headers.remove(hyper::header::CONTENT_LENGTH);
+        }
         if grant.authorize(&mut headers).is_err() {
             return bad_gateway(format, "the stored credential cannot be sent in a header");
         }
@@ -200,7 +204,14 @@ impl State {
             .request(parts.method, url)
             .version(hyper::Version::HTTP_11)
             .headers(headers);
-        if !body.is_end_stream() {
+        if api == Some(Api::OpenAiChatCompletions) {
+            // A streamed Chat Completion reports usage only when asked to: ask, or it would be
+            // spent unmetered.
+            match with_usage_requested(body).await {
+                Ok(bytes) => upstream = upstream.body(bytes),
+                Err(why) => return bad_request(format, why),
+            }
+        } else if !body.is_end_stream() {
             upstream = upstream.body(reqwest::Body::wrap(body));
         }
         let response = match upstream.send().await {
@@ -277,6 +288,48 @@ fn error_format(path: &str, headers: &HeaderMap) -> Api {
     } else {
         Api::OpenAiResponses
     }
+}
+
+/// The largest Chat Completions request body the gateway reads whole (to ask for usage).
+const MAX_CHAT_BODY: usize = 32 << 20;
+
+/// A Chat Completions request body with `stream_options.include_usage` set when it streams,
+/// so the stream ends with the usage chunk the meter reads. Other bodies pass unchanged.
+async fn with_usage_requested(body: Incoming) -> Result<bytes::Bytes, &'static str> {
+    use http_body_util::BodyExt;
+    let bytes = http_body_util::Limited::new(body, MAX_CHAT_BODY)
+        .collect()
+        .await
+        .map_err(|_| "the request body is too large or was cut off")?
+        .to_bytes();
+    let Ok(serde_json::Value::Object(mut request)) = serde_json::from_slice(&bytes) else {
+        // Not JSON: the upstream answers it (with an error) and nothing streams.
+        return Ok(bytes);
+    };
+    if request.get("stream") != Some(&serde_json::Value::Bool(true)) {
+        return Ok(bytes);
+    }
+    let options = request
+        .entry("stream_options")
+        .or_insert_with(|| serde_json::json!({}));
+    match options {
+        serde_json::Value::Object(o) => {
+            o.insert("include_usage".into(), serde_json::Value::Bool(true));
+        }
+        _ => return Err("stream_options must be an object"),
+    }
+    serde_json::to_vec(&request)
+        .map(bytes::Bytes::from)
+        .map_err(|_| "the request body cannot be re-encoded")
+}
+
+fn bad_request(format: Api, why: &str) -> Response<ReplyBody> {
+    let message = format!("authledger: {why}");
+    let reply = match format {
+        Api::AnthropicMessages => ErrorReply::anthropic(400, "invalid_request_error", &message),
+        _ => ErrorReply::openai(400, "invalid_request_error", None, &message),
+    };
+    reply_with(reply)
 }
 
 /// Paths forwarded without a meter, because the provider charges nothing for them: counting

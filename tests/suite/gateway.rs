@@ -696,3 +696,46 @@ async fn only_metered_or_free_paths_are_forwarded() {
     assert_eq!(seen.path_and_query, "/v1/messages/count_tokens");
     assert_eq!(seen.headers["x-api-key"], REAL_KEY);
 }
+
+#[tokio::test]
+async fn a_streamed_chat_completion_is_asked_for_its_usage_and_metered() {
+    let mut rig = Rig::start(
+        Provider::Openai,
+        UpstreamAuth::ApiKey(Secret::new(REAL_OPENAI.into())),
+    )
+    .await;
+    let stream = concat!(
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",",
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",",
+        "\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":4,\"total_tokens\":25}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    rig.upstream.reply(Reply::Whole {
+        status: 200,
+        content_type: "text/event-stream",
+        body: stream.as_bytes().to_vec(),
+    });
+    // The agent asked for a stream without usage, with its own stream options.
+    let asked = r#"{"model":"gpt-x","stream":true,"stream_options":{"x":1},"messages":[]}"#;
+    let response = client()
+        .post(rig.url("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(asked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let seen = rig.upstream.seen.recv().await.unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true, "{sent}");
+    assert_eq!(
+        sent["stream_options"]["x"], 1,
+        "the agent's own options are kept"
+    );
+    assert_eq!(sent["messages"], serde_json::json!([]));
+    let (_, m) = rig.record().await;
+    assert_eq!((m.input, m.output), (21, 4));
+}
