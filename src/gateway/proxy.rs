@@ -146,6 +146,13 @@ impl State {
         let grant = match decided {
             Ok(Decision::Forward(grant)) => grant,
             Ok(Decision::Refuse(format, refusal)) => return refuse(format, refusal),
+            // The account's own credential cannot be used (logged out, a refresh the
+            // provider refused): the agent's token is fine, the ledger's is not. Said as such,
+            // not as a storage failure.
+            Err(GatewayError::Ledger(e)) if e.exit_code() == crate::exit::AUTH => {
+                eprintln!("authledger gateway: request refused: {e}");
+                return credential_unusable(format, &e);
+            }
             Err(e) => {
                 eprintln!("authledger gateway: request refused, ledger unavailable: {e}");
                 return refuse(format, Refusal::Unmeterable);
@@ -321,6 +328,22 @@ async fn with_usage_requested(body: Incoming) -> Result<bytes::Bytes, &'static s
     serde_json::to_vec(&request)
         .map(bytes::Bytes::from)
         .map_err(|_| "the request body cannot be re-encoded")
+}
+
+/// 401 in the provider's format when the ledger's credential for the lease's account cannot
+/// be used; the message names the cause (never a secret) so the user knows to log in again.
+fn credential_unusable(format: Api, e: &crate::error::Error) -> Response<ReplyBody> {
+    let message = format!("authledger: the account's credential cannot be used: {e}");
+    let reply = match format {
+        Api::AnthropicMessages => ErrorReply::anthropic(401, "authentication_error", &message),
+        _ => ErrorReply::openai(
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            &message,
+        ),
+    };
+    reply_with(reply)
 }
 
 fn bad_request(format: Api, why: &str) -> Response<ReplyBody> {

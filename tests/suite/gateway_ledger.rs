@@ -461,3 +461,35 @@ async fn a_configured_base_url_ending_in_v1_gets_the_agents_path_once() {
     let seen = upstream.seen.recv().await.unwrap();
     assert_eq!(seen.path_and_query, "/proxy/v1/messages");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_account_credential_expired_gets_401_saying_so() {
+    let rig = Rig::start(1_000_000).await;
+    // A Claude Code login, imported: refreshed by Claude Code, never by the ledger.
+    let mut imported = Credential::api_key(
+        Provider::Claude,
+        Account::default(),
+        Secret::new("unused".into()),
+        "claude-code",
+    );
+    imported.kind = authledger::CredentialKind::Oauth;
+    imported.api_key = None;
+    imported.access_token = Some(Secret::new("sk-ant-oat01-imported".into()));
+    imported.expires_at = Some(T0 + 3_600_000);
+    rig.ledger.store_credential(&imported).unwrap();
+    let (_lease, token) = rig.lease(10_000);
+    // The access token expires while the lease (2 h) lives on.
+    rig.clock.advance_ms(3_700_000);
+    let response = post(&rig, &token).await;
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("credential cannot be used"), "{message}");
+    assert!(!message.contains("sk-ant-oat01-imported"), "{message}");
+    let mut upstream = rig.upstream;
+    assert!(
+        upstream.seen.try_recv().is_err(),
+        "forwarded with an expired token"
+    );
+}
