@@ -205,6 +205,8 @@ pub enum UsageGroup {
     Day,
     /// One row per model (`-` for records without one).
     Model,
+    /// One row per session: the lease the usage was recorded on.
+    Session,
 }
 
 /// One row of a usage summary.

@@ -32,7 +32,10 @@ impl PriceTable {
     /// several requests is judged by its average prompt per request.
     pub fn cost_of(&self, u: &Usage<'_>) -> Option<i128> {
         let (_, price) = self.lookup(u.model?)?;
-        let prompt = u.input.saturating_add(u.cache_read).saturating_add(u.cache_write);
+        let prompt = u
+            .input
+            .saturating_add(u.cache_read)
+            .saturating_add(u.cache_write);
         let r = price.rates_for(prompt / u.requests.max(1));
         let part = |tokens: i64, rate: i64| i128::from(tokens) * i128::from(rate);
         Some(
@@ -203,7 +206,10 @@ mod tests {
     #[test]
     fn an_unknown_model_is_unknown_never_zero() {
         let t = table();
-        assert_eq!(t.cost_of(&usage("claude-nonesuch", 1_000, 1_000, 0, 0)), None);
+        assert_eq!(
+            t.cost_of(&usage("claude-nonesuch", 1_000, 1_000, 0, 0)),
+            None
+        );
         let none = Usage {
             model: None,
             input: 5,

@@ -47,6 +47,12 @@ pub enum PricesError {
     /// Nothing usable: no Anthropic or OpenAI model with input and output prices.
     #[error("no Anthropic or OpenAI model with input and output prices")]
     Empty,
+    /// The file could not be read at all.
+    #[error("cannot read it: {0}")]
+    Unreadable(String),
+    /// A model asked for by name is not in the table.
+    #[error("no price for model {0}: costs of its requests are shown as unknown")]
+    UnknownModel(String),
 }
 
 /// Per-token prices of one tier, in picodollars per token.

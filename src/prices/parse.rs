@@ -34,9 +34,7 @@ pub(super) fn table(text: &str) -> Result<PriceTable, PricesError> {
     let (date, source) = match entries.get(META) {
         Some(Value::Object(m)) => (text_field(m, "date"), text_field(m, "source")),
         Some(_) => {
-            return Err(PricesError::Malformed(format!(
-                "{META} is not an object"
-            )));
+            return Err(PricesError::Malformed(format!("{META} is not an object")));
         }
         None => (String::new(), String::new()),
     };
@@ -167,7 +165,11 @@ pub(super) fn to_json(t: &PriceTable) -> String {
         let mut e = Map::new();
         put(&mut e, "", &m.base);
         for tier in &m.tiers {
-            put(&mut e, &format!("_above_{}k_tokens", tier.above / 1000), &tier.rates);
+            put(
+                &mut e,
+                &format!("_above_{}k_tokens", tier.above / 1000),
+                &tier.rates,
+            );
         }
         out.insert(name.clone(), Value::Object(e));
     }
@@ -239,6 +241,9 @@ mod tests {
             "model gpt-9: output_cost_per_token is not a non-negative number of dollars \
              per token"
         );
-        assert_eq!(err("{}"), "no Anthropic or OpenAI model with input and output prices");
+        assert_eq!(
+            err("{}"),
+            "no Anthropic or OpenAI model with input and output prices"
+        );
     }
 }
