@@ -127,11 +127,18 @@ pub fn today_line<'a>(
     }
     let mut line = format!("cost today (UTC): {}", parts.join(", "));
     if unknown > 0 {
-        line.push_str(&format!(
-            "; {unknown} requests of unknown models not priced"
-        ));
+        line.push_str(&format!("; {}", unpriced(unknown)));
     }
     Some(line)
+}
+
+/// `1 request of an unknown model not priced`, `3 requests of unknown models not priced`.
+pub fn unpriced(requests: i64) -> String {
+    if requests == 1 {
+        "1 request of an unknown model not priced".to_string()
+    } else {
+        format!("{requests} requests of unknown models not priced")
+    }
 }
 
 impl PricesCmd {
@@ -176,12 +183,15 @@ fn show(ctx: &Ctx, model: Option<&str>) -> Result<i32, Error> {
             })
             .map(|_| 0);
     }
-    ctx.out.line(&format!(
-        "prices of {} ({}), from {}",
+    let head = format!(
+        "prices of {} ({}); source: {}",
         f.table.date,
         origin(&f),
         f.table.source
-    ))?;
+    );
+    for line in super::output::wrap(&head, super::output::WIDTH) {
+        ctx.out.line(&line)?;
+    }
     ctx.out
         .line("USD per million tokens; a long prompt is charged whole at its tier")?;
     let mut t = table(&["model", "input", "output", "cache wr", "cache rd", "tier"]);

@@ -181,7 +181,10 @@ impl UsageCmd {
                     for c in costs.values() {
                         total.merge(c);
                     }
-                    ctx.out.line(&total_line(&total, &p.table.date))?;
+                    let line = total_line(&total, &p.table.date);
+                    for line in super::output::wrap(&line, super::output::WIDTH) {
+                        ctx.out.line(&line)?;
+                    }
                 }
                 for q in ledger.quota(None)? {
                     let windows: Vec<String> = q
@@ -207,11 +210,11 @@ impl UsageCmd {
 
 /// The line under `usage --cost`: the sum, and what it leaves out.
 fn total_line(total: &Cost, date: &str) -> String {
-    let mut line = format!("cost {} at the prices of {date}", total.cell());
+    let mut line = format!("cost {} (prices of {date})", total.cell());
     if total.unknown_requests > 0 {
         line.push_str(&format!(
-            "; {} requests of unknown models not priced",
-            total.unknown_requests
+            "; {}",
+            super::prices::unpriced(total.unknown_requests)
         ));
     }
     line

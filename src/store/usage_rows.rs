@@ -96,11 +96,17 @@ impl Tx<'_> {
         group: UsageGroup,
     ) -> Result<Vec<UsageSummary>, StoreError> {
         let key = group_key(group);
+        // Sessions in the order they began using tokens (their ids are random); the rest
+        // by key.
+        let order = match group {
+            UsageGroup::Session => "MIN(id), k",
+            _ => "k",
+        };
         let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {key} AS k, SUM(input) AS input_total, SUM(output) AS output_total,
                     SUM(cache_read) AS cache_read_total, SUM(cache_write) AS cache_write_total,
                     SUM(requests) AS request_total, COUNT(*) AS record_count
-             FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY k"
+             FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY {order}"
         ))?;
         let rows = stmt
             .query_map([since], |r| {
