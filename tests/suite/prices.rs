@@ -254,4 +254,14 @@ fn prices_update_replaces_the_table_and_a_bad_file_changes_nothing() {
     );
     assert_eq!(shown["models"][0]["model"], "gpt-test");
     assert_eq!(crate::common::mode(&in_force) & 0o077, 0, "private file");
+
+    // A table in force broken by hand is named, not silently replaced by $0 or the built-in.
+    std::fs::write(&in_force, "{ broken").unwrap();
+    let out = home.run(&["usage", "--cost"]);
+    assert_refused(
+        &out,
+        2,
+        &["ledger.db.prices.json", "not a price table"],
+        "broken",
+    );
 }
