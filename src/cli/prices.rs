@@ -157,7 +157,7 @@ fn show(ctx: &Ctx, model: Option<&str>) -> Result<i32, Error> {
     let models: Vec<(&str, &crate::prices::ModelPrice)> = match model {
         Some(m) => {
             let found = f.table.lookup(m).ok_or_else(|| Error::Prices {
-                file: origin(&f),
+                file: format!("of {} ({})", f.table.date, origin(&f)),
                 source: PricesError::UnknownModel(m.to_string()),
             })?;
             vec![found]
