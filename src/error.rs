@@ -3,6 +3,7 @@
 
 use crate::config_file::ConfigError;
 use crate::oauth::OAuthError;
+use crate::prices::PricesError;
 use crate::quota::QuotaError;
 use crate::select::{Problem, SelectError};
 use crate::store::StoreError;
@@ -56,6 +57,15 @@ pub enum Error {
         /// The one-line message.
         message: String,
     },
+    /// A price table (`prices update --from FILE`, or the one stored beside the ledger)
+    /// cannot be read: the user's to fix, and nothing was changed.
+    #[error("price table {file}: {source}")]
+    Prices {
+        /// The file read.
+        file: String,
+        /// What is wrong with it.
+        source: PricesError,
+    },
     /// No place for the database could be found.
     #[error("no ledger location: pass --db, or set AUTHLEDGER_DB or AUTHLEDGER_HOME")]
     NoLocation,
@@ -93,7 +103,7 @@ impl Error {
             Error::OAuth(o) => oauth_code(o),
             Error::Select(s) => select_code(s),
             Error::Config(c) => config_code(c),
-            Error::Invalid(_) | Error::NoLocation => exit::USAGE,
+            Error::Invalid(_) | Error::NoLocation | Error::Prices { .. } => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
             Error::Daemon { exit_code, .. } => *exit_code,
         }

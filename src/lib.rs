@@ -50,6 +50,7 @@ pub mod health;
 pub mod ledger;
 pub mod oauth;
 pub mod paths;
+pub mod prices;
 pub mod quota;
 pub mod random;
 pub mod records;

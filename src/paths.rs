@@ -94,6 +94,12 @@ pub fn gateway_url_file(db: &Path) -> PathBuf {
     sidecar(db, ".gateway")
 }
 
+/// The price table `prices update` put in force for this ledger (`ledger.db.prices.json`);
+/// without it the snapshot built into the binary applies.
+pub fn prices_file(db: &Path) -> PathBuf {
+    sidecar(db, ".prices.json")
+}
+
 /// Unix socket addresses hold 108 bytes on Linux, the terminating NUL included.
 const MAX_SOCKET_PATH: usize = 107;
 

@@ -205,6 +205,9 @@ pub enum UsageGroup {
     Day,
     /// One row per model (`-` for records without one).
     Model,
+    /// One row per session: the lease the usage was recorded on, in the order the sessions
+    /// first recorded usage.
+    Session,
 }
 
 /// One row of a usage summary.

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::audit::{Anchor, VerifyReport};
 use crate::health::ProviderUtilization;
 use crate::ledger::{CodexExport, KeyRotation, LogoutReport};
+use crate::prices::{Cost, ModelPrice, Rates, micro_usd, usd_decimal};
 use crate::quota::{CleanupReport, Denial, DenyReason, QuotaStatus, UsageOutcome, WindowStatus};
 use crate::records::{AuditEntry, HealthRecord, Lease, Limits, UsageSummary};
 use crate::select::{Decision, Verdict};
@@ -202,11 +203,13 @@ pub struct QuotaJson {
     /// What the provider itself last said of the account's use (from its rate-limit headers),
     /// beside the ledger's own figures above; empty when it said nothing readable.
     pub provider_utilization: Vec<ProviderUtilizationJson>,
+    /// What the account's usage cost today (since 00:00 UTC), at the prices in force.
+    pub cost_today: CostJson,
 }
 
 impl QuotaJson {
-    /// One account's quota with what its provider last reported.
-    pub fn new(q: &QuotaStatus, provider: &[ProviderUtilization]) -> Self {
+    /// One account's quota with what its provider last reported and what it cost today.
+    pub fn new(q: &QuotaStatus, provider: &[ProviderUtilization], cost_today: &Cost) -> Self {
         QuotaJson {
             provider: q.provider,
             account: q.account.clone(),
@@ -222,6 +225,7 @@ impl QuotaJson {
             rpm: q.rpm,
             windows: q.windows.iter().map(WindowJson::from).collect(),
             provider_utilization: provider.iter().map(ProviderUtilizationJson::from).collect(),
+            cost_today: CostJson::from(cost_today),
         }
     }
 }
@@ -585,6 +589,119 @@ pub struct UsageRowJson {
     pub requests: i64,
     /// Usage records summed.
     pub records: i64,
+    /// With `--cost`: what the row cost.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostJson>,
+}
+
+/// A cost, exact: a decimal string of dollars and the same in whole micro-dollars, with the
+/// requests left out of it because their model has no price (then the cost is a lower bound,
+/// never a guessed $0).
+#[derive(Debug, Serialize)]
+pub struct CostJson {
+    /// US dollars as a decimal string to the micro-dollar (`"12.345678"`), so no reader
+    /// has to trust a float.
+    pub cost_usd: String,
+    /// The same in micro-dollars (10⁻⁶ USD), rounded half away from zero.
+    pub cost_micro_usd: i64,
+    /// Requests not priced because their model is unknown to the price table (or unnamed).
+    pub unknown_model_requests: i64,
+}
+
+impl From<&Cost> for CostJson {
+    fn from(c: &Cost) -> Self {
+        let micros = micro_usd(c.picos);
+        CostJson {
+            cost_usd: usd_decimal(c.picos),
+            cost_micro_usd: i64::try_from(micros).unwrap_or(if micros < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            unknown_model_requests: c.unknown_requests,
+        }
+    }
+}
+
+/// `prices show` and `prices update`: the table in force.
+#[derive(Debug, Serialize)]
+pub struct PricesJson {
+    /// When the prices were taken (`YYYY-MM-DD`; for a table without a date of its own, the
+    /// day of its `prices update`).
+    pub date: String,
+    /// Where they came from.
+    pub source: String,
+    /// The file `prices update` put in force, or `null` for the snapshot built in.
+    pub file: Option<PathBuf>,
+    /// The models shown (empty for `prices update`).
+    pub models: Vec<ModelPriceJson>,
+}
+
+/// One model's prices, in US dollars per million tokens as exact decimal strings.
+#[derive(Debug, Serialize)]
+pub struct ModelPriceJson {
+    /// The model's name in the table.
+    pub model: String,
+    /// The prices up to the first long-context threshold.
+    #[serde(flatten)]
+    pub base: RatesJson,
+    /// Long-context tiers: a request whose prompt passes `above_tokens` is charged whole at
+    /// these prices.
+    pub tiers: Vec<TierJson>,
+}
+
+impl ModelPriceJson {
+    /// One model of the table.
+    pub fn new(name: &str, p: &ModelPrice) -> Self {
+        ModelPriceJson {
+            model: name.to_string(),
+            base: RatesJson::from(&p.base),
+            tiers: p
+                .tiers
+                .iter()
+                .map(|t| TierJson {
+                    above_tokens: t.above,
+                    rates: RatesJson::from(&t.rates),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A long-context tier.
+#[derive(Debug, Serialize)]
+pub struct TierJson {
+    /// The prompt size (input + cache read + cache write) past which the tier applies.
+    pub above_tokens: i64,
+    /// Its prices.
+    #[serde(flatten)]
+    pub rates: RatesJson,
+}
+
+/// Per-token prices as USD per million tokens; a missing cache price (`null`) means cache
+/// tokens are charged as input.
+#[derive(Debug, Serialize)]
+pub struct RatesJson {
+    /// Input tokens.
+    pub input_usd_per_mtok: String,
+    /// Output tokens.
+    pub output_usd_per_mtok: String,
+    /// Prompt-cache writes.
+    pub cache_write_usd_per_mtok: Option<String>,
+    /// Prompt-cache reads.
+    pub cache_read_usd_per_mtok: Option<String>,
+}
+
+impl From<&Rates> for RatesJson {
+    fn from(r: &Rates) -> Self {
+        use super::prices::per_million;
+        RatesJson {
+            input_usd_per_mtok: per_million(r.input),
+            output_usd_per_mtok: per_million(r.output),
+            cache_write_usd_per_mtok: r.cache_write.map(per_million),
+            cache_read_usd_per_mtok: r.cache_read.map(per_million),
+        }
+    }
 }
 
 impl From<&UsageSummary> for UsageRowJson {
@@ -598,6 +715,7 @@ impl From<&UsageSummary> for UsageRowJson {
             total: r.total,
             requests: r.requests,
             records: r.records,
+            cost: None,
         }
     }
 }

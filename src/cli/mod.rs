@@ -18,6 +18,7 @@ mod limits;
 mod login;
 mod oauth_login;
 mod output;
+mod prices;
 mod provider_says;
 mod quota;
 mod run;
@@ -104,6 +105,8 @@ enum Command {
     Lease(lease::LeaseCmd),
     /// Record usage, or summarise it.
     Usage(usage::UsageCmd),
+    /// The model prices costs are computed with: show them, or put a newer table in force.
+    Prices(prices::PricesCmd),
     /// Query the audit trail, verify its keyed chain, or print its head as an anchor.
     Audit(audit::AuditCmd),
     /// Reclaim expired and idle leases now.
@@ -141,6 +144,11 @@ impl Ctx {
             config = config.with_committer(Arc::new(crate::daemon::Client::new(&path)));
         }
         Ledger::open(config)
+    }
+
+    /// The database's path, without opening it.
+    pub fn db_path(&self) -> Result<PathBuf, Error> {
+        resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)
     }
 
     /// `config.toml` (empty when there is none).
@@ -247,6 +255,7 @@ pub fn main() -> i32 {
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),
         Command::Usage(c) => c.run(&ctx),
+        Command::Prices(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),
         Command::Cleanup(c) => c.run(&ctx),
         Command::Daemon(c) => c.run(&ctx),

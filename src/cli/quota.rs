@@ -5,6 +5,7 @@ use clap::Args;
 use super::Ctx;
 use super::json::QuotaJson;
 use super::output::{bar, table};
+use super::prices::{cost_of, costs_today, today_line};
 use crate::clock::format_ms;
 use crate::error::Error;
 use crate::types::Provider;
@@ -23,11 +24,12 @@ impl QuotaCmd {
         let ledger = ctx.open()?;
         let status = ledger.quota(self.provider)?;
         let said = super::provider_says::of_accounts(&ledger, &status)?;
+        let costs = costs_today(ctx, &ledger)?;
         if ctx.out.json {
             let status: Vec<_> = status
                 .iter()
                 .zip(&said)
-                .map(|(q, said)| QuotaJson::new(q, said))
+                .map(|(q, said)| QuotaJson::new(q, said, &cost_of(&costs, q.provider, &q.account)))
                 .collect();
             return ctx.out.json(&status).map(|_| 0);
         }
@@ -84,6 +86,11 @@ impl QuotaCmd {
             }
         }
         ctx.out.line(&t.to_string())?;
+        if let Some(l) = today_line(status.iter().map(|q| (q.provider, &q.account)), &costs) {
+            for line in super::output::wrap(&l, super::output::WIDTH) {
+                ctx.out.line(&line)?;
+            }
+        }
         let now = ledger.now();
         for (q, items) in status.iter().zip(&said) {
             let label = format!("{}/{}", q.provider, q.account);

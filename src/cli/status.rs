@@ -5,6 +5,7 @@ use clap::Args;
 use super::Ctx;
 use super::json::{CredentialJson, ProviderJson, QuotaJson, StatusJson};
 use super::output::table;
+use super::prices::{cost_of, costs_today, today_line};
 use crate::clock::format_ms;
 use crate::error::Error;
 use crate::select::{Choice, SelectError};
@@ -26,6 +27,7 @@ impl StatusCmd {
         let creds = ledger.credentials()?;
         let quotas = ledger.quota(self.provider)?;
         let said = super::provider_says::of_accounts(&ledger, &quotas)?;
+        let costs = costs_today(ctx, &ledger)?;
         let rows: Vec<_> = quotas
             .iter()
             .map(|q| {
@@ -43,7 +45,7 @@ impl StatusCmd {
                     provider: q.provider,
                     account: q.account.clone(),
                     credential: c.map(CredentialJson::from),
-                    quota: QuotaJson::new(q, said),
+                    quota: QuotaJson::new(q, said, &cost_of(&costs, q.provider, &q.account)),
                 })
                 .collect();
             return ctx.out.json(&out).map(|_| 0);
@@ -97,6 +99,11 @@ impl StatusCmd {
             ]);
         }
         ctx.out.line(&t.to_string())?;
+        if let Some(l) = today_line(quotas.iter().map(|q| (q.provider, &q.account)), &costs) {
+            for line in super::output::wrap(&l, super::output::WIDTH) {
+                ctx.out.line(&line)?;
+            }
+        }
         for c in &creds {
             if let Some(to) = &c.handed_over_to {
                 let to = if to == "codex" { "Codex" } else { to.as_str() };

@@ -4,9 +4,10 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::Ctx;
 use super::args::{self, When};
-use super::json::{UsageRecordedJson, UsageRowJson};
+use super::json::{CostJson, UsageRecordedJson, UsageRowJson};
 use super::output::table;
 use crate::error::{Error, exit};
+use crate::prices::Cost;
 use crate::quota::UsageRecord;
 use crate::records::{UsageGroup, UsageSummary};
 use crate::types::{LeaseId, LeaseState};
@@ -21,9 +22,12 @@ pub struct UsageCmd {
     /// default: the last 24 hours.
     #[arg(long, value_parser = args::when)]
     since: Option<When>,
-    /// Group by agent, provider, day or model.
+    /// Group by agent, provider, day, model or session (one lease).
     #[arg(long, value_enum, default_value = "agent")]
     by: GroupBy,
+    /// Show what the usage cost beside its tokens, at the prices in force (`prices show`).
+    #[arg(long)]
+    cost: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -32,6 +36,7 @@ enum GroupBy {
     Provider,
     Day,
     Model,
+    Session,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,13 +143,49 @@ impl UsageCmd {
                     GroupBy::Provider => UsageGroup::Provider,
                     GroupBy::Day => UsageGroup::Day,
                     GroupBy::Model => UsageGroup::Model,
+                    GroupBy::Session => UsageGroup::Session,
                 };
                 let rows = ledger.usage_report(since, group)?;
+                let prices = if self.cost {
+                    Some(super::prices::in_force(ctx)?)
+                } else {
+                    None
+                };
+                let costs = match &prices {
+                    Some(p) => Some(ledger.usage_cost(since, group, &p.table)?),
+                    None => None,
+                };
+                let cost_of = |key: &str| {
+                    costs
+                        .as_ref()
+                        .map(|c| c.get(key).copied().unwrap_or_default())
+                };
                 if ctx.out.json {
-                    let rows: Vec<_> = rows.iter().map(UsageRowJson::from).collect();
+                    let rows: Vec<_> = rows
+                        .iter()
+                        .map(|r| {
+                            let mut row = UsageRowJson::from(r);
+                            row.cost = cost_of(&r.key).as_ref().map(CostJson::from);
+                            row
+                        })
+                        .collect();
                     return ctx.out.json(&rows).map(|_| 0);
                 }
-                ctx.out.line(&usage_table(&rows).to_string())?;
+                let row_costs: Option<Vec<Cost>> = costs
+                    .as_ref()
+                    .map(|_| rows.iter().filter_map(|r| cost_of(&r.key)).collect());
+                ctx.out
+                    .line(&usage_table(&rows, row_costs.as_deref()).to_string())?;
+                if let (Some(p), Some(costs)) = (&prices, &costs) {
+                    let mut total = Cost::default();
+                    for c in costs.values() {
+                        total.merge(c);
+                    }
+                    let line = total_line(&total, &p.table.date);
+                    for line in super::output::wrap(&line, super::output::WIDTH) {
+                        ctx.out.line(&line)?;
+                    }
+                }
                 for q in ledger.quota(None)? {
                     let windows: Vec<String> = q
                         .windows
@@ -167,42 +208,61 @@ impl UsageCmd {
     }
 }
 
+/// The line under `usage --cost`: the sum, and what it leaves out.
+fn total_line(total: &Cost, date: &str) -> String {
+    let mut line = format!("cost {} (prices of {date})", total.cell());
+    if total.unknown_requests > 0 {
+        line.push_str(&format!(
+            "; {}",
+            super::prices::unpriced(total.unknown_requests)
+        ));
+    }
+    line
+}
+
 /// The summary table, within [`super::output::WIDTH`] columns: token figures of a million or
 /// more are shortened (`12.3M`; `--json` has them exact), the record count is left to
-/// `--json`, and a key (a long model name) that would not fit is cut with `…`.
-fn usage_table(rows: &[UsageSummary]) -> comfy_table::Table {
-    const HEADER: [&str; 6] = [
-        "input", "output", "cache rd", "cache wr", "total", "requests",
-    ];
-    let cells: Vec<[String; 6]> = rows
+/// `--json`, and a key (a long model name) that would not fit is cut with `…`. With `costs`
+/// (one per row), a `cost` column in dollars and cents takes the place of `total` (the sum
+/// of the token columns beside it, exact in `--json`), so a lease id still fits whole.
+fn usage_table(rows: &[UsageSummary], costs: Option<&[Cost]>) -> comfy_table::Table {
+    let mut header = vec!["input", "output", "cache rd", "cache wr"];
+    if costs.is_some() {
+        header.extend(["reqs", "cost"]);
+    } else {
+        header.extend(["total", "requests"]);
+    }
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            [
-                r.input,
-                r.output,
-                r.cache_read,
-                r.cache_write,
-                r.total,
-                r.requests,
-            ]
-            .map(compact)
+        .enumerate()
+        .map(|(i, r)| {
+            let mut c: Vec<String> = [r.input, r.output, r.cache_read, r.cache_write]
+                .map(compact)
+                .to_vec();
+            match costs {
+                Some(costs) => {
+                    c.push(compact(r.requests));
+                    c.push(costs.get(i).map_or_else(|| "?".into(), Cost::cell));
+                }
+                None => c.extend([compact(r.total), compact(r.requests)]),
+            }
+            c
         })
         .collect();
     // Each column is its widest cell plus one blank each side.
-    let numbers: usize = (0..HEADER.len())
+    let numbers: usize = (0..header.len())
         .map(|i| {
             cells
                 .iter()
                 .map(|c| c[i].chars().count())
-                .chain([HEADER[i].len()])
+                .chain([header[i].len()])
                 .max()
                 .unwrap_or(0)
                 + 2
         })
         .sum();
     let key_width = super::output::WIDTH.saturating_sub(numbers + 2).max(3);
-    let mut header = vec!["key"];
-    header.extend(HEADER);
+    header.insert(0, "key");
     let mut t = table(&header);
     for (r, c) in rows.iter().zip(cells) {
         let mut row = vec![cut(&r.key, key_width)];
@@ -269,13 +329,46 @@ mod tests {
                 987_654_321_012,
             ),
         ];
-        let text = usage_table(&rows).to_string();
+        let text = usage_table(&rows, None).to_string();
         for line in text.lines() {
             assert!(line.chars().count() <= 80, "{} wide: {line}", line.len());
         }
         assert!(text.contains("claude-sonnet-4-5-20250929"), "{text}");
         assert!(text.contains("988G"), "{text}");
         assert!(text.contains("a-very-long-model-name-fr…"), "{text}");
+    }
+
+    #[test]
+    fn the_cost_table_fits_80_columns_and_keeps_a_lease_id_whole() {
+        // A working session: lease ids stay whole.
+        let rows = [row("lease-ec0d673c9de28f073c89", 99_999)];
+        let costs = [Cost {
+            picos: 12_345_000_000_000,
+            unknown_requests: 0,
+        }];
+        let text = usage_table(&rows, Some(&costs)).to_string();
+        assert!(text.contains("lease-ec0d673c9de28f073c89"), "{text}");
+        assert!(text.contains("$12.35"), "{text}");
+        assert!(!text.contains("TOTAL"), "{text}");
+        // Extreme figures: the id is cut, the line still fits.
+        let rows = [
+            row("lease-ec0d673c9de28f073c89", 999_999),
+            row("lease-0000000000000000000a", 987_654_321_012),
+        ];
+        let costs = [
+            Cost {
+                picos: 123_456_780_000_000_000,
+                unknown_requests: 3,
+            },
+            Cost::default(),
+        ];
+        let text = usage_table(&rows, Some(&costs)).to_string();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{} wide: {line}", line.len());
+        }
+        assert!(text.contains("lease-ec0d67"), "{text}");
+        assert!(text.contains("≥ $123,456.78"), "{text}");
+        assert!(text.contains("$0.00"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the daemon's client). The daemon sits above the ledger and calls
 //! [`Ledger::commit_together`]; nothing here imports it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crate::audit::{self, Anchor, ChainSlot, VerifyReport};
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::prices::{Cost, PriceTable};
 use crate::quota::{
     self, AcquireRequest, CleanupReport, LimitsUpdate, QuotaError, QuotaStatus, UsageOutcome,
     UsageRecord,
@@ -336,6 +338,24 @@ impl Ledger {
         group: UsageGroup,
     ) -> Result<Vec<UsageSummary>, Error> {
         Ok(self.store.read(|tx| tx.usage_summary(since, group))?)
+    }
+
+    /// What usage since a time cost, per group key (the keys of [`Ledger::usage_report`]),
+    /// each record priced on its own by `prices` (its tier is its own request's).
+    pub fn usage_cost(
+        &self,
+        since: Millis,
+        group: UsageGroup,
+        prices: &PriceTable,
+    ) -> Result<BTreeMap<String, Cost>, Error> {
+        let mut costs: BTreeMap<String, Cost> = BTreeMap::new();
+        self.store.read(|tx| {
+            tx.usage_each(since, group, &mut |key, usage| match costs.get_mut(key) {
+                Some(c) => c.add(prices, usage),
+                None => costs.entry(key.to_string()).or_default().add(prices, usage),
+            })
+        })?;
+        Ok(costs)
     }
 
     /// Audit rows matching a query, oldest first.

@@ -4,6 +4,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
+use crate::prices::Usage;
 use crate::records::{UsageEvent, UsageGroup, UsageSummary};
 use crate::types::Millis;
 
@@ -88,23 +89,24 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Sums usage since a time, grouped by agent, provider account, UTC day or model.
+    /// Sums usage since a time, grouped by agent, provider account, UTC day, model or lease.
     pub fn usage_summary(
         &self,
         since: Millis,
         group: UsageGroup,
     ) -> Result<Vec<UsageSummary>, StoreError> {
-        let key = match group {
-            UsageGroup::Agent => "agent",
-            UsageGroup::Provider => "provider || '/' || account",
-            UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
-            UsageGroup::Model => "COALESCE(model, '-')",
+        let key = group_key(group);
+        // Sessions in the order they began using tokens (their ids are random); the rest
+        // by key.
+        let order = match group {
+            UsageGroup::Session => "MIN(id), k",
+            _ => "k",
         };
         let mut stmt = self.txn.prepare_cached(&format!(
             "SELECT {key} AS k, SUM(input) AS input_total, SUM(output) AS output_total,
                     SUM(cache_read) AS cache_read_total, SUM(cache_write) AS cache_write_total,
                     SUM(requests) AS request_total, COUNT(*) AS record_count
-             FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY k"
+             FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY {order}"
         ))?;
         let rows = stmt
             .query_map([since], |r| {
@@ -125,5 +127,48 @@ impl Tx<'_> {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// Hands every usage record since a time to `each`, with the key of its group: what a
+    /// cost needs, since a request's price tier depends on that request alone, not on a sum.
+    pub fn usage_each(
+        &self,
+        since: Millis,
+        group: UsageGroup,
+        each: &mut dyn FnMut(&str, &Usage<'_>),
+    ) -> Result<(), StoreError> {
+        let key = group_key(group);
+        let mut stmt = self.txn.prepare_cached(&format!(
+            "SELECT {key} AS k, model, input, output, cache_read, cache_write, requests
+             FROM usage_events WHERE at_ms >= ?1"
+        ))?;
+        let mut rows = stmt.query([since])?;
+        while let Some(r) = rows.next()? {
+            let key: String = r.get("k")?;
+            let model: Option<String> = r.get("model")?;
+            each(
+                &key,
+                &Usage {
+                    model: model.as_deref(),
+                    input: r.get("input")?,
+                    output: r.get("output")?,
+                    cache_read: r.get("cache_read")?,
+                    cache_write: r.get("cache_write")?,
+                    requests: r.get("requests")?,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The SQL expression a usage group is keyed by.
+fn group_key(group: UsageGroup) -> &'static str {
+    match group {
+        UsageGroup::Agent => "agent",
+        UsageGroup::Provider => "provider || '/' || account",
+        UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
+        UsageGroup::Model => "COALESCE(model, '-')",
+        UsageGroup::Session => "lease_id",
     }
 }

@@ -21,6 +21,7 @@ mod ledger;
 mod metering;
 mod migrations;
 mod oauth;
+mod prices;
 mod processes;
 mod provider_says;
 mod select;

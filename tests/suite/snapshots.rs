@@ -326,6 +326,18 @@ fn every_command_output_is_pinned() {
     for by in ["agent", "provider", "day", "model"] {
         s.both(now, &format!("usage_by_{by}"), &["usage", "--by", by]);
     }
+    for by in ["model", "session"] {
+        s.both(
+            now,
+            &format!("usage_by_{by}_cost"),
+            &["usage", "--by", by, "--cost"],
+        );
+    }
+    s.both(
+        now,
+        "prices_show_model",
+        &["prices", "show", "--model", "claude-sonnet-4-5-20250929"],
+    );
     for format in ["shell", "json", "dotenv"] {
         s.at(
             now,
