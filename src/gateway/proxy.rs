@@ -120,10 +120,15 @@ impl State {
         let Some(token) = agent_token(req.headers()) else {
             return refuse(format, Refusal::UnknownToken);
         };
-        let authority = Arc::clone(&self.authority);
-        let decided = tokio::task::spawn_blocking(move || decide(&*authority, &token, format))
-            .await
-            .unwrap_or_else(|_| Err(GatewayError::Unavailable("authority panicked".into())));
+        let decided = match self.authority.decide_now(&token) {
+            Some(decided) => decision(decided, format),
+            None => {
+                let authority = Arc::clone(&self.authority);
+                tokio::task::spawn_blocking(move || decision(authority.decide(&token), format))
+                    .await
+                    .unwrap_or_else(|_| Err(GatewayError::Unavailable("authority panicked".into())))
+            }
+        };
         let grant = match decided {
             Ok(Decision::Forward(grant)) => grant,
             Ok(Decision::Refuse(format, refusal)) => return refuse(format, refusal),
@@ -208,15 +213,16 @@ impl State {
     }
 }
 
-/// Resolves and admits, on the blocking pool.
-fn decide(authority: &dyn Authority, token: &str, format: Api) -> Result<Decision, GatewayError> {
-    let Some(grant) = authority.resolve(token)? else {
-        return Ok(Decision::Refuse(format, Refusal::UnknownToken));
-    };
-    match authority.admit(&grant.lease_id)? {
-        Admission::Go => Ok(Decision::Forward(grant)),
-        Admission::Refuse(refusal) => Ok(Decision::Refuse(format, refusal)),
-    }
+/// What the authority's answer means for the request.
+fn decision(
+    decided: Result<Option<(Grant, Admission)>, GatewayError>,
+    format: Api,
+) -> Result<Decision, GatewayError> {
+    Ok(match decided? {
+        None => Decision::Refuse(format, Refusal::UnknownToken),
+        Some((grant, Admission::Go)) => Decision::Forward(grant),
+        Some((_, Admission::Refuse(refusal))) => Decision::Refuse(format, refusal),
+    })
 }
 
 /// The agent's token: `x-api-key`, else `Authorization: Bearer`. Two different tokens are none

@@ -4,7 +4,7 @@
 //! Each data frame is handed to the agent's connection first; the meter reads it when the
 //! connection asks for the next frame (or when the body ends or is dropped), so metering never
 //! delays a byte. When the body ends, or the agent's connection drops it early, the record goes
-//! to [`Authority::record`] on tokio's blocking pool: nothing waits for it.
+//! to [`Authority::record`], which only queues it: nothing waits for the ledger.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::runtime::Handle;
 
 use super::authority::Authority;
 use super::usage::{Meter, Metered};
@@ -43,7 +42,6 @@ pub(crate) struct Tap {
     unread: Option<Bytes>,
     lease: LeaseId,
     authority: Arc<dyn Authority>,
-    runtime: Handle,
 }
 
 impl Tap {
@@ -53,7 +51,6 @@ impl Tap {
             unread: None,
             lease,
             authority,
-            runtime: Handle::current(),
         }
     }
 
@@ -75,26 +72,17 @@ impl Tap {
         let Some(metered) = meter.finish(disconnected) else {
             return;
         };
-        record_off_path(&self.runtime, &self.authority, &self.lease, metered);
+        record_off_path(&self.authority, &self.lease, metered);
     }
 }
 
-/// Hands one request's record to [`Authority::record`] on tokio's blocking pool, without
-/// waiting: the bytes have already been delivered, and nothing the agent sees waits for the
-/// ledger. A failure is logged (the response cannot be taken back).
-pub(crate) fn record_off_path(
-    runtime: &Handle,
-    authority: &Arc<dyn Authority>,
-    lease: &LeaseId,
-    metered: Metered,
-) {
-    let authority = Arc::clone(authority);
-    let lease = lease.clone();
-    drop(runtime.spawn_blocking(move || {
-        if let Err(e) = authority.record(&lease, metered) {
-            eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
-        }
-    }));
+/// Hands one request's record to [`Authority::record`], which queues it without blocking:
+/// the bytes have already been delivered, and nothing the agent sees waits for the ledger. A
+/// failure is logged (the response cannot be taken back).
+pub(crate) fn record_off_path(authority: &Arc<dyn Authority>, lease: &LeaseId, metered: Metered) {
+    if let Err(e) = authority.record(lease, metered) {
+        eprintln!("authledger gateway: usage for {lease} not recorded: {e}");
+    }
 }
 
 impl Drop for ReplyBody {

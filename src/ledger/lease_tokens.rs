@@ -10,7 +10,7 @@ use super::{Ledger, settle};
 use crate::error::Error;
 use crate::quota::{self, QuotaError};
 use crate::random;
-use crate::records::Lease;
+use crate::records::{CredentialRecord, Lease};
 use crate::types::{LeaseId, LeaseState};
 use crate::vault::Secret;
 
@@ -66,6 +66,33 @@ impl Ledger {
                 Ok(tx
                     .lease(&id)?
                     .filter(|l| l.state == LeaseState::Active && l.expires_at > now))
+            })?)
+    }
+
+    /// [`lease_for_token`](Self::lease_for_token) and the metadata of the lease's credential
+    /// (no secret: its generation, status and expiry), in one read: what a gateway needs on
+    /// every request to tell whether the upstream credential it holds is still the stored one.
+    /// The credential is `None` when its account has none.
+    pub fn lease_and_credential_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Lease, Option<CredentialRecord>)>, Error> {
+        let hash = token_hash(token);
+        let now = self.now();
+        Ok(self
+            .store
+            .read(|tx| -> Result<_, crate::store::StoreError> {
+                let Some(id) = tx.lease_of_token(&hash)? else {
+                    return Ok(None);
+                };
+                let Some(lease) = tx
+                    .lease(&id)?
+                    .filter(|l| l.state == LeaseState::Active && l.expires_at > now)
+                else {
+                    return Ok(None);
+                };
+                let credential = tx.credential_record(lease.provider, &lease.account)?;
+                Ok(Some((lease, credential)))
             })?)
     }
 }
