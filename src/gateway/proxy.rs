@@ -202,11 +202,7 @@ impl State {
                 Arc::clone(&self.authority),
             ))
         });
-        let mut reply = Response::new(ReplyBody::Upstream {
-            inner: reqwest::Body::from(response),
-            tap,
-            ended: false,
-        });
+        let mut reply = Response::new(ReplyBody::upstream(reqwest::Body::from(response), tap));
         *reply.status_mut() = status;
         *reply.headers_mut() = headers;
         reply
