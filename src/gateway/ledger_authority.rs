@@ -391,13 +391,15 @@ impl Authority for LedgerAuthority {
         Ok(Some((grant, admission)))
     }
 
-    /// Answers when the answer needs only the read: the ledger vouched for by a recent write,
-    /// the credential held, and the lease with budget left (no top-up to write).
+    /// Answers when the answer needs only the read: a database connection idle, the ledger
+    /// vouched for by a recent write, the credential held, and the lease with budget left (no
+    /// top-up to write). The read itself does not wait on writers (WAL).
     fn decide_now(&self, token: &str) -> Option<Result<Option<(Grant, Admission)>, GatewayError>> {
         if !self.writes.vouched() {
             return None;
         }
-        let (lease, record) = match self.ledger.lease_and_credential_for_token(token) {
+        // No idle connection: the blocking pool waits for one, not the runtime.
+        let (lease, record) = match self.ledger.try_lease_and_credential_for_token(token)? {
             Ok(Some(found)) => found,
             Ok(None) => return Some(Ok(None)),
             Err(e) => return Some(Err(e.into())),

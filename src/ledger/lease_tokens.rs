@@ -79,20 +79,39 @@ impl Ledger {
     ) -> Result<Option<(Lease, Option<CredentialRecord>)>, Error> {
         let hash = token_hash(token);
         let now = self.now();
-        Ok(self
-            .store
-            .read(|tx| -> Result<_, crate::store::StoreError> {
-                let Some(id) = tx.lease_of_token(&hash)? else {
-                    return Ok(None);
-                };
-                let Some(lease) = tx
-                    .lease(&id)?
-                    .filter(|l| l.state == LeaseState::Active && l.expires_at > now)
-                else {
-                    return Ok(None);
-                };
-                let credential = tx.credential_record(lease.provider, &lease.account)?;
-                Ok(Some((lease, credential)))
-            })?)
+        Ok(self.store.read(|tx| lease_and_credential(tx, &hash, now))?)
     }
+
+    /// [`lease_and_credential_for_token`](Self::lease_and_credential_for_token) without
+    /// waiting for a database connection: `None` when none is idle now.
+    pub fn try_lease_and_credential_for_token(
+        &self,
+        token: &str,
+    ) -> Option<Result<Option<(Lease, Option<CredentialRecord>)>, Error>> {
+        let hash = token_hash(token);
+        let now = self.now();
+        let read = self
+            .store
+            .try_read(|tx| lease_and_credential(tx, &hash, now))?;
+        Some(read.map_err(Error::from))
+    }
+}
+
+/// The live lease of a token hash and its credential's metadata, in the caller's read.
+fn lease_and_credential(
+    tx: &mut crate::store::Tx<'_>,
+    hash: &str,
+    now: crate::types::Millis,
+) -> Result<Option<(Lease, Option<CredentialRecord>)>, crate::store::StoreError> {
+    let Some(id) = tx.lease_of_token(hash)? else {
+        return Ok(None);
+    };
+    let Some(lease) = tx
+        .lease(&id)?
+        .filter(|l| l.state == LeaseState::Active && l.expires_at > now)
+    else {
+        return Ok(None);
+    };
+    let credential = tx.credential_record(lease.provider, &lease.account)?;
+    Ok(Some((lease, credential)))
 }
