@@ -86,6 +86,10 @@ impl Grant {
     }
 }
 
+/// What [`Authority::decide`] says of a token: its grant and whether the request may go;
+/// `None` for an unknown token or an ended lease.
+pub type Decided = Option<(Grant, Admission)>;
+
 /// Whether a lease may make a request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -107,7 +111,7 @@ pub trait Authority: Send + Sync {
 
     /// [`resolve`](Self::resolve) then [`admit`](Self::admit), for one request: `None` for an
     /// unknown token. An authority may answer both from one read; the default asks each.
-    fn decide(&self, token: &str) -> Result<Option<(Grant, Admission)>, GatewayError> {
+    fn decide(&self, token: &str) -> Result<Decided, GatewayError> {
         let Some(grant) = self.resolve(token)? else {
             return Ok(None);
         };
@@ -118,7 +122,7 @@ pub trait Authority: Send + Sync {
     /// [`decide`](Self::decide), answered on the async path, when the authority can do so
     /// without blocking (nothing to write, nothing to fetch or decrypt); `None` sends the
     /// request to [`decide`](Self::decide) on the blocking pool. The default never answers.
-    fn decide_now(&self, token: &str) -> Option<Result<Option<(Grant, Admission)>, GatewayError>> {
+    fn decide_now(&self, token: &str) -> Option<Result<Decided, GatewayError>> {
         let _ = token;
         None
     }

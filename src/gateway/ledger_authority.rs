@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
+use super::authority::{Admission, Authority, Decided, GatewayError, Grant, UpstreamAuth};
 use super::errors::Refusal;
 use super::usage::Metered;
 use crate::ledger::{Ledger, Spend};
@@ -375,7 +375,7 @@ impl Authority for LedgerAuthority {
 
     /// One read for the token, its lease and its credential's state; the credential itself
     /// from the ledger only when the one held is stale.
-    fn decide(&self, token: &str) -> Result<Option<(Grant, Admission)>, GatewayError> {
+    fn decide(&self, token: &str) -> Result<Decided, GatewayError> {
         let Some((lease, record)) = self.ledger.lease_and_credential_for_token(token)? else {
             return Ok(None);
         };
@@ -394,7 +394,7 @@ impl Authority for LedgerAuthority {
     /// Answers when the answer needs only the read: a database connection idle, the ledger
     /// vouched for by a recent write, the credential held, and the lease with budget left (no
     /// top-up to write). The read itself does not wait on writers (WAL).
-    fn decide_now(&self, token: &str) -> Option<Result<Option<(Grant, Admission)>, GatewayError>> {
+    fn decide_now(&self, token: &str) -> Option<Result<Decided, GatewayError>> {
         if !self.writes.vouched() {
             return None;
         }

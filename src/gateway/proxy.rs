@@ -25,7 +25,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::authority::{Admission, Authority, GatewayError, Grant};
+use super::authority::{Admission, Authority, Decided, GatewayError, Grant};
 use super::errors::{ErrorReply, Refusal};
 use super::socket;
 use super::tap::{ReplyBody, Tap};
@@ -210,10 +210,7 @@ impl State {
 }
 
 /// What the authority's answer means for the request.
-fn decision(
-    decided: Result<Option<(Grant, Admission)>, GatewayError>,
-    format: Api,
-) -> Result<Decision, GatewayError> {
+fn decision(decided: Result<Decided, GatewayError>, format: Api) -> Result<Decision, GatewayError> {
     Ok(match decided? {
         None => Decision::Refuse(format, Refusal::UnknownToken),
         Some((grant, Admission::Go)) => Decision::Forward(grant),

@@ -14,6 +14,9 @@ use crate::records::{CredentialRecord, Lease};
 use crate::types::{LeaseId, LeaseState};
 use crate::vault::Secret;
 
+/// A token's live lease and the metadata of its account's credential (`None`: it has none).
+pub type TokenLease = (Lease, Option<CredentialRecord>);
+
 /// The prefix of every lease token: recognisable in logs, never mistaken for a provider key.
 pub const LEASE_TOKEN_PREFIX: &str = "alt-";
 
@@ -73,10 +76,7 @@ impl Ledger {
     /// (no secret: its generation, status and expiry), in one read: what a gateway needs on
     /// every request to tell whether the upstream credential it holds is still the stored one.
     /// The credential is `None` when its account has none.
-    pub fn lease_and_credential_for_token(
-        &self,
-        token: &str,
-    ) -> Result<Option<(Lease, Option<CredentialRecord>)>, Error> {
+    pub fn lease_and_credential_for_token(&self, token: &str) -> Result<Option<TokenLease>, Error> {
         let hash = token_hash(token);
         let now = self.now();
         Ok(self.store.read(|tx| lease_and_credential(tx, &hash, now))?)
@@ -87,7 +87,7 @@ impl Ledger {
     pub fn try_lease_and_credential_for_token(
         &self,
         token: &str,
-    ) -> Option<Result<Option<(Lease, Option<CredentialRecord>)>, Error>> {
+    ) -> Option<Result<Option<TokenLease>, Error>> {
         let hash = token_hash(token);
         let now = self.now();
         let read = self
@@ -102,7 +102,7 @@ fn lease_and_credential(
     tx: &mut crate::store::Tx<'_>,
     hash: &str,
     now: crate::types::Millis,
-) -> Result<Option<(Lease, Option<CredentialRecord>)>, crate::store::StoreError> {
+) -> Result<Option<TokenLease>, crate::store::StoreError> {
     let Some(id) = tx.lease_of_token(hash)? else {
         return Ok(None);
     };
