@@ -5,13 +5,15 @@
 //! upstream ([`Authority::resolve`]), whether the lease may spend now ([`Authority::admit`]),
 //! and, once the response has ended, what it cost ([`Authority::record`]). The ledger implements
 //! it (lease tokens, top-ups, batched usage); tests implement it with a map. The calls are
-//! synchronous, like the ledger: the proxy runs them on tokio's blocking pool.
+//! synchronous, like the ledger: the proxy runs [`Authority::decide`] on tokio's blocking pool
+//! unless [`Authority::decide_now`] answered without blocking; `record` and `observe` only
+//! queue, and are called on the async path.
 
 use url::Url;
 
 use super::errors::Refusal;
 use super::usage::Metered;
-use crate::types::{LeaseId, Provider};
+use crate::types::{Account, LeaseId, Provider};
 use crate::vault::Secret;
 
 /// The authority could not answer (its storage failed). The proxy then refuses with 503 and
@@ -59,6 +61,9 @@ pub struct Grant {
     /// Headers the upstream needs that the agent may not send (the ChatGPT account id), set
     /// only when the agent did not send them itself.
     pub default_headers: Vec<(&'static str, String)>,
+    /// The provider account whose credential this is, when the authority knows it: health
+    /// reports name it without another look-up.
+    pub account: Option<Account>,
 }
 
 impl Grant {
@@ -76,9 +81,14 @@ impl Grant {
             credential,
             strip_prefix: None,
             default_headers: Vec::new(),
+            account: None,
         }
     }
 }
+
+/// What [`Authority::decide`] says of a token: its grant and whether the request may go;
+/// `None` for an unknown token or an ended lease.
+pub type Decided = Option<(Grant, Admission)>;
 
 /// Whether a lease may make a request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +108,24 @@ pub trait Authority: Send + Sync {
 
     /// Whether the lease may spend now: the ledger tops it up or refuses it here.
     fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError>;
+
+    /// [`resolve`](Self::resolve) then [`admit`](Self::admit), for one request: `None` for an
+    /// unknown token. An authority may answer both from one read; the default asks each.
+    fn decide(&self, token: &str) -> Result<Decided, GatewayError> {
+        let Some(grant) = self.resolve(token)? else {
+            return Ok(None);
+        };
+        let admission = self.admit(&grant.lease_id)?;
+        Ok(Some((grant, admission)))
+    }
+
+    /// [`decide`](Self::decide), answered on the async path, when the authority can do so
+    /// without blocking (nothing to write, nothing to fetch or decrypt); `None` sends the
+    /// request to [`decide`](Self::decide) on the blocking pool. The default never answers.
+    fn decide_now(&self, token: &str) -> Option<Result<Decided, GatewayError>> {
+        let _ = token;
+        None
+    }
 
     /// What one request cost, called once per metered response after it ended (or after the
     /// client went away, with what was seen). Called on the async path: it must not block

@@ -84,7 +84,7 @@ impl HostedGateway {
                     })
                     .await
                 });
-                // Waits for the blocking tasks still handing records to the recorder.
+                // Waits for the blocking tasks still deciding requests.
                 drop(runtime);
                 served
             })

@@ -3,6 +3,14 @@
 //! it runs out), and every response's usage and health written off the response path, many
 //! requests to one commit.
 //!
+//! A request costs one read: the token's lease and the metadata of its account's credential.
+//! The decrypted credential (with its upstream) is held for at most a second and only
+//! while the credential's generation and status are the ones read with it, so a new login,
+//! refresh or logout is seen by the next request, and the key file is read (and checked
+//! against the ledger's key id) at most once per account per second. A request that
+//! needs a write (the probe of a ledger not vouched for, a top-up) or a credential not held
+//! goes to the blocking pool.
+//!
 //! Writes never sit on a response: [`Authority::record`] and [`Authority::observe`] only
 //! queue. One recorder thread drains the queue and writes what it holds in one transaction
 //! (through the daemon's group commit when the ledger has it as committer). A batch that fails
@@ -20,12 +28,13 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
+use super::authority::{Admission, Authority, Decided, GatewayError, Grant, UpstreamAuth};
 use super::errors::Refusal;
 use super::usage::Metered;
 use crate::ledger::{Ledger, Spend};
 use crate::quota::UsageRecord;
-use crate::types::{Account, LeaseId, Provider};
+use crate::records::{CredentialRecord, Lease};
+use crate::types::{Account, LeaseId, LeaseState, Provider};
 use crate::vault::{CredentialKind, Secret};
 
 /// Anthropic's public API.
@@ -46,6 +55,10 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 /// A successful response's health facts are written at most this often per account: only
 /// errors and recoveries change what selection does.
 const FACTS_EVERY: Duration = Duration::from_secs(2);
+/// The longest a decrypted upstream credential is used without being decrypted again from the
+/// ledger, in milliseconds of the ledger's clock (it is dropped sooner when its generation or
+/// status moves).
+const HOLD_GRANT_MS: i64 = 1_000;
 
 /// The ledger, answering the gateway.
 pub struct LedgerAuthority {
@@ -56,6 +69,7 @@ pub struct LedgerAuthority {
     writes: Arc<WriteHealth>,
     pending: Arc<Pending>,
     lost: Arc<AtomicU64>,
+    held: Mutex<Vec<Held>>,
 }
 
 /// What each lease has spent in records queued but not yet written, by idempotency key:
@@ -93,6 +107,19 @@ impl Pending {
             }
         }
     }
+}
+
+/// An account's grant as last built from the ledger, and the credential state it was built
+/// from.
+struct Held {
+    provider: Provider,
+    account: Account,
+    generation: i64,
+    status: String,
+    /// When it was built, on the ledger's clock.
+    built: crate::types::Millis,
+    oauth: bool,
+    grant: Grant,
 }
 
 impl std::fmt::Debug for LedgerAuthority {
@@ -220,6 +247,7 @@ impl LedgerAuthority {
             writes,
             pending,
             lost,
+            held: Mutex::new(Vec::new()),
         })
     }
 
@@ -255,8 +283,8 @@ impl LedgerAuthority {
         sent == Some(true)
     }
 
-    /// The upstream and credential for an account's requests.
-    fn grant_for(&self, lease: &crate::records::Lease) -> Result<Grant, GatewayError> {
+    /// The upstream and credential for an account's requests, from the ledger.
+    fn grant_for(&self, lease: &Lease) -> Result<Grant, GatewayError> {
         let credential = self.ledger.credential(lease.provider, &lease.account)?;
         let (provider, account) = (lease.provider, &lease.account);
         let id = lease.id.clone();
@@ -304,7 +332,100 @@ impl LedgerAuthority {
         if provider == Provider::Claude {
             grant.strip_prefix = self.routes.claude_strip;
         }
-        Ok(grant)
+        Ok(Grant {
+            account: Some(account.clone()),
+            ..grant
+        })
+    }
+
+    /// The grant held for the lease's account, if the credential is still the one it was
+    /// built from (`record`, read in this request's transaction) and it is fresh: built less
+    /// than [`HOLD_GRANT_MS`] ago (a clock that went back makes it stale) and, for an OAuth
+    /// token, not yet due for a refresh.
+    fn held_grant(&self, lease: &Lease, record: Option<&CredentialRecord>) -> Option<Grant> {
+        let record = record?;
+        let held = self.held.lock().ok()?;
+        let h = held
+            .iter()
+            .find(|h| h.provider == lease.provider && h.account == lease.account)?;
+        let margin = crate::oauth::ms(self.ledger.config().refresh.margin);
+        let now = self.ledger.now();
+        let fresh = h.generation == record.generation
+            && h.status == record.status
+            && (h.built..h.built.saturating_add(HOLD_GRANT_MS)).contains(&now)
+            && (!h.oauth || record.expires_at.is_none_or(|at| at - margin > now));
+        fresh.then(|| Grant {
+            lease_id: lease.id.clone(),
+            ..h.grant.clone()
+        })
+    }
+
+    /// Holds a grant just built from the ledger under the credential state read before it was
+    /// built (a credential changed in between is newer than that state says, so the next
+    /// request builds it again).
+    fn hold(&self, lease: &Lease, record: Option<CredentialRecord>, grant: &Grant) {
+        let (Some(record), Ok(mut held)) = (record, self.held.lock()) else {
+            return;
+        };
+        held.retain(|h| !(h.provider == lease.provider && h.account == lease.account));
+        held.push(Held {
+            provider: lease.provider,
+            account: lease.account.clone(),
+            generation: record.generation,
+            status: record.status,
+            built: self.ledger.now(),
+            oauth: matches!(grant.credential, UpstreamAuth::OAuth(_)),
+            grant: grant.clone(),
+        });
+    }
+
+    /// Whether the ledger takes writes: vouched for by a recent write, else probed now.
+    fn ensure_writable(&self) -> Result<(), GatewayError> {
+        if self.writes.records_failing() {
+            return Err(GatewayError::Unavailable(
+                "usage records cannot be written: the ledger is not taking writes".into(),
+            ));
+        }
+        if self.writes.vouched() {
+            return Ok(());
+        }
+        match self.ledger.probe_writable() {
+            Ok(()) => {
+                self.writes.took_a_write();
+                Ok(())
+            }
+            Err(e) => {
+                self.writes.refused_a_write();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Admits an active lease read just now: tops it up when it is spent.
+    fn admit_lease(&self, lease: &Lease) -> Result<Admission, GatewayError> {
+        // Nothing is forwarded that could not be recorded.
+        self.ensure_writable()?;
+        Ok(
+            match self
+                .ledger
+                .admit_spend(lease, &self.pending.of(&lease.id))?
+            {
+                Spend::Go | Spend::ToppedUp(_) => Admission::Go,
+                Spend::Lost => Admission::Refuse(Refusal::UnknownToken),
+                Spend::Refused {
+                    resets_at: Some(at),
+                    ..
+                } => {
+                    let wait_ms = u64::try_from(at.saturating_sub(self.ledger.now())).unwrap_or(0);
+                    Admission::Refuse(Refusal::RateLimited {
+                        retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                    })
+                }
+                Spend::Refused {
+                    resets_at: None, ..
+                } => Admission::Refuse(Refusal::QuotaExhausted),
+            },
+        )
     }
 }
 
@@ -328,27 +449,11 @@ impl Authority for LedgerAuthority {
     }
 
     fn admit(&self, lease: &LeaseId) -> Result<Admission, GatewayError> {
-        // Nothing is forwarded that could not be recorded.
-        if self.writes.records_failing() {
-            return Err(GatewayError::Unavailable(
-                "usage records cannot be written: the ledger is not taking writes".into(),
-            ));
-        }
-        if !self.writes.vouched() {
-            match self.ledger.probe_writable() {
-                Ok(()) => self.writes.took_a_write(),
-                Err(e) => {
-                    self.writes.refused_a_write();
-                    return Err(e.into());
-                }
-            }
-        }
         let lease = match self.ledger.lease(lease) {
             // A WebSocket admits each request on a lease resolved when it opened: the lease
             // must still be live, not past its expiry waiting for cleanup.
             Ok(lease)
-                if lease.state == crate::types::LeaseState::Active
-                    && lease.expires_at > self.ledger.now() =>
+                if lease.state == LeaseState::Active && lease.expires_at > self.ledger.now() =>
             {
                 lease
             }
@@ -358,27 +463,46 @@ impl Authority for LedgerAuthority {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(
-            match self
-                .ledger
-                .admit_spend(&lease, &self.pending.of(&lease.id))?
-            {
-                Spend::Go | Spend::ToppedUp(_) => Admission::Go,
-                Spend::Lost => Admission::Refuse(Refusal::UnknownToken),
-                Spend::Refused {
-                    resets_at: Some(at),
-                    ..
-                } => {
-                    let wait_ms = u64::try_from(at.saturating_sub(self.ledger.now())).unwrap_or(0);
-                    Admission::Refuse(Refusal::RateLimited {
-                        retry_after_secs: wait_ms.div_ceil(1000).max(1),
-                    })
-                }
-                Spend::Refused {
-                    resets_at: None, ..
-                } => Admission::Refuse(Refusal::QuotaExhausted),
-            },
-        )
+        self.admit_lease(&lease)
+    }
+
+    /// One read for the token, its lease and its credential's state; the credential itself
+    /// from the ledger only when the one held is stale.
+    fn decide(&self, token: &str) -> Result<Decided, GatewayError> {
+        let Some((lease, record)) = self.ledger.lease_and_credential_for_token(token)? else {
+            return Ok(None);
+        };
+        let grant = match self.held_grant(&lease, record.as_ref()) {
+            Some(grant) => grant,
+            None => {
+                let grant = self.grant_for(&lease)?;
+                self.hold(&lease, record, &grant);
+                grant
+            }
+        };
+        let admission = self.admit_lease(&lease)?;
+        Ok(Some((grant, admission)))
+    }
+
+    /// Answers when the answer needs only the read: a database connection idle, the ledger
+    /// vouched for by a recent write, the credential held, and the lease with budget left (no
+    /// top-up to write). The read itself does not wait on writers (WAL).
+    fn decide_now(&self, token: &str) -> Option<Result<Decided, GatewayError>> {
+        if !self.writes.vouched() || self.writes.records_failing() {
+            return None;
+        }
+        // No idle connection: the blocking pool waits for one, not the runtime.
+        let (lease, record) = match self.ledger.try_lease_and_credential_for_token(token)? {
+            Ok(Some(found)) => found,
+            Ok(None) => return Some(Ok(None)),
+            Err(e) => return Some(Err(e.into())),
+        };
+        let queued: i64 = self.pending.of(&lease.id).iter().map(|(_, t)| *t).sum();
+        if lease.used.saturating_add(queued) >= lease.allocated {
+            return None;
+        }
+        let grant = self.held_grant(&lease, record.as_ref())?;
+        Some(Ok(Some((grant, Admission::Go))))
     }
 
     fn record(&self, lease: &LeaseId, metered: Metered) -> Result<(), GatewayError> {

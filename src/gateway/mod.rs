@@ -78,7 +78,7 @@ pub mod sse;
 mod tap;
 pub mod usage;
 
-pub use authority::{Admission, Authority, GatewayError, Grant, UpstreamAuth};
+pub use authority::{Admission, Authority, Decided, GatewayError, Grant, UpstreamAuth};
 pub use errors::{ErrorReply, Refusal};
 pub use host::HostedGateway;
 pub use ledger_authority::LedgerAuthority;

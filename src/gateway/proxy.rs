@@ -25,7 +25,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::authority::{Admission, Authority, GatewayError, Grant};
+use super::authority::{Admission, Authority, Decided, GatewayError, Grant};
 use super::errors::{ErrorReply, Refusal};
 use super::socket;
 use super::tap::{ReplyBody, Tap};
@@ -139,10 +139,15 @@ impl State {
         let Some(token) = agent_token(req.headers()) else {
             return refuse(format, Refusal::UnknownToken);
         };
-        let authority = Arc::clone(&self.authority);
-        let decided = tokio::task::spawn_blocking(move || decide(&*authority, &token, format))
-            .await
-            .unwrap_or_else(|_| Err(GatewayError::Unavailable("authority panicked".into())));
+        let decided = match self.authority.decide_now(&token) {
+            Some(decided) => decision(decided, format),
+            None => {
+                let authority = Arc::clone(&self.authority);
+                tokio::task::spawn_blocking(move || decision(authority.decide(&token), format))
+                    .await
+                    .unwrap_or_else(|_| Err(GatewayError::Unavailable("authority panicked".into())))
+            }
+        };
         let grant = match decided {
             Ok(Decision::Forward(grant)) => grant,
             Ok(Decision::Refuse(format, refusal)) => return refuse(format, refusal),
@@ -241,26 +246,20 @@ impl State {
                 Arc::clone(&self.authority),
             ))
         });
-        let mut reply = Response::new(ReplyBody::Upstream {
-            inner: reqwest::Body::from(response),
-            tap,
-            ended: false,
-        });
+        let mut reply = Response::new(ReplyBody::upstream(reqwest::Body::from(response), tap));
         *reply.status_mut() = status;
         *reply.headers_mut() = headers;
         reply
     }
 }
 
-/// Resolves and admits, on the blocking pool.
-fn decide(authority: &dyn Authority, token: &str, format: Api) -> Result<Decision, GatewayError> {
-    let Some(grant) = authority.resolve(token)? else {
-        return Ok(Decision::Refuse(format, Refusal::UnknownToken));
-    };
-    match authority.admit(&grant.lease_id)? {
-        Admission::Go => Ok(Decision::Forward(grant)),
-        Admission::Refuse(refusal) => Ok(Decision::Refuse(format, refusal)),
-    }
+/// What the authority's answer means for the request.
+fn decision(decided: Result<Decided, GatewayError>, format: Api) -> Result<Decision, GatewayError> {
+    Ok(match decided? {
+        None => Decision::Refuse(format, Refusal::UnknownToken),
+        Some((grant, Admission::Go)) => Decision::Forward(grant),
+        Some((_, Admission::Refuse(refusal))) => Decision::Refuse(format, refusal),
+    })
 }
 
 /// The agent's token: `x-api-key`, else `Authorization: Bearer`. Two different tokens are none

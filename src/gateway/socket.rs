@@ -28,7 +28,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -221,7 +220,6 @@ async fn relay(
     let (mut upstream_tx, mut upstream_rx) = upstream.split();
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel();
     let (ended_tx, ended_rx) = watch::channel(0u64);
-    let runtime = Handle::current();
     let mut meter = SocketMeter::new();
     {
         let up = upward(
@@ -237,7 +235,7 @@ async fn relay(
             &mut notice_rx,
             &mut meter,
             &ended_tx,
-            (&runtime, &lease, &authority),
+            (&lease, &authority),
         );
         tokio::pin!(up, down);
         tokio::select! {
@@ -251,7 +249,7 @@ async fn relay(
     }
     // The upstream did not finish closing in time: what it sent is all there is.
     if let Some(metered) = meter.finish() {
-        record_off_path(&runtime, &authority, &lease, metered);
+        record_off_path(&authority, &lease, metered);
     }
 }
 
@@ -329,7 +327,7 @@ async fn downward(
     notices: &mut mpsc::UnboundedReceiver<Message>,
     meter: &mut SocketMeter,
     ended: &watch::Sender<u64>,
-    (runtime, lease, authority): (&Handle, &LeaseId, &Arc<dyn Authority>),
+    (lease, authority): (&LeaseId, &Arc<dyn Authority>),
 ) {
     let mut agent_open = true;
     let mut notices_open = true;
@@ -375,7 +373,7 @@ async fn downward(
             agent_open = agent.send(message).await.is_ok();
         }
         if let Some(metered) = text.and_then(|t| meter.feed_message(t.as_bytes())) {
-            record_off_path(runtime, authority, lease, metered);
+            record_off_path(authority, lease, metered);
             ended.send_modify(|ended| *ended += 1);
         }
         if closing {
@@ -385,7 +383,7 @@ async fn downward(
     // Nothing more will end: a request in flight is recorded with what was seen, and a close
     // waiting on the requests in flight may go now.
     if let Some(metered) = std::mem::take(meter).finish() {
-        record_off_path(runtime, authority, lease, metered);
+        record_off_path(authority, lease, metered);
     }
     ended.send_replace(u64::MAX);
 }

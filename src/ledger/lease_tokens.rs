@@ -10,9 +10,12 @@ use super::{Ledger, settle};
 use crate::error::Error;
 use crate::quota::{self, QuotaError};
 use crate::random;
-use crate::records::Lease;
+use crate::records::{CredentialRecord, Lease};
 use crate::types::{LeaseId, LeaseState};
 use crate::vault::Secret;
+
+/// A token's live lease and the metadata of its account's credential (`None`: it has none).
+pub type TokenLease = (Lease, Option<CredentialRecord>);
 
 /// The prefix of every lease token: recognisable in logs, never mistaken for a provider key.
 pub const LEASE_TOKEN_PREFIX: &str = "alt-";
@@ -68,4 +71,47 @@ impl Ledger {
                     .filter(|l| l.state == LeaseState::Active && l.expires_at > now))
             })?)
     }
+
+    /// [`lease_for_token`](Self::lease_for_token) and the metadata of the lease's credential
+    /// (no secret: its generation, status and expiry), in one read: what a gateway needs on
+    /// every request to tell whether the upstream credential it holds is still the stored one.
+    /// The credential is `None` when its account has none.
+    pub fn lease_and_credential_for_token(&self, token: &str) -> Result<Option<TokenLease>, Error> {
+        let hash = token_hash(token);
+        let now = self.now();
+        Ok(self.store.read(|tx| lease_and_credential(tx, &hash, now))?)
+    }
+
+    /// [`lease_and_credential_for_token`](Self::lease_and_credential_for_token) without
+    /// waiting for a database connection: `None` when none is idle now.
+    pub fn try_lease_and_credential_for_token(
+        &self,
+        token: &str,
+    ) -> Option<Result<Option<TokenLease>, Error>> {
+        let hash = token_hash(token);
+        let now = self.now();
+        let read = self
+            .store
+            .try_read(|tx| lease_and_credential(tx, &hash, now))?;
+        Some(read.map_err(Error::from))
+    }
+}
+
+/// The live lease of a token hash and its credential's metadata, in the caller's read.
+fn lease_and_credential(
+    tx: &mut crate::store::Tx<'_>,
+    hash: &str,
+    now: crate::types::Millis,
+) -> Result<Option<TokenLease>, crate::store::StoreError> {
+    let Some(id) = tx.lease_of_token(hash)? else {
+        return Ok(None);
+    };
+    let Some(lease) = tx
+        .lease(&id)?
+        .filter(|l| l.state == LeaseState::Active && l.expires_at > now)
+    else {
+        return Ok(None);
+    };
+    let credential = tx.credential_record(lease.provider, &lease.account)?;
+    Ok(Some((lease, credential)))
 }

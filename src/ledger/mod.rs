@@ -37,7 +37,7 @@ mod run;
 mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
-pub use lease_tokens::LEASE_TOKEN_PREFIX;
+pub use lease_tokens::{LEASE_TOKEN_PREFIX, TokenLease};
 pub use metering::Spend;
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;

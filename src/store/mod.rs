@@ -294,16 +294,41 @@ impl Store {
         Ok(value)
     }
 
+    /// [`read`](Self::read) only if a connection is idle in the pool now: `None` instead of
+    /// waiting for one (or opening one), for a caller that must not block (the gateway's
+    /// async path) and has somewhere else to go.
+    pub fn try_read<T, E>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Option<Result<T, E>>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.try_get()?;
+        Some(Self::read_on(&mut conn, self.extension.clone(), f))
+    }
+
     /// Runs `f` in a read transaction: a consistent snapshot that never blocks writers.
     pub fn read<T, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let mut conn = self.pool.get().map_err(StoreError::from)?;
+        Self::read_on(&mut conn, self.extension.clone(), f)
+    }
+
+    fn read_on<T, E>(
+        conn: &mut Connection,
+        extension: Option<Arc<dyn TxExtension>>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let mut tx = Tx::new(txn, self.extension.clone());
+        let mut tx = Tx::new(txn, extension);
         f(&mut tx)
     }
 
@@ -412,6 +437,20 @@ mod tests {
         assert!(latest >= 1);
         drop(store);
         Store::open(&path, StoreOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn try_read_gives_way_when_no_connection_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("l.db"), StoreOptions::default()).unwrap();
+        let nothing = |_: &mut Tx<'_>| Ok::<_, StoreError>(());
+        store.read(nothing).unwrap();
+        assert!(matches!(store.try_read(nothing), Some(Ok(()))));
+        // The one connection is busy in this read: try_read neither waits nor opens another.
+        let gave_way = store
+            .read(|_| Ok::<_, StoreError>(store.try_read(nothing).is_none()))
+            .unwrap();
+        assert!(gave_way);
     }
 
     #[test]

@@ -493,3 +493,76 @@ async fn a_lease_whose_account_credential_expired_gets_401_saying_so() {
         "forwarded with an expired token"
     );
 }
+
+/// The `x-api-key` the upstream received for the next request it saw.
+async fn next_key_seen(upstream: &mut FakeUpstream) -> String {
+    let seen = upstream.seen.recv().await.unwrap();
+    seen.headers["x-api-key"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_stored_again_is_the_one_the_next_request_carries() {
+    let mut rig = Rig::start(1_000_000).await;
+    let (_lease, token) = rig.lease(10_000);
+    rig.upstream.reply(json_reply("msg_1", 5, 1));
+    assert_eq!(post(&rig, &token).await.status(), 200);
+    assert_eq!(next_key_seen(&mut rig.upstream).await, REAL_KEY);
+    // A new login, well within the second the gateway holds a credential it decrypted.
+    const NEW_KEY: &str = "sk-ant-api03-the-new-key-0000000000000";
+    rig.ledger
+        .store_credential(&Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            Secret::new(NEW_KEY.into()),
+            "stdin",
+        ))
+        .unwrap();
+    rig.upstream.reply(json_reply("msg_2", 5, 1));
+    assert_eq!(post(&rig, &token).await.status(), 200);
+    assert_eq!(next_key_seen(&mut rig.upstream).await, NEW_KEY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_ends_the_lease_for_the_next_request_and_nothing_is_forwarded() {
+    let mut rig = Rig::start(1_000_000).await;
+    let (_lease, token) = rig.lease(10_000);
+    rig.upstream.reply(json_reply("msg_1", 5, 1));
+    assert_eq!(post(&rig, &token).await.status(), 200);
+    assert_eq!(next_key_seen(&mut rig.upstream).await, REAL_KEY);
+    rig.ledger
+        .logout(Provider::Claude, &Account::default())
+        .unwrap();
+    // The logout revoked the lease, within the second the decrypted credential is held.
+    assert_eq!(post(&rig, &token).await.status(), 401);
+    assert!(
+        rig.upstream.seen.try_recv().is_err(),
+        "the upstream saw a request after the logout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_by_another_process_is_followed_by_the_gateway() {
+    let mut rig = Rig::start(1_000_000).await;
+    let (_lease, token) = rig.lease(10_000);
+    rig.upstream.reply(json_reply("msg_1", 5, 1));
+    assert_eq!(post(&rig, &token).await.status(), 200);
+    assert_eq!(next_key_seen(&mut rig.upstream).await, REAL_KEY);
+    // Another process (its own handle on the same files) rotates the master key: the ledger
+    // now names its own key file, and the configured one still holds the old key.
+    let other = Ledger::open(
+        LedgerConfig::new(rig._dir.path().join("ledger.db"))
+            .with_clock(std::sync::Arc::new(rig.clock.clone()))
+            .with_key(KeySource::File(rig._dir.path().join("master.key"))),
+    )
+    .unwrap();
+    let rotation = other.rotate_key().unwrap();
+    assert!(rotation.key_file.is_some());
+    // Past the second a decrypted credential is held: the gateway decrypts it again, under
+    // the key the ledger now names.
+    rig.clock.advance_ms(1_500);
+    for id in ["msg_2", "msg_3"] {
+        rig.upstream.reply(json_reply(id, 5, 1));
+        assert_eq!(post(&rig, &token).await.status(), 200);
+        assert_eq!(next_key_seen(&mut rig.upstream).await, REAL_KEY);
+    }
+}
