@@ -8,7 +8,12 @@
 //! BENCH_UPSTREAM=node cargo bench --bench gateway  # the upstream in node, as in the issue
 //! LITELLM_BIN=/path/to/litellm cargo bench --bench gateway   # also LiteLLM's proxy, same upstream
 //! BENCH_RECORDS=single cargo bench --bench gateway # usage one transaction per request
+//! BENCH_UPSTREAM_DELAY_MS=5 cargo bench --bench gateway # an upstream that takes 5 ms per answer
 //! ```
+//!
+//! `BENCH_UPSTREAM_DELAY_MS` makes the hyper upstream wait that long (a timer, no CPU) before
+//! each answer, as a real provider's does (and far less): what the gateway's throughput ratio
+//! means for agents, whose requests wait on the provider, not on the CPU.
 //!
 //! The default upstream is hyper in this process: it is the faster one (≈ 40,000 JSON
 //! requests/s here against node's 2,000–4,000), so it adds the least to every figure; the
@@ -154,7 +159,19 @@ impl hyper::body::Body for Frames {
     }
 }
 
+/// The hyper upstream's wait before each answer (`BENCH_UPSTREAM_DELAY_MS`, default none).
+fn upstream_delay() -> Option<Duration> {
+    std::env::var("BENCH_UPSTREAM_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
 async fn upstream_answer(req: Request<Incoming>) -> Result<Response<Frames>, Infallible> {
+    if let Some(delay) = upstream_delay() {
+        tokio::time::sleep(delay).await;
+    }
     let authorized = req
         .headers()
         .get("x-api-key")
@@ -787,6 +804,9 @@ fn main() {
             "hyper, in this process"
         }
     );
+    if let Some(delay) = upstream_delay().filter(|_| !node) {
+        println!("upstream answers after {} ms", delay.as_millis());
+    }
     let ledger = Arc::new(prepare_ledger(dir.path(), upstream));
 
     // `run` first, before any large child (LiteLLM) could count in wait4's figure.

@@ -31,10 +31,10 @@
 //! are relayed message by message, each `response.create` admitted before it is forwarded and
 //! each request on the socket metered by a [`SocketMeter`]. Any other upgrade gets 426.
 //!
-//! Built: the metering core, the proxy (HTTP and Codex's WebSocket), the `Authority` seam.
-//! Still to come: lease tokens and the ledger's `Authority` (resolve, top-up or refusal in
-//! `admit`, batched records), health from status and rate-limit headers, hosting by `run` and
-//! the daemon (`env`, base URLs per client).
+//! The ledger implements the seam in [`LedgerAuthority`] (lease tokens, admission with
+//! top-ups, records batched by one recorder thread, health from every answer); [`HostedGateway`]
+//! runs it on a loopback port for `run` ([`run_metered`]), `authledger gateway` and
+//! `daemon --gateway`.
 //!
 //! ```
 //! use authledger::gateway::{Api, Meter, Outcome};
