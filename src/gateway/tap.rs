@@ -94,6 +94,11 @@ impl Tap {
         }
     }
 
+    /// Whether its meter reads a whole JSON body rather than a stream.
+    fn reads_whole_body(&self) -> bool {
+        self.meter.as_ref().is_some_and(Meter::reads_whole_body)
+    }
+
     /// Notes a frame forwarded now: the meter reads it when asked for the next one.
     fn forwarded(&mut self, data: Bytes) {
         self.catch_up();
@@ -122,6 +127,27 @@ impl Tap {
     }
 }
 
+/// Reads the rest of an upstream body nobody will receive, for its meter, then records it (as
+/// cut off if the upstream's body fails).
+async fn read_to_end(mut inner: reqwest::Body, mut tap: Box<Tap>) {
+    use http_body_util::BodyExt;
+    let mut complete = true;
+    while let Some(frame) = inner.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    tap.forwarded(data);
+                }
+            }
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    tap.end(!complete);
+}
+
 /// Hands one request's record to [`Authority::record`], which queues it without blocking:
 /// the bytes have already been delivered, and nothing the agent sees waits for the ledger. A
 /// failure is logged (the response cannot be taken back).
@@ -137,15 +163,29 @@ impl Drop for ReplyBody {
     /// which case what was seen is charged (data gathered but not forwarded included: the
     /// upstream counts it).
     fn drop(&mut self) {
-        if let ReplyBody::Upstream(relay) = self
-            && let Some(tap) = relay.tap.as_mut()
-        {
-            let held = !relay.gathered.is_empty();
-            if held {
-                tap.forwarded(relay.gathered.split().freeze());
-            }
-            tap.end(held || !relay.inner.is_end_stream());
+        let ReplyBody::Upstream(relay) = self else {
+            return;
+        };
+        let Some(mut tap) = relay.tap.take() else {
+            return;
+        };
+        let held = !relay.gathered.is_empty();
+        if held {
+            tap.forwarded(relay.gathered.split().freeze());
         }
+        let cut = held || !relay.inner.is_end_stream();
+        // A whole JSON answer whose agent left before its end: the upstream generated (and
+        // bills) all of it, and its usage is at the end, so the rest is read for the meter. A
+        // stream is not: dropping it stops the generation, and what was seen is charged.
+        if cut
+            && tap.reads_whole_body()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let inner = std::mem::replace(&mut relay.inner, reqwest::Body::from(Vec::new()));
+            drop(runtime.spawn(read_to_end(inner, tap)));
+            return;
+        }
+        tap.end(cut);
     }
 }
 

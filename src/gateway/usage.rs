@@ -195,6 +195,12 @@ impl Meter {
         }
     }
 
+    /// Whether it reads a whole JSON body (not a stream): such an answer was generated in full
+    /// before its first byte came, so reading the rest costs the upstream nothing.
+    pub fn reads_whole_body(&self) -> bool {
+        !matches!(self.body, Body::Sse(_))
+    }
+
     /// Observes the next chunk of the response body. Errors are reported, not fatal: metering
     /// continues with what can still be read.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), MeterError> {

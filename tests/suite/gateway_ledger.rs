@@ -18,12 +18,14 @@ use crate::common::upstream::{FakeUpstream, Reply};
 const T0: i64 = 1_795_399_200_000;
 const REAL_KEY: &str = "sk-ant-api03-real-key-never-shown-0000";
 
+/// Fields drop in this order: the gateway writes its last records before the ledger's
+/// directory goes.
 struct Rig {
-    _dir: tempfile::TempDir,
-    clock: ManualClock,
-    ledger: Ledger,
-    upstream: FakeUpstream,
     gateway: Option<HostedGateway>,
+    upstream: FakeUpstream,
+    ledger: Ledger,
+    clock: ManualClock,
+    _dir: tempfile::TempDir,
 }
 
 impl Rig {
@@ -565,4 +567,28 @@ async fn a_key_rotated_by_another_process_is_followed_by_the_gateway() {
         assert_eq!(post(&rig, &token).await.status(), 200);
         assert_eq!(next_key_seen(&mut rig.upstream).await, REAL_KEY);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_left_half_read_is_still_charged_whole() {
+    let rig = Rig::start(10_000_000).await;
+    let (_lease, token) = rig.lease(100_000);
+    // A whole (not streamed) answer, arriving in two parts; its usage is in the second.
+    let (reply, feed) = Reply::stream("application/json");
+    rig.upstream.reply(reply);
+    let body = String::from_utf8(message("msg_half", 900, 80)).unwrap();
+    let (first, rest) = body.split_at(body.len() / 3);
+    let mut response = post(&rig, &token).await;
+    feed.send(Bytes::from(first.to_string())).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), response.chunk())
+        .await
+        .expect("the first part arrives")
+        .unwrap()
+        .unwrap();
+    // The agent goes away; the upstream had generated all of it and sends the rest.
+    drop(response);
+    let _ = feed.send(Bytes::from(rest.to_string()));
+    drop(feed);
+    let rows = rig.await_rows(1).await;
+    assert_eq!(rows, vec![row("msg_half", 900, 80, 0, 0, "claude-x")]);
 }
