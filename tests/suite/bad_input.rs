@@ -784,6 +784,22 @@ fn read_only_case(owned_by_runner: bool, sidecars: bool) {
         assert_eq!(bytes, std::fs::read(&db).unwrap(), "{label} wrote the file");
     }
 
+    // doctor still runs and says what is wrong, in its table.
+    let out = run(&["doctor"]);
+    assert_eq!(code(&out), STORAGE, "{what}: doctor: {}", stderr(&out));
+    let table = stdout(&out);
+    // Read-only, or (beside -wal/-shm, where SQLite can read) the key it may not read.
+    assert!(
+        table.contains("FAIL")
+            && (table.contains("read-only") || table.contains("Permission denied")),
+        "{what}: doctor: {table}"
+    );
+    assert_eq!(
+        bytes,
+        std::fs::read(&db).unwrap(),
+        "{what}: doctor wrote the file"
+    );
+
     drop(restore);
     assert_eq!(before, home.snapshot(), "{what}: the ledger changed");
 }
