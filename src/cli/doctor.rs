@@ -94,6 +94,7 @@ impl DoctorCmd {
 
         // What only this kind of store can tell (SQLite: the journal mode).
         for fact in &store.facts {
+            storage_bad |= !fact.ok;
             checks.push(Check {
                 check: fact.check.clone(),
                 ok: fact.ok,
