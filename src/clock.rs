@@ -20,6 +20,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn is_wall_clock(&self) -> bool {
         false
     }
+
+    /// Lets `d` pass (a `--wait` pause): a real sleep; a pinned clock also moves on by `d`.
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
 }
 
 /// The operating system's wall clock.
@@ -65,6 +70,14 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> Millis {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Other processes act in real time (a waiter's rivals release their leases), so the
+    /// pause is real; this clock then moves on by exactly `d`, so what happens after it is at
+    /// a time a test can state.
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+        self.advance_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
     }
 }
 

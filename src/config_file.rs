@@ -63,6 +63,41 @@ pub struct OAuthConfig {
     pub extra_params: BTreeMap<String, String>,
 }
 
+/// What `authledger init` writes when there is no `config.toml`: every key, commented out,
+/// with what it does; the file as written changes nothing.
+pub const TEMPLATE: &str = r##"# authledger configuration. Every setting is commented out: remove the leading "#" of a
+# key (and of its [table] line) to use it. Unknown keys are errors, never silently ignored.
+# This file holds no secret, but it says where tokens are sent: keep it writable by you only.
+
+# [providers.claude]
+# Where Claude's API lives: a gateway or proxy in front of Anthropic, or Anthropic itself.
+# base_url = "https://api.anthropic.com"
+
+# [providers.openai]
+# Where OpenAI's API lives (API-key logins).
+# base_url = "https://api.openai.com/v1"
+# Where a ChatGPT login's requests go (the backend Codex uses with a ChatGPT plan).
+# chatgpt_base_url = "https://chatgpt.com/backend-api/codex"
+
+# OAuth login (`authledger login openai --oauth`), for a provider whose terms allow a
+# registered client; the same keys exist under [providers.claude.oauth].
+# [providers.openai.oauth]
+# The authorization endpoint the browser is sent to.
+# authorize_url = "https://auth.example.com/oauth/authorize"
+# The token endpoint (code exchange and refresh).
+# token_url = "https://auth.example.com/oauth/token"
+# The device authorization endpoint (RFC 8628), for machines without a browser.
+# device_authorization_url = "https://auth.example.com/oauth/device/code"
+# The registered public client id.
+# client_id = "your-client-id"
+# The scopes to ask for.
+# scopes = ["openid", "offline_access"]
+# The loopback port for the redirect (else any free port).
+# redirect_port = 1455
+# Any other parameters the authorization server requires.
+# extra_params = { audience = "https://api.example.com" }
+"##;
+
 impl ConfigFile {
     /// One provider's settings, if configured.
     pub fn provider(&self, p: Provider) -> Option<&ProviderConfig> {
@@ -159,6 +194,43 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_template_changes_nothing_and_names_only_real_keys() {
+        let path = Path::new("config.toml");
+        assert_eq!(
+            ConfigFile::parse(path, TEMPLATE).unwrap(),
+            ConfigFile::default()
+        );
+        // Uncommented, every key parses (an unknown one would be an error) and takes effect.
+        let uncommented: String = TEMPLATE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let all = ConfigFile::parse(path, &uncommented).unwrap();
+        assert_eq!(
+            all.base_url(Provider::Claude),
+            Some("https://api.anthropic.com")
+        );
+        let oauth = all
+            .provider(Provider::Openai)
+            .unwrap()
+            .oauth
+            .clone()
+            .unwrap();
+        assert_eq!(oauth.redirect_port, Some(1455));
+        assert_eq!(oauth.extra_params.len(), 1);
+        assert!(
+            all.provider(Provider::Openai)
+                .unwrap()
+                .chatgpt_base_url
+                .is_some()
+        );
+    }
 
     #[test]
     fn unknown_keys_are_named() {

@@ -77,6 +77,12 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `run`'s agent command does not exist (exit 127, as a shell says it).
+    #[error("{command}: command not found")]
+    CommandNotFound {
+        /// The command as given.
+        command: String,
+    },
 }
 
 /// A storage or credential failure met during an OAuth step is reported as itself, exactly as
@@ -105,6 +111,7 @@ impl Error {
             Error::Config(c) => config_code(c),
             Error::Invalid(_) | Error::NoLocation | Error::Prices { .. } => exit::USAGE,
             Error::Io { .. } => exit::OTHER,
+            Error::CommandNotFound { .. } => exit::COMMAND_NOT_FOUND,
             Error::Daemon { exit_code, .. } => *exit_code,
         }
     }

@@ -14,3 +14,7 @@ pub const DENIED: i32 = 3;
 pub const AUTH: i32 = 4;
 /// The ledger cannot be opened or trusted: corrupt, read-only, wrong key, newer schema.
 pub const STORAGE: i32 = 5;
+/// `run`'s agent command was not found (as a shell says it).
+pub const COMMAND_NOT_FOUND: i32 = 127;
+/// Interrupted by Ctrl-C while waiting (128 + SIGINT, as a shell says it).
+pub const INTERRUPTED: i32 = 130;

@@ -259,7 +259,7 @@ fn judge(
         Usability::Missing => {
             return Ok(refused(
                 Problem::NoCredential,
-                format!(" (run `authledger login {p}`)"),
+                format!(" (run `{}`)", vault::login_command(p, a)),
                 false,
             ));
         }

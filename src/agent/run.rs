@@ -119,9 +119,17 @@ async fn supervise_agent<K: LeaseKeeper>(
     for (k, v) in &env.set {
         cmd.env(k, v.expose());
     }
-    let mut child = cmd.spawn().map_err(|source| Error::Io {
-        what: format!("cannot start {}", program.to_string_lossy()),
-        source,
+    let mut child = cmd.spawn().map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::CommandNotFound {
+                command: crate::types::truncate_for_message(&program.to_string_lossy()),
+            }
+        } else {
+            Error::Io {
+                what: format!("cannot start {}", program.to_string_lossy()),
+                source,
+            }
+        }
     })?;
     let pid = child.id();
     // In a terminal, Ctrl-C already reaches the child (same process group): forwarding it

@@ -4,13 +4,14 @@ use clap::{Args, Subcommand};
 
 use super::Ctx;
 use super::args::{self, When};
+use super::audit_text::describe;
 use super::json::{AnchorJson, AuditRowJson, VerifyJson};
-use super::output::table;
+use super::output::{Grid, clock_time, coloured};
 use crate::audit::Anchor;
-use crate::clock::format_ms;
 use crate::error::Error;
 use crate::records::AuditQuery;
-use crate::types::{AgentId, Provider, truncate_for_message};
+use crate::types::{AgentId, Provider};
+use comfy_table::{Cell, Color};
 
 /// Query the audit trail, or verify it.
 #[derive(Debug, Args)]
@@ -106,21 +107,37 @@ impl AuditCmd {
             let rows: Vec<_> = rows.iter().map(AuditRowJson::from).collect();
             return ctx.out.json(&rows).map(|_| 0);
         }
-        let mut t = table(&[
-            "seq", "at", "action", "agent", "provider", "lease", "detail",
+        let screen = ctx.out.screen();
+        let now = ctx.clock().now_ms();
+        let mut t = Grid::new(&[
+            ("seq", 3),
+            ("at", 0),
+            ("action", 0),
+            ("agent", 1),
+            ("provider", 2),
+            ("lease", 4),
+            ("detail", 0),
         ]);
         for e in rows {
-            t.add_row(vec![
-                e.seq.to_string(),
-                format_ms(e.at_ms),
-                e.action,
-                e.agent.unwrap_or_default(),
-                e.provider.unwrap_or_default(),
-                e.lease_id.unwrap_or_default(),
-                truncate_for_message(&e.detail),
+            let detail = serde_json::from_str(&e.detail)
+                .map(|d| describe(&e.action, &d, now))
+                .unwrap_or(e.detail);
+            let action = match e.action.as_str() {
+                "deny" | "expire" | "revoke" => coloured(&e.action, Color::Red),
+                "fallback" => coloured(&e.action, Color::Yellow),
+                _ => Cell::new(&e.action),
+            };
+            t.row([
+                Cell::new(e.seq),
+                Cell::new(clock_time(e.at_ms, now)),
+                action,
+                Cell::new(e.agent.unwrap_or_default()),
+                Cell::new(e.provider.unwrap_or_default()),
+                Cell::new(e.lease_id.unwrap_or_default()),
+                Cell::new(detail),
             ]);
         }
-        ctx.out.line(&t.to_string())?;
+        ctx.out.paged(&t.render(&screen))?;
         Ok(0)
     }
 }

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 
 use super::json::LimitsJson;
 use super::{Ctx, args};
+use crate::Limits;
 use crate::error::Error;
 use crate::quota::LimitsUpdate;
 use crate::types::{Account, Provider};
@@ -13,6 +14,11 @@ use crate::types::{Account, Provider};
 pub enum LimitsCmd {
     /// Set some of a provider's limits; the others keep their value.
     Set(LimitsSet),
+    /// Show each account's limits (of one provider, or all).
+    Show {
+        /// claude or openai (default: every provider).
+        provider: Option<Provider>,
+    },
 }
 
 /// `limits set <provider> [...]`
@@ -52,7 +58,10 @@ pub struct LimitsSet {
 impl LimitsCmd {
     /// Runs the subcommand.
     pub fn run(&self, ctx: &Ctx) -> Result<i32, Error> {
-        let LimitsCmd::Set(s) = self;
+        let s = match self {
+            LimitsCmd::Set(s) => s,
+            LimitsCmd::Show { provider } => return show(ctx, *provider),
+        };
         let update = LimitsUpdate {
             daily_tokens: s.daily_tokens,
             concurrent: s.concurrent,
@@ -69,28 +78,58 @@ impl LimitsCmd {
         if ctx.out.json {
             ctx.out.json(&LimitsJson::from(&l))?;
         } else {
-            let opt = |v: Option<i64>| v.map_or("off".to_string(), |n| n.to_string());
-            let summary = format!(
-                "{}/{}: {} tokens/day (resets {:02}:{:02} UTC), {} concurrent\n  \
-                 5h {}, weekly {}, rpm {}, tpm {}, lease cap {}",
-                l.provider,
-                l.account,
-                l.daily_tokens,
-                l.reset_offset_min / 60,
-                l.reset_offset_min % 60,
-                l.concurrent,
-                opt(l.window_5h_tokens),
-                opt(l.weekly_tokens),
-                opt(l.rpm),
-                opt(l.tpm),
-                l.effective_lease_cap()
-            );
-            for line in summary.lines() {
-                for line in super::output::wrap(line, super::output::WIDTH) {
-                    ctx.out.line(&line)?;
-                }
-            }
+            let summary = summary(&l);
+            print_summary(ctx, &summary)?;
         }
         Ok(0)
     }
+}
+
+/// `limits show [<provider>]`: every account the ledger knows, in `quota`'s order.
+fn show(ctx: &Ctx, provider: Option<Provider>) -> Result<i32, Error> {
+    let ledger = ctx.open()?;
+    let limits = ledger
+        .quota(provider)?
+        .iter()
+        .map(|q| ledger.limits(q.provider, &q.account))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ctx.out.json {
+        let all: Vec<_> = limits.iter().map(LimitsJson::from).collect();
+        return ctx.out.json(&all).map(|_| 0);
+    }
+    for l in &limits {
+        print_summary(ctx, &summary(l))?;
+    }
+    Ok(0)
+}
+
+/// One account's limits in two lines, as `limits set` confirms them.
+fn summary(l: &Limits) -> String {
+    let opt = |v: Option<i64>| v.map_or("off".to_string(), |n| n.to_string());
+    format!(
+        "{}/{}: {} tokens/day (resets {:02}:{:02} UTC), {} concurrent\n  \
+         5h {}, weekly {}, rpm {}, tpm {}, lease cap {}",
+        l.provider,
+        l.account,
+        l.daily_tokens,
+        l.reset_offset_min / 60,
+        l.reset_offset_min % 60,
+        l.concurrent,
+        opt(l.window_5h_tokens),
+        opt(l.weekly_tokens),
+        opt(l.rpm),
+        opt(l.tpm),
+        l.effective_lease_cap()
+    )
+}
+
+/// Prints a summary wrapped to the screen.
+fn print_summary(ctx: &Ctx, summary: &str) -> Result<(), Error> {
+    let width = ctx.out.screen().width;
+    for line in summary.lines() {
+        for line in super::output::wrap(line, width) {
+            ctx.out.line(&line)?;
+        }
+    }
+    Ok(())
 }

@@ -262,7 +262,7 @@ impl LoginCmd {
             eprintln!(
                 "authledger: warning: this token expired at {}; agents cannot use it: {}",
                 crate::clock::format_ms(at),
-                crate::vault::expired_remedy(s.provider, &s.source)
+                crate::vault::expired_remedy(s.provider, &s.account, &s.source)
             );
         }
         if ctx.out.json {

@@ -4,7 +4,9 @@
 mod agents;
 mod args;
 mod audit;
+mod audit_text;
 mod cleanup;
+mod completions;
 mod daemon;
 mod demo;
 mod demo_upstream;
@@ -116,6 +118,10 @@ enum Command {
     Daemon(daemon::DaemonCmd),
     /// Check permissions, integrity, schema version and the audit chain.
     Doctor(doctor::DoctorCmd),
+    /// Print shell completions (bash, zsh or fish) on stdout.
+    Completions(completions::CompletionsCmd),
+    /// Print the man page (roff) on stdout: `authledger man > authledger.1`.
+    Man(completions::ManCmd),
     /// Serve the metering gateway for agents started by other means than `run`, until SIGTERM
     /// or SIGINT; `authledger env` hands agents its URL and a lease token.
     Gateway(gateway::GatewayCmd),
@@ -132,8 +138,13 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the ledger the flags and environment point at, with `config.toml`.
     pub fn open(&self) -> Result<Ledger, Error> {
+        self.open_with(self.file_config()?)
+    }
+
+    /// Opens the ledger with `file` as its `config.toml` (`doctor` opens one even when the
+    /// file is broken, to say so beside everything else).
+    pub fn open_with(&self, file: ConfigFile) -> Result<Ledger, Error> {
         let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
-        let file = self.file_config()?;
         let mut config = LedgerConfig::new(&path)
             .with_clock(self.clock.clone())
             .with_file_config(file);
@@ -191,6 +202,32 @@ fn shorten_quoted(message: &str) -> String {
         .join("'")
 }
 
+/// clap's error as one line: its first paragraph, and its tips (`a similar subcommand exists:
+/// 'status'`) as "did you mean".
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().take_while(|l| !l.starts_with("Usage:"));
+    let head: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let mut message = shorten_quoted(&head.join(" "))
+        .trim_start_matches("error: ")
+        .to_string();
+    for tip in lines.filter_map(|l| l.trim().strip_prefix("tip: ")) {
+        let similar = tip
+            .split_once(" exists: ")
+            .or_else(|| tip.split_once(" exist: "));
+        match similar {
+            Some((_, suggestion)) if tip.contains("similar") => {
+                message.push_str(&format!(" (did you mean {}?)", shorten_quoted(suggestion)));
+            }
+            _ => message.push_str(&format!("; {}", shorten_quoted(tip))),
+        }
+    }
+    message
+}
+
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main() -> i32 {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -214,14 +251,8 @@ pub fn main() -> i32 {
                 };
             }
             // clap explains over several lines; the contract is one line.
-            let rendered = e.render().to_string();
-            let message: Vec<&str> = rendered
-                .lines()
-                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
-                .map(str::trim)
-                .collect();
-            let message = shorten_quoted(&message.join(" "));
-            out.usage_error(message.trim_start_matches("error: "));
+            let message = one_line(&e.render().to_string());
+            out.usage_error(&message);
             return exit::USAGE;
         }
     };
@@ -261,6 +292,8 @@ pub fn main() -> i32 {
         Command::Daemon(c) => c.run(&ctx),
         Command::Gateway(c) => c.run(&ctx),
         Command::Doctor(c) => c.run(&ctx),
+        Command::Completions(c) => c.run(&ctx),
+        Command::Man(c) => c.run(&ctx),
     };
     match result {
         Ok(code) => code,

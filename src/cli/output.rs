@@ -43,6 +43,43 @@ impl Output {
         !self.json && std::io::stdout().is_terminal()
     }
 
+    /// What human output may use: the width (`COLUMNS`, else the terminal's, else 80) and
+    /// whether to colour (a terminal, and no `NO_COLOR`).
+    pub fn screen(&self) -> Screen {
+        let terminal = self.is_terminal();
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .filter(|w| *w >= 20)
+            .or_else(|| {
+                terminal
+                    .then(|| comfy_table::Table::new().width())
+                    .flatten()
+                    .map(usize::from)
+                    .filter(|w| *w >= 20)
+            })
+            .unwrap_or(WIDTH);
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Screen {
+            width,
+            terminal,
+            colour,
+        }
+    }
+
+    /// Prints a block of lines, through a pager (`$PAGER`, else `less -FRX`) when stdout is a
+    /// terminal and the block is taller than it; straight to stdout otherwise (or when no
+    /// pager starts).
+    pub fn paged(&self, text: &str) -> Result<(), Error> {
+        if self.is_terminal()
+            && text.lines().count() + 1 > terminal_height()
+            && page(text).is_some()
+        {
+            return Ok(());
+        }
+        self.line(text)
+    }
+
     /// Reports an error on stderr: one line, or a JSON object with `--json`.
     pub fn error(&self, err: &Error) {
         let message = err.to_string();
@@ -89,6 +126,206 @@ impl Output {
 /// An error object as one line (it always encodes: plain strings and numbers).
 fn error_line(e: &ErrorJson<'_>) -> String {
     serde_json::to_string(e).unwrap_or_else(|_| e.error.to_string())
+}
+
+/// The terminal's height in rows (24 when it cannot be told).
+fn terminal_height() -> usize {
+    std::env::var("LINES")
+        .ok()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .or_else(|| {
+            crossterm::terminal::size()
+                .ok()
+                .map(|(_, rows)| usize::from(rows))
+        })
+        .filter(|h| *h > 0)
+        .unwrap_or(24)
+}
+
+/// Runs the pager with `text` on its stdin and waits for it; `None` if none could start.
+fn page(text: &str) -> Option<()> {
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -FRX".into());
+    let mut words = pager.split_whitespace();
+    let program = words.next()?;
+    let mut child = std::process::Command::new(program)
+        .args(words)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // The user may quit the pager before reading it all: a closed pipe is fine.
+        let _ = writeln!(stdin, "{text}");
+    }
+    let _ = child.wait();
+    Some(())
+}
+
+/// What human output may use, from [`Output::screen`].
+#[derive(Debug, Clone, Copy)]
+pub struct Screen {
+    /// Columns a line may take.
+    pub width: usize,
+    /// Whether stdout is a terminal (relative times, bars).
+    pub terminal: bool,
+    /// Whether to colour.
+    pub colour: bool,
+}
+
+impl Screen {
+    /// The screen tests and pipes get: 80 columns, no colour.
+    pub const PLAIN: Screen = Screen {
+        width: WIDTH,
+        terminal: false,
+        colour: false,
+    };
+}
+
+/// A table whose columns carry a priority: when the rows would not fit the screen, the
+/// least important columns (highest number; 0 is never dropped) go first, and what still
+/// does not fit wraps within its cell. Lines end without trailing blanks.
+#[derive(Debug, Default)]
+pub struct Grid {
+    columns: Vec<(String, u8)>,
+    rows: Vec<Vec<comfy_table::Cell>>,
+}
+
+impl Grid {
+    /// A table with these `(header, priority)` columns.
+    pub fn new(columns: &[(&str, u8)]) -> Grid {
+        Grid {
+            columns: columns
+                .iter()
+                .map(|(h, p)| (h.to_uppercase(), *p))
+                .collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (one cell per column, in order).
+    pub fn row<C: Into<comfy_table::Cell>>(&mut self, cells: impl IntoIterator<Item = C>) {
+        self.rows.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    /// The columns kept on a screen `width` wide (in order).
+    fn kept(&self, width: usize) -> Vec<usize> {
+        let natural: Vec<usize> = (0..self.columns.len())
+            .map(|i| {
+                let cells = self.rows.iter().filter_map(|r| r.get(i));
+                cells
+                    .flat_map(|c| {
+                        c.content()
+                            .lines()
+                            .map(|l| l.chars().count())
+                            .collect::<Vec<_>>()
+                    })
+                    .chain([self.columns[i].0.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+                    + 2
+            })
+            .collect();
+        // A wide column (a reason, a detail) may wrap down to this many columns before
+        // anything is dropped for it.
+        const WRAPS_TO: usize = 40;
+        let natural: Vec<usize> = natural.into_iter().map(|w| w.min(WRAPS_TO)).collect();
+        let mut kept: Vec<usize> = (0..self.columns.len()).collect();
+        while kept.iter().map(|&i| natural[i]).sum::<usize>() > width {
+            let drop = kept
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| self.columns[**i].1 > 0)
+                .max_by_key(|(pos, i)| (self.columns[**i].1, *pos))
+                .map(|(pos, _)| pos);
+            match drop {
+                Some(pos) => {
+                    kept.remove(pos);
+                }
+                None => break,
+            }
+        }
+        kept
+    }
+
+    /// The table as text for `screen`.
+    pub fn render(&self, screen: &Screen) -> String {
+        let kept = self.kept(screen.width);
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::NOTHING);
+        t.set_header(kept.iter().map(|&i| self.columns[i].0.clone()));
+        for r in &self.rows {
+            t.add_row(kept.iter().map(|&i| {
+                r.get(i)
+                    .cloned()
+                    .unwrap_or_else(|| comfy_table::Cell::new(""))
+            }));
+        }
+        t.set_width(u16::try_from(screen.width).unwrap_or(u16::MAX));
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        if screen.colour {
+            t.enforce_styling();
+        } else {
+            t.force_no_tty();
+        }
+        t.trim_fmt()
+    }
+}
+
+/// A cell coloured `colour` (shown only when the screen colours).
+pub fn coloured(text: impl ToString, colour: comfy_table::Color) -> comfy_table::Cell {
+    comfy_table::Cell::new(text).fg(colour)
+}
+
+/// A percentage of a budget, yellow from 80 %, red from 95 %: `20`, `18.8`.
+pub fn percent_cell(p: f64) -> comfy_table::Cell {
+    let text = if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p:.1}")
+    };
+    match p {
+        p if p >= 95.0 => coloured(text, comfy_table::Color::Red),
+        p if p >= 80.0 => coloured(text, comfy_table::Color::Yellow),
+        _ => comfy_table::Cell::new(text),
+    }
+}
+
+/// A time for people: relative within a week (`in 4h57m`, `3m ago`, `now`), else the local
+/// date (`2030-01-01`). `--json` keeps exact times.
+pub fn when(at: crate::types::Millis, now: crate::types::Millis) -> String {
+    const WEEK: i64 = 7 * 86_400_000;
+    let delta = at - now;
+    if delta.abs() < 1_000 {
+        "now".into()
+    } else if delta.abs() >= WEEK {
+        local(at, "%Y-%m-%d")
+    } else if delta > 0 {
+        format!("in {}", super::provider_says::span(delta))
+    } else {
+        format!("{} ago", super::provider_says::span(-delta))
+    }
+}
+
+/// A time in the local time zone with a `chrono` format, e.g. `%H:%M`.
+pub fn local(at: crate::types::Millis, format: &str) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|t| t.with_timezone(&chrono::Local).format(format).to_string())
+        .unwrap_or_else(|| at.to_string())
+}
+
+/// A clock time for people: `03:16` on the same local day as `now`, else `11-24 03:16`,
+/// else (another year) `2030-01-01`.
+pub fn clock_time(at: crate::types::Millis, now: crate::types::Millis) -> String {
+    let day = |ms| local(ms, "%Y-%m-%d");
+    if day(at) == day(now) {
+        local(at, "%H:%M")
+    } else if local(at, "%Y") == local(now, "%Y") {
+        local(at, "%m-%d %H:%M")
+    } else {
+        day(at)
+    }
 }
 
 /// A table with the house style.
@@ -141,7 +378,34 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::{Grid, Screen, wrap};
+
+    #[test]
+    fn a_grid_drops_its_least_important_columns_first_and_wraps_the_rest() {
+        let mut g = Grid::new(&[("name", 0), ("extra", 2), ("note", 1), ("why", 0)]);
+        g.row([
+            "alpha",
+            "xxxxxxxxxx",
+            "yyyyyyyy",
+            "a reason that is long enough to wrap",
+        ]);
+        let wide = g.render(&Screen {
+            width: 120,
+            ..Screen::PLAIN
+        });
+        assert!(wide.contains("EXTRA") && wide.contains("NOTE"), "{wide}");
+        let narrow = g.render(&Screen {
+            width: 40,
+            ..Screen::PLAIN
+        });
+        assert!(!narrow.contains("EXTRA"), "{narrow}");
+        assert!(narrow.lines().all(|l| l.chars().count() <= 40), "{narrow}");
+        assert!(
+            narrow.contains("NAME") && narrow.contains("WHY"),
+            "{narrow}"
+        );
+        assert!(narrow.lines().all(|l| l == l.trim_end()), "trailing blanks");
+    }
 
     #[test]
     fn wrap_keeps_lines_within_the_width_and_indents_continuations() {

@@ -4,11 +4,11 @@ use clap::Args;
 
 use super::Ctx;
 use super::json::QuotaJson;
-use super::output::{bar, table};
+use super::output::{Grid, bar, percent_cell, when};
 use super::prices::{cost_of, costs_today, today_line};
-use crate::clock::format_ms;
 use crate::error::Error;
 use crate::types::Provider;
+use comfy_table::Cell;
 
 /// Show quota per provider account.
 #[derive(Debug, Args)]
@@ -33,30 +33,26 @@ impl QuotaCmd {
                 .collect();
             return ctx.out.json(&status).map(|_| 0);
         }
-        let bars = ctx.out.is_terminal();
-        let mut t = table(&[
-            "provider",
-            "window",
-            "limit",
-            "used",
-            "reserved",
-            "remaining",
-            "%",
-            "leases",
-            "resets",
-        ]);
+        let screen = ctx.out.screen();
+        let now = ledger.now();
+        // The bar is the first thing to go on a narrow screen, and is never in a pipe.
+        let mut columns = vec![
+            ("provider", 0),
+            ("window", 0),
+            ("limit", 0),
+            ("used", 0),
+            ("reserved", 1),
+            ("remaining", 2),
+            ("%", 0),
+            ("leases", 3),
+            ("resets", 1),
+        ];
+        if screen.terminal {
+            columns.insert(7, ("", 4));
+        }
+        let mut t = Grid::new(&columns);
         for q in &status {
             for w in &q.windows {
-                let pct = w
-                    .percent
-                    .map(|p| {
-                        if bars {
-                            format!("{} {p:.1}", bar(p, 20))
-                        } else {
-                            format!("{p:.1}")
-                        }
-                    })
-                    .unwrap_or_else(|| "-".into());
                 let limit = w.limit.map_or("-".to_string(), |n| n.to_string());
                 let remaining = w.remaining.map_or("-".to_string(), |n| n.to_string());
                 let (label, leases) = if w.kind == crate::types::WindowKind::Day {
@@ -72,30 +68,36 @@ impl QuotaCmd {
                 } else {
                     w.kind.to_string()
                 };
-                t.add_row(vec![
-                    label,
-                    window,
-                    limit,
-                    w.used.to_string(),
-                    w.reserved.to_string(),
-                    remaining,
-                    pct,
-                    leases,
-                    w.resets_at.map_or("-".to_string(), format_ms),
-                ]);
+                let mut row = vec![
+                    Cell::new(label),
+                    Cell::new(window),
+                    Cell::new(limit),
+                    Cell::new(w.used),
+                    Cell::new(w.reserved),
+                    Cell::new(remaining),
+                    w.percent.map_or_else(|| Cell::new("-"), percent_cell),
+                    Cell::new(leases),
+                    Cell::new(w.resets_at.map_or("-".to_string(), |t| when(t, now))),
+                ];
+                if screen.terminal {
+                    row.insert(
+                        7,
+                        Cell::new(w.percent.map_or(String::new(), |p| bar(p, 20))),
+                    );
+                }
+                t.row(row);
             }
         }
-        ctx.out.line(&t.to_string())?;
+        ctx.out.line(&t.render(&screen))?;
         if let Some(l) = today_line(status.iter().map(|q| (q.provider, &q.account)), &costs) {
-            for line in super::output::wrap(&l, super::output::WIDTH) {
+            for line in super::output::wrap(&l, screen.width) {
                 ctx.out.line(&line)?;
             }
         }
-        let now = ledger.now();
         for (q, items) in status.iter().zip(&said) {
             let label = format!("{}/{}", q.provider, q.account);
             if let Some(l) = super::provider_says::line(&label, items, now) {
-                for line in super::output::wrap(&l, super::output::WIDTH) {
+                for line in super::output::wrap(&l, screen.width) {
                     ctx.out.line(&line)?;
                 }
             }

@@ -30,7 +30,7 @@ impl RunCmd {
         // Before any token is in memory.
         crate::hardening::forbid_dumps()?;
         let ledger = ctx.open()?;
-        let (lease, decision) = self.acquire.acquire(&ledger)?;
+        let (lease, decision) = self.acquire.acquire(&ledger, ctx.clock())?;
         if ctx.out.json {
             let line =
                 serde_json::to_string(&AcquiredJson::new(&lease, &decision)).unwrap_or_default();

@@ -4,13 +4,13 @@ use clap::Args;
 
 use super::Ctx;
 use super::json::{CredentialJson, ProviderJson, QuotaJson, StatusJson};
-use super::output::table;
+use super::output::{Grid, clock_time, coloured, percent_cell, when};
 use super::prices::{cost_of, costs_today, today_line};
-use crate::clock::format_ms;
 use crate::error::Error;
 use crate::select::{Choice, SelectError};
 use crate::types::Provider;
 use crate::vault::CredentialKind;
+use comfy_table::{Cell, Color};
 
 /// Credentials (redacted), tier, expiry, last use, and quota per provider account.
 #[derive(Debug, Args)]
@@ -50,35 +50,41 @@ impl StatusCmd {
                 .collect();
             return ctx.out.json(&out).map(|_| 0);
         }
-        let mut t = table(&[
-            "provider",
-            "credential",
-            "tier",
-            "secret",
-            "expires",
-            "refreshed",
-            "last used",
-            "today",
-            "leases",
+        let screen = ctx.out.screen();
+        let now = ledger.now();
+        let rel = |t: Option<i64>, none: &str| t.map_or(none.to_string(), |t| when(t, now));
+        let mut t = Grid::new(&[
+            ("provider", 0),
+            ("credential", 2),
+            ("tier", 5),
+            ("secret", 6),
+            ("expires", 3),
+            ("refreshed", 7),
+            ("last used", 4),
+            ("used", 1),
+            ("reserved", 1),
+            ("limit", 1),
+            ("%", 2),
+            ("leases", 2),
         ]);
         for (q, c) in rows {
             let (kind, tier, secret, expires, refreshed, used) = match c {
                 Some(c) => (
                     if c.status == "ok" {
-                        c.kind.as_str().to_string()
+                        Cell::new(c.kind.as_str())
                     } else if c.handed_over_to.is_some() {
-                        format!("{} (handed over)", c.kind.as_str())
+                        coloured(format!("{} (handed over)", c.kind.as_str()), Color::Yellow)
                     } else {
-                        format!("{} ({})", c.kind.as_str(), c.status)
+                        coloured(format!("{} ({})", c.kind.as_str(), c.status), Color::Red)
                     },
                     c.tier.to_string(),
                     c.redacted.clone(),
-                    c.expires_at.map_or("-".into(), format_ms),
-                    c.refreshed_at.map_or("-".into(), format_ms),
-                    c.last_used_at.map_or("never".into(), format_ms),
+                    rel(c.expires_at, "-"),
+                    rel(c.refreshed_at, "-"),
+                    rel(c.last_used_at, "never"),
                 ),
                 None => (
-                    "none".into(),
+                    Cell::new("none"),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -86,21 +92,24 @@ impl StatusCmd {
                     "-".into(),
                 ),
             };
-            t.add_row(vec![
-                format!("{}/{}", q.provider, q.account),
+            t.row([
+                Cell::new(format!("{}/{}", q.provider, q.account)),
                 kind,
-                tier,
-                secret,
-                expires,
-                refreshed,
-                used,
-                format!("{} of {} ({}%)", q.used + q.reserved, q.limit, q.percent),
-                format!("{}/{}", q.active_leases, q.concurrent_limit),
+                Cell::new(tier),
+                Cell::new(secret),
+                Cell::new(expires),
+                Cell::new(refreshed),
+                Cell::new(used),
+                Cell::new(q.used),
+                Cell::new(q.reserved),
+                Cell::new(q.limit),
+                percent_cell(q.percent),
+                Cell::new(format!("{}/{}", q.active_leases, q.concurrent_limit)),
             ]);
         }
-        ctx.out.line(&t.to_string())?;
+        ctx.out.line(&t.render(&screen))?;
         if let Some(l) = today_line(quotas.iter().map(|q| (q.provider, &q.account)), &costs) {
-            for line in super::output::wrap(&l, super::output::WIDTH) {
+            for line in super::output::wrap(&l, screen.width) {
                 ctx.out.line(&line)?;
             }
         }
@@ -117,7 +126,7 @@ impl StatusCmd {
             ctx.out.line(&w)?;
         }
         for line in health_lines(&ledger, &quotas, &said)? {
-            for line in super::output::wrap(&line, super::output::WIDTH) {
+            for line in super::output::wrap(&line, screen.width) {
                 ctx.out.line(&line)?;
             }
         }
@@ -144,7 +153,7 @@ fn health_lines(
         let state = match h.unavailable_until {
             Some(t) if t > now => format!(
                 "unavailable until {} ({})",
-                format_ms(t),
+                clock_time(t, now),
                 h.reason.as_deref().unwrap_or("")
             ),
             _ => format!("last status {}", h.last_status.unwrap_or(0)),
@@ -207,16 +216,20 @@ impl ProvidersCmd {
             )?;
             return Ok(0);
         }
-        let mut t = table(&["provider", "usable", "why", ""]);
+        let mut t = Grid::new(&[("provider", 0), ("usable", 0), ("why", 0), ("", 1)]);
         for r in &rows {
-            t.add_row(vec![
-                format!("{}/{}", r.provider, r.account),
-                if r.usable { "yes" } else { "no" }.to_string(),
-                r.reason.clone(),
-                if r.next { "<- next agent" } else { "" }.to_string(),
+            t.row([
+                Cell::new(format!("{}/{}", r.provider, r.account)),
+                if r.usable {
+                    coloured("yes", Color::Green)
+                } else {
+                    coloured("no", Color::Red)
+                },
+                Cell::new(&r.reason),
+                Cell::new(if r.next { "<- next agent" } else { "" }),
             ]);
         }
-        ctx.out.line(&t.to_string())?;
+        ctx.out.line(&t.render(&ctx.out.screen()))?;
         Ok(0)
     }
 }

@@ -95,6 +95,7 @@ mod tx;
 mod usage_rows;
 mod window_rows;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,6 +152,8 @@ pub struct Store {
     locks: Arc<LockFiles>,
     options: StoreOptions,
     extension: Option<Arc<dyn TxExtension>>,
+    /// Opened read-only: this process may read the ledger but not write it.
+    read_only: bool,
 }
 
 /// State of a layer above the store that every transaction of a store carries (the audit
@@ -180,7 +183,15 @@ impl Store {
             files::ensure_private_file(path)?;
             Self::prepare(path, &options)?;
         } else {
-            Self::prepare_existing(path, &lock_path, &options)?;
+            match Self::prepare_existing(path, &lock_path, &options) {
+                Ok(()) => {}
+                // A ledger we may read but not write still answers reads (status, audit,
+                // doctor); every write is refused as read-only.
+                Err(StoreError::ReadOnly { .. }) if readable(path) => {
+                    return Self::open_read_only(path, lock_path, options);
+                }
+                Err(e) => return Err(e),
+            }
         }
         if fresh {
             // Ours from birth: make sure no umask or race left them readable by others. An
@@ -210,6 +221,57 @@ impl Store {
             lock_path,
             options,
             extension: None,
+            read_only: false,
+        })
+    }
+
+    /// A pool of read-only connections to a ledger this process may not write: the file as
+    /// it is (immutable when no `-wal` holds newer pages, since no `-shm` can be created
+    /// beside it). Its schema must be current: nothing can migrate it.
+    fn open_read_only(
+        path: &Path,
+        lock_path: PathBuf,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let wal = sidecar(path, "-wal");
+        let immutable = !wal.exists() || fs::metadata(&wal).is_ok_and(|m| m.len() == 0);
+        let uri = format!(
+            "file:{}?mode=ro{}",
+            path.display(),
+            if immutable { "&immutable=1" } else { "" }
+        );
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let busy = options.busy_timeout;
+        let conn = Connection::open_with_flags(&uri, flags)
+            .map_err(|e| error::classify_open_error(path, e))?;
+        if migrate::check(&conn, path)? {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
+        drop(conn);
+        let manager = SqliteConnectionManager::file(&uri)
+            .with_flags(flags)
+            .with_init(move |c| {
+                c.busy_timeout(busy)?;
+                c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;")
+            });
+        let pool = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(10))
+            .build_unchecked(manager);
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+            locks: LockFiles::new(lock_path.clone()),
+            lock_path,
+            options,
+            extension: None,
+            read_only: true,
         })
     }
 
@@ -264,7 +326,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        if crate::fault::fails("store:read-only") {
+        if self.read_only || crate::fault::fails("store:read-only") {
             return Err(StoreError::ReadOnly {
                 path: self.path.clone(),
             }
@@ -345,10 +407,21 @@ impl Store {
             schema_version,
             supported_version,
             integrity: (verdict != "ok").then_some(verdict),
-            facts: vec![StoreFact {
-                check: "journal".into(),
-                ok: journal == "wal",
-                detail: journal,
+            facts: vec![if self.read_only || !writable(&self.path) {
+                // Opened as it is on disk: its journal mode cannot be asked.
+                StoreFact {
+                    check: "writable".into(),
+                    ok: false,
+                    detail: "read-only: reads work, every write is refused (check the \
+                             permissions of the file and its directory)"
+                        .into(),
+                }
+            } else {
+                StoreFact {
+                    check: "journal".into(),
+                    ok: journal == "wal",
+                    detail: journal,
+                }
             }],
             files: self.files(),
         })
@@ -363,6 +436,16 @@ impl Store {
             self.lock_path.clone(),
         ]
     }
+}
+
+/// Whether this process may write `path` (opening it for writing changes nothing).
+fn writable(path: &Path) -> bool {
+    fs::OpenOptions::new().write(true).open(path).is_ok()
+}
+
+/// Whether this process may read `path`.
+fn readable(path: &Path) -> bool {
+    fs::File::open(path).is_ok()
 }
 
 fn open_connection(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {

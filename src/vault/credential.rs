@@ -148,24 +148,29 @@ pub struct RefreshVia {
 impl Credential {
     /// What to do about this credential once it expired and the ledger may not refresh it.
     pub fn expired_remedy(&self) -> String {
-        expired_remedy(self.provider, &self.source)
+        expired_remedy(self.provider, &self.account, &self.source)
+    }
+}
+
+/// The `authledger login` command for an account, keeping `--account` when it is not the
+/// default one, so a suggestion can be pasted as it is.
+pub fn login_command(provider: Provider, account: &Account) -> String {
+    if account.as_str() == "default" {
+        format!("authledger login {provider}")
+    } else {
+        format!("authledger login {provider} --account {account}")
     }
 }
 
 /// What to do about an expired credential the ledger may not refresh, by where it came from.
-pub fn expired_remedy(provider: Provider, source: &str) -> String {
+pub fn expired_remedy(provider: Provider, account: &Account, source: &str) -> String {
+    let login = login_command(provider, account);
     match source {
-        "claude-code" => {
-            "refresh it in Claude Code, then `authledger login claude --from claude-code`".into()
-        }
-        "setup-token" => {
-            "run `claude setup-token`, then `authledger login claude --setup-token`".into()
-        }
-        "codex" => "refresh it in Codex, then `authledger login openai --from codex`".into(),
-        "opencode" => {
-            format!("refresh it in opencode, then `authledger login {provider} --from opencode`")
-        }
-        _ => format!("log in again (`authledger login {provider}`)"),
+        "claude-code" => format!("refresh it in Claude Code, then `{login} --from claude-code`"),
+        "setup-token" => format!("run `claude setup-token`, then `{login} --setup-token`"),
+        "codex" => format!("refresh it in Codex, then `{login} --from codex`"),
+        "opencode" => format!("refresh it in opencode, then `{login} --from opencode`"),
+        _ => format!("log in again (`{login}`)"),
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 pub use cipher::{Cipher, MasterKey, Sealed, field_ad};
 pub use credential::{
-    Credential, CredentialKind, CredentialSummary, RefreshVia, Tier, expired_remedy,
+    Credential, CredentialKind, CredentialSummary, RefreshVia, Tier, expired_remedy, login_command,
 };
 pub use keys::KeySource;
 pub(crate) use keys::write_key_file;
@@ -84,7 +84,7 @@ pub enum VaultError {
         account: Account,
     },
     /// No credential is stored for the provider account.
-    #[error("no credential for {provider}/{account}: run `authledger login {provider}`")]
+    #[error("no credential for {provider}/{account}: run `{}`", credential::login_command(*provider, account))]
     NoCredential {
         /// Which provider.
         provider: Provider,

@@ -436,7 +436,7 @@ pub fn usability(
         if !refreshable {
             return Ok(Usability::Expired {
                 at,
-                remedy: super::credential::expired_remedy(provider, &rec.source),
+                remedy: super::credential::expired_remedy(provider, account, &rec.source),
             });
         }
     }

@@ -1367,8 +1367,13 @@ fn an_imported_claude_code_token_is_never_sent_to_a_configured_token_endpoint() 
     assert!(!err.contains("providers.claude.oauth"), "{err}");
     assert_auto_falls_back(&home, later, &["refresh it in Claude Code"]);
     let out = home.run_at(later, &["providers"]);
+    // The reason may wrap within its column.
+    let words = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
-        stdout(&out).contains("refresh it in Claude Code"),
+        words.contains("refresh it in Claude Code"),
         "providers says why: {}",
         stdout(&out)
     );

@@ -714,6 +714,19 @@ fn read_only_case(owned_by_runner: bool, sidecars: bool) {
     if root && owned_by_runner {
         std::os::unix::fs::chown(home.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     }
+    // The runner may read the master key (it is theirs, or root's made world-readable), so
+    // what fails below fails for the ledger's modes alone.
+    let keys = home.path().join("keys");
+    for name in listing(&keys) {
+        let key = keys.join(name);
+        if root && owned_by_runner {
+            std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
+        } else if root {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    // A directory the runner may enter but not write, like the home.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(dir_mode)).unwrap();
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(dir_mode)).unwrap();
     let restore = RestoreModes(home.path().to_path_buf());
 
@@ -783,6 +796,44 @@ fn read_only_case(owned_by_runner: bool, sidecars: bool) {
         );
         assert_eq!(bytes, std::fs::read(&db).unwrap(), "{label} wrote the file");
     }
+
+    // Reading needs no write: every read-only command answers from the file as it is.
+    for args in [
+        vec!["status"],
+        vec!["quota"],
+        vec!["usage"],
+        vec!["audit"],
+        vec!["lease", "list", "--all"],
+        vec!["providers"],
+        vec!["limits", "show"],
+        vec!["--json", "quota"],
+    ] {
+        let out = run(&args);
+        let label = format!("{what}: {args:?}");
+        assert_eq!(code(&out), 0, "{label}: {}", stderr(&out));
+        assert!(!stdout(&out).trim().is_empty(), "{label}: no output");
+        assert_eq!(files, modes(home.path()), "{label} changed the files");
+        assert_eq!(bytes, std::fs::read(&db).unwrap(), "{label} wrote the file");
+    }
+    let audit = stdout(&run(&["audit"]));
+    assert!(
+        audit.contains("acquire") && audit.contains("seed"),
+        "{what}: {audit}"
+    );
+
+    // doctor still runs and says what is wrong, in its table.
+    let out = run(&["doctor"]);
+    assert_eq!(code(&out), STORAGE, "{what}: doctor: {}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("FAIL") && table.contains("read-only"),
+        "{what}: doctor: {table}"
+    );
+    assert_eq!(
+        bytes,
+        std::fs::read(&db).unwrap(),
+        "{what}: doctor wrote the file"
+    );
 
     drop(restore);
     assert_eq!(before, home.snapshot(), "{what}: the ledger changed");

@@ -86,6 +86,7 @@ impl Snap {
     }
 
     fn record(&self, name: &str, out: &Output) {
+        assert_fits(name, &stdout(out));
         let text = render(out);
         self.settings
             .bind(|| insta::assert_snapshot!(name.to_string(), text));
@@ -98,6 +99,21 @@ impl Snap {
         let mut json = vec!["--json"];
         json.extend_from_slice(args);
         self.at(now, &format!("{name}_json"), &json);
+    }
+}
+
+/// Every line of human output fits 80 columns (pipes and tests get 80 columns).
+fn assert_fits(name: &str, text: &str) {
+    // JSON, `env`'s shell lines and a bare token are for machines, not people.
+    if text.trim_start().starts_with(['{', '[']) || name.starts_with("env_") || name == "token" {
+        return;
+    }
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "{name}: a line of {} columns:\n{line}",
+            line.chars().count()
+        );
     }
 }
 
@@ -323,6 +339,7 @@ fn every_command_output_is_pinned() {
     s.both(now, "providers", &["providers"]);
     s.both(now, "quota", &["quota"]);
     s.both(now, "lease_list", &["lease", "list"]);
+    s.both(now, "limits_show", &["limits", "show"]);
     for by in ["agent", "provider", "day", "model"] {
         s.both(now, &format!("usage_by_{by}"), &["usage", "--by", by]);
     }

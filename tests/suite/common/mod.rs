@@ -62,7 +62,9 @@ impl Home {
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AUTHLEDGER_HOME", self.path())
-            .env("AUTHLEDGER_NOW", now_ms.to_string());
+            .env("AUTHLEDGER_NOW", now_ms.to_string())
+            // Human output shows local times: the same everywhere.
+            .env("TZ", "UTC");
         c
     }
 
@@ -72,7 +74,8 @@ impl Home {
         let mut c = Command::new(env!("CARGO_BIN_EXE_authledger"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AUTHLEDGER_HOME", self.path());
+            .env("AUTHLEDGER_HOME", self.path())
+            .env("TZ", "UTC");
         c
     }
 
@@ -144,6 +147,49 @@ impl Home {
         assert!(line.contains("fault point"), "{point}: {line}");
         child.kill().unwrap();
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+    }
+
+    /// Runs the CLI at `now_ms` with `args` inside a pseudo-terminal (util-linux `script`),
+    /// with `env` added: what a person at a terminal sees (stdout and stderr together, `\r`
+    /// removed) and the exit code.
+    pub fn run_in_terminal(
+        &self,
+        now_ms: i64,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (String, i32) {
+        let out = self
+            .terminal(Some(now_ms), env, args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run script(1)");
+        (
+            String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+            code(&out),
+        )
+    }
+
+    /// `script(1)` running the CLI with `args` in a pseudo-terminal, on the pinned clock at
+    /// `now_ms` or (`None`) the wall clock; what is written to its stdin is typed at the
+    /// terminal (`\x03` is Ctrl-C).
+    pub fn terminal(&self, now_ms: Option<i64>, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_authledger"))
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect();
+        let mut c = Command::new("script");
+        c.args(["-qefc", &line.join(" "), "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AUTHLEDGER_HOME", self.path())
+            .env("TZ", "UTC")
+            .env("TERM", "xterm")
+            .envs(env.iter().copied());
+        if let Some(now) = now_ms {
+            c.env("AUTHLEDGER_NOW", now.to_string());
+        }
+        c
     }
 
     /// Every row of every table, as text: equal snapshots mean nothing changed logically.

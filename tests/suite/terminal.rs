@@ -1,0 +1,201 @@
+//! What a person at a terminal sees, through a pseudo-terminal: tables within the width,
+//! colour unless `NO_COLOR`, bars only where they fit, a pager for a long audit trail; and
+//! what a pipe gets (80 columns, no colour, no pager, unless `COLUMNS` says otherwise).
+
+use crate::common::{Home, T0, code, stderr, stdout};
+
+/// The text less its colour codes.
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn assert_within(text: &str, width: usize, what: &str) {
+    for line in plain(text).lines() {
+        assert!(
+            line.chars().count() <= width,
+            "{what}: {} columns > {width}:\n{line}",
+            line.chars().count()
+        );
+    }
+}
+
+/// A ledger with leases, usage and a denial, so every table has rows.
+fn busy_home() -> Home {
+    let home = Home::new();
+    for (agent, provider) in [("alpha-agent", "claude"), ("beta-agent", "openai")] {
+        let out = home.run(&[
+            "lease",
+            "acquire",
+            "--agent",
+            agent,
+            "--provider",
+            provider,
+            "--tokens",
+            "1000",
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "greedy",
+        "--provider",
+        "claude",
+        "--tokens",
+        "999999999",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    home
+}
+
+const TABLES: [&[&str]; 8] = [
+    &["status"],
+    &["providers"],
+    &["quota"],
+    &["lease", "list", "--all"],
+    &["audit"],
+    &["doctor"],
+    &["usage", "--by", "agent"],
+    &["limits", "show"],
+];
+
+#[test]
+fn every_table_fits_80_columns_in_a_terminal_and_in_a_pipe() {
+    let home = busy_home();
+    for args in TABLES {
+        let (text, status) = home.run_in_terminal(T0, &[("COLUMNS", "80")], args);
+        assert_eq!(status, 0, "{args:?}: {text}");
+        assert_within(&text, 80, &format!("{args:?} in a terminal"));
+        let out = home.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert_within(&stdout(&out), 80, &format!("{args:?} in a pipe"));
+    }
+}
+
+#[test]
+fn a_wide_screen_keeps_the_columns_a_narrow_one_drops() {
+    let home = busy_home();
+    let narrow = stdout(&home.run(&["status"]));
+    assert!(!narrow.contains("TIER"), "{narrow}");
+    let wide = stdout(
+        &home
+            .cmd()
+            .env("COLUMNS", "200")
+            .arg("status")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        wide.contains("TIER") && wide.contains("LAST USED"),
+        "{wide}"
+    );
+    assert_within(&wide, 200, "status at 200");
+}
+
+#[test]
+fn quota_bars_show_only_in_a_terminal_wide_enough() {
+    let home = busy_home();
+    let (wide, _) = home.run_in_terminal(T0, &[("COLUMNS", "140")], &["quota"]);
+    assert!(wide.contains("[#") || wide.contains("[-"), "{wide}");
+    let (narrow, _) = home.run_in_terminal(T0, &[("COLUMNS", "80")], &["quota"]);
+    assert!(!narrow.contains("[-") && !narrow.contains("[#"), "{narrow}");
+    let piped = stdout(
+        &home
+            .cmd()
+            .env("COLUMNS", "140")
+            .arg("quota")
+            .output()
+            .unwrap(),
+    );
+    assert!(!piped.contains("[-") && !piped.contains("[#"), "{piped}");
+}
+
+#[test]
+fn colour_in_a_terminal_but_not_with_no_color_or_in_a_pipe() {
+    let home = busy_home();
+    let (coloured, _) = home.run_in_terminal(T0, &[], &["providers"]);
+    assert!(
+        coloured.contains("\u{1b}["),
+        "no colour in a terminal: {coloured:?}"
+    );
+    let (plain_text, _) = home.run_in_terminal(T0, &[("NO_COLOR", "1")], &["providers"]);
+    assert!(
+        !plain_text.contains("\u{1b}["),
+        "colour despite NO_COLOR: {plain_text:?}"
+    );
+    let piped = stdout(&home.run(&["providers"]));
+    assert!(!piped.contains('\u{1b}'), "colour in a pipe: {piped:?}");
+}
+
+#[test]
+fn a_long_audit_goes_through_the_pager_in_a_terminal_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = busy_home();
+    let pager = home.path().join("pager");
+    let seen = home.path().join("paged.txt");
+    std::fs::write(&pager, format!("#!/bin/sh\ncat > '{}'\n", seen.display())).unwrap();
+    std::fs::set_permissions(&pager, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pager = pager.to_str().unwrap();
+
+    // A short screen: the trail is taller than it.
+    let (text, status) = home.run_in_terminal(T0, &[("PAGER", pager), ("LINES", "5")], &["audit"]);
+    assert_eq!(status, 0, "{text}");
+    let paged = std::fs::read_to_string(&seen).expect("the pager ran");
+    assert!(
+        paged.contains("ACTION") && paged.contains("greedy"),
+        "{paged}"
+    );
+    assert!(
+        !text.contains("ACTION"),
+        "printed besides the pager: {text}"
+    );
+    std::fs::remove_file(&seen).unwrap();
+
+    // A pipe, or a trail that fits the screen, is printed as it is.
+    let out = home
+        .cmd()
+        .env("PAGER", pager)
+        .env("LINES", "5")
+        .arg("audit")
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("ACTION"));
+    let (text, _) = home.run_in_terminal(T0, &[("PAGER", pager), ("LINES", "200")], &["audit"]);
+    assert!(text.contains("ACTION"), "{text}");
+    assert!(!seen.exists(), "paged anyway");
+}
+
+#[test]
+fn times_are_relative_for_people_and_exact_in_json() {
+    let home = busy_home();
+    let list = stdout(&home.run(&["lease", "list"]));
+    assert!(list.contains("in 2h"), "{list}");
+    let json = home.json(&["lease", "list"]);
+    assert_eq!(json[0]["expires_at"], "2026-11-23T12:00:00.000Z", "{json}");
+    let audit = stdout(
+        &home
+            .cmd()
+            .env("COLUMNS", "120")
+            .args(["audit", "--action", "acquire"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        audit.contains("asked 1000 → granted 1000, expires 12:00"),
+        "{audit}"
+    );
+}
