@@ -555,3 +555,60 @@ fn env_trusts_no_gateway_file_left_by_a_dead_gateway() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_gateway_meters_an_agent_started_by_hand() {
+    use crate::common::daemon::{Daemon, wall, wall_home};
+    const KEY: &str = "sk-ant-api03-daemon-test-key-0000000000";
+    let mut upstream = FakeUpstream::start().await;
+    let home = wall_home("4");
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[providers.claude]\nbase_url = \"{}\"\n", upstream.url()),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_with(&home, &[], &["--gateway", "127.0.0.1:0"]);
+    let line = daemon.wait_for("metering gateway on");
+    let url = line.rsplit(' ').next().unwrap().to_string();
+    let out = wall(
+        &home,
+        &[
+            "--json",
+            "lease",
+            "acquire",
+            "--agent",
+            "by-hand",
+            "--provider",
+            "claude",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lease = lease["lease_id"].as_str().unwrap();
+    // `eval "$(authledger env LEASE)"`, as a user starting an agent by hand would.
+    let out = wall(&home, &["env", lease, "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(env["set"]["ANTHROPIC_BASE_URL"], url.as_str(), "{env}");
+    let token = env["set"]["ANTHROPIC_API_KEY"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("alt-") && !env.to_string().contains(KEY));
+    upstream.reply(answer("msg_daemon", 70, 7));
+    let response = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", &token)
+        .header("anthropic-version", "2023-06-01")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let seen = upstream.seen.recv().await.unwrap();
+    assert_eq!(seen.headers["x-api-key"], KEY);
+    // SIGTERM: the daemon's gateway writes what it holds before the daemon exits.
+    daemon.stop_line();
+    assert_eq!(usage_keys(&home.db()), ["msg_daemon"]);
+}

@@ -20,8 +20,14 @@ impl Daemon {
     /// Starts `authledger daemon` on the wall clock in `home`, with `env` added, and waits
     /// for its start line.
     pub fn start(home: &Home, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(home, env, &[])
+    }
+
+    /// [`Daemon::start`] with more arguments for the daemon (`--gateway ADDR`).
+    pub fn start_with(home: &Home, env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let mut cmd = home.cmd_wall();
         cmd.args(["daemon", "--interval", "1h"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
