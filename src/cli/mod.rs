@@ -26,6 +26,7 @@ mod quota;
 mod run;
 mod status;
 mod token;
+pub mod top;
 mod usage;
 
 use std::path::PathBuf;
@@ -118,6 +119,9 @@ enum Command {
     Daemon(daemon::DaemonCmd),
     /// Check permissions, integrity, schema version and the audit chain.
     Doctor(doctor::DoctorCmd),
+    /// A live view: every account's windows beside the provider's figure, active leases, burn
+    /// rate and predicted run-out, the latest denials, fallbacks and top-ups (q quits).
+    Top(top::TopCmd),
     /// Print shell completions (bash, zsh or fish) on stdout.
     Completions(completions::CompletionsCmd),
     /// Print the man page (roff) on stdout: `authledger man > authledger.1`.
@@ -155,6 +159,18 @@ impl Ctx {
             config = config.with_committer(Arc::new(crate::daemon::Client::new(&path)));
         }
         Ledger::open(config)
+    }
+
+    /// Opens the existing ledger for reading only (`top`): nothing is created, migrated or
+    /// written, and no daemon is involved.
+    pub fn open_read_only(&self) -> Result<Ledger, Error> {
+        let path = self.db_path()?;
+        Ledger::open(
+            LedgerConfig::new(&path)
+                .with_clock(self.clock.clone())
+                .with_file_config(self.file_config()?)
+                .read_only(),
+        )
     }
 
     /// The database's path, without opening it.
@@ -292,6 +308,7 @@ pub fn main() -> i32 {
         Command::Daemon(c) => c.run(&ctx),
         Command::Gateway(c) => c.run(&ctx),
         Command::Doctor(c) => c.run(&ctx),
+        Command::Top(c) => c.run(&ctx),
         Command::Completions(c) => c.run(&ctx),
         Command::Man(c) => c.run(&ctx),
     };

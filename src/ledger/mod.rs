@@ -30,6 +30,7 @@ mod agents;
 mod batch;
 mod credentials;
 mod lease_tokens;
+mod live;
 mod metering;
 pub mod op;
 pub mod options;
@@ -38,6 +39,7 @@ mod tokens;
 pub use crate::oauth::RefreshPolicy;
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use lease_tokens::{LEASE_TOKEN_PREFIX, TokenLease};
+pub use live::LiveSnapshot;
 pub use metering::Spend;
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;
@@ -62,12 +64,18 @@ impl Ledger {
     pub fn open(config: LedgerConfig) -> Result<Ledger, Error> {
         let store = Store::open(&config.db_path, config.store_options())?
             .with_extension(Arc::new(chain_slot(&config)));
-        audit::prepare(&store, config.clock.now_ms());
+        let read_only = config.read_only;
+        if !read_only {
+            audit::prepare(&store, config.clock.now_ms());
+        }
         let ledger = Ledger {
             store,
             clock: config.clock.clone(),
             config,
         };
+        if read_only {
+            return Ok(ledger);
+        }
         // Leases ended by a process that could not remove their private directories (killed,
         // or a daemon's inline reclaim) leave none behind past the next open.
         ledger.sweep_lease_dirs();

@@ -31,6 +31,9 @@ pub struct LedgerConfig {
     /// Where hot-path writes are committed when not by the ledger itself (the CLI hands in
     /// the daemon's client, for group commit). Default `None`: the ledger commits them.
     pub committer: Option<Arc<dyn super::Committer>>,
+    /// Open an existing ledger for reading only (a viewer such as `top`): nothing is created,
+    /// migrated, keyed or swept, and every write is refused as read-only.
+    pub read_only: bool,
 }
 
 impl LedgerConfig {
@@ -45,7 +48,14 @@ impl LedgerConfig {
             file: ConfigFile::default(),
             refresh: crate::oauth::RefreshPolicy::default(),
             committer: None,
+            read_only: false,
         }
+    }
+
+    /// Opens the ledger for reading only: see [`LedgerConfig::read_only`].
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Uses another master key source.
@@ -83,6 +93,7 @@ impl LedgerConfig {
     pub(crate) fn store_options(&self) -> StoreOptions {
         StoreOptions {
             durability: self.durability,
+            read_only: self.read_only,
             ..StoreOptions::default()
         }
     }

@@ -131,6 +131,9 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// How long a write waits in all before giving up with [`StoreError::Busy`].
     pub write_deadline: Duration,
+    /// Open an existing ledger for reading only (a viewer such as `top`): nothing is created,
+    /// migrated or written, and every write is refused as read-only.
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -139,6 +142,7 @@ impl Default for StoreOptions {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
+            read_only: false,
         }
     }
 }
@@ -171,6 +175,11 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, migrates it to the current schema, and
     /// refuses a corrupt, read-only or newer-schema file with a clear error.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if options.read_only {
+            // Live: a viewer must see other processes' commits, so never `immutable` while
+            // someone may write the file.
+            return Self::open_read_only(path, lock_path_for(path), options, true);
+        }
         if let Some(dir) = path.parent() {
             files::ensure_private_dir(dir)?;
         }
@@ -188,7 +197,7 @@ impl Store {
                 // A ledger we may read but not write still answers reads (status, audit,
                 // doctor); every write is refused as read-only.
                 Err(StoreError::ReadOnly { .. }) if readable(path) => {
-                    return Self::open_read_only(path, lock_path, options);
+                    return Self::open_read_only(path, lock_path, options, false);
                 }
                 Err(e) => return Err(e),
             }
@@ -227,14 +236,24 @@ impl Store {
 
     /// A pool of read-only connections to a ledger this process may not write: the file as
     /// it is (immutable when no `-wal` holds newer pages, since no `-shm` can be created
-    /// beside it). Its schema must be current: nothing can migrate it.
+    /// beside it). Its schema must be current: nothing can migrate it. `live`: the caller asked
+    /// for read-only on a ledger others may be writing, so it is immutable only when no one
+    /// here could write it either.
     fn open_read_only(
         path: &Path,
         lock_path: PathBuf,
         options: StoreOptions,
+        live: bool,
     ) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: "no ledger here (run `authledger init`)".into(),
+            });
+        }
         let wal = sidecar(path, "-wal");
-        let immutable = !wal.exists() || fs::metadata(&wal).is_ok_and(|m| m.len() == 0);
+        let immutable = (!live || !writable(path))
+            && (!wal.exists() || fs::metadata(&wal).is_ok_and(|m| m.len() == 0));
         let uri = format!(
             "file:{}?mode=ro{}",
             path.display(),

@@ -28,6 +28,7 @@ mod provider_says;
 mod select;
 mod snapshots;
 mod terminal;
+mod top;
 mod vault_files;
 mod vault_secrets;
 mod waiting;

@@ -173,13 +173,40 @@ impl Home {
     /// `now_ms` or (`None`) the wall clock; what is written to its stdin is typed at the
     /// terminal (`\x03` is Ctrl-C).
     pub fn terminal(&self, now_ms: Option<i64>, env: &[(&str, &str)], args: &[&str]) -> Command {
+        self.terminal_with("", now_ms, env, args)
+    }
+
+    /// [`Home::terminal`] on a terminal of `cols` × `rows` (a bare pseudo-terminal has no
+    /// size, which a full-screen view needs).
+    pub fn terminal_sized(
+        &self,
+        cols: u16,
+        rows: u16,
+        now_ms: Option<i64>,
+        args: &[&str],
+    ) -> Command {
+        self.terminal_with(
+            &format!("stty cols {cols} rows {rows}; "),
+            now_ms,
+            &[],
+            args,
+        )
+    }
+
+    fn terminal_with(
+        &self,
+        prefix: &str,
+        now_ms: Option<i64>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Command {
         let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
         let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_authledger"))
             .chain(args.iter().copied())
             .map(quote)
             .collect();
         let mut c = Command::new("script");
-        c.args(["-qefc", &line.join(" "), "/dev/null"])
+        c.args(["-qefc", &format!("{prefix}{}", line.join(" ")), "/dev/null"])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AUTHLEDGER_HOME", self.path())
