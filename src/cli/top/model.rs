@@ -212,7 +212,7 @@ impl TopModel {
                         _ => String::new(),
                     },
                     agent: e.agent.clone().unwrap_or_default(),
-                    text: super::super::audit_text::describe(&e.action, &detail, s.now),
+                    text: crate::cli::audit_text::describe(&e.action, &detail, s.now),
                 }
             })
             .collect();
