@@ -25,6 +25,7 @@ mod provider_says;
 mod quota;
 mod run;
 mod status;
+mod statusline;
 mod token;
 mod usage;
 
@@ -102,6 +103,9 @@ enum Command {
     Run(run::RunCmd),
     /// Limit, used, reserved, remaining and reset time per provider.
     Quota(quota::QuotaCmd),
+    /// One line for Claude Code's `statusLine`: the lease's tokens left, the account's
+    /// window, the session's cost. Reads Claude Code's JSON on stdin; never fails.
+    Statusline(statusline::StatuslineCmd),
     /// Acquire, renew, release and list leases.
     #[command(subcommand)]
     Lease(lease::LeaseCmd),
@@ -154,6 +158,17 @@ impl Ctx {
         if daemon_allowed && self.clock.is_wall_clock() {
             config = config.with_committer(Arc::new(crate::daemon::Client::new(&path)));
         }
+        Ledger::open(config)
+    }
+
+    /// Opens the ledger read-only, as it is on disk: nothing is created, migrated or
+    /// written, and no daemon is asked (`statusline`). A missing file is an error.
+    pub fn open_read_only(&self) -> Result<Ledger, Error> {
+        let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
+        let config = LedgerConfig::new(&path)
+            .with_clock(self.clock.clone())
+            .with_file_config(self.file_config()?)
+            .with_read_only();
         Ledger::open(config)
     }
 
@@ -285,6 +300,7 @@ pub fn main() -> i32 {
         Command::Run(c) => c.run(&ctx),
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),
+        Command::Statusline(c) => c.run(&ctx),
         Command::Usage(c) => c.run(&ctx),
         Command::Prices(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),

@@ -31,6 +31,9 @@ pub struct LedgerConfig {
     /// Where hot-path writes are committed when not by the ledger itself (the CLI hands in
     /// the daemon's client, for group commit). Default `None`: the ledger commits them.
     pub committer: Option<Arc<dyn super::Committer>>,
+    /// Open the file as it is, read-only, never creating or migrating it: for readers that
+    /// must not change anything nor wait on a writer (`statusline`).
+    pub read_only: bool,
 }
 
 impl LedgerConfig {
@@ -45,6 +48,7 @@ impl LedgerConfig {
             file: ConfigFile::default(),
             refresh: crate::oauth::RefreshPolicy::default(),
             committer: None,
+            read_only: false,
         }
     }
 
@@ -80,9 +84,17 @@ impl LedgerConfig {
         self
     }
 
+    /// Opens the ledger read-only (see [`LedgerConfig::read_only`]); a missing file is an
+    /// error, not a new ledger.
+    pub fn with_read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     pub(crate) fn store_options(&self) -> StoreOptions {
         StoreOptions {
             durability: self.durability,
+            read_only: self.read_only,
             ..StoreOptions::default()
         }
     }

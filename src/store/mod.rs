@@ -131,6 +131,8 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// How long a write waits in all before giving up with [`StoreError::Busy`].
     pub write_deadline: Duration,
+    /// Open the file as it is, read-only: never create, migrate or write it.
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -139,6 +141,7 @@ impl Default for StoreOptions {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
+            read_only: false,
         }
     }
 }
@@ -171,6 +174,9 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, migrates it to the current schema, and
     /// refuses a corrupt, read-only or newer-schema file with a clear error.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if options.read_only {
+            return Self::open_read_only(path, lock_path_for(path), options);
+        }
         if let Some(dir) = path.parent() {
             files::ensure_private_dir(dir)?;
         }

@@ -27,6 +27,7 @@ mod processes;
 mod provider_says;
 mod select;
 mod snapshots;
+mod statusline;
 mod terminal;
 mod vault_files;
 mod vault_secrets;
