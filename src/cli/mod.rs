@@ -18,6 +18,7 @@ mod json;
 mod lease;
 mod limits;
 mod login;
+mod metrics;
 mod oauth_login;
 mod output;
 mod prices;
@@ -106,6 +107,8 @@ enum Command {
     /// One line for Claude Code's `statusLine`: the lease's tokens left, the account's
     /// window, the session's cost. Reads Claude Code's JSON on stdin; never fails.
     Statusline(statusline::StatuslineCmd),
+    /// The ledger's figures as OpenMetrics text (what the gateway serves at /metrics).
+    Metrics(metrics::MetricsCmd),
     /// Acquire, renew, release and list leases.
     #[command(subcommand)]
     Lease(lease::LeaseCmd),
@@ -162,9 +165,18 @@ impl Ctx {
     }
 
     /// Opens the ledger read-only, as it is on disk: nothing is created, migrated or
-    /// written, and no daemon is asked (`statusline`). A missing file is an error.
+    /// written, and no daemon is asked (`statusline`, `metrics`). A missing file is an error.
     pub fn open_read_only(&self) -> Result<Ledger, Error> {
         let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
+        if !path.exists() {
+            return Err(Error::Io {
+                what: format!(
+                    "no ledger at {} (authledger init creates one)",
+                    path.display()
+                ),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
         let config = LedgerConfig::new(&path)
             .with_clock(self.clock.clone())
             .with_file_config(self.file_config()?)
@@ -301,6 +313,7 @@ pub fn main() -> i32 {
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),
         Command::Statusline(c) => c.run(&ctx),
+        Command::Metrics(c) => c.run(&ctx),
         Command::Usage(c) => c.run(&ctx),
         Command::Prices(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),

@@ -138,4 +138,11 @@ pub trait Authority: Send + Sync {
     fn observe(&self, grant: &Grant, status: u16, headers: &[(String, String)]) {
         let _ = (grant, status, headers);
     }
+
+    /// The ledger's figures as OpenMetrics text, answered at `GET /metrics` (see
+    /// [`crate::metrics`]); `None`: this authority has none, and the path is refused as any
+    /// unmetered one. Called on the blocking pool; it must only read.
+    fn metrics(&self) -> Option<Result<String, GatewayError>> {
+        None
+    }
 }

@@ -127,6 +127,14 @@ enum Decision {
 
 impl State {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
+        // The ledger's figures, for a scraper on the loopback listener: read-only, no token,
+        // nothing forwarded.
+        if req.uri().path() == "/metrics"
+            && req.method() == hyper::Method::GET
+            && let Some(response) = self.metrics().await
+        {
+            return response;
+        }
         let path = req.uri().path();
         let api = Api::for_path(path);
         let format = api.unwrap_or_else(|| error_format(path, req.headers()));
@@ -189,6 +197,32 @@ impl State {
             return reply_with(reply);
         }
         self.forward(req, grant, api, format).await
+    }
+
+    /// `GET /metrics`: the authority's OpenMetrics text, computed on the blocking pool;
+    /// `None` when the authority has none.
+    async fn metrics(&self) -> Option<Response<ReplyBody>> {
+        let authority = Arc::clone(&self.authority);
+        let text = tokio::task::spawn_blocking(move || authority.metrics())
+            .await
+            .ok()??;
+        let (status, content_type, body) = match text {
+            Ok(text) => (StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
+            Err(e) => {
+                eprintln!("authledger gateway: /metrics unavailable: {e}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    format!("authledger: metrics unavailable: {e}\n"),
+                )
+            }
+        };
+        let mut response = Response::new(ReplyBody::own(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Some(response)
     }
 
     async fn forward(

@@ -32,7 +32,7 @@ pub struct LedgerConfig {
     /// the daemon's client, for group commit). Default `None`: the ledger commits them.
     pub committer: Option<Arc<dyn super::Committer>>,
     /// Open the file as it is, read-only, never creating or migrating it: for readers that
-    /// must not change anything nor wait on a writer (`statusline`).
+    /// must not change anything nor wait on a writer (`statusline`, `metrics`).
     pub read_only: bool,
 }
 

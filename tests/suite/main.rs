@@ -20,6 +20,7 @@ mod keys;
 mod layers;
 mod ledger;
 mod metering;
+mod metrics;
 mod migrations;
 mod oauth;
 mod prices;
