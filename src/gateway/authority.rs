@@ -140,9 +140,11 @@ pub trait Authority: Send + Sync {
     }
 
     /// The ledger's figures as OpenMetrics text, answered at `GET /metrics` (see
-    /// [`crate::metrics`]); `None`: this authority has none, and the path is refused as any
+    /// [`crate::metrics`]), with `extra` (the gateway's own families, already formatted)
+    /// before the `# EOF`; `None`: this authority has none, and the path is refused as any
     /// unmetered one. Called on the blocking pool; it must only read.
-    fn metrics(&self) -> Option<Result<String, GatewayError>> {
+    fn metrics(&self, extra: &str) -> Option<Result<String, GatewayError>> {
+        let _ = extra;
         None
     }
 }

@@ -441,9 +441,12 @@ impl Drop for LedgerAuthority {
 }
 
 impl Authority for LedgerAuthority {
-    fn metrics(&self) -> Option<Result<String, GatewayError>> {
+    fn metrics(&self, extra: &str) -> Option<Result<String, GatewayError>> {
         let prices = crate::metrics::prices_for(self.ledger.db_path());
-        Some(crate::metrics::render(&self.ledger, prices.as_ref(), "").map_err(GatewayError::from))
+        Some(
+            crate::metrics::render(&self.ledger, prices.as_ref(), extra)
+                .map_err(GatewayError::from),
+        )
     }
 
     fn resolve(&self, token: &str) -> Result<Option<Grant>, GatewayError> {

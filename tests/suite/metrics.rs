@@ -16,12 +16,14 @@ use crate::prices::{TABLE, put_in_force, record};
 /// Parses `text` with the Prometheus parser, after checking what that lenient parser does
 /// not: every sample line is one it read, every family has `# TYPE` and `# HELP` before its
 /// samples, a family with a `# UNIT` ends with it, counters' samples end `_total`, every name
-/// is `authledger_…`, and the text ends with `# EOF`.
+/// is `authledger_…`, a histogram's samples are its `_bucket`s, `_sum` and `_count`, and the
+/// text ends with `# EOF`.
 fn parse(text: &str) -> Scrape {
     assert!(text.ends_with("# EOF\n"), "no # EOF at the end: {text}");
     let mut kinds: BTreeMap<String, String> = BTreeMap::new();
     let mut helped: Vec<String> = Vec::new();
     let mut sample_lines = 0;
+    let mut histograms = std::collections::BTreeSet::new();
     for line in text.lines() {
         let words: Vec<&str> = line.splitn(4, ' ').collect();
         match words.as_slice() {
@@ -38,7 +40,6 @@ fn parse(text: &str) -> Scrape {
             ["#", "HELP", name, ..] => helped.push(name.to_string()),
             _ => {
                 assert!(!line.starts_with('#'), "unknown comment {line}");
-                sample_lines += 1;
                 let name = line.split(['{', ' ']).next().unwrap();
                 let family = kinds
                     .iter()
@@ -46,16 +47,27 @@ fn parse(text: &str) -> Scrape {
                     .max_by_key(|(f, _)| f.len())
                     .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
                 assert!(helped.contains(family.0), "no HELP for {line}");
-                if family.1 == "counter" {
-                    assert_eq!(name, format!("{}_total", family.0), "{line}");
+                match family.1.as_str() {
+                    "counter" => assert_eq!(name, format!("{}_total", family.0), "{line}"),
+                    "histogram" => {
+                        let part = &name[family.0.len()..];
+                        assert!(["_bucket", "_sum", "_count"].contains(&part), "{line}");
+                        if part == "_bucket" {
+                            // The parser folds a series' buckets into one sample.
+                            histograms.insert(family.0.clone());
+                            continue;
+                        }
+                    }
+                    _ => assert_eq!(name, family.0, "{line}"),
                 }
+                sample_lines += 1;
             }
         }
     }
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parse");
     assert_eq!(
         scrape.samples.len(),
-        sample_lines,
+        sample_lines + histograms.len(),
         "lines the parser skipped"
     );
     scrape
@@ -196,6 +208,10 @@ fn metrics_are_openmetrics_with_the_ledgers_figures() {
         value(&s, "authledger_gateway_requests_total", &completed),
         1.0
     );
+    assert!(
+        !text.contains("histogram"),
+        "latency is the gateway's own: {text}"
+    );
     assert_eq!(home.snapshot(), before, "metrics wrote to the ledger");
 }
 
@@ -266,6 +282,22 @@ async fn the_gateway_serves_metrics_at_slash_metrics() {
         value(&scrape, "authledger_lease_grants_total", &claude),
         1.0
     );
+    // The gateway's own latency histogram: both forwarded requests, in cumulative buckets.
+    let latency = "authledger_gateway_response_header_seconds";
+    assert_eq!(value(&scrape, &format!("{latency}_count"), &[]), 2.0);
+    assert!(value(&scrape, &format!("{latency}_sum"), &[]) > 0.0);
+    let buckets = scrape
+        .samples
+        .iter()
+        .find_map(|s| match &s.value {
+            Value::Histogram(b) if s.metric == latency => Some(b.clone()),
+            _ => None,
+        })
+        .expect("latency histogram");
+    assert_eq!(buckets.len(), 14);
+    assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count));
+    assert_eq!(buckets.last().unwrap().less_than, f64::INFINITY);
+    assert_eq!(buckets.last().unwrap().count, 2.0);
     // Only GET /metrics: anything else there is refused like any unmetered path.
     let posted = client()
         .post(format!("{url}/metrics"))
