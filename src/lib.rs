@@ -48,6 +48,7 @@ pub mod gateway;
 pub mod hardening;
 pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod oauth;
 pub mod paths;
 pub mod prices;

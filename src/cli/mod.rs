@@ -18,6 +18,7 @@ mod json;
 mod lease;
 mod limits;
 mod login;
+mod metrics;
 mod oauth_login;
 mod output;
 mod prices;
@@ -25,6 +26,7 @@ mod provider_says;
 mod quota;
 mod run;
 mod status;
+mod statusline;
 mod token;
 pub mod top;
 mod usage;
@@ -103,6 +105,11 @@ enum Command {
     Run(run::RunCmd),
     /// Limit, used, reserved, remaining and reset time per provider.
     Quota(quota::QuotaCmd),
+    /// One line for Claude Code's `statusLine`: the lease's tokens left, the account's
+    /// window, the session's cost. Reads Claude Code's JSON on stdin; never fails.
+    Statusline(statusline::StatuslineCmd),
+    /// The ledger's figures as OpenMetrics text (what the gateway serves at /metrics).
+    Metrics(metrics::MetricsCmd),
     /// Acquire, renew, release and list leases.
     #[command(subcommand)]
     Lease(lease::LeaseCmd),
@@ -161,8 +168,8 @@ impl Ctx {
         Ledger::open(config)
     }
 
-    /// Opens the existing ledger for reading only (`top`): nothing is created, migrated or
-    /// written, and no daemon is involved.
+    /// Opens the existing ledger for reading only (`top`, `statusline`, `metrics`): nothing is
+    /// created, migrated or written, and no daemon is involved. A missing file is a storage error (exit 5).
     pub fn open_read_only(&self) -> Result<Ledger, Error> {
         let path = self.db_path()?;
         Ledger::open(
@@ -301,6 +308,8 @@ pub fn main() -> i32 {
         Command::Run(c) => c.run(&ctx),
         Command::Quota(c) => c.run(&ctx),
         Command::Lease(c) => c.run(&ctx),
+        Command::Statusline(c) => c.run(&ctx),
+        Command::Metrics(c) => c.run(&ctx),
         Command::Usage(c) => c.run(&ctx),
         Command::Prices(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),

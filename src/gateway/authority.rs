@@ -138,4 +138,13 @@ pub trait Authority: Send + Sync {
     fn observe(&self, grant: &Grant, status: u16, headers: &[(String, String)]) {
         let _ = (grant, status, headers);
     }
+
+    /// The ledger's figures as OpenMetrics text, answered at `GET /metrics` (see
+    /// [`crate::metrics`]), with `extra` (the gateway's own families, already formatted)
+    /// before the `# EOF`; `None`: this authority has none, and the path is refused as any
+    /// unmetered one. Called on the blocking pool; it must only read.
+    fn metrics(&self, extra: &str) -> Option<Result<String, GatewayError>> {
+        let _ = extra;
+        None
+    }
 }

@@ -441,6 +441,14 @@ impl Drop for LedgerAuthority {
 }
 
 impl Authority for LedgerAuthority {
+    fn metrics(&self, extra: &str) -> Option<Result<String, GatewayError>> {
+        let prices = crate::metrics::prices_for(self.ledger.db_path());
+        Some(
+            crate::metrics::render(&self.ledger, prices.as_ref(), extra)
+                .map_err(GatewayError::from),
+        )
+    }
+
     fn resolve(&self, token: &str) -> Result<Option<Grant>, GatewayError> {
         match self.ledger.lease_for_token(token)? {
             Some(lease) => self.grant_for(&lease).map(Some),

@@ -69,6 +69,7 @@
 pub mod authority;
 pub mod errors;
 pub mod host;
+mod latency;
 pub mod ledger_authority;
 pub mod proxy;
 mod route;

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use super::authority::{Admission, Authority, Decided, GatewayError, Grant};
 use super::errors::{ErrorReply, Refusal};
+use super::latency::Latency;
 use super::socket;
 use super::tap::{ReplyBody, Tap};
 use super::usage::{Api, Meter};
@@ -54,6 +55,7 @@ pub async fn serve(
         authority,
         client,
         relays: relays.clone(),
+        latency: Latency::default(),
     });
     let mut shutdown = std::pin::pin!(shutdown);
     let (stopping, stop) = tokio::sync::watch::channel(false);
@@ -117,6 +119,8 @@ struct State {
     client: reqwest::Client,
     /// The WebSocket relays, running past their connections' upgrade.
     relays: tokio_util::task::TaskTracker,
+    /// How long forwarded requests took to their response's headers (`/metrics` only).
+    latency: Latency,
 }
 
 /// What the authority said about a request.
@@ -127,6 +131,15 @@ enum Decision {
 
 impl State {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
+        let arrived = std::time::Instant::now();
+        // The ledger's figures, for a scraper on the loopback listener: read-only, no token,
+        // nothing forwarded.
+        if req.uri().path() == "/metrics"
+            && req.method() == hyper::Method::GET
+            && let Some(response) = self.metrics().await
+        {
+            return response;
+        }
         let path = req.uri().path();
         let api = Api::for_path(path);
         let format = api.unwrap_or_else(|| error_format(path, req.headers()));
@@ -188,7 +201,36 @@ impl State {
             );
             return reply_with(reply);
         }
-        self.forward(req, grant, api, format).await
+        let response = self.forward(req, grant, api, format).await;
+        self.latency.observe(arrived.elapsed());
+        response
+    }
+
+    /// `GET /metrics`: the authority's OpenMetrics text, computed on the blocking pool;
+    /// `None` when the authority has none.
+    async fn metrics(&self) -> Option<Response<ReplyBody>> {
+        let authority = Arc::clone(&self.authority);
+        let extra = self.latency.render();
+        let text = tokio::task::spawn_blocking(move || authority.metrics(&extra))
+            .await
+            .ok()??;
+        let (status, content_type, body) = match text {
+            Ok(text) => (StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
+            Err(e) => {
+                eprintln!("authledger gateway: /metrics unavailable: {e}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    format!("authledger: metrics unavailable: {e}\n"),
+                )
+            }
+        };
+        let mut response = Response::new(ReplyBody::own(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Some(response)
     }
 
     async fn forward(

@@ -371,6 +371,17 @@ impl Ledger {
         Ok(self.store.read(|tx| tx.audit_query(query))?)
     }
 
+    /// How many audit rows each action has, per provider (`None`: rows of no provider).
+    pub fn audit_counts(&self) -> Result<Vec<(String, Option<String>, i64)>, Error> {
+        Ok(self.store.read(|tx| tx.audit_counts())?)
+    }
+
+    /// Requests of the usage records that carry an outcome (the gateway's), per provider
+    /// and outcome (`completed`, `failed`, …).
+    pub fn usage_outcomes(&self) -> Result<Vec<(String, String, i64)>, Error> {
+        Ok(self.store.read(|tx| tx.usage_outcomes())?)
+    }
+
     /// Walks the whole audit chain; the report names the first bad row if any. A keyed trail
     /// needs the master key (exit 5 without it).
     pub fn verify_audit(&self) -> Result<VerifyReport, Error> {

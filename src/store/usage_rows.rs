@@ -172,3 +172,20 @@ fn group_key(group: UsageGroup) -> &'static str {
         UsageGroup::Session => "lease_id",
     }
 }
+
+impl Tx<'_> {
+    /// Requests of the usage records that carry an outcome (the gateway's), per provider and
+    /// outcome: the gateway request counters `metrics` exports.
+    pub fn usage_outcomes(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut stmt = self.txn.prepare_cached(
+            "SELECT provider, status, SUM(requests) AS n FROM usage_events
+             WHERE status IS NOT NULL GROUP BY provider, status ORDER BY provider, status",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get("provider")?, r.get("status")?, r.get("n")?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

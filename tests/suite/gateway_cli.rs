@@ -25,7 +25,7 @@ fn real_claude_token() -> String {
 }
 
 /// A home whose Claude API is the fake upstream.
-fn home_in_front_of(upstream: &FakeUpstream) -> Home {
+pub(crate) fn home_in_front_of(upstream: &FakeUpstream) -> Home {
     let home = Home::new();
     std::fs::write(
         home.path().join("config.toml"),
@@ -35,7 +35,7 @@ fn home_in_front_of(upstream: &FakeUpstream) -> Home {
     home
 }
 
-fn acquire(home: &Home) -> String {
+pub(crate) fn acquire(home: &Home) -> String {
     let lease = home.json(&[
         "lease",
         "acquire",
@@ -49,14 +49,14 @@ fn acquire(home: &Home) -> String {
 
 /// A process killed if the test ends without waiting for it (a failed assertion), so no
 /// gateway or agent outlives its test.
-struct Reaped(Option<Child>);
+pub(crate) struct Reaped(Option<Child>);
 
 impl Reaped {
     fn id(&self) -> u32 {
         self.0.as_ref().unwrap().id()
     }
 
-    fn finish(mut self) -> std::process::Output {
+    pub(crate) fn finish(mut self) -> std::process::Output {
         self.0.take().unwrap().wait_with_output().unwrap()
     }
 }
@@ -71,7 +71,7 @@ impl Drop for Reaped {
 }
 
 /// `authledger gateway` at T0 with `extra` environment, and the URL it prints.
-fn start_gateway(home: &Home, extra: &[(&str, &str)]) -> (Reaped, String) {
+pub(crate) fn start_gateway(home: &Home, extra: &[(&str, &str)]) -> (Reaped, String) {
     let mut cmd = home.cmd_at(T0);
     cmd.args(["--json", "gateway"])
         .stdout(Stdio::piped())
@@ -94,18 +94,18 @@ fn start_gateway(home: &Home, extra: &[(&str, &str)]) -> (Reaped, String) {
 }
 
 /// The environment `authledger env` gives the lease, as name → value.
-fn env_of(home: &Home, lease: &str) -> serde_json::Value {
+pub(crate) fn env_of(home: &Home, lease: &str) -> serde_json::Value {
     let out = home.run(&["env", lease, "--format", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["set"].clone()
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-async fn post_messages(base: &str, token: &str) -> reqwest::Response {
+pub(crate) async fn post_messages(base: &str, token: &str) -> reqwest::Response {
     client()
         .post(format!("{base}/v1/messages"))
         .bearer_auth(token)
@@ -117,7 +117,7 @@ async fn post_messages(base: &str, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn answer(id: &str, input: u64, output: u64) -> Reply {
+pub(crate) fn answer(id: &str, input: u64, output: u64) -> Reply {
     Reply::Whole {
         status: 200,
         content_type: "application/json",
@@ -128,7 +128,7 @@ fn answer(id: &str, input: u64, output: u64) -> Reply {
     }
 }
 
-fn terminate(child: &Reaped) {
+pub(crate) fn terminate(child: &Reaped) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
 }
 

@@ -213,6 +213,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["agent", "hardening"],
     &["ledger"],
+    &["metrics"],
     &["daemon", "gateway"],
     &["cli"],
 ];

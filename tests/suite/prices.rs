@@ -6,7 +6,7 @@ use crate::common::{Home, assert_refused, code, stderr};
 /// A price table of our own, so the hand-computed figures do not move when the built-in
 /// snapshot does: $3 / $15 per million, $3.75 to write and $0.30 to read the cache, and
 /// $6 / $22.50 / $7.50 / $0.60 past 200k prompt tokens.
-const TABLE: &str = r#"{
+pub(crate) const TABLE: &str = r#"{
   "_snapshot": {"date": "2026-10-01", "source": "hand-made test table"},
   "claude-test-1": {
     "litellm_provider": "anthropic", "mode": "chat",
@@ -21,7 +21,7 @@ const TABLE: &str = r#"{
     "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
 }"#;
 
-fn lease(home: &Home, agent: &str) -> String {
+pub(crate) fn lease(home: &Home, agent: &str) -> String {
     let v = home.json(&[
         "lease",
         "acquire",
@@ -35,7 +35,7 @@ fn lease(home: &Home, agent: &str) -> String {
     v["lease_id"].as_str().unwrap().to_string()
 }
 
-fn record(home: &Home, lease: &str, model: &str, figures: [&str; 4]) {
+pub(crate) fn record(home: &Home, lease: &str, model: &str, figures: [&str; 4]) {
     let [input, output, read, write] = figures;
     let out = home.run(&[
         "usage",
@@ -55,7 +55,7 @@ fn record(home: &Home, lease: &str, model: &str, figures: [&str; 4]) {
     assert_eq!(code(&out), 0, "usage record: {}", stderr(&out));
 }
 
-fn put_in_force(home: &Home, text: &str) -> std::path::PathBuf {
+pub(crate) fn put_in_force(home: &Home, text: &str) -> std::path::PathBuf {
     let file = home.path().join("table.json");
     std::fs::write(&file, text).unwrap();
     let out = home.run(&["prices", "update", "--from", file.to_str().unwrap()]);
