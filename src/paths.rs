@@ -18,19 +18,113 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "authledger")
 }
 
-/// The database path: `--db`, else `AUTHLEDGER_DB`, else `AUTHLEDGER_HOME/ledger.db`, else the
-/// XDG data directory.
-pub fn resolve_db_path(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = flag {
-        return Some(p.to_path_buf());
+/// Where a ledger is: a SQLite file, or a database on a PostgreSQL server shared by many hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerLocation {
+    /// The SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database. `anchor` names this host's own files for it (lease directories,
+    /// the daemon's socket, the gateway's address), in this host's state directory: the
+    /// server holds the shared truth, each host its local state.
+    Server {
+        /// The connection URL as given (it may hold a password: never print it).
+        url: String,
+        /// This host's anchor: files are named after it as they are after a SQLite file.
+        anchor: PathBuf,
+    },
+}
+
+impl LedgerLocation {
+    /// The path local files are named after: the SQLite file, or the server's anchor.
+    pub fn local_path(&self) -> &Path {
+        match self {
+            LedgerLocation::File(p) => p,
+            LedgerLocation::Server { anchor, .. } => anchor,
+        }
     }
-    if let Some(p) = std::env::var_os("AUTHLEDGER_DB").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
+}
+
+/// Reads a `--db` / `AUTHLEDGER_DB` value. Anything that looks like `scheme://` is a URL, never
+/// a path: `postgres://` and `postgresql://` name a server, `sqlite://PATH` (or `sqlite:PATH`,
+/// `file:PATH`) a file; another scheme is an error naming the ones understood.
+pub fn parse_location(value: &OsStr) -> Result<LedgerLocation, String> {
+    let Some(text) = value.to_str() else {
+        return Ok(LedgerLocation::File(PathBuf::from(value)));
+    };
+    for prefix in ["sqlite://", "sqlite:", "file://", "file:"] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            if rest.is_empty() {
+                return Err(format!("`{text}` names no file"));
+            }
+            return Ok(LedgerLocation::File(PathBuf::from(rest)));
+        }
+    }
+    let Some((scheme, _)) = text.split_once("://") else {
+        return Ok(LedgerLocation::File(PathBuf::from(text)));
+    };
+    let looks_like_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !looks_like_scheme {
+        return Ok(LedgerLocation::File(PathBuf::from(text)));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "postgres" | "postgresql" => {
+            let anchor = server_anchor(text)?;
+            Ok(LedgerLocation::Server {
+                url: text.to_string(),
+                anchor,
+            })
+        }
+        other => Err(format!(
+            "unsupported database URL scheme `{other}://`: use a file path, sqlite://PATH, \
+             or postgres://USER@HOST:PORT/DATABASE"
+        )),
+    }
+}
+
+/// This host's anchor for a server ledger: `servers/<host>-<port>-<database>/ledger` in its
+/// state directory (`AUTHLEDGER_HOME`, else the XDG data directory).
+fn server_anchor(url: &str) -> Result<PathBuf, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("cannot read the database URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or("local");
+    let port = parsed.port().unwrap_or(5432);
+    let database = parsed.path().trim_start_matches('/');
+    let database = if database.is_empty() {
+        parsed.username()
+    } else {
+        database
+    };
+    let name: String = format!("{host}-{port}-{database}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let base = home_dir()
+        .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
+        .ok_or("no home directory for this host's state (set AUTHLEDGER_HOME)")?;
+    Ok(base.join("servers").join(name).join("ledger"))
+}
+
+/// Where the ledger is: `--db`, else `AUTHLEDGER_DB`, else `AUTHLEDGER_HOME/ledger.db`, else
+/// the XDG data directory. `Ok(None)` when there is no home to put it in.
+pub fn resolve_location(flag: Option<&OsStr>) -> Result<Option<LedgerLocation>, String> {
+    if let Some(v) = flag {
+        return parse_location(v).map(Some);
+    }
+    if let Some(v) = std::env::var_os("AUTHLEDGER_DB").filter(|v| !v.is_empty()) {
+        return parse_location(&v).map(Some);
     }
     if let Some(home) = home_dir() {
-        return Some(home.join("ledger.db"));
+        return Ok(Some(LedgerLocation::File(home.join("ledger.db"))));
     }
-    project_dirs().map(|d| d.data_dir().join("ledger.db"))
+    Ok(project_dirs().map(|d| LedgerLocation::File(d.data_dir().join("ledger.db"))))
 }
 
 /// The default key file: `$AUTHLEDGER_HOME/keys/master.key`, else the XDG config directory's
@@ -113,6 +207,43 @@ pub fn daemon_socket(db: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_never_a_path() {
+        let loc = |s: &str| parse_location(OsStr::new(s));
+        assert_eq!(loc("/x/l.db"), Ok(LedgerLocation::File("/x/l.db".into())));
+        assert_eq!(
+            loc("sqlite:///x/l.db"),
+            Ok(LedgerLocation::File("/x/l.db".into()))
+        );
+        assert_eq!(
+            loc("sqlite:rel.db"),
+            Ok(LedgerLocation::File("rel.db".into()))
+        );
+        assert_eq!(
+            loc("file:/x/l.db"),
+            Ok(LedgerLocation::File("/x/l.db".into()))
+        );
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/ledger",
+            "postgresql://u:secret@db.example:6000/team",
+        ] {
+            match loc(url) {
+                Ok(LedgerLocation::Server { url: u, anchor }) => {
+                    assert_eq!(u, url);
+                    assert!(anchor.ends_with("ledger"), "{anchor:?}");
+                    assert!(!anchor.to_string_lossy().contains("secret"), "{anchor:?}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        let err = loc("mysql://root@localhost/ledger").unwrap_err();
+        assert!(
+            err.contains("mysql://") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(loc("sqlite:").is_err());
+    }
 
     #[test]
     fn files_beside_the_database_are_named_after_it() {

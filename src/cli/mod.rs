@@ -41,8 +41,9 @@ use crate::config_file::ConfigFile;
 use crate::error::{Error, exit};
 use crate::ledger::Ledger;
 use crate::ledger::LedgerConfig;
-use crate::paths::{default_config_path, resolve_db_path};
+use crate::paths::{LedgerLocation, default_config_path, resolve_location};
 pub use output::Output;
+use std::path::Path;
 
 /// The environment variable that pins the clock (RFC 3339 or epoch ms). Tests use it to move
 /// time across processes without sleeping; it has no other use.
@@ -56,9 +57,10 @@ pub const NO_DAEMON_VAR: &str = "AUTHLEDGER_NO_DAEMON";
 #[derive(Debug, Parser)]
 #[command(name = "authledger", version, about, allow_negative_numbers = true)]
 pub struct Cli {
-    /// The ledger database (else AUTHLEDGER_DB, else AUTHLEDGER_HOME/ledger.db, else the XDG
-    /// data directory).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The ledger: a SQLite file, sqlite://PATH, or postgres://USER@HOST:PORT/DATABASE for one
+    /// ledger shared by many hosts (else AUTHLEDGER_DB, else AUTHLEDGER_HOME/ledger.db, else
+    /// the XDG data directory).
+    #[arg(long, global = true, value_name = "PATH|URL")]
     db: Option<PathBuf>,
     /// Machine-readable output on stdout; errors as JSON on stderr.
     #[arg(long, global = true)]
@@ -155,8 +157,9 @@ impl Ctx {
     /// Opens the ledger with `file` as its `config.toml` (`doctor` opens one even when the
     /// file is broken, to say so beside everything else).
     pub fn open_with(&self, file: ConfigFile) -> Result<Ledger, Error> {
-        let path = resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)?;
-        let mut config = LedgerConfig::new(&path)
+        let location = self.location()?;
+        let path = location.local_path().to_path_buf();
+        let mut config = LedgerConfig::at(location)
             .with_clock(self.clock.clone())
             .with_file_config(file);
         // Hot-path writes go through a serving daemon (group commit), unless told not to. A
@@ -171,18 +174,25 @@ impl Ctx {
     /// Opens the existing ledger for reading only (`top`, `statusline`, `metrics`): nothing is
     /// created, migrated or written, and no daemon is involved. A missing file is a storage error (exit 5).
     pub fn open_read_only(&self) -> Result<Ledger, Error> {
-        let path = self.db_path()?;
         Ledger::open(
-            LedgerConfig::new(&path)
+            LedgerConfig::at(self.location()?)
                 .with_clock(self.clock.clone())
                 .with_file_config(self.file_config()?)
                 .read_only(),
         )
     }
 
-    /// The database's path, without opening it.
+    /// The database's path (on a server, this host's anchor for its local files), without
+    /// opening it.
     pub fn db_path(&self) -> Result<PathBuf, Error> {
-        resolve_db_path(self.db.as_deref()).ok_or(Error::NoLocation)
+        Ok(self.location()?.local_path().to_path_buf())
+    }
+
+    /// Where the ledger is, from `--db` and the environment: a URL is never taken for a path.
+    pub fn location(&self) -> Result<LedgerLocation, Error> {
+        resolve_location(self.db.as_deref().map(Path::as_os_str))
+            .map_err(|e| Error::Invalid(crate::types::InvalidInput(e)))?
+            .ok_or(Error::NoLocation)
     }
 
     /// `config.toml` (empty when there is none).

@@ -14,8 +14,11 @@ use crate::vault::KeySource;
 /// How a [`Ledger`](crate::Ledger) is opened.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
-    /// The SQLite file.
+    /// The SQLite file; on a server ([`LedgerConfig::server`]), this host's anchor for its
+    /// local files (lease directories, the daemon's socket, the gateway's address).
     pub db_path: PathBuf,
+    /// A PostgreSQL URL when the ledger lives on a server shared by many hosts.
+    pub server: Option<String>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// Commit durability (FULL unless chosen otherwise).
@@ -41,6 +44,7 @@ impl LedgerConfig {
     pub fn new(db_path: impl Into<PathBuf>) -> Self {
         LedgerConfig {
             db_path: db_path.into(),
+            server: None,
             clock: Arc::new(SystemClock),
             durability: Durability::Full,
             idle_timeout: Duration::from_secs(30 * 60),
@@ -49,6 +53,18 @@ impl LedgerConfig {
             refresh: crate::oauth::RefreshPolicy::default(),
             committer: None,
             read_only: false,
+        }
+    }
+
+    /// A ledger at `location`: a SQLite file or a database on a PostgreSQL server.
+    pub fn at(location: crate::paths::LedgerLocation) -> Self {
+        match location {
+            crate::paths::LedgerLocation::File(path) => LedgerConfig::new(path),
+            crate::paths::LedgerLocation::Server { url, anchor } => {
+                let mut config = LedgerConfig::new(anchor);
+                config.server = Some(url);
+                config
+            }
         }
     }
 
@@ -94,6 +110,7 @@ impl LedgerConfig {
         StoreOptions {
             durability: self.durability,
             read_only: self.read_only,
+            server: self.server.clone(),
             ..StoreOptions::default()
         }
     }

@@ -1,6 +1,6 @@
 //! The audit table: append, query, and a full ordered scan for verification.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::{Row, args};
 
 use super::{StoreError, Tx};
 use crate::records::{AuditEntry, AuditQuery};
@@ -8,7 +8,7 @@ use crate::records::{AuditEntry, AuditQuery};
 const AUDIT_COLS: &str =
     "seq, at_ms, action, agent, provider, account, lease_id, detail, prev_hash, hash";
 
-fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn audit_from_row(r: &Row<'_>) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: r.get("seq")?,
         at_ms: r.get("at_ms")?,
@@ -26,13 +26,11 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 impl Tx<'_> {
     /// The last row of the chain: `(seq, hash)`.
     pub fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(self
-            .one(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get("seq")?, r.get("hash")?)),
-            )
-            .optional()?)
+        self.one(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            &[],
+            |r| Ok((r.get("seq")?, r.get("hash")?)),
+        )
     }
 
     /// The detail of a lease's latest row with this action, if any. Scans the trail (no index
@@ -42,14 +40,12 @@ impl Tx<'_> {
         lease: &crate::types::LeaseId,
         action: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .one(
-                "SELECT detail FROM audit WHERE lease_id = ?1 AND action = ?2
+        self.one(
+            "SELECT detail FROM audit WHERE lease_id = ?1 AND action = ?2
                  ORDER BY seq DESC LIMIT 1",
-                params![lease.as_str(), action],
-                |r| r.get("detail"),
-            )
-            .optional()?)
+            args![lease.as_str(), action],
+            |r| r.get("detail"),
+        )
     }
 
     /// Appends a row whose hashes the audit layer computed.
@@ -58,7 +54,7 @@ impl Tx<'_> {
             &format!(
                 "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
-            params![
+            args![
                 e.seq,
                 e.at_ms,
                 e.action,
@@ -76,30 +72,27 @@ impl Tx<'_> {
 
     /// Rows matching a query, oldest first (the newest `limit` of them when a limit is set).
     pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let limit = q.limit.map(i64::from).unwrap_or(-1);
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT * FROM (
+        let limit = q.limit.map(i64::from).unwrap_or(i64::MAX);
+        self.all(
+            &format!(
+                "SELECT * FROM (
                 SELECT {AUDIT_COLS} FROM audit
                 WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR at_ms < ?2)
                   AND (?3 IS NULL OR agent = ?3) AND (?4 IS NULL OR provider = ?4)
                   AND (?5 IS NULL OR action = ?5)
                 ORDER BY seq DESC LIMIT ?6
-             ) ORDER BY seq"
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    q.since,
-                    q.until,
-                    q.agent,
-                    q.provider.map(|p| p.as_str()),
-                    q.action,
-                    limit
-                ],
-                audit_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+             ) AS recent ORDER BY seq"
+            ),
+            args![
+                q.since,
+                q.until,
+                q.agent,
+                q.provider.map(|p| p.as_str()),
+                q.action,
+                limit
+            ],
+            audit_from_row,
+        )
     }
 
     /// Feeds every row, in physical rowid order, to `visit`; stops at the first `Some`.
@@ -108,16 +101,23 @@ impl Tx<'_> {
         &self,
         mut visit: impl FnMut(AuditEntry) -> Option<T>,
     ) -> Result<Option<T>, StoreError> {
-        let mut stmt = self
-            .txn
-            .prepare_cached(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY rowid"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            if let Some(found) = visit(audit_from_row(r)?) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+        // SQLite: the physical order. PostgreSQL keeps no such order that survives a vacuum;
+        // there the chain's own sequence is walked, and a missing or reordered row still
+        // breaks the chain's MACs.
+        let order = match self.dialect() {
+            super::sql::Dialect::Sqlite => "rowid",
+            super::sql::Dialect::Postgres => "seq",
+        };
+        let mut found = None;
+        self.scan(
+            &format!("SELECT {AUDIT_COLS} FROM audit ORDER BY {order}"),
+            &[],
+            |r| {
+                found = visit(audit_from_row(r)?);
+                Ok(found.is_none())
+            },
+        )?;
+        Ok(found)
     }
 }
 
@@ -125,15 +125,11 @@ impl Tx<'_> {
     /// How many rows each action has, per provider (`None` for rows of no provider): the
     /// counters `metrics` exports, counted here rather than by reading every row.
     pub fn audit_counts(&self) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
+        self.all(
             "SELECT action, provider, COUNT(*) AS n FROM audit
              GROUP BY action, provider ORDER BY action, provider",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get("action")?, r.get("provider")?, r.get("n")?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            &[],
+            |r| Ok((r.get("action")?, r.get("provider")?, r.get("n")?)),
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! Credentials: clear metadata rows and their sealed secret fields.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::{Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -22,7 +22,7 @@ type Raw = (
     [Option<String>; 2],
 );
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
+fn from_row(r: &Row<'_>) -> Result<Raw, StoreError> {
     Ok((
         [r.get("provider")?, r.get("account")?, r.get("kind")?],
         r.get("tier")?,
@@ -81,24 +81,21 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Option<CredentialRecord>, StoreError> {
-        let raw = self
-            .one(
-                &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),
-                params![provider.as_str(), account.as_str()],
-                from_row,
-            )
-            .optional()?;
+        let raw = self.one(
+            &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),
+            args![provider.as_str(), account.as_str()],
+            from_row,
+        )?;
         raw.map(build).transpose()
     }
 
     /// Every credential's metadata, ordered by provider and account.
     pub fn credential_records(&self) -> Result<Vec<CredentialRecord>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {COLS} FROM credentials ORDER BY provider, account"
-        ))?;
-        let raws = stmt
-            .query_map([], from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let raws = self.all(
+            &format!("SELECT {COLS} FROM credentials ORDER BY provider, account"),
+            &[],
+            from_row,
+        )?;
         raws.into_iter().map(build).collect()
     }
 
@@ -116,7 +113,7 @@ impl Tx<'_> {
                    refresh_token_url = excluded.refresh_token_url,
                    refresh_client_id = excluded.refresh_client_id"
             ),
-            params![
+            args![
                 c.provider.as_str(),
                 c.account.as_str(),
                 c.kind,
@@ -145,13 +142,11 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<i64, StoreError> {
-        let last: Option<i64> = self
-            .one(
-                "SELECT last FROM credential_generations WHERE provider = ?1 AND account = ?2",
-                params![provider.as_str(), account.as_str()],
-                |r| r.get("last"),
-            )
-            .optional()?;
+        let last: Option<i64> = self.one(
+            "SELECT last FROM credential_generations WHERE provider = ?1 AND account = ?2",
+            args![provider.as_str(), account.as_str()],
+            |r| r.get("last"),
+        )?;
         Ok(last.unwrap_or(0))
     }
 
@@ -163,11 +158,11 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         self.exec(
             "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
-            params![provider.as_str(), account.as_str()],
+            args![provider.as_str(), account.as_str()],
         )?;
         let n = self.exec(
             "DELETE FROM credentials WHERE provider = ?1 AND account = ?2",
-            params![provider.as_str(), account.as_str()],
+            args![provider.as_str(), account.as_str()],
         )?;
         Ok(n == 1)
     }
@@ -185,7 +180,7 @@ impl Tx<'_> {
         let n = self.exec(
             "UPDATE credentials SET status = ?3, generation = generation + 1, updated_at = ?5
              WHERE provider = ?1 AND account = ?2 AND generation = ?4",
-            params![provider.as_str(), account.as_str(), status, generation, now],
+            args![provider.as_str(), account.as_str(), status, generation, now],
         )?;
         Ok(n == 1)
     }
@@ -205,13 +200,11 @@ impl Tx<'_> {
         // A claim is only for the credential as the caller read it: if another process has
         // refreshed it since (its generation moved on), the caller must read the new token
         // instead of refreshing again with a refresh token that may already be rotated.
-        let current: Option<i64> = self
-            .one(
-                "SELECT generation FROM credentials WHERE provider = ?1 AND account = ?2",
-                params![provider.as_str(), account.as_str()],
-                |r| r.get("generation"),
-            )
-            .optional()?;
+        let current: Option<i64> = self.one(
+            "SELECT generation FROM credentials WHERE provider = ?1 AND account = ?2",
+            args![provider.as_str(), account.as_str()],
+            |r| r.get("generation"),
+        )?;
         if current != Some(generation) {
             return Ok(false);
         }
@@ -222,7 +215,7 @@ impl Tx<'_> {
                holder = excluded.holder, generation = excluded.generation,
                claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
              WHERE refresh_claims.expires_at <= excluded.claimed_at",
-            params![provider.as_str(), account.as_str(), holder, generation, now, until],
+            args![provider.as_str(), account.as_str(), holder, generation, now, until],
         )?;
         Ok(n == 1)
     }
@@ -236,7 +229,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "DELETE FROM refresh_claims WHERE provider = ?1 AND account = ?2 AND holder = ?3",
-            params![provider.as_str(), account.as_str(), holder],
+            args![provider.as_str(), account.as_str(), holder],
         )?;
         Ok(())
     }
@@ -250,7 +243,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "UPDATE credentials SET last_used_at = ?3 WHERE provider = ?1 AND account = ?2",
-            params![provider.as_str(), account.as_str(), now],
+            args![provider.as_str(), account.as_str(), now],
         )?;
         Ok(())
     }
@@ -261,20 +254,18 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Vec<SealedField>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
+        self.all(
             "SELECT field, nonce, ciphertext FROM credential_secrets
              WHERE provider = ?1 AND account = ?2 ORDER BY field",
-        )?;
-        let rows = stmt
-            .query_map(params![provider.as_str(), account.as_str()], |r| {
+            args![provider.as_str(), account.as_str()],
+            |r| {
                 Ok(SealedField {
                     field: r.get("field")?,
                     nonce: r.get("nonce")?,
                     ciphertext: r.get("ciphertext")?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Replaces all of a credential's sealed fields.
@@ -286,12 +277,12 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "DELETE FROM credential_secrets WHERE provider = ?1 AND account = ?2",
-            params![provider.as_str(), account.as_str()],
+            args![provider.as_str(), account.as_str()],
         )?;
         for f in fields {
             self.exec(
                 "INSERT INTO credential_secrets (provider, account, field, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![provider.as_str(), account.as_str(), f.field, f.nonce, f.ciphertext],
+                args![provider.as_str(), account.as_str(), f.field, f.nonce, f.ciphertext],
             )?;
         }
         Ok(())

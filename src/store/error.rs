@@ -118,6 +118,25 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        use postgres::error::SqlState;
+        match e.code() {
+            // Class 23: integrity constraint violations (CHECK, UNIQUE, foreign keys, and the
+            // audit trail's append-only trigger).
+            Some(code) if code.code().starts_with("23") => StoreError::Constraint {
+                reason: e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            },
+            Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => {
+                StoreError::Busy { waited_ms: 0 }
+            }
+            _ => StoreError::Backend(Box::new(e)),
+        }
+    }
+}
+
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
         StoreError::Pool(Box::new(e))

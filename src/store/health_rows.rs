@@ -1,6 +1,6 @@
 //! Provider health rows.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::args;
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -18,21 +18,21 @@ impl Tx<'_> {
             .one(
                 "SELECT provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at
                  FROM provider_health WHERE provider = ?1 AND account = ?2",
-                params![provider.as_str(), account.as_str()],
+                args![provider.as_str(), account.as_str()],
                 |r| {
                     Ok((
-                        r.get::<_, String>("provider")?,
-                        r.get::<_, String>("account")?,
-                        r.get::<_, Option<i64>>("unavailable_until")?,
-                        r.get::<_, Option<String>>("reason")?,
-                        r.get::<_, i64>("consecutive_errors")?,
-                        r.get::<_, Option<i64>>("last_status")?,
-                        r.get::<_, String>("facts")?,
-                        r.get::<_, i64>("updated_at")?,
+                        r.get::<String>("provider")?,
+                        r.get::<String>("account")?,
+                        r.get::<Option<i64>>("unavailable_until")?,
+                        r.get::<Option<String>>("reason")?,
+                        r.get::<i64>("consecutive_errors")?,
+                        r.get::<Option<i64>>("last_status")?,
+                        r.get::<String>("facts")?,
+                        r.get::<i64>("updated_at")?,
                     ))
                 },
             )
-            .optional()?;
+            ?;
         let Some((
             p,
             a,
@@ -61,10 +61,15 @@ impl Tx<'_> {
     /// Stores a provider account's health.
     pub fn put_health(&self, h: &HealthRecord) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR REPLACE INTO provider_health
+            "INSERT INTO provider_health
                (provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (provider, account) DO UPDATE SET
+               unavailable_until = excluded.unavailable_until, reason = excluded.reason,
+               consecutive_errors = excluded.consecutive_errors,
+               last_status = excluded.last_status, facts = excluded.facts,
+               updated_at = excluded.updated_at",
+            args![
                 h.provider.as_str(),
                 h.account.as_str(),
                 h.unavailable_until,

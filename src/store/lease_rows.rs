@@ -1,6 +1,6 @@
 //! Leases and the reservations they hold in each window.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::{Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -16,7 +16,7 @@ struct LeaseRaw {
     end_reason: Option<String>,
 }
 
-fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRaw> {
+fn lease_from_row(r: &Row<'_>) -> Result<LeaseRaw, StoreError> {
     Ok(LeaseRaw {
         text: [
             r.get("id")?,
@@ -85,13 +85,11 @@ pub enum LeaseFilter {
 impl Tx<'_> {
     /// One lease by id.
     pub fn lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
-        let raw = self
-            .one(
-                &format!("SELECT {LEASE_COLS} FROM leases WHERE id = ?1"),
-                [id.as_str()],
-                lease_from_row,
-            )
-            .optional()?;
+        let raw = self.one(
+            &format!("SELECT {LEASE_COLS} FROM leases WHERE id = ?1"),
+            args![id.as_str()],
+            lease_from_row,
+        )?;
         raw.map(lease_build).transpose()
     }
 
@@ -105,10 +103,7 @@ impl Tx<'_> {
                 format!("SELECT {LEASE_COLS} FROM leases ORDER BY created_at DESC, fence DESC")
             }
         };
-        let mut stmt = self.txn.prepare_cached(&sql)?;
-        let raws = stmt
-            .query_map([], lease_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let raws = self.all(&sql, &[], lease_from_row)?;
         raws.into_iter().map(lease_build).collect()
     }
 
@@ -121,17 +116,15 @@ impl Tx<'_> {
         account: &Account,
         now: Millis,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
-             WHERE state = 'active' AND provider = ?1 AND account = ?2 AND expires_at <= ?3
-             ORDER BY fence"
-        ))?;
-        let raws = stmt
-            .query_map(
-                params![provider.as_str(), account.as_str(), now],
-                lease_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
+        let raws = self.all(
+            &format!(
+                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+                 WHERE state = 'active' AND provider = ?1 AND account = ?2 AND expires_at <= ?3
+                 ORDER BY fence"
+            ),
+            args![provider.as_str(), account.as_str(), now],
+            lease_from_row,
+        )?;
         raws.into_iter().map(lease_build).collect()
     }
 
@@ -139,14 +132,15 @@ impl Tx<'_> {
     /// before `idle_before`: what cleanup reclaims. Reads the active-lease index only, never
     /// the leases that ended.
     pub fn stale_leases(&self, now: Millis, idle_before: Millis) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
-             WHERE state = 'active' AND (expires_at <= ?1 OR heartbeat_at <= ?2)
-             ORDER BY fence"
-        ))?;
-        let raws = stmt
-            .query_map(params![now, idle_before], lease_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let raws = self.all(
+            &format!(
+                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+                 WHERE state = 'active' AND (expires_at <= ?1 OR heartbeat_at <= ?2)
+                 ORDER BY fence"
+            ),
+            args![now, idle_before],
+            lease_from_row,
+        )?;
         raws.into_iter().map(lease_build).collect()
     }
 
@@ -160,14 +154,14 @@ impl Tx<'_> {
         now: Millis,
         idle_before: Millis,
     ) -> Result<(i64, Option<Millis>), StoreError> {
-        Ok(self.one(
+        self.single(
             "SELECT COUNT(*) AS live, MIN(expires_at) AS first_expiry
              FROM leases INDEXED BY leases_live
              WHERE provider = ?1 AND account = ?2 AND state = 'active'
                AND expires_at > ?3 AND heartbeat_at > ?4",
-            params![provider.as_str(), account.as_str(), now, idle_before],
+            args![provider.as_str(), account.as_str(), now, idle_before],
             |r| Ok((r.get("live")?, r.get("first_expiry")?)),
-        )?)
+        )
     }
 
     /// Active leases of one provider account past their TTL at `now` or idle since
@@ -179,28 +173,26 @@ impl Tx<'_> {
         now: Millis,
         idle_before: Millis,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
-             WHERE state = 'active' AND provider = ?1 AND account = ?2
-               AND (expires_at <= ?3 OR heartbeat_at <= ?4)
-             ORDER BY fence"
-        ))?;
-        let raws = stmt
-            .query_map(
-                params![provider.as_str(), account.as_str(), now, idle_before],
-                lease_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
+        let raws = self.all(
+            &format!(
+                "SELECT {LEASE_COLS} FROM leases INDEXED BY leases_live
+                 WHERE state = 'active' AND provider = ?1 AND account = ?2
+                   AND (expires_at <= ?3 OR heartbeat_at <= ?4)
+                 ORDER BY fence"
+            ),
+            args![provider.as_str(), account.as_str(), now, idle_before],
+            lease_from_row,
+        )?;
         raws.into_iter().map(lease_build).collect()
     }
 
     /// The next fencing number: larger than any lease's so far.
     pub fn next_fence(&self) -> Result<i64, StoreError> {
-        Ok(self.one(
+        self.single(
             "SELECT COALESCE(MAX(fence), 0) + 1 AS next_fence FROM leases",
-            [],
+            &[],
             |r| r.get("next_fence"),
-        )?)
+        )
     }
 
     /// Stores a new lease.
@@ -209,7 +201,7 @@ impl Tx<'_> {
             &format!(
                 "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ),
-            params![
+            args![
                 l.id.as_str(),
                 l.fence,
                 l.agent.as_str(),
@@ -238,7 +230,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "UPDATE leases SET heartbeat_at = ?2, expires_at = ?3 WHERE id = ?1 AND state = 'active'",
-            params![id.as_str(), now, expires_at],
+            args![id.as_str(), now, expires_at],
         )?;
         Ok(())
     }
@@ -253,7 +245,7 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4 WHERE id = ?1 AND state = 'active'",
-            params![id.as_str(), state.as_str(), now, reason],
+            args![id.as_str(), state.as_str(), now, reason],
         )?;
         Ok(n == 1)
     }
@@ -262,7 +254,7 @@ impl Tx<'_> {
     pub fn add_lease_usage(&self, id: &LeaseId, tokens: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE leases SET used = used + ?2 WHERE id = ?1",
-            params![id.as_str(), tokens],
+            args![id.as_str(), tokens],
         )?;
         Ok(())
     }
@@ -271,7 +263,7 @@ impl Tx<'_> {
     pub fn grow_lease_allocation(&self, id: &LeaseId, tokens: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE leases SET allocated = allocated + ?2 WHERE id = ?1",
-            params![id.as_str(), tokens],
+            args![id.as_str(), tokens],
         )?;
         Ok(())
     }
@@ -285,8 +277,9 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)
-             ON CONFLICT (lease_id, window_id) DO UPDATE SET reserved = reserved + excluded.reserved",
-            params![id.as_str(), window_id, tokens],
+             ON CONFLICT (lease_id, window_id)
+             DO UPDATE SET reserved = lease_windows.reserved + excluded.reserved",
+            args![id.as_str(), window_id, tokens],
         )?;
         Ok(())
     }
@@ -300,22 +293,18 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)",
-            params![id.as_str(), window_id, reserved],
+            args![id.as_str(), window_id, reserved],
         )?;
         Ok(())
     }
 
     /// The windows a lease reserved in and what it still holds in each: `(window_id, reserved)`.
     pub fn lease_windows(&self, id: &LeaseId) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
+        self.all(
             "SELECT window_id, reserved FROM lease_windows WHERE lease_id = ?1 ORDER BY window_id",
-        )?;
-        let rows = stmt
-            .query_map([id.as_str()], |r| {
-                Ok((r.get("window_id")?, r.get("reserved")?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            args![id.as_str()],
+            |r| Ok((r.get("window_id")?, r.get("reserved")?)),
+        )
     }
 
     /// Lowers what a lease holds in a window by `tokens`.
@@ -327,7 +316,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2",
-            params![id.as_str(), window_id, tokens],
+            args![id.as_str(), window_id, tokens],
         )?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/sqlite");
 }
 
 /// The newest schema version this build knows.
@@ -70,7 +70,9 @@ mod tests {
     /// The highest `V<n>__` among the files in `migrations/`, read from disk rather than
     /// from what the build embedded.
     fn newest_migration_file() -> i64 {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join("sqlite");
         std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| {

@@ -1,21 +1,78 @@
 //! The transaction handle the business layers work through.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use rusqlite::Transaction;
+use postgres::types::ToSql;
 
+use super::sql::{Dialect, Row, Value, for_postgres};
 use super::{StoreError, TxExtension};
 
 /// A value an upper layer stages in a transaction, handed to its [`TxExtension`] only once the
 /// transaction commits.
 pub type Staged = Arc<dyn std::any::Any + Send + Sync>;
 
+/// The statements a PostgreSQL connection has prepared, by their text: the ledger runs the
+/// same few dozen over and over, and preparing one is a round trip to the server.
+pub(super) type StatementCache = HashMap<String, postgres::Statement>;
+
+/// An open PostgreSQL transaction (begun by the store) and its connection's statements;
+/// rolled back when dropped uncommitted.
+pub(super) struct PgTx<'c> {
+    txn: &'c mut postgres::Client,
+    statements: &'c mut StatementCache,
+    open: bool,
+}
+
+impl<'c> PgTx<'c> {
+    /// Takes over a connection on which the store has just run `BEGIN`.
+    pub(super) fn begun(
+        client: &'c mut postgres::Client,
+        statements: &'c mut StatementCache,
+    ) -> Self {
+        PgTx {
+            txn: client,
+            statements,
+            open: true,
+        }
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.txn.prepare(&for_postgres(sql))?;
+        self.statements.insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    fn commit(mut self) -> Result<(), postgres::Error> {
+        self.open = false;
+        self.txn.batch_execute("COMMIT")
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.txn.is_closed() {
+            // A failed rollback leaves a broken connection, which the pool then discards.
+            let _ = self.txn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// The engine's own transaction.
+pub(super) enum Conn<'c> {
+    Lite(rusqlite::Transaction<'c>),
+    Pg(RefCell<PgTx<'c>>),
+}
+
 /// One open transaction. Its methods (spread over the `*_rows` modules) read and write ledger
 /// records; dropping it without [`Store::write`](super::Store::write) committing rolls back.
 pub struct Tx<'c> {
-    pub(super) txn: Transaction<'c>,
+    conn: Conn<'c>,
     /// The upper layers' state this store's transactions carry (none for a bare store).
     extension: Option<Arc<dyn TxExtension>>,
     /// What this transaction staged for the extension: handed over only once it commits, so
@@ -29,10 +86,14 @@ impl std::fmt::Debug for Tx<'_> {
     }
 }
 
+fn pg_args<'a>(args: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
 impl<'c> Tx<'c> {
-    pub(super) fn new(txn: Transaction<'c>, extension: Option<Arc<dyn TxExtension>>) -> Self {
+    pub(super) fn new(conn: Conn<'c>, extension: Option<Arc<dyn TxExtension>>) -> Self {
         Tx {
-            txn,
+            conn,
             extension,
             staged: RefCell::new(None),
         }
@@ -54,29 +115,133 @@ impl<'c> Tx<'c> {
         *self.staged.borrow_mut() = Some(value);
     }
 
-    /// Executes one statement through the connection's statement cache: the ledger runs the
-    /// same few dozen statements over and over, and re-preparing them dominated a transaction.
-    pub(super) fn exec<P: rusqlite::Params>(
-        &self,
-        sql: &str,
-        params: P,
-    ) -> rusqlite::Result<usize> {
-        self.txn.prepare_cached(sql)?.execute(params)
+    /// Which engine this transaction runs on, for the rare statement written per dialect.
+    pub(super) fn dialect(&self) -> Dialect {
+        match self.conn {
+            Conn::Lite(_) => Dialect::Sqlite,
+            Conn::Pg(_) => Dialect::Postgres,
+        }
     }
 
-    /// [`exec`](Self::exec) for a query returning one row.
-    pub(super) fn one<T, P: rusqlite::Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        self.txn.prepare_cached(sql)?.query_row(params, f)
+    /// Executes one statement through the connection's statement cache (re-preparing the
+    /// same few dozen statements dominated a transaction); returns the rows it changed.
+    pub(super) fn exec(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError> {
+        match &self.conn {
+            Conn::Lite(t) => Ok(t
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(args))? as u64),
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let stmt = c.statement(sql)?;
+                Ok(c.txn.execute(&stmt, &pg_args(args))?)
+            }
+        }
     }
 
-    pub(super) fn commit(self) -> Result<(), rusqlite::Error> {
+    /// The first row of a query, read by `f`, or `None` when it returns none.
+    pub(super) fn one<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match &self.conn {
+            Conn::Lite(t) => {
+                let mut stmt = t.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+                match rows.next()? {
+                    Some(r) => f(&Row::Lite(r)).map(Some),
+                    None => Ok(None),
+                }
+            }
+            Conn::Pg(c) => {
+                let row = {
+                    let mut c = c.borrow_mut();
+                    let stmt = c.statement(sql)?;
+                    c.txn.query_opt(&stmt, &pg_args(args))?
+                };
+                row.map(|r| f(&Row::Pg(&r))).transpose()
+            }
+        }
+    }
+
+    /// The one row an aggregate query always returns.
+    pub(super) fn single<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.one(sql, args, f)?.ok_or_else(|| StoreError::BadRow {
+            what: "aggregate",
+            value: "no row".into(),
+        })
+    }
+
+    /// Every row of a query, each read by `f`.
+    pub(super) fn all<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(sql, args, |r| {
+            out.push(f(r)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Feeds the rows of a query to `f` until it returns `false`.
+    pub(super) fn scan(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match &self.conn {
+            Conn::Lite(t) => {
+                let mut stmt = t.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+                while let Some(r) = rows.next()? {
+                    if !f(&Row::Lite(r))? {
+                        break;
+                    }
+                }
+            }
+            Conn::Pg(c) => {
+                let rows = {
+                    let mut c = c.borrow_mut();
+                    let stmt = c.statement(sql)?;
+                    c.txn.query(&stmt, &pg_args(args))?
+                };
+                for r in &rows {
+                    if !f(&Row::Pg(r))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a statement that takes no values and returns no rows (savepoints, locks), as
+    /// plain text.
+    pub(super) fn command(&self, sql: &str) -> Result<(), StoreError> {
+        match &self.conn {
+            Conn::Lite(t) => t.execute_batch(sql)?,
+            Conn::Pg(c) => c.borrow_mut().txn.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
+    pub(super) fn commit(self) -> Result<(), StoreError> {
         let staged = self.staged.into_inner();
-        self.txn.commit()?;
+        match self.conn {
+            Conn::Lite(t) => t.commit()?,
+            Conn::Pg(c) => c.into_inner().commit()?,
+        }
         if let (Some(extension), Some(value)) = (&self.extension, staged) {
             extension.committed(value);
         }
@@ -90,15 +255,15 @@ impl<'c> Tx<'c> {
         &mut self,
         f: impl FnOnce(&mut Tx<'c>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        self.exec("SAVEPOINT one", [])?;
+        self.command("SAVEPOINT one")?;
         let staged_before = self.staged.borrow().clone();
         let result = f(self);
         if result.is_err() {
-            self.exec("ROLLBACK TO one", [])?;
+            self.command("ROLLBACK TO SAVEPOINT one")?;
             // What the undone writes staged is undone with them.
             *self.staged.borrow_mut() = staged_before;
         }
-        self.exec("RELEASE one", [])?;
+        self.command("RELEASE SAVEPOINT one")?;
         Ok(result)
     }
 
@@ -108,16 +273,14 @@ impl<'c> Tx<'c> {
         &mut self,
         f: impl FnOnce(&mut Tx<'c>) -> Result<bool, E>,
     ) -> Result<bool, E> {
-        self.exec("SAVEPOINT decide", [])
-            .map_err(StoreError::from)?;
+        self.command("SAVEPOINT decide")?;
         let staged_before = self.staged.borrow().clone();
         let keep = f(self)?;
         if !keep {
-            self.exec("ROLLBACK TO decide", [])
-                .map_err(StoreError::from)?;
+            self.command("ROLLBACK TO SAVEPOINT decide")?;
             *self.staged.borrow_mut() = staged_before;
         }
-        self.exec("RELEASE decide", []).map_err(StoreError::from)?;
+        self.command("RELEASE SAVEPOINT decide")?;
         Ok(keep)
     }
 }

@@ -1,6 +1,6 @@
 //! Usage events (unique by idempotency key) and their summaries.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Dialect, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -11,34 +11,32 @@ use crate::types::Millis;
 impl Tx<'_> {
     /// The usage event stored under an idempotency key, if any.
     pub fn usage_by_key(&self, key: &str) -> Result<Option<UsageEvent>, StoreError> {
-        let raw = self
-            .one(
-                "SELECT idem_key, lease_id, agent, provider, account, input, output, requests,
+        let raw = self.one(
+            "SELECT idem_key, lease_id, agent, provider, account, input, output, requests,
                         model, cache_read, cache_write, status, at_ms
                  FROM usage_events WHERE idem_key = ?1",
-                [key],
-                |r| {
-                    Ok((
-                        [
-                            r.get::<_, String>("idem_key")?,
-                            r.get("lease_id")?,
-                            r.get("agent")?,
-                            r.get("provider")?,
-                            r.get("account")?,
-                        ],
-                        [
-                            r.get::<_, i64>("input")?,
-                            r.get("output")?,
-                            r.get("requests")?,
-                            r.get("cache_read")?,
-                            r.get("cache_write")?,
-                            r.get("at_ms")?,
-                        ],
-                        [r.get::<_, Option<String>>("model")?, r.get("status")?],
-                    ))
-                },
-            )
-            .optional()?;
+            args![key],
+            |r| {
+                Ok((
+                    [
+                        r.get::<String>("idem_key")?,
+                        r.get("lease_id")?,
+                        r.get("agent")?,
+                        r.get("provider")?,
+                        r.get("account")?,
+                    ],
+                    [
+                        r.get::<i64>("input")?,
+                        r.get("output")?,
+                        r.get("requests")?,
+                        r.get("cache_read")?,
+                        r.get("cache_write")?,
+                        r.get("at_ms")?,
+                    ],
+                    [r.get::<Option<String>>("model")?, r.get("status")?],
+                ))
+            },
+        )?;
         let Some((
             [idem_key, lease_id, agent, provider, account],
             [input, output, requests, cache_read, cache_write, at_ms],
@@ -70,7 +68,7 @@ impl Tx<'_> {
             "INSERT INTO usage_events (idem_key, lease_id, agent, provider, account, input, output,
                                        requests, model, cache_read, cache_write, status, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
+            args![
                 e.idem_key,
                 e.lease_id.as_str(),
                 e.agent.as_str(),
@@ -95,21 +93,24 @@ impl Tx<'_> {
         since: Millis,
         group: UsageGroup,
     ) -> Result<Vec<UsageSummary>, StoreError> {
-        let key = group_key(group);
+        let key = group_key(self.dialect(), group);
         // Sessions in the order they began using tokens (their ids are random); the rest
         // by key.
         let order = match group {
             UsageGroup::Session => "MIN(id), k",
             _ => "k",
         };
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {key} AS k, SUM(input) AS input_total, SUM(output) AS output_total,
-                    SUM(cache_read) AS cache_read_total, SUM(cache_write) AS cache_write_total,
-                    SUM(requests) AS request_total, COUNT(*) AS record_count
-             FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY {order}"
-        ))?;
-        let rows = stmt
-            .query_map([since], |r| {
+        self.all(
+            &format!(
+                "SELECT {key} AS k, CAST(SUM(input) AS BIGINT) AS input_total,
+                        CAST(SUM(output) AS BIGINT) AS output_total,
+                        CAST(SUM(cache_read) AS BIGINT) AS cache_read_total,
+                        CAST(SUM(cache_write) AS BIGINT) AS cache_write_total,
+                        CAST(SUM(requests) AS BIGINT) AS request_total, COUNT(*) AS record_count
+                 FROM usage_events WHERE at_ms >= ?1 GROUP BY k ORDER BY {order}"
+            ),
+            args![since],
+            |r| {
                 let input: i64 = r.get("input_total")?;
                 let output: i64 = r.get("output_total")?;
                 let cache_read: i64 = r.get("cache_read_total")?;
@@ -124,9 +125,8 @@ impl Tx<'_> {
                     requests: r.get("request_total")?,
                     records: r.get("record_count")?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Hands every usage record since a time to `each`, with the key of its group: what a
@@ -137,39 +137,41 @@ impl Tx<'_> {
         group: UsageGroup,
         each: &mut dyn FnMut(&str, &Usage<'_>),
     ) -> Result<(), StoreError> {
-        let key = group_key(group);
-        let mut stmt = self.txn.prepare_cached(&format!(
-            "SELECT {key} AS k, model, input, output, cache_read, cache_write, requests
-             FROM usage_events WHERE at_ms >= ?1"
-        ))?;
-        let mut rows = stmt.query([since])?;
-        while let Some(r) = rows.next()? {
-            let key: String = r.get("k")?;
-            let model: Option<String> = r.get("model")?;
-            each(
-                &key,
-                &Usage {
-                    model: model.as_deref(),
-                    input: r.get("input")?,
-                    output: r.get("output")?,
-                    cache_read: r.get("cache_read")?,
-                    cache_write: r.get("cache_write")?,
-                    requests: r.get("requests")?,
-                },
-            );
-        }
-        Ok(())
+        let key = group_key(self.dialect(), group);
+        self.scan(
+            &format!(
+                "SELECT {key} AS k, model, input, output, cache_read, cache_write, requests
+                 FROM usage_events WHERE at_ms >= ?1"
+            ),
+            args![since],
+            |r| {
+                let key: String = r.get("k")?;
+                let model: Option<String> = r.get("model")?;
+                each(
+                    &key,
+                    &Usage {
+                        model: model.as_deref(),
+                        input: r.get("input")?,
+                        output: r.get("output")?,
+                        cache_read: r.get("cache_read")?,
+                        cache_write: r.get("cache_write")?,
+                        requests: r.get("requests")?,
+                    },
+                );
+                Ok(true)
+            },
+        )
     }
 }
 
 /// The SQL expression a usage group is keyed by.
-fn group_key(group: UsageGroup) -> &'static str {
+fn group_key(dialect: Dialect, group: UsageGroup) -> String {
     match group {
-        UsageGroup::Agent => "agent",
-        UsageGroup::Provider => "provider || '/' || account",
-        UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
-        UsageGroup::Model => "COALESCE(model, '-')",
-        UsageGroup::Session => "lease_id",
+        UsageGroup::Agent => "agent".into(),
+        UsageGroup::Provider => "provider || '/' || account".into(),
+        UsageGroup::Day => dialect.utc_day("at_ms"),
+        UsageGroup::Model => "COALESCE(model, '-')".into(),
+        UsageGroup::Session => "lease_id".into(),
     }
 }
 
@@ -177,15 +179,11 @@ impl Tx<'_> {
     /// Requests of the usage records that carry an outcome (the gateway's), per provider and
     /// outcome: the gateway request counters `metrics` exports.
     pub fn usage_outcomes(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
-            "SELECT provider, status, SUM(requests) AS n FROM usage_events
+        self.all(
+            "SELECT provider, status, CAST(SUM(requests) AS BIGINT) AS n FROM usage_events
              WHERE status IS NOT NULL GROUP BY provider, status ORDER BY provider, status",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get("provider")?, r.get("status")?, r.get("n")?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            &[],
+            |r| Ok((r.get("provider")?, r.get("status")?, r.get("n")?)),
+        )
     }
 }

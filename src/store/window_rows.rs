@@ -1,6 +1,6 @@
 //! Limits and metering windows.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::{Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -10,7 +10,7 @@ use crate::types::{Account, Millis, Provider, WindowKind};
 const WINDOW_COLS: &str = "id, provider, account, kind, start_ms, end_ms, used, reserved, requests";
 const LIMIT_COLS: &str = "provider, account, daily_tokens, window_5h_tokens, weekly_tokens, rpm, tpm, concurrent, lease_cap, reset_offset_min, updated_at";
 
-fn window_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, [i64; 5])> {
+fn window_from_row(r: &Row<'_>) -> Result<(i64, String, String, String, [i64; 5]), StoreError> {
     Ok((
         r.get("id")?,
         r.get("provider")?,
@@ -55,7 +55,7 @@ type LimitRaw = (
     i64,
 );
 
-fn limits_from_row(r: &Row<'_>) -> rusqlite::Result<LimitRaw> {
+fn limits_from_row(r: &Row<'_>) -> Result<LimitRaw, StoreError> {
     Ok((
         r.get("provider")?,
         r.get("account")?,
@@ -98,32 +98,24 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Option<Limits>, StoreError> {
-        let raw = self
-            .one(
-                &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
-                params![provider.as_str(), account.as_str()],
-                limits_from_row,
-            )
-            .optional()?;
+        let raw = self.one(
+            &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
+            args![provider.as_str(), account.as_str()],
+            limits_from_row,
+        )?;
         raw.map(limits_build).transpose()
     }
 
     /// Every provider account the ledger knows of: with limits or a credential (a lease's
     /// account always has limits: acquire stores them).
     pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
+        let raws = self.all(
             "SELECT provider, account FROM limits
              UNION SELECT provider, account FROM credentials
              ORDER BY 1, 2",
+            &[],
+            |r| Ok((r.get::<String>("provider")?, r.get::<String>("account")?)),
         )?;
-        let raws = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>("provider")?,
-                    r.get::<_, String>("account")?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
         raws.into_iter()
             .map(|(p, a)| Ok((parse_col("provider", p)?, parse_col("account", a)?)))
             .collect()
@@ -133,9 +125,15 @@ impl Tx<'_> {
     pub fn put_limits(&self, l: &Limits) -> Result<(), StoreError> {
         self.exec(
             &format!(
-                "INSERT OR REPLACE INTO limits ({LIMIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                "INSERT INTO limits ({LIMIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (provider, account) DO UPDATE SET
+                   daily_tokens = excluded.daily_tokens,
+                   window_5h_tokens = excluded.window_5h_tokens,
+                   weekly_tokens = excluded.weekly_tokens, rpm = excluded.rpm, tpm = excluded.tpm,
+                   concurrent = excluded.concurrent, lease_cap = excluded.lease_cap,
+                   reset_offset_min = excluded.reset_offset_min, updated_at = excluded.updated_at"
             ),
-            params![
+            args![
                 l.provider.as_str(),
                 l.account.as_str(),
                 l.daily_tokens,
@@ -167,10 +165,10 @@ impl Tx<'_> {
                      WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms <= ?4 AND end_ms > ?4
                      ORDER BY start_ms DESC LIMIT 1"
                 ),
-                params![provider.as_str(), account.as_str(), kind.as_str(), now],
+                args![provider.as_str(), account.as_str(), kind.as_str(), now],
                 window_from_row,
             )
-            .optional()?;
+            ?;
         raw.map(window_build).transpose()
     }
 
@@ -182,32 +180,30 @@ impl Tx<'_> {
         kind: WindowKind,
         before: Millis,
     ) -> Result<Option<Window>, StoreError> {
-        let raw = self
-            .one(
-                &format!(
-                    "SELECT {WINDOW_COLS} FROM windows
+        let raw = self.one(
+            &format!(
+                "SELECT {WINDOW_COLS} FROM windows
                      WHERE provider = ?1 AND account = ?2 AND kind = ?3 AND start_ms < ?4
                      ORDER BY start_ms DESC LIMIT 1"
-                ),
-                params![provider.as_str(), account.as_str(), kind.as_str(), before],
-                window_from_row,
-            )
-            .optional()?;
+            ),
+            args![provider.as_str(), account.as_str(), kind.as_str(), before],
+            window_from_row,
+        )?;
         raw.map(window_build).transpose()
     }
 
     /// What active leases still hold in a window: the reservation that moves with them when
     /// the next window opens.
     pub fn active_holdings(&self, window_id: i64) -> Result<i64, StoreError> {
-        Ok(self.one(
+        self.single(
             // From the few active leases to their reservations, never across every
             // reservation ever made.
-            "SELECT COALESCE(SUM(lw.reserved), 0) AS held
+            "SELECT CAST(COALESCE(SUM(lw.reserved), 0) AS BIGINT) AS held
              FROM leases l CROSS JOIN lease_windows lw
              WHERE l.state = 'active' AND lw.lease_id = l.id AND lw.window_id = ?1",
-            [window_id],
+            args![window_id],
             |r| r.get("held"),
-        )?)
+        )
     }
 
     /// Moves active leases' unused reservations from a window that has ended into the one that
@@ -222,15 +218,15 @@ impl Tx<'_> {
             "UPDATE lease_windows SET window_id = ?2
              WHERE lease_id IN (SELECT id FROM leases WHERE state = 'active')
                AND window_id = ?1 AND reserved > 0",
-            params![from, to],
+            args![from, to],
         )?;
         self.exec(
             "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
-            params![from, moved],
+            args![from, moved],
         )?;
         self.exec(
             "UPDATE windows SET reserved = reserved + ?2 WHERE id = ?1",
-            params![to, moved],
+            args![to, moved],
         )?;
         Ok(moved)
     }
@@ -244,12 +240,20 @@ impl Tx<'_> {
         start_ms: Millis,
         end_ms: Millis,
     ) -> Result<Window, StoreError> {
-        self.exec(
-            "INSERT INTO windows (provider, account, kind, start_ms, end_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![provider.as_str(), account.as_str(), kind.as_str(), start_ms, end_ms],
+        let id = self.single(
+            "INSERT INTO windows (provider, account, kind, start_ms, end_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            args![
+                provider.as_str(),
+                account.as_str(),
+                kind.as_str(),
+                start_ms,
+                end_ms
+            ],
+            |r| r.get("id"),
         )?;
         Ok(Window {
-            id: self.txn.last_insert_rowid(),
+            id,
             provider,
             account: account.clone(),
             kind,
@@ -272,7 +276,7 @@ impl Tx<'_> {
         let n = self.exec(
             "UPDATE windows SET reserved = reserved + ?2
              WHERE id = ?1 AND used + reserved + ?2 <= ?3",
-            params![window_id, tokens, limit],
+            args![window_id, tokens, limit],
         )?;
         Ok(n == 1)
     }
@@ -281,7 +285,7 @@ impl Tx<'_> {
     pub fn unreserve_in_window(&self, window_id: i64, tokens: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
-            params![window_id, tokens],
+            args![window_id, tokens],
         )?;
         Ok(())
     }
@@ -298,7 +302,7 @@ impl Tx<'_> {
         self.exec(
             "UPDATE windows SET used = used + ?2, reserved = reserved - ?3, requests = requests + ?4
              WHERE id = ?1",
-            params![window_id, tokens, from_reserved, requests],
+            args![window_id, tokens, from_reserved, requests],
         )?;
         Ok(())
     }

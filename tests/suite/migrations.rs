@@ -48,9 +48,9 @@ fn schema_version(db: &Path) -> i64 {
     .unwrap()
 }
 
-/// The newest migration shipped in `migrations/` (`V<n>__name.sql`).
+/// The newest SQLite migration shipped in `migrations/sqlite/` (`V<n>__name.sql`).
 fn newest_migration() -> i64 {
-    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
         .unwrap()
         .filter_map(|e| {
             let name = e.unwrap().file_name().into_string().unwrap();

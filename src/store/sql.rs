@@ -1,0 +1,240 @@
+//! One dialect of SQL for both stores: the row modules write each statement once, with `?N`
+//! placeholders and portable SQL, bind [`Value`]s and read a [`Row`] by column name; this
+//! module hands them to SQLite as they are and rewrites them for PostgreSQL.
+//!
+//! Portable means: integers are 64-bit (`BIGINT` on the server), a `SUM` is cast back to
+//! `BIGINT` (PostgreSQL widens it to `numeric`), upserts are `ON CONFLICT … DO UPDATE` with
+//! the target's columns qualified, and a derived table has an alias. The two spots that cannot
+//! be written once (`INDEXED BY` hints and the day of a timestamp) are handled here.
+
+use std::borrow::Cow;
+use std::error::Error;
+
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use super::StoreError;
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Int(i64),
+    /// Text.
+    Text(&'a str),
+    /// Bytes.
+    Blob(&'a [u8]),
+}
+
+/// Turns a Rust value into a bound [`Value`] without copying it.
+pub trait ToValue {
+    /// The value to bind.
+    fn to_value(&self) -> Value<'_>;
+}
+
+impl ToValue for i64 {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(*self)
+    }
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value<'_> {
+        Value::Blob(self)
+    }
+}
+
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value<'_> {
+        Value::Blob(self)
+    }
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value<'_> {
+        (**self).to_value()
+    }
+}
+
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value<'_> {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+}
+
+/// The values bound to a statement's `?1`, `?2`, … in order.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::store::sql::ToValue::to_value(&$v)),*][..]
+    };
+}
+pub(crate) use args;
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(i),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            // The server infers a placeholder's type from where it stands: an integer may be
+            // asked for as any of its integer types.
+            Value::Int(i) if *ty == Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+            Type::UNKNOWN,
+            Type::BYTEA,
+        ]
+        .contains(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// A column type the stores can read back.
+pub trait FromColumn: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
+impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> FromColumn for T {}
+
+/// One result row, read by column name.
+pub enum Row<'r> {
+    /// A SQLite row.
+    Lite(&'r rusqlite::Row<'r>),
+    /// A PostgreSQL row.
+    Pg(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    /// The value of column `name`.
+    pub fn get<T: FromColumn>(&self, name: &str) -> Result<T, StoreError> {
+        match self {
+            Row::Lite(r) => Ok(r.get(name)?),
+            Row::Pg(r) => r
+                .try_get(name)
+                .map_err(|e| StoreError::Backend(Box::new(e))),
+        }
+    }
+}
+
+/// Which engine a statement goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Dialect {
+    /// The UTC day (`YYYY-MM-DD`) of an epoch-milliseconds column.
+    pub fn utc_day(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("strftime('%Y-%m-%d', {column} / 1000, 'unixepoch')"),
+            Dialect::Postgres => {
+                format!("to_char(to_timestamp({column} / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+            }
+        }
+    }
+}
+
+/// A statement as PostgreSQL takes it: `?N` becomes `$N` and SQLite's `INDEXED BY` hints go
+/// (the server's planner picks the partial index itself). Text in quotes is left alone.
+pub fn for_postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') && !sql.contains("INDEXED BY") {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut in_quotes = false;
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if c == '\'' {
+            in_quotes = !in_quotes;
+        } else if !in_quotes && c == '?' {
+            out.push('$');
+            rest = &rest[1..];
+            continue;
+        } else if !in_quotes && rest.starts_with("INDEXED BY ") {
+            let after = &rest["INDEXED BY ".len()..];
+            let name_len = after
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(after.len());
+            rest = &after[name_len..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_hints_are_rewritten_for_postgres_but_not_inside_quotes() {
+        assert_eq!(
+            for_postgres(
+                "SELECT a FROM leases INDEXED BY leases_live WHERE x = ?1 AND y = '?2' AND z = ?12"
+            ),
+            "SELECT a FROM leases  WHERE x = $1 AND y = '?2' AND z = $12"
+        );
+        assert!(matches!(for_postgres("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn optional_values_bind_as_null_or_their_value() {
+        let none: Option<String> = None;
+        let some = Some("x".to_string());
+        let bytes = vec![1u8, 2];
+        let bound = args![1i64, none, some, "y", bytes];
+        assert!(matches!(bound[0], Value::Int(1)));
+        assert!(matches!(bound[1], Value::Null));
+        assert!(matches!(bound[2], Value::Text("x")));
+        assert!(matches!(bound[3], Value::Text("y")));
+        assert!(matches!(bound[4], Value::Blob([1, 2])));
+    }
+}
