@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::{self, AuditEvent, action};
 
-use crate::records::HealthRecord;
+use crate::records::{HealthRecord, UtilizationSample};
 use crate::store::{StoreError, Tx};
 use crate::types::{Account, Millis, Provider};
 
@@ -114,6 +114,7 @@ pub fn report(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     if !facts.is_empty() {
+        sample_utilization(tx, now, provider, account, &facts)?;
         // A later report without headers keeps these facts but moves `updated_at`: their own
         // time is kept beside them, so utilization stays "as of" when the provider said it.
         facts.insert(FACTS_AT.into(), Value::from(now));
@@ -175,6 +176,51 @@ pub fn report(
         )?;
     }
     Ok(h)
+}
+
+/// Samples older than this are dropped: the longest window (7 days) and a day.
+const SAMPLES_KEPT_MS: Millis = 8 * 86_400_000;
+
+/// Keeps what the provider said of each subscription window in this response, for
+/// calibration (`crate::calibrate`): its figure, its instance (reset time) and its length.
+/// Per-minute API windows are not kept (their limits are published), nor a window whose reset
+/// or length is unknown, or whose reset is past (a stale header).
+fn sample_utilization(
+    tx: &Tx<'_>,
+    now: Millis,
+    provider: Provider,
+    account: &Account,
+    facts: &Map<String, Value>,
+) -> Result<(), StoreError> {
+    let mut any = false;
+    for u in from_facts(facts, now) {
+        let window_ms = match u.window.as_str() {
+            "5h" => Some(5 * 3_600_000),
+            "7d" => Some(7 * 86_400_000),
+            "primary" | "secondary" => u.window_minutes.map(|m| m * 60_000),
+            _ => None,
+        };
+        let (Some(window_ms), Some(resets_at)) = (window_ms, u.resets_at) else {
+            continue;
+        };
+        if resets_at < now || resets_at - window_ms > now {
+            continue;
+        }
+        tx.insert_utilization_sample(&UtilizationSample {
+            provider,
+            account: account.clone(),
+            window: u.window,
+            at_ms: now,
+            used_bp: (u.used_percent * 100.0).round() as i64,
+            resets_at,
+            window_ms,
+        })?;
+        any = true;
+    }
+    if any {
+        tx.prune_utilization_samples(provider, account, now - SAMPLES_KEPT_MS)?;
+    }
+    Ok(())
 }
 
 /// Whether the account is unavailable at `now`, and until when and why.

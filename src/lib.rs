@@ -37,6 +37,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod calibrate;
 pub mod cli;
 pub mod clock;
 pub mod config_file;

@@ -296,6 +296,26 @@ pub struct SealedField {
     pub ciphertext: Vec<u8>,
 }
 
+/// What a provider said of one subscription window at one moment, kept so the window's token
+/// limit can be estimated (`crate::calibrate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UtilizationSample {
+    /// Which provider.
+    pub provider: Provider,
+    /// Which account.
+    pub account: Account,
+    /// `5h`, `7d` (Claude) or `primary`, `secondary` (Codex).
+    pub window: String,
+    /// When the provider said it.
+    pub at_ms: Millis,
+    /// How much of the window was used, in hundredths of a percent (4200 is 42 %).
+    pub used_bp: i64,
+    /// When this instance of the window resets.
+    pub resets_at: Millis,
+    /// The window's length, so it started at `resets_at - window_ms`.
+    pub window_ms: Millis,
+}
+
 /// What the ledger knows of a provider account's health, from reported responses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthRecord {

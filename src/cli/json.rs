@@ -525,6 +525,74 @@ impl From<&Limits> for LimitsJson {
     }
 }
 
+/// `limits show`: an account's limits and the estimates of its subscription windows.
+#[derive(Debug, Serialize)]
+pub struct LimitsShowJson {
+    /// The limits in force, as `limits set` prints them.
+    #[serde(flatten)]
+    pub limits: LimitsJson,
+    /// The estimated limits (`limits set --window-5h auto`).
+    pub estimated: EstimatedJson,
+}
+
+impl LimitsShowJson {
+    /// An account's limits and its calibration.
+    pub fn new(l: &Limits, c: &crate::ledger::Calibration) -> Self {
+        LimitsShowJson {
+            limits: LimitsJson::from(l),
+            estimated: EstimatedJson {
+                window_5h: EstimateJson::from(&c.window_5h),
+                weekly: EstimateJson::from(&c.weekly),
+            },
+        }
+    }
+}
+
+/// The estimate of each subscription window.
+#[derive(Debug, Serialize)]
+pub struct EstimatedJson {
+    /// Tokens per 5-hour window (Claude `5h`, Codex `primary`).
+    pub window_5h: EstimateJson,
+    /// Tokens per 7-day window (Claude `7d`, Codex `secondary`).
+    pub weekly: EstimateJson,
+}
+
+/// One window's estimated limit, or none yet.
+#[derive(Debug, Serialize)]
+pub struct EstimateJson {
+    /// The estimated tokens per window (`null`: not enough reports yet).
+    pub limit: Option<i64>,
+    /// Its uncertainty, ± percent of `limit` (about 95 %).
+    pub margin_percent: Option<f64>,
+    /// `high`, `medium`, `low`, or `none` without an estimate.
+    pub confidence: &'static str,
+    /// The usable reports it rests on.
+    pub samples: usize,
+    /// How many usable reports an estimate needs.
+    pub samples_needed: usize,
+}
+
+impl From<&Result<crate::calibrate::Estimate, crate::calibrate::NotYet>> for EstimateJson {
+    fn from(e: &Result<crate::calibrate::Estimate, crate::calibrate::NotYet>) -> Self {
+        match e {
+            Ok(e) => EstimateJson {
+                limit: Some(e.limit),
+                margin_percent: Some(e.margin_percent),
+                confidence: e.confidence.as_str(),
+                samples: e.samples,
+                samples_needed: crate::calibrate::MIN_SAMPLES,
+            },
+            Err(n) => EstimateJson {
+                limit: None,
+                margin_percent: None,
+                confidence: "none",
+                samples: n.usable,
+                samples_needed: n.needed,
+            },
+        }
+    }
+}
+
 /// `init`: where the ledger is and the limits it starts with.
 #[derive(Debug, Serialize)]
 pub struct InitJson {

@@ -28,6 +28,7 @@ pub use crate::quota::Released;
 
 mod agents;
 mod batch;
+mod calibration;
 mod credentials;
 mod lease_tokens;
 mod live;
@@ -37,6 +38,7 @@ pub mod options;
 mod run;
 mod tokens;
 pub use crate::oauth::RefreshPolicy;
+pub use calibration::{Calibration, FIVE_HOUR_WINDOWS, WEEKLY_WINDOWS};
 pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use lease_tokens::{LEASE_TOKEN_PREFIX, TokenLease};
 pub use live::LiveSnapshot;

@@ -50,7 +50,8 @@
 //!   key rotation (`vault::rotate`, then the audit secret's re-seal, in the ledger's
 //!   rotation) re-seals every credential, the key check and the audit secret in one transaction: a credential stored meanwhile under the old key would be lost.
 //! - provider health: `health::report` reads the record and writes it back with its
-//!   counters moved.
+//!   counters moved; its utilization samples need no read ([`Tx::insert_utilization_sample`]
+//!   keeps the first of equal figures by primary key, `ON CONFLICT DO NOTHING`).
 //!
 //! ## Isolation each needs
 //!
@@ -94,6 +95,7 @@ pub(crate) mod sql;
 mod sqlite;
 mod tx;
 mod usage_rows;
+mod utilization_rows;
 mod window_rows;
 
 use std::path::Path;

@@ -203,7 +203,15 @@ fn the_cycle_finder_finds_a_cycle_and_reads_grouped_imports() {
 /// The layers, lowest first, as docs/ARCHITECTURE.md draws them: a module may import only
 /// modules of a lower layer. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["types", "exit", "fault", "paths", "prices", "random"],
+    &[
+        "types",
+        "exit",
+        "fault",
+        "paths",
+        "prices",
+        "random",
+        "calibrate",
+    ],
     &["clock", "records", "config_file"],
     &["store"],
     &["vault"],

@@ -8,6 +8,7 @@ mod agent_env;
 mod agents;
 mod audit;
 mod bad_input;
+mod calibration;
 mod conventions;
 mod daemon;
 mod doctor;
