@@ -1,7 +1,7 @@
 //! Utilization samples: what providers said of their subscription windows, kept for
 //! calibration (`crate::calibrate`), and the metered tokens each is compared with.
 
-use rusqlite::params;
+use super::sql::args;
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -18,7 +18,7 @@ impl Tx<'_> {
                (provider, account, window_name, at_ms, used_bp, resets_at, window_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT DO NOTHING",
-            params![
+            args![
                 s.provider.as_str(),
                 s.account.as_str(),
                 s.window,
@@ -41,7 +41,7 @@ impl Tx<'_> {
         self.exec(
             "DELETE FROM utilization_samples
              WHERE provider = ?1 AND account = ?2 AND at_ms < ?3",
-            params![provider.as_str(), account.as_str(), before],
+            args![provider.as_str(), account.as_str(), before],
         )?;
         Ok(())
     }
@@ -54,38 +54,34 @@ impl Tx<'_> {
         windows: &[&str; 2],
         limit: i64,
     ) -> Result<Vec<UtilizationSample>, StoreError> {
-        let mut stmt = self.txn.prepare_cached(
+        let raw = self.all(
             "SELECT provider, account, window_name, at_ms, used_bp, resets_at, window_ms
              FROM utilization_samples
              WHERE provider = ?1 AND account = ?2 AND window_name IN (?3, ?4)
              ORDER BY at_ms DESC, used_bp DESC LIMIT ?5",
+            args![
+                provider.as_str(),
+                account.as_str(),
+                windows[0],
+                windows[1],
+                limit
+            ],
+            |r| {
+                Ok((
+                    [
+                        r.get::<String>("provider")?,
+                        r.get("account")?,
+                        r.get("window_name")?,
+                    ],
+                    [
+                        r.get::<i64>("at_ms")?,
+                        r.get("used_bp")?,
+                        r.get("resets_at")?,
+                        r.get("window_ms")?,
+                    ],
+                ))
+            },
         )?;
-        let raw = stmt
-            .query_map(
-                params![
-                    provider.as_str(),
-                    account.as_str(),
-                    windows[0],
-                    windows[1],
-                    limit
-                ],
-                |r| {
-                    Ok((
-                        [
-                            r.get::<_, String>("provider")?,
-                            r.get("account")?,
-                            r.get("window_name")?,
-                        ],
-                        [
-                            r.get::<_, i64>("at_ms")?,
-                            r.get("used_bp")?,
-                            r.get("resets_at")?,
-                            r.get("window_ms")?,
-                        ],
-                    ))
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
         raw.into_iter()
             .map(|([p, a, window], [at_ms, used_bp, resets_at, window_ms])| {
                 Ok(UtilizationSample {
@@ -110,12 +106,12 @@ impl Tx<'_> {
         from: Millis,
         to: Millis,
     ) -> Result<i64, StoreError> {
-        Ok(self.one(
-            "SELECT COALESCE(SUM(input + output + cache_read + cache_write), 0) AS total
+        self.single(
+            "SELECT CAST(COALESCE(SUM(input + output + cache_read + cache_write), 0) AS BIGINT) AS total
              FROM usage_events
              WHERE provider = ?1 AND account = ?2 AND at_ms >= ?3 AND at_ms <= ?4",
-            params![provider.as_str(), account.as_str(), from, to],
+            args![provider.as_str(), account.as_str(), from, to],
             |r| r.get("total"),
-        )?)
+        )
     }
 }
