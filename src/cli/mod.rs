@@ -19,6 +19,7 @@ mod lease;
 mod limits;
 mod login;
 mod metrics;
+mod migrate;
 mod oauth_login;
 mod output;
 mod prices;
@@ -123,6 +124,9 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Reclaim expired and idle leases now.
     Cleanup(cleanup::CleanupCmd),
+    /// Copy a whole ledger into a new, empty one: SQLite to PostgreSQL when a team's agents
+    /// run on many hosts, or back. Credentials stay sealed; the audit trail verifies.
+    Migrate(migrate::MigrateCmd),
     /// Serve group commit for every process's writes, run hourly cleanup and OAuth refresh
     /// ahead of expiry, until SIGTERM or SIGINT.
     Daemon(daemon::DaemonCmd),
@@ -324,6 +328,7 @@ pub fn main() -> i32 {
         Command::Prices(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),
         Command::Cleanup(c) => c.run(&ctx),
+        Command::Migrate(c) => c.run(&ctx),
         Command::Daemon(c) => c.run(&ctx),
         Command::Gateway(c) => c.run(&ctx),
         Command::Doctor(c) => c.run(&ctx),

@@ -33,6 +33,7 @@ mod credentials;
 mod lease_tokens;
 mod live;
 mod metering;
+mod migrate;
 pub mod op;
 pub mod options;
 mod run;
@@ -43,6 +44,7 @@ pub use credentials::{CodexExport, KeyRotation, LogoutReport};
 pub use lease_tokens::{LEASE_TOKEN_PREFIX, TokenLease};
 pub use live::LiveSnapshot;
 pub use metering::Spend;
+pub use migrate::{MoveReport, move_ledger};
 pub use op::{Committer, Handoff, Op, Outcome, Queued};
 pub use options::LedgerConfig;
 

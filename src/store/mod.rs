@@ -81,6 +81,7 @@
 
 mod audit_rows;
 mod check;
+mod copy;
 mod credential_rows;
 mod error;
 pub mod files;
@@ -103,6 +104,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use check::{StoreCheck, StoreFact};
+pub use copy::CopyReport;
 pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
 pub use pg::redact as redact_server_url;
