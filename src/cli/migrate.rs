@@ -58,22 +58,22 @@ impl MigrateCmd {
                 "--from and --to name the same ledger".into(),
             )));
         }
-        if let LedgerLocation::File(p) = &from {
-            if !p.exists() {
-                return Err(StoreError::Open {
-                    path: p.clone(),
-                    reason: "no ledger here to copy".into(),
-                }
-                .into());
+        if let LedgerLocation::File(p) = &from
+            && !p.exists()
+        {
+            return Err(StoreError::Open {
+                path: p.clone(),
+                reason: "no ledger here to copy".into(),
             }
+            .into());
         }
-        if let LedgerLocation::File(p) = &to {
-            if p.exists() {
-                return Err(Error::Invalid(InvalidInput(format!(
-                    "{} exists: migrate only into a new ledger",
-                    p.display()
-                ))));
-            }
+        if let LedgerLocation::File(p) = &to
+            && p.exists()
+        {
+            return Err(Error::Invalid(InvalidInput(format!(
+                "{} exists: migrate only into a new ledger",
+                p.display()
+            ))));
         }
         let config = |loc: &LedgerLocation| {
             Ok::<_, Error>(
