@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::output::clock_time;
+use super::output::{clock_time, times_for_people};
 use crate::types::Millis;
 
 /// The detail of an `action` row, read at `now` (times are shown as local clock times).
@@ -77,7 +77,7 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
                 .into_iter()
                 .flatten()
                 .filter_map(|s| {
-                    let p = s.get("problem")?.as_str()?;
+                    let p = times_for_people(s.get("problem")?.as_str()?, now);
                     let who = format!(
                         "{}/{}",
                         s.get("provider")?.as_str()?,
@@ -90,14 +90,14 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
             if !problems.is_empty() {
                 s.push_str(&format!(": {}", problems.join("; ")));
             } else if let Some(r) = d.str("reason") {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", times_for_people(r, now)));
             }
             s
         }),
         "fallback" | "switch" => d.str("from").zip(d.str("to")).map(|(from, to)| {
             let mut s = format!("{from} → {to}");
             if let Some(r) = d.str("reason") {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", times_for_people(r, now)));
             }
             s
         }),

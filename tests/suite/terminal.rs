@@ -374,3 +374,63 @@ fn a_setup_token_chosen_at_the_terminal_is_read_without_echo() {
     assert!(!text.contains("SETUPSECRET"), "echoed: {text:?}");
     assert_eq!(stored(&home, "claude", "setup")["source"], "setup-token");
 }
+
+#[test]
+fn providers_and_fallbacks_show_local_times_for_people_and_exact_ones_in_json() {
+    let home = Home::new();
+    for args in [
+        &["limits", "set", "claude", "--daily-tokens", "1000"][..],
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "spender",
+            "--provider",
+            "claude",
+            "--tokens",
+            "1000",
+        ],
+    ] {
+        let out = home.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    // The day window resets at midnight UTC (the tests' local zone).
+    const EXACT: &str = "2026-11-24T00:00:00Z";
+    let json = home.json(&["providers"]);
+    assert!(json.to_string().contains(EXACT), "{json}");
+
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "moved",
+        "--provider",
+        "auto",
+        "--tokens",
+        "10",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let acquired = stdout(&out);
+    let audit = stdout(
+        &home
+            .cmd()
+            .env("COLUMNS", "80")
+            .args(["audit", "--action", "fallback"])
+            .output()
+            .unwrap(),
+    );
+    let providers = stdout(&home.run(&["providers"]));
+    let quota = stdout(&home.run(&["quota"]));
+    let (in_terminal, _) = home.run_in_terminal(T0, &[("COLUMNS", "80")], &["providers"]);
+    for (what, text) in [
+        ("providers", &providers),
+        ("providers in a terminal", &plain(&in_terminal)),
+        ("quota's recommendation", &quota),
+        ("lease acquire", &acquired),
+        ("audit fallback", &audit),
+    ] {
+        assert!(!text.contains("2026-11-"), "{what}: a raw time: {text}");
+        assert!(text.contains("resets at 11-24 00:00"), "{what}: {text}");
+        assert_within(text, 80, what);
+    }
+}
