@@ -112,6 +112,20 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
             }
             s
         }),
+        "topup" => d.has("tokens").then(|| {
+            let mut s = format!("topped up +{} → {}", d.num("tokens"), d.num("allocated"));
+            if detail
+                .get("absorbed")
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n > 0)
+            {
+                s.push_str(&format!(
+                    " ({} already used past the lease)",
+                    d.num("absorbed")
+                ));
+            }
+            s
+        }),
         "limits" => limits(detail),
         _ => None,
     };
@@ -256,6 +270,22 @@ mod tests {
         assert_eq!(
             describe("rekey", &json!({"legacy_rows": 2, "note": "x"}), NOW),
             "legacy_rows 2, note x"
+        );
+        assert_eq!(
+            describe(
+                "topup",
+                &json!({"tokens": 8192, "allocated": 28192, "fence": 3}),
+                NOW
+            ),
+            "topped up +8192 → 28192"
+        );
+        assert_eq!(
+            describe(
+                "topup",
+                &json!({"tokens": 8192, "absorbed": 300, "allocated": 28492, "fence": 3}),
+                NOW
+            ),
+            "topped up +8192 → 28492 (300 already used past the lease)"
         );
     }
 }
