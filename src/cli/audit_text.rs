@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::output::clock_time;
+use super::output::{clock_time, times_for_people};
 use crate::types::Millis;
 
 /// The detail of an `action` row, read at `now` (times are shown as local clock times).
@@ -77,7 +77,7 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
                 .into_iter()
                 .flatten()
                 .filter_map(|s| {
-                    let p = s.get("problem")?.as_str()?;
+                    let p = times_for_people(s.get("problem")?.as_str()?, now);
                     let who = format!(
                         "{}/{}",
                         s.get("provider")?.as_str()?,
@@ -90,14 +90,14 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
             if !problems.is_empty() {
                 s.push_str(&format!(": {}", problems.join("; ")));
             } else if let Some(r) = d.str("reason") {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", times_for_people(r, now)));
             }
             s
         }),
         "fallback" | "switch" => d.str("from").zip(d.str("to")).map(|(from, to)| {
             let mut s = format!("{from} → {to}");
             if let Some(r) = d.str("reason") {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", times_for_people(r, now)));
             }
             s
         }),
@@ -109,6 +109,20 @@ pub fn describe(action: &str, detail: &Value, now: Millis) -> String {
             };
             if let Some(r) = d.str("reason") {
                 s.push_str(&format!(": {r}"));
+            }
+            s
+        }),
+        "topup" => d.has("tokens").then(|| {
+            let mut s = format!("topped up +{} → {}", d.num("tokens"), d.num("allocated"));
+            if detail
+                .get("absorbed")
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n > 0)
+            {
+                s.push_str(&format!(
+                    " ({} already used past the lease)",
+                    d.num("absorbed")
+                ));
             }
             s
         }),
@@ -256,6 +270,22 @@ mod tests {
         assert_eq!(
             describe("rekey", &json!({"legacy_rows": 2, "note": "x"}), NOW),
             "legacy_rows 2, note x"
+        );
+        assert_eq!(
+            describe(
+                "topup",
+                &json!({"tokens": 8192, "allocated": 28192, "fence": 3}),
+                NOW
+            ),
+            "topped up +8192 → 28192"
+        );
+        assert_eq!(
+            describe(
+                "topup",
+                &json!({"tokens": 8192, "absorbed": 300, "allocated": 28492, "fence": 3}),
+                NOW
+            ),
+            "topped up +8192 → 28492 (300 already used past the lease)"
         );
     }
 }

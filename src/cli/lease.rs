@@ -276,7 +276,7 @@ impl Acquire {
             let why = format!(
                 "  expires {}; {}",
                 when(lease.expires_at, ctx.clock().now_ms()),
-                decision.reason
+                super::output::times_for_people(&decision.reason, ctx.clock().now_ms())
             );
             for line in super::output::wrap(&why, ctx.out.screen().width) {
                 ctx.out.line(&line)?;

@@ -128,20 +128,93 @@ fn read_source(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Err
     Ok(zeroize::Zeroizing::new(text))
 }
 
-fn read_stdin_secret() -> Result<Secret, Error> {
-    let mut buf = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .take(MAX_INPUT)
-        .read_to_string(&mut buf)
-        .map_err(|source| Error::Io {
-            what: "cannot read the key from stdin".into(),
-            source,
-        })?;
+/// A secret from stdin: typed at a terminal, one line without echo after `prompt`; piped, all
+/// of stdin (to EOF), as before.
+fn read_stdin_secret(prompt: &str) -> Result<Secret, Error> {
+    let buf = if std::io::stdin().is_terminal() {
+        super::hidden::read_line(prompt)?
+    } else {
+        let mut buf = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .take(MAX_INPUT)
+            .read_to_string(&mut buf)
+            .map_err(|source| Error::Io {
+                what: "cannot read the key from stdin".into(),
+                source,
+            })?;
+        buf
+    };
     let key = Secret::new(buf.trim().to_string());
     if key.is_blank() {
         return Err(InvalidInput("no key on stdin".into()).into());
     }
     Ok(key)
+}
+
+/// How a person at a terminal chose to sign in.
+#[derive(Debug, Clone, Copy)]
+enum Chosen {
+    Import(FromArg),
+    SetupToken,
+    ApiKey,
+}
+
+/// The ways to sign in offered at a terminal when no source flag was given: the
+/// subscription's first (they cost nothing per token), the API key last.
+fn offers(provider: Provider) -> Vec<(Chosen, &'static str)> {
+    match provider {
+        Provider::Claude => vec![
+            (
+                Chosen::Import(FromArg::ClaudeCode),
+                "import Claude Code's login (--from claude-code)",
+            ),
+            (
+                Chosen::SetupToken,
+                "paste a `claude setup-token` token (--setup-token)",
+            ),
+            (Chosen::ApiKey, "paste an API key, billed per token"),
+        ],
+        Provider::Openai => vec![
+            (
+                Chosen::Import(FromArg::Codex),
+                "import Codex's ChatGPT login (--from codex)",
+            ),
+            (Chosen::ApiKey, "paste an API key, billed per token"),
+        ],
+    }
+}
+
+/// Asks how to sign in (Enter takes the first, a subscription).
+fn ask_source(provider: Provider, account: &Account) -> Result<Chosen, Error> {
+    let offers = offers(provider);
+    eprintln!("How do you sign in to {provider}/{account}?");
+    for (i, (_, text)) in offers.iter().enumerate() {
+        eprintln!("  {}. {text}", i + 1);
+    }
+    eprint!("Choose 1-{} [1]: ", offers.len());
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|source| Error::Io {
+            what: "cannot read the answer".into(),
+            source,
+        })?;
+    let answer = line.trim();
+    let n = if answer.is_empty() {
+        1
+    } else {
+        answer.parse::<usize>().unwrap_or(0)
+    };
+    offers
+        .get(n.wrapping_sub(1))
+        .map(|(c, _)| *c)
+        .ok_or_else(|| {
+            InvalidInput(format!(
+                "choose a number from 1 to {}, not {answer:?}",
+                offers.len()
+            ))
+            .into()
+        })
 }
 
 fn ask_provider() -> Result<Provider, Error> {
@@ -157,8 +230,13 @@ fn ask_provider() -> Result<Provider, Error> {
 }
 
 impl LoginCmd {
-    fn credential(&self, ctx: &Ctx, provider: Provider) -> Result<Credential, Error> {
-        if let Some(from) = self.from {
+    fn credential(
+        &self,
+        ctx: &Ctx,
+        provider: Provider,
+        from: Option<FromArg>,
+    ) -> Result<Credential, Error> {
+        if let Some(from) = from {
             let source = from.source();
             if let ImportSource::Env = source {
                 return Ok(import::from_env(provider, &self.account, self.tier, |n| {
@@ -188,23 +266,22 @@ impl LoginCmd {
             return Ok(c);
         }
         let (key, source) = if self.api_key_stdin {
-            (read_stdin_secret()?, "stdin")
+            (
+                read_stdin_secret(&format!("{provider} API key: "))?,
+                "stdin",
+            )
         } else if std::io::stdin().is_terminal() {
-            let typed =
-                rpassword::prompt_password(format!("{provider} API key: ")).map_err(|source| {
-                    Error::Io {
-                        what: "cannot read the key".into(),
-                        source,
-                    }
-                })?;
-            (Secret::new(typed.trim().to_string()), "prompt")
+            (
+                read_stdin_secret(&format!("{provider} API key: "))?,
+                "prompt",
+            )
         } else {
             return Err(InvalidInput(
                 "say where the credential comes from: --api-key-stdin or --from env|codex|claude-code|opencode".into(),
             )
             .into());
         };
-        import::check_api_key(provider, &key)?;
+        import::check_api_key(provider, &self.account, &key)?;
         if self.verify {
             let base = ctx
                 .file_config()?
@@ -237,6 +314,22 @@ impl LoginCmd {
         if let Some(t) = self.tier {
             t.check_for(provider)?;
         }
+        // At a terminal with no source named: offer the subscription's ways first. `--verify`
+        // is for API keys, so it goes straight to the key's prompt.
+        let asked = self.from.is_none()
+            && !(self.api_key_stdin || self.oauth || self.device || self.setup_token)
+            && !self.verify
+            && std::io::stdin().is_terminal();
+        let chosen = if asked {
+            Some(ask_source(provider, &self.account)?)
+        } else {
+            None
+        };
+        let from = match chosen {
+            Some(Chosen::Import(f)) => Some(f),
+            _ => self.from,
+        };
+        let setup_token = self.setup_token || matches!(chosen, Some(Chosen::SetupToken));
         let s = if self.oauth || self.device {
             super::oauth_login::run(
                 ctx,
@@ -247,11 +340,11 @@ impl LoginCmd {
                 self.no_browser,
                 self.timeout,
             )?
-        } else if self.setup_token {
+        } else if setup_token {
             let credential = setup_token_credential(provider, &self.account, self.tier)?;
             ctx.open()?.store_credential(&credential)?
         } else {
-            let credential = self.credential(ctx, provider)?;
+            let credential = self.credential(ctx, provider, from)?;
             ctx.open()?.store_credential(&credential)?
         };
         // Stored anyway (it may be the only copy), but the user learns it serves no agent.
@@ -296,7 +389,7 @@ fn setup_token_credential(
             InvalidInput("--setup-token is for Claude Code's `claude setup-token`".into()).into(),
         );
     }
-    let token = read_stdin_secret()?;
+    let token = read_stdin_secret("Claude Code setup token: ")?;
     if !token.expose_secret().starts_with("sk-ant-oat")
         || token.expose_secret().chars().any(char::is_whitespace)
     {

@@ -13,6 +13,7 @@ mod demo_upstream;
 mod doctor;
 mod export;
 mod gateway;
+mod hidden;
 mod init;
 mod json;
 mod lease;

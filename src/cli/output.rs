@@ -328,6 +328,56 @@ pub fn clock_time(at: crate::types::Millis, now: crate::types::Millis) -> String
     }
 }
 
+/// `text` with every exact UTC time in it (`2026-11-23T12:00:00Z`, as the library writes
+/// reasons such as "unhealthy until …" or "resets at …") shown as a [`clock_time`] for people;
+/// `--json` keeps the text as it is.
+pub fn times_for_people(text: &str, now: crate::types::Millis) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, len, ms)) = first_utc_time(rest) {
+        out.push_str(&rest[..at]);
+        out.push_str(&clock_time(ms, now));
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the first `YYYY-MM-DDTHH:MM:SS[.fff]Z` in `text` starts, its length and its time.
+fn first_utc_time(text: &str) -> Option<(usize, usize, crate::types::Millis)> {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    let bytes = text.as_bytes();
+    let fits = |at: usize| {
+        bytes.len() >= at + SHAPE.len()
+            && SHAPE
+                .iter()
+                .zip(&bytes[at..])
+                .all(|(want, got)| match want {
+                    b'd' => got.is_ascii_digit(),
+                    w => w == got,
+                })
+    };
+    (0..bytes.len()).find_map(|at| {
+        if !fits(at) {
+            return None;
+        }
+        let mut end = at + SHAPE.len();
+        if bytes.get(end) == Some(&b'.') {
+            end += 1;
+            while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+                end += 1;
+            }
+        }
+        if bytes.get(end) != Some(&b'Z') {
+            return None;
+        }
+        let ms = chrono::DateTime::parse_from_rfc3339(&text[at..=end])
+            .ok()?
+            .timestamp_millis();
+        Some((at, end + 1 - at, ms))
+    })
+}
+
 /// A table with the house style.
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
@@ -378,7 +428,30 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Grid, Screen, wrap};
+    use super::{Grid, Screen, clock_time, times_for_people, wrap};
+
+    #[test]
+    fn exact_utc_times_in_a_reason_become_clock_times() {
+        // The clock times are local: compared with clock_time's own, whatever the zone.
+        let now = 1_795_428_000_000; // 2026-11-23T10:00:00Z
+        let at = |ms: i64| clock_time(ms, now);
+        assert_eq!(
+            times_for_people("unhealthy until 2026-11-23T12:30:00Z: rate limited", now),
+            format!("unhealthy until {}: rate limited", at(now + 9_000_000))
+        );
+        assert_eq!(
+            times_for_people(
+                "resets at 2026-11-24T00:00:00.000Z; 2026-11-23T10:05:00Z",
+                now
+            ),
+            format!("resets at {}; {}", at(now + 50_400_000), at(now + 300_000))
+        );
+        // Not a UTC time: left as it is.
+        assert_eq!(
+            times_for_people("2026-11-23 and 2026-11-23T10:00:00+01:00", now),
+            "2026-11-23 and 2026-11-23T10:00:00+01:00"
+        );
+    }
 
     #[test]
     fn a_grid_drops_its_least_important_columns_first_and_wraps_the_rest() {

@@ -102,8 +102,10 @@ impl QuotaCmd {
                 }
             }
         }
-        if let Some(r) = super::status::recommendation(&ledger) {
-            ctx.out.line(&r)?;
+        if let Some(r) = super::status::recommendation(&ledger, now) {
+            for line in super::output::wrap(&r, screen.width) {
+                ctx.out.line(&line)?;
+            }
         }
         Ok(0)
     }

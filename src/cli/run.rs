@@ -43,7 +43,7 @@ impl RunCmd {
                 lease.account,
                 lease.agent,
                 lease.allocated,
-                decision.reason
+                super::output::times_for_people(&decision.reason, ctx.clock().now_ms())
             );
         }
         if self.no_meter {

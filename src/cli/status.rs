@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::Ctx;
 use super::json::{CredentialJson, ProviderJson, QuotaJson, StatusJson};
-use super::output::{Grid, clock_time, coloured, percent_cell, when};
+use super::output::{Grid, clock_time, coloured, percent_cell, times_for_people, when};
 use super::prices::{cost_of, costs_today, today_line};
 use crate::error::Error;
 use crate::select::{Choice, SelectError};
@@ -216,6 +216,7 @@ impl ProvidersCmd {
             )?;
             return Ok(0);
         }
+        let now = ctx.clock().now_ms();
         let mut t = Grid::new(&[("provider", 0), ("usable", 0), ("why", 0), ("", 1)]);
         for r in &rows {
             t.row([
@@ -225,7 +226,7 @@ impl ProvidersCmd {
                 } else {
                     coloured("no", Color::Red)
                 },
-                Cell::new(&r.reason),
+                Cell::new(times_for_people(&r.reason, now)),
                 Cell::new(if r.next { "<- next agent" } else { "" }),
             ]);
         }
@@ -235,13 +236,16 @@ impl ProvidersCmd {
 }
 
 /// A one-line recommendation when `auto` is passing over its first choice, e.g.
-/// "claude/default at 86 % of its day window; new agents will go to openai/default".
-pub fn recommendation(ledger: &crate::ledger::Ledger) -> Option<String> {
+/// "claude/default at 86 % of its day window; new agents will go to openai/default", its
+/// times for people at `now`.
+pub fn recommendation(ledger: &crate::ledger::Ledger, now: crate::types::Millis) -> Option<String> {
     let d = ledger.select(&Choice::Auto).ok()?;
     let (p, a, why) = d.fallback_from?;
     Some(format!(
-        "{p}/{a} {why}; new agents will go to {}/{}",
-        d.provider, d.account
+        "{p}/{a} {}; new agents will go to {}/{}",
+        times_for_people(&why, now),
+        d.provider,
+        d.account
     ))
 }
 

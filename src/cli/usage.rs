@@ -199,8 +199,10 @@ impl UsageCmd {
                         windows.join(", ")
                     ))?;
                 }
-                if let Some(r) = super::status::recommendation(&ledger) {
-                    ctx.out.line(&r)?;
+                if let Some(r) = super::status::recommendation(&ledger, ctx.clock().now_ms()) {
+                    for line in super::output::wrap(&r, ctx.out.screen().width) {
+                        ctx.out.line(&line)?;
+                    }
                 }
                 Ok(0)
             }

@@ -133,7 +133,7 @@ impl Refresher<'_> {
             let mut credential = credential;
             // Recorded with the refreshed tokens: from then on only this endpoint may refresh it.
             credential.refresh_via = Some(via.clone());
-            let cfg = match refresh_config(self.config, provider, &via) {
+            let cfg = match refresh_config(self.config, provider, account, &via) {
                 Ok(cfg) => cfg,
                 Err(why) => return self.fallback(&credential, now, &why),
             };
@@ -321,6 +321,7 @@ fn adopted_endpoint(config: &ConfigFile, provider: Provider, c: &Credential) -> 
 fn refresh_config(
     config: &ConfigFile,
     provider: Provider,
+    account: &Account,
     via: &RefreshVia,
 ) -> Result<OAuthConfig, String> {
     let configured = config.provider(provider).and_then(|p| p.oauth.clone());
@@ -333,8 +334,9 @@ fn refresh_config(
             .and_then(|c| c.token_url)
             .unwrap_or_else(|| "none".into());
         return Err(format!(
-            "it was issued by {} but [providers.{provider}.oauth] now names {now_set} (or another client id); log in again (`authledger login {provider} --oauth`)",
-            via.token_url
+            "it was issued by {} but [providers.{provider}.oauth] now names {now_set} (or another client id); log in again (`{} --oauth`)",
+            via.token_url,
+            crate::vault::login_command(provider, account)
         ));
     }
     check_endpoint(provider, "its token endpoint", &via.token_url).map_err(|e| e.to_string())?;
@@ -343,4 +345,24 @@ fn refresh_config(
         client_id: Some(via.client_id.clone()),
         ..OAuthConfig::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_from_another_endpoint_suggests_a_login_that_keeps_the_account() {
+        let via = RefreshVia {
+            token_url: "https://auth.example/token".into(),
+            client_id: "client".into(),
+        };
+        let work: Account = "work".parse().unwrap();
+        let why = refresh_config(&ConfigFile::default(), Provider::Openai, &work, &via)
+            .expect_err("not configured: refused");
+        assert!(
+            why.contains("`authledger login openai --account work --oauth`"),
+            "{why}"
+        );
+    }
 }

@@ -73,12 +73,17 @@ fn required(what: &str, obj: &Value, key: &str) -> Result<Secret, VaultError> {
 
 /// Checks an API key's shape: `sk-ant-` for Claude, `sk-` for OpenAI, no whitespace inside.
 /// A Claude Code OAuth token (`sk-ant-oat…`) is refused: Claude Code rejects it as an API key.
-pub fn check_api_key(provider: Provider, key: &Secret) -> Result<(), VaultError> {
+pub fn check_api_key(
+    provider: Provider,
+    account: &Account,
+    key: &Secret,
+) -> Result<(), VaultError> {
     let k = key.expose_secret();
     if provider == Provider::Claude && k.starts_with("sk-ant-oat") {
-        return Err(VaultError::Conflict(
-            "that is a Claude Code OAuth token, not an API key: store it with `authledger login claude --setup-token` (or --from claude-code)".into(),
-        ));
+        return Err(VaultError::Conflict(format!(
+            "that is a Claude Code OAuth token, not an API key: store it with `{} --setup-token` (or --from claude-code)",
+            super::login_command(provider, account)
+        )));
     }
     let prefix = match provider {
         Provider::Claude => "sk-ant-",
@@ -150,7 +155,7 @@ pub fn from_env(
         ),
     };
     if let Some(key) = key {
-        check_api_key(provider, &key)?;
+        check_api_key(provider, account, &key)?;
         let mut c = Credential::api_key(provider, account.clone(), key, "env");
         c.tier = tier.unwrap_or(Tier::Api);
         return Ok(c);
@@ -200,7 +205,7 @@ pub fn from_codex(
             let key = Secret::new(api_key.ok_or_else(|| {
                 malformed(what, "auth_mode is apikey but OPENAI_API_KEY is empty")
             })?);
-            check_api_key(provider, &key)?;
+            check_api_key(provider, account, &key)?;
             let mut c = Credential::api_key(provider, account.clone(), key, "codex");
             c.tier = tier.unwrap_or(Tier::Api);
             Ok(c)
@@ -321,7 +326,7 @@ pub fn from_opencode(
     match string_field(what, e, "type")?.as_deref() {
         Some("api") => {
             let secret = required(what, e, "key")?;
-            check_api_key(provider, &secret)?;
+            check_api_key(provider, account, &secret)?;
             let mut c = Credential::api_key(provider, account.clone(), secret, "opencode");
             c.tier = tier.unwrap_or(Tier::Api);
             Ok(c)
@@ -384,6 +389,7 @@ mod tests {
         assert!(
             check_api_key(
                 Provider::Claude,
+                &Account::default(),
                 &Secret::new("sk-ant-api03-xxxxxxxx".into())
             )
             .is_ok()
@@ -391,11 +397,26 @@ mod tests {
         assert!(
             check_api_key(
                 Provider::Claude,
+                &Account::default(),
                 &Secret::new("sk-proj-xxxxxxxxxxxx".into())
             )
             .is_err()
         );
-        assert!(check_api_key(Provider::Openai, &Secret::new("sk-proj-xxxxxxxx".into())).is_ok());
-        assert!(check_api_key(Provider::Openai, &Secret::new("sk-proj xxxxxxxx".into())).is_err());
+        assert!(
+            check_api_key(
+                Provider::Openai,
+                &Account::default(),
+                &Secret::new("sk-proj-xxxxxxxx".into())
+            )
+            .is_ok()
+        );
+        assert!(
+            check_api_key(
+                Provider::Openai,
+                &Account::default(),
+                &Secret::new("sk-proj xxxxxxxx".into())
+            )
+            .is_err()
+        );
     }
 }

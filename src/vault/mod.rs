@@ -127,19 +127,23 @@ pub enum VaultError {
         expected: &'static str,
     },
     /// The provider refused the credential.
-    #[error("{provider} refused the credential (HTTP {status})")]
+    #[error("cannot verify the key at {url}: {status} ({provider} refused it)")]
     Rejected {
         /// Which provider.
         provider: Provider,
-        /// The HTTP status.
-        status: u16,
+        /// The URL asked.
+        url: String,
+        /// The HTTP status and its reason (`401 Unauthorized`).
+        status: String,
     },
-    /// The provider could not be asked.
-    #[error("cannot reach {provider}: {reason}")]
+    /// The provider could not be asked, or answered neither yes nor no.
+    #[error("cannot verify the key at {url}: {reason}")]
     Http {
         /// Which provider.
         provider: Provider,
-        /// What went wrong.
+        /// The URL asked.
+        url: String,
+        /// What went wrong (`connection refused`).
         reason: String,
     },
     /// A file operation failed.

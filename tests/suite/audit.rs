@@ -504,3 +504,30 @@ fn the_library_anchors_and_verifies_against_an_anchor() {
     assert!(!report.ok);
     assert_eq!(report.first_bad_seq, Some(3));
 }
+
+#[test]
+fn a_top_up_reads_as_a_sentence_and_keeps_its_json() {
+    let home = Home::new();
+    let out = home.run(&[
+        "--json",
+        "lease",
+        "acquire",
+        "--agent",
+        "grower",
+        "--provider",
+        "claude",
+        "--tokens",
+        "20000",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = id["lease_id"].as_str().unwrap();
+    common::home_ledger(&home, T0)
+        .top_up(&authledger::LeaseId::parse(id).unwrap(), 8192)
+        .unwrap();
+    let text = stdout(&home.run(&["audit", "--action", "topup"]));
+    assert!(text.contains("topped up +8192 → 28192"), "{text}");
+    let rows = home.json(&["audit", "--action", "topup"]);
+    assert_eq!(rows[0]["detail"]["tokens"], 8192, "{rows}");
+    assert_eq!(rows[0]["detail"]["allocated"], 28192, "{rows}");
+}

@@ -115,6 +115,22 @@ fn suggestions_keep_the_users_account() {
 }
 
 #[test]
+fn a_subscription_token_pasted_as_an_api_key_is_pointed_to_its_login_for_the_same_account() {
+    let home = Home::new();
+    let out = home.run_stdin(
+        &["login", "claude", "--account", "work", "--api-key-stdin"],
+        "sk-ant-oat01-PASTEDINSTEAD-abcdefgh",
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`authledger login claude --account work --setup-token`"),
+        "{err}"
+    );
+    assert!(!err.contains("PASTEDINSTEAD"), "{err}");
+}
+
+#[test]
 fn doctor_runs_on_a_broken_config_and_says_what_is_wrong() {
     let home = Home::new();
     std::fs::write(

@@ -199,3 +199,238 @@ fn times_are_relative_for_people_and_exact_in_json() {
         "{audit}"
     );
 }
+
+/// A CLI in a pseudo-terminal that a test types into: what it printed so far is read up to a
+/// needle, and a watchdog kills it (so a test fails, not hangs) if it never ends.
+struct Typing {
+    child: std::process::Child,
+    out: std::process::ChildStdout,
+    text: Vec<u8>,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+impl Typing {
+    fn start(home: &Home, env: &[(&str, &str)], args: &[&str]) -> Typing {
+        let mut child = home
+            .terminal(Some(T0), env, args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let pid = child.id() as i32;
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                wait.recv_timeout(std::time::Duration::from_secs(60))
+            {
+                // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        Typing {
+            child,
+            out,
+            text: Vec::new(),
+            done,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text).replace('\r', "")
+    }
+
+    /// Reads until `needle` shows (bounded by the bytes written, not by time).
+    fn read_until(&mut self, needle: &str) -> String {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while !self.text().contains(needle) {
+            let n = self.out.read(&mut buf).unwrap_or(0);
+            assert!(n > 0, "ended before {needle:?}: {:?}", self.text());
+            self.text.extend_from_slice(&buf[..n]);
+        }
+        self.text()
+    }
+
+    fn type_text(&mut self, keys: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(keys.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Everything printed, and the exit code, once it ends.
+    fn finish(mut self) -> (String, Option<i32>) {
+        use std::io::Read;
+        let _ = self.out.read_to_end(&mut self.text);
+        let status = self.child.wait().unwrap();
+        let _ = self.done.send(());
+        (self.text(), status.code())
+    }
+}
+
+/// The `credential` object of `status --json` for `provider/account`.
+fn stored(home: &Home, provider: &str, account: &str) -> serde_json::Value {
+    let status = home.json(&["status"]);
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == provider && r["account"] == account)
+        .map(|r| r["credential"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_api_key_typed_at_a_terminal_is_not_echoed_and_ends_at_enter() {
+    const KEY: &str = "sk-ant-api03-TYPEDSECRET-abcdefghijkl-9876";
+    let home = Home::new();
+    let mut t = Typing::start(
+        &home,
+        &[],
+        &["login", "claude", "--account", "typed", "--api-key-stdin"],
+    );
+    // The echo is off before the prompt shows: nothing typed after it is echoed.
+    t.read_until("API key: ");
+    // Enter (a terminal sends CR) ends the key; stdin stays open.
+    t.type_text(&format!("{KEY}\r"));
+    let (text, status) = t.finish();
+    assert_eq!(status, Some(0), "{text:?}");
+    assert!(
+        !text.contains("TYPEDSECRET"),
+        "the key was echoed: {text:?}"
+    );
+    assert!(text.contains("stored claude/typed"), "{text:?}");
+    let c = stored(&home, "claude", "typed");
+    assert_eq!(c["kind"], "api_key", "{c}");
+    assert_eq!(c["redacted"], "sk-ant-…9876", "{c}");
+}
+
+#[test]
+fn interactive_login_offers_the_subscription_before_an_api_key() {
+    let home = Home::new();
+    let claude_dir = home.path().join("claude-config");
+    std::fs::create_dir(&claude_dir).unwrap();
+    std::fs::copy(
+        crate::common::fixture("claude-code-credentials.json"),
+        claude_dir.join(".credentials.json"),
+    )
+    .unwrap();
+    let mut t = Typing::start(
+        &home,
+        &[("CLAUDE_CONFIG_DIR", claude_dir.to_str().unwrap())],
+        &["login", "claude", "--account", "sub"],
+    );
+    let menu = t.read_until("Choose");
+    let at = |needle: &str| {
+        menu.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not offered: {menu}"))
+    };
+    assert!(
+        at("--from claude-code") < at("--setup-token") && at("--setup-token") < at("API key"),
+        "subscription paths first: {menu}"
+    );
+    assert_within(&menu, 80, "the login menu");
+    t.type_text("1\r");
+    let (text, status) = t.finish();
+    assert_eq!(status, Some(0), "{text:?}");
+    assert_eq!(stored(&home, "claude", "sub")["source"], "claude-code");
+
+    let codex_dir = home.path().join("codex-home");
+    std::fs::create_dir(&codex_dir).unwrap();
+    std::fs::copy(
+        crate::common::fixture("codex-auth.chatgpt.json"),
+        codex_dir.join("auth.json"),
+    )
+    .unwrap();
+    let mut t = Typing::start(
+        &home,
+        &[("CODEX_HOME", codex_dir.to_str().unwrap())],
+        &["login", "openai", "--account", "sub"],
+    );
+    let menu = t.read_until("Choose");
+    assert!(
+        menu.find("--from codex").expect(&menu) < menu.find("API key").expect(&menu),
+        "{menu}"
+    );
+    // Enter alone takes the first: the subscription.
+    t.type_text("\r");
+    let (text, status) = t.finish();
+    assert_eq!(status, Some(0), "{text:?}");
+    assert_eq!(stored(&home, "openai", "sub")["source"], "codex");
+}
+
+#[test]
+fn a_setup_token_chosen_at_the_terminal_is_read_without_echo() {
+    const TOKEN: &str = "sk-ant-oat01-SETUPSECRET-abcdefghijkl-5555";
+    let home = Home::new();
+    let mut t = Typing::start(&home, &[], &["login", "claude", "--account", "setup"]);
+    t.read_until("Choose");
+    t.type_text("2\r");
+    t.read_until("setup token: ");
+    t.type_text(&format!("{TOKEN}\r"));
+    let (text, status) = t.finish();
+    assert_eq!(status, Some(0), "{text:?}");
+    assert!(!text.contains("SETUPSECRET"), "echoed: {text:?}");
+    assert_eq!(stored(&home, "claude", "setup")["source"], "setup-token");
+}
+
+#[test]
+fn providers_and_fallbacks_show_local_times_for_people_and_exact_ones_in_json() {
+    let home = Home::new();
+    for args in [
+        &["limits", "set", "claude", "--daily-tokens", "1000"][..],
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "spender",
+            "--provider",
+            "claude",
+            "--tokens",
+            "1000",
+        ],
+    ] {
+        let out = home.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    // The day window resets at midnight UTC (the tests' local zone).
+    const EXACT: &str = "2026-11-24T00:00:00Z";
+    let json = home.json(&["providers"]);
+    assert!(json.to_string().contains(EXACT), "{json}");
+
+    let out = home.run(&[
+        "lease",
+        "acquire",
+        "--agent",
+        "moved",
+        "--provider",
+        "auto",
+        "--tokens",
+        "10",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let acquired = stdout(&out);
+    let audit = stdout(
+        &home
+            .cmd()
+            .env("COLUMNS", "80")
+            .args(["audit", "--action", "fallback"])
+            .output()
+            .unwrap(),
+    );
+    let providers = stdout(&home.run(&["providers"]));
+    let quota = stdout(&home.run(&["quota"]));
+    let (in_terminal, _) = home.run_in_terminal(T0, &[("COLUMNS", "80")], &["providers"]);
+    for (what, text) in [
+        ("providers", &providers),
+        ("providers in a terminal", &plain(&in_terminal)),
+        ("quota's recommendation", &quota),
+        ("lease acquire", &acquired),
+        ("audit fallback", &audit),
+    ] {
+        assert!(!text.contains("2026-11-"), "{what}: a raw time: {text}");
+        assert!(text.contains("resets at 11-24 00:00"), "{what}: {text}");
+        assert_within(text, 80, what);
+    }
+}

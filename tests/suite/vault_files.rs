@@ -1668,6 +1668,60 @@ fn verify_never_follows_a_redirect_with_the_key() {
 }
 
 #[test]
+fn verify_errors_name_the_url_asked_and_the_cause() {
+    // A port nothing listens on: bound, then closed.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[providers.claude]\nbase_url = \"http://127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let before = home.snapshot();
+    let out = run_with(
+        &home,
+        &["login", "claude", "--api-key-stdin", "--verify"],
+        &[],
+        CLAUDE_KEY,
+    );
+    let url = format!("http://127.0.0.1:{port}/v1/models");
+    assert_refused(
+        &out,
+        1,
+        &[&format!(
+            "cannot verify the key at {url}: connection refused"
+        )],
+        "closed port",
+    );
+    assert_eq!(home.snapshot(), before, "closed port: the ledger changed");
+
+    let api = FakeApi::start();
+    configure(&home, &api);
+    api.answer(401);
+    for (provider, key) in [("claude", CLAUDE_KEY), ("openai", OPENAI_KEY)] {
+        let out = run_with(
+            &home,
+            &["login", provider, "--api-key-stdin", "--verify"],
+            &[],
+            key,
+        );
+        let url = format!("{}/v1/models", api.base_url());
+        assert_refused(
+            &out,
+            AUTH,
+            &[&format!(
+                "cannot verify the key at {url}: 401 Unauthorized ({provider} refused it)"
+            )],
+            provider,
+        );
+        assert!(!stderr(&out).contains(key), "{provider}: the key is shown");
+    }
+    assert_eq!(home.snapshot(), before, "401: the ledger changed");
+}
+
+#[test]
 fn an_unknown_config_key_is_refused_by_every_command_naming_the_key_and_line() {
     let home = Home::new();
     std::fs::write(
