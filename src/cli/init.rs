@@ -26,7 +26,7 @@ impl InitCmd {
         } else {
             ctx.out.line(&format!(
                 "ledger ready at {} (schema v{version})",
-                ledger.db_path().display()
+                ledger.location_shown()
             ))?;
             for l in limits {
                 ctx.out.line(&format!(

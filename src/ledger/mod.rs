@@ -117,6 +117,15 @@ impl Ledger {
         self.clock.now_ms()
     }
 
+    /// Where the ledger is, as people may see it: its file, or its server's URL without the
+    /// password.
+    pub fn location_shown(&self) -> String {
+        match &self.config.server {
+            Some(url) => crate::store::redact_server_url(url),
+            None => self.db_path().display().to_string(),
+        }
+    }
+
     /// The database file.
     pub fn db_path(&self) -> &Path {
         self.store.path()

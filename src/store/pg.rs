@@ -345,10 +345,21 @@ impl PgStore {
         }
         trips.sort();
         let latency = trips[trips.len() / 2];
+        // What integrity a server ledger can lack: a table of the schema dropped by hand.
+        let mut missing = Vec::new();
+        for table in super::Store::copied_tables() {
+            let present: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL AS present", &[&table])?
+                .try_get("present")?;
+            if !present {
+                missing.push(table);
+            }
+        }
         Ok(StoreCheck {
             schema_version,
             supported_version,
-            integrity: None,
+            integrity: (!missing.is_empty() && schema_version > 0)
+                .then(|| format!("missing tables: {}", missing.join(", "))),
             facts: vec![
                 StoreFact {
                     check: "server".into(),
