@@ -135,16 +135,17 @@ impl PgStore {
             path: PathBuf::from(&shown),
             reason,
         };
-        let mut config: postgres::Config = url
+        let (driver_url, wish) = tls_wish(url).map_err(open_error)?;
+        let mut config: postgres::Config = driver_url
             .parse()
             .map_err(|e: postgres::Error| open_error(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        let tls = matches!(config.get_ssl_mode(), postgres::config::SslMode::Require)
-            || url.contains("sslmode=verify");
-        let inner = if tls {
-            Manager::Tls(PostgresConnectionManager::new(config, rustls_connector()))
+        let inner = if wish.required {
+            config.ssl_mode(postgres::config::SslMode::Require);
+            let connector = rustls_connector(wish.root_cert.as_deref()).map_err(open_error)?;
+            Manager::Tls(PostgresConnectionManager::new(config, connector))
         } else {
             Manager::Plain(PostgresConnectionManager::new(config, NoTls))
         };
@@ -152,6 +153,10 @@ impl PgStore {
             inner,
             lock_timeout_ms: options.write_deadline.as_millis(),
         };
+        // The first connection is made here, not through the pool: a refused password or a
+        // failed TLS handshake is said at once and exactly, not after the pool's timeout.
+        let mut first =
+            r2d2::ManageConnection::connect(&manager).map_err(|e| open_error(describe(&e)))?;
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(0))
@@ -165,11 +170,7 @@ impl PgStore {
             read_only: options.read_only,
         };
         {
-            let mut conn = store
-                .pool
-                .get()
-                .map_err(|e| open_error(first_line(&e.to_string())))?;
-            let client = &mut conn.client;
+            let client = &mut first.client;
             if options.read_only {
                 if store.check_version(client)? {
                     return Err(StoreError::ReadOnly {
@@ -386,25 +387,83 @@ impl PgStore {
     }
 }
 
-/// A rustls connector trusting the web PKI roots, for `sslmode=require` and stronger.
-fn rustls_connector() -> MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// What the URL asks of TLS, in libpq's words.
+#[derive(Debug, Default, PartialEq)]
+struct TlsWish {
+    /// `sslmode=require`, `verify-ca` or `verify-full`: TLS or no connection, the server's
+    /// certificate checked (rustls always checks it and the name).
+    required: bool,
+    /// `sslrootcert=PATH`: the CA to trust instead of the web PKI roots.
+    root_cert: Option<PathBuf>,
+}
+
+/// Splits libpq's TLS parameters off `url`, returning the URL the driver takes (it knows
+/// `sslmode=require` only, and no `sslrootcert`) and what they asked.
+fn tls_wish(url: &str) -> Result<(String, TlsWish), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), TlsWish::default()));
     };
+    let mut wish = TlsWish::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => match value {
+                "require" | "verify-ca" | "verify-full" => wish.required = true,
+                "disable" | "allow" | "prefer" => {}
+                other => return Err(format!("unknown sslmode `{other}`")),
+            },
+            "sslrootcert" => {
+                let path = url::form_urlencoded::parse(format!("p={value}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                wish.root_cert = Some(PathBuf::from(path));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let driver = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((driver, wish))
+}
+
+/// A rustls connector trusting `root_cert` (PEM), else the web PKI roots.
+fn rustls_connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                let cert: rustls::pki_types::CertificateDer<'static> =
+                    cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!(
+                    "sslrootcert {} holds no certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => MakeRustlsConnect::new(c),
-        // The ring provider supports the default versions; this cannot fail in practice.
-        Err(_) => MakeRustlsConnect::new(
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-    }
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// How every read begins: one snapshot, never a write.
@@ -420,8 +479,15 @@ fn lock_error(e: StoreError, started: Instant) -> StoreError {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
+/// A driver error with its cause (the driver's own text is often only "db error").
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// The newest schema version this build knows for PostgreSQL.
@@ -460,6 +526,29 @@ mod tests {
     #[test]
     fn both_engines_know_the_same_newest_schema_version() {
         assert_eq!(latest_version(), super::super::migrate::latest_version());
+    }
+
+    #[test]
+    fn libpq_tls_parameters_are_read_and_kept_from_the_driver() {
+        let (driver, wish) = tls_wish(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(driver, "postgres://u@h/db?application_name=x");
+        assert!(wish.required);
+        assert_eq!(wish.root_cert, Some(PathBuf::from("/tmp/ca.pem")));
+        let (driver, wish) = tls_wish("postgres://u@h/db").unwrap();
+        assert_eq!(
+            (driver.as_str(), wish),
+            ("postgres://u@h/db", TlsWish::default())
+        );
+        assert!(
+            !tls_wish("postgres://u@h/db?sslmode=prefer")
+                .unwrap()
+                .1
+                .required
+        );
+        assert!(tls_wish("postgres://u@h/db?sslmode=sometimes").is_err());
     }
 
     #[test]
