@@ -89,7 +89,7 @@ impl AuditCmd {
                         seq: seq.unwrap_or(0),
                         problem: problem.unwrap_or_default(),
                     };
-                    ctx.out.error(&err);
+                    ctx.out.error(&err, ctx.clock().now_ms());
                     Ok(err.exit_code())
                 }
             };

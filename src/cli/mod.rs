@@ -340,7 +340,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            ctx.out.error(&e);
+            ctx.out.error(&e, ctx.clock().now_ms());
             e.exit_code()
         }
     }

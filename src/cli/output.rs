@@ -80,8 +80,9 @@ impl Output {
         self.line(text)
     }
 
-    /// Reports an error on stderr: one line, or a JSON object with `--json`.
-    pub fn error(&self, err: &Error) {
+    /// Reports an error on stderr: one line, or a JSON object with `--json`. Exact times in
+    /// its text are shown as clock times for people (at `now`), kept exact in JSON.
+    pub fn error(&self, err: &Error, now: crate::types::Millis) {
         let message = err.to_string();
         if self.json {
             let denial = match err {
@@ -97,7 +98,7 @@ impl Output {
                 })
             );
         } else {
-            eprintln!("authledger: {message}");
+            eprintln!("authledger: {}", times_for_people(&message, now));
         }
     }
 

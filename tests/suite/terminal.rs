@@ -434,3 +434,47 @@ fn providers_and_fallbacks_show_local_times_for_people_and_exact_ones_in_json() 
         assert_within(text, 80, what);
     }
 }
+
+#[test]
+fn a_refusal_says_its_times_for_people_and_exactly_in_json() {
+    let home = Home::new();
+    for args in [
+        &["limits", "set", "claude", "--concurrent", "1"][..],
+        &["limits", "set", "openai", "--concurrent", "0"],
+        &[
+            "lease",
+            "acquire",
+            "--agent",
+            "holder",
+            "--provider",
+            "claude",
+            "--tokens",
+            "10",
+        ],
+    ] {
+        let out = home.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    let refused = [
+        "lease",
+        "acquire",
+        "--agent",
+        "late",
+        "--provider",
+        "claude",
+    ];
+    let out = home.run(&refused);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(!said.contains("2026-11-"), "a raw time for people: {said}");
+    assert!(said.contains("a slot frees by "), "{said}");
+    let mut json = refused.to_vec();
+    json.insert(0, "--json");
+    let out = home.run(&json);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("a slot frees by 2026-11-"),
+        "{}",
+        stderr(&out)
+    );
+}
