@@ -24,6 +24,7 @@ mod metering;
 mod metrics;
 mod migrations;
 mod oauth;
+mod pg_harness;
 mod prices;
 mod processes;
 mod provider_says;
