@@ -9,6 +9,7 @@ mod agents;
 mod audit;
 mod bad_input;
 mod calibration;
+mod conformance;
 mod conventions;
 mod daemon;
 mod doctor;
