@@ -307,6 +307,12 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
+        // On an async runtime's thread the synchronous client cannot run at all (it drives a
+        // runtime of its own, and tokio refuses one inside another): give way, as when no
+        // connection is idle, so the caller reads on its blocking pool instead.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None;
+        }
         let pool_get = || self.pool.try_get().map(Ok);
         match self.begun(pool_get, READ_BEGIN)? {
             Ok(conn) => Some(Self::read_on(conn, extension, f)),

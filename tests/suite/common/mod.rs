@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod forge;
 pub mod oauth_server;
+pub mod pg;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

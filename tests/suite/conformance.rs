@@ -1,0 +1,994 @@
+//! One conformance suite of the ledger's behaviour, each test written once and run against
+//! both stores (issue 15): `conformance::sqlite::NAME` on a temporary SQLite file and
+//! `conformance::postgres::NAME` on a fresh database of the test PostgreSQL server
+//! (`common::pg`). The library runs on the manual clock, the CLI on a pinned one; a test only
+//! asserts values both engines must give alike. At the end, the CLI's `migrate` between the two
+//! and the `--db` URL checks, which need both stores at once.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authledger::paths::LedgerLocation;
+use authledger::select::Choice;
+use authledger::{
+    Account, AcquireRequest, AgentId, Credential, DenyReason, Error, KeySource, LeaseState, Ledger,
+    LedgerConfig, LimitsUpdate, ManualClock, Provider, QuotaError, Secret, UsageGroup, UsageRecord,
+    WindowKind,
+};
+
+use crate::common::{self, Home, T0, code, pg, stderr, stdout};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// 2026-11-23T00:00:00Z (T0 is 10:00 that day).
+const MIDNIGHT: i64 = T0 - 10 * HOUR;
+const CLAUDE_KEY: &str = "sk-ant-api03-conformance-key-0000";
+const OPENAI_KEY: &str = "sk-proj-conformance-openai-key-0000";
+
+/// Where one test's ledger lives: a private home (this host's state: key file, lease
+/// directories, `config.toml`) and, on PostgreSQL, a fresh database of its own.
+pub struct Backing {
+    pub home: Home,
+    /// The database URL when the ledger is on PostgreSQL.
+    pub url: Option<String>,
+}
+
+impl Backing {
+    fn sqlite() -> Backing {
+        Backing {
+            home: Home::empty(),
+            url: None,
+        }
+    }
+
+    fn postgres() -> Backing {
+        Backing {
+            home: Home::empty(),
+            url: Some(pg::server().fresh_db()),
+        }
+    }
+
+    /// The ledger's location as the CLI resolves it for this home.
+    fn location(&self) -> LedgerLocation {
+        match &self.url {
+            None => LedgerLocation::File(self.home.db()),
+            Some(url) => LedgerLocation::Server {
+                url: url.clone(),
+                anchor: self.home.path().join("servers").join("test").join("ledger"),
+            },
+        }
+    }
+
+    /// The library's configuration: the manual `clock`, and the key file the CLI uses.
+    fn config(&self, clock: &ManualClock) -> LedgerConfig {
+        LedgerConfig::at(self.location())
+            .with_clock(Arc::new(clock.clone()))
+            .with_key(KeySource::File(
+                self.home.path().join("keys").join("master.key"),
+            ))
+    }
+
+    fn open(&self, clock: &ManualClock) -> Ledger {
+        Ledger::open(self.config(clock)).expect("open the ledger")
+    }
+
+    /// A ledger on a manual clock at `start` with Claude limits `update` and a Claude API
+    /// key stored.
+    fn ledger(&self, start: i64, update: LimitsUpdate) -> (Ledger, ManualClock) {
+        let clock = ManualClock::new(start);
+        let ledger = self.open(&clock);
+        ledger
+            .set_limits(Provider::Claude, &Account::default(), &update)
+            .expect("limits");
+        ledger
+            .store_credential(&api_key(Provider::Claude, CLAUDE_KEY))
+            .expect("credential");
+        (ledger, clock)
+    }
+
+    /// The CLI on this ledger with its clock pinned at `now`.
+    fn cmd_at(&self, now: i64) -> Command {
+        let mut c = self.home.cmd_at(now);
+        if let Some(url) = &self.url {
+            c.env("AUTHLEDGER_DB", url);
+        }
+        c
+    }
+
+    fn run_at(&self, now: i64, args: &[&str]) -> Output {
+        self.cmd_at(now)
+            .args(args)
+            .output()
+            .expect("run authledger")
+    }
+
+    /// `--json` output of a command that must succeed.
+    fn json_at(&self, now: i64, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = common::must(self.run_at(now, &all), &format!("{args:?}"));
+        common::parse_json(&out)
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd_at(T0)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run authledger");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("run authledger")
+    }
+
+    /// Rows of a query run straight on the database (no authledger in between), each cell as
+    /// text.
+    fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.url {
+            None => common::query_rows(&self.home.db(), sql),
+            Some(url) => {
+                let text = pg::psql(url, sql);
+                text.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.split('|').map(str::to_string).collect())
+                    .collect()
+            }
+        }
+    }
+
+    /// Changes audit rows behind the ledger's back, as someone with write access to the
+    /// database would: past the append-only triggers.
+    fn tamper_audit(&self, set: &str, seq: i64) {
+        match &self.url {
+            None => {
+                let c = common::raw(&self.home.db());
+                c.execute_batch(&format!(
+                    "DROP TRIGGER audit_no_update; UPDATE audit SET {set} WHERE seq = {seq};"
+                ))
+                .expect("tamper with the SQLite audit table");
+            }
+            Some(url) => {
+                pg::psql(
+                    url,
+                    &format!(
+                        "ALTER TABLE audit DISABLE TRIGGER ALL; \
+                         UPDATE audit SET {set} WHERE seq = {seq}; \
+                         ALTER TABLE audit ENABLE TRIGGER ALL;"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Writes each test once, for both stores: `fn name(store: &Backing) { … }` becomes
+/// `sqlite::name` and `postgres::name`.
+macro_rules! conformance {
+    ($( $(#[doc = $doc:literal])* fn $name:ident($store:ident: &Backing) $body:block )*) => {
+        $( $(#[doc = $doc])* fn $name($store: &Backing) $body )*
+
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::Backing::sqlite()) } )*
+        }
+
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::Backing::postgres()) } )*
+        }
+    };
+}
+
+fn api_key(provider: Provider, key: &str) -> Credential {
+    Credential::api_key(
+        provider,
+        Account::default(),
+        Secret::new(key.into()),
+        "stdin",
+    )
+}
+
+fn limits(daily: i64, concurrent: i64) -> LimitsUpdate {
+    LimitsUpdate {
+        daily_tokens: Some(daily),
+        concurrent: Some(concurrent),
+        ..Default::default()
+    }
+}
+
+fn req(agent: &str) -> AcquireRequest {
+    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
+}
+
+fn claude(ledger: &Ledger) -> authledger::QuotaStatus {
+    ledger.quota(Some(Provider::Claude)).unwrap().remove(0)
+}
+
+fn denial<T: std::fmt::Debug>(r: Result<T, Error>) -> authledger::Denial {
+    match r {
+        Err(Error::Quota(QuotaError::Denied(d))) => *d,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn lost<T: std::fmt::Debug>(r: Result<T, Error>) -> LeaseState {
+    match r {
+        Err(Error::Quota(QuotaError::LeaseLost { state, .. })) => state,
+        other => panic!("expected the lease to be lost, got {other:?}"),
+    }
+}
+
+/// (key, input, output, records) of a usage summary.
+fn summary(ledger: &Ledger, group: UsageGroup) -> Vec<(String, i64, i64, i64)> {
+    ledger
+        .usage_report(0, group)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.key, s.input, s.output, s.records))
+        .collect()
+}
+
+fn s(key: &str, input: i64, output: i64, records: i64) -> (String, i64, i64, i64) {
+    (key.to_string(), input, output, records)
+}
+
+/// `audit verify --json`: its exit code and report.
+fn verify(store: &Backing) -> (i32, serde_json::Value) {
+    let out = store.run_at(T0, &["--json", "audit", "verify"]);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (code(&out), report)
+}
+
+/// Starts `n` copies of the CLI with `args` at once and waits for them all.
+fn processes(store: &Backing, now: i64, n: usize, args: &[&str]) -> Vec<Output> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            store
+                .cmd_at(now)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn authledger")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect()
+}
+
+conformance! {
+    /// Acquire, renew, record, release: the figures, the states, and a lease ends only once.
+    fn a_lease_is_granted_renewed_and_released_once(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
+        let lease = ledger
+            .acquire(&req("a").tokens(400).ttl(Duration::from_secs(600)))
+            .unwrap();
+        assert_eq!((lease.allocated, lease.state), (400, LeaseState::Active));
+        assert_eq!(lease.expires_at, T0 + 10 * MIN);
+        clock.advance_ms(9 * MIN);
+        let renewed = ledger.renew(&lease.id).unwrap();
+        assert_eq!(renewed.expires_at, T0 + 19 * MIN);
+        ledger
+            .record_usage(&lease.id, &UsageRecord::new(100, 50))
+            .unwrap();
+        let released = ledger.release(&lease.id).unwrap();
+        assert_eq!(released.returned, 250);
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved, q.remaining), (150, 0, 850));
+        let ended = ledger.lease(&lease.id).unwrap();
+        assert_eq!((ended.state, ended.used), (LeaseState::Released, 150));
+        assert_eq!(ended.ended_at, Some(T0 + 9 * MIN));
+        assert_eq!(lost(ledger.release(&lease.id)), LeaseState::Released);
+        assert_eq!(lost(ledger.renew(&lease.id)), LeaseState::Released);
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved), (150, 0), "nothing returned twice");
+    }
+
+    /// The concurrency limit refuses the next lease and frees its slot on release.
+    fn the_concurrency_limit_refuses_at_the_limit_and_frees_on_release(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(1_000, 2));
+        let a = ledger.acquire(&req("a").tokens(10)).unwrap();
+        ledger.acquire(&req("b").tokens(10)).unwrap();
+        let d = denial(ledger.acquire(&req("c").tokens(10)));
+        assert_eq!(d.reason, DenyReason::Concurrency);
+        assert_eq!(claude(&ledger).active_leases, 2);
+        ledger.release(&a.id).unwrap();
+        assert_eq!(ledger.acquire(&req("c").tokens(10)).unwrap().allocated, 10);
+    }
+
+    /// A lease past its TTL is expired on the spot; its late usage still counts, and it can
+    /// be neither renewed nor released.
+    fn an_expired_lease_ends_once_and_its_late_usage_counts(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
+        let lease = ledger
+            .acquire(&req("a").tokens(300).ttl(Duration::from_secs(600)))
+            .unwrap();
+        clock.advance_ms(10 * MIN);
+        assert_eq!(lost(ledger.renew(&lease.id)), LeaseState::Expired);
+        assert_eq!(claude(&ledger).reserved, 0, "reclaimed on the spot");
+        let o = ledger
+            .record_usage(&lease.id, &UsageRecord::new(40, 2).key("late"))
+            .unwrap();
+        assert_eq!(o.lease_state, LeaseState::Expired);
+        assert_eq!(lost(ledger.release(&lease.id)), LeaseState::Expired);
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved), (42, 0));
+        assert_eq!(ledger.cleanup().unwrap().leases.len(), 0, "already ended");
+    }
+
+    /// The day window rolls over at midnight UTC and a lease that outlives its day keeps
+    /// holding its tokens in the next.
+    fn the_daily_window_rolls_over_and_carries_reservations(store: &Backing) {
+        let (ledger, clock) = store.ledger(MIDNIGHT + DAY - 10 * MIN, limits(1_000, 5));
+        let long = ledger
+            .acquire(&req("night-owl").tokens(1_000).ttl(Duration::from_secs(3600)))
+            .unwrap();
+        let d = denial(ledger.acquire(&req("b").tokens(1)));
+        assert_eq!(d.reason, DenyReason::Budget(WindowKind::Day));
+        assert_eq!(d.resets_at, Some(MIDNIGHT + DAY));
+        clock.set_ms(MIDNIGHT + DAY + 10 * MIN);
+        let d = denial(ledger.acquire(&req("b").tokens(1_000)));
+        assert_eq!((d.available, d.limit), (0, 1_000));
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved), (0, 1_000), "the reservation moved to today");
+        clock.set_ms(MIDNIGHT + DAY + 20 * MIN);
+        ledger.record_usage(&long.id, &UsageRecord::new(600, 0)).unwrap();
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved, q.remaining), (600, 400, 0));
+        assert_eq!(ledger.release(&long.id).unwrap().returned, 400);
+        let q = claude(&ledger);
+        assert_eq!((q.used, q.reserved, q.remaining), (600, 0, 400));
+    }
+
+    /// The 5-hour window starts at first use, refuses at its edge and rolls on.
+    fn the_five_hour_window_starts_at_first_use_and_rolls_on(store: &Backing) {
+        let start = MIDNIGHT + 9 * HOUR + 17 * MIN;
+        let (ledger, clock) = store.ledger(
+            start,
+            LimitsUpdate {
+                window_5h_tokens: Some(Some(500)),
+                ..Default::default()
+            },
+        );
+        let spend = |tokens: i64| {
+            let lease = ledger.acquire(&req("a").tokens(tokens)).unwrap();
+            ledger.record_usage(&lease.id, &UsageRecord::new(tokens, 0)).unwrap();
+            ledger.release(&lease.id).unwrap();
+        };
+        spend(300);
+        clock.advance_ms(2 * HOUR);
+        spend(200);
+        let d = denial(ledger.acquire(&req("a").tokens(1)));
+        assert_eq!(d.reason, DenyReason::Budget(WindowKind::FiveHour));
+        assert_eq!(d.resets_at, Some(start + 5 * HOUR));
+        clock.set_ms(start + 5 * HOUR - 1);
+        denial(ledger.acquire(&req("a").tokens(1)));
+        clock.set_ms(start + 5 * HOUR);
+        spend(500);
+        let d = denial(ledger.acquire(&req("a").tokens(1)));
+        assert_eq!(d.resets_at, Some(start + 10 * HOUR));
+    }
+
+    /// The same key twice counts once; the summaries by agent, UTC day and model are the
+    /// same on both engines (the day is computed by each engine's own SQL).
+    fn usage_is_idempotent_by_key_and_summed_by_agent_day_and_model(store: &Backing) {
+        let (ledger, clock) = store.ledger(MIDNIGHT + DAY - 1_000, limits(100_000, 10));
+        let a = ledger.acquire(&req("alpha").tokens(5_000)).unwrap();
+        let b = ledger.acquire(&req("beta").tokens(5_000)).unwrap();
+        let rec = UsageRecord::new(10, 20).model("claude-x").key("call-1");
+        assert!(!ledger.record_usage(&a.id, &rec).unwrap().duplicate);
+        assert!(ledger.record_usage(&a.id, &rec).unwrap().duplicate);
+        assert!(matches!(
+            ledger.record_usage(&a.id, &UsageRecord::new(11, 20).key("call-1")),
+            Err(Error::Quota(QuotaError::IdempotencyConflict { .. }))
+        ));
+        // The last millisecond of the 23rd, then the first of the 24th.
+        clock.set_ms(MIDNIGHT + DAY - 1);
+        ledger
+            .record_usage(&b.id, &UsageRecord::new(1, 2).model("claude-y").key("b-1"))
+            .unwrap();
+        clock.set_ms(MIDNIGHT + DAY);
+        ledger
+            .record_usage(&a.id, &UsageRecord::new(100, 200).model("claude-y").key("a-2"))
+            .unwrap();
+        ledger
+            .record_usage(&b.id, &UsageRecord::new(1_000, 0).key("b-2"))
+            .unwrap();
+        ledger
+            .record_usage(&b.id, &UsageRecord::new(1_000, 0).key("b-2"))
+            .unwrap();
+        assert_eq!(
+            summary(&ledger, UsageGroup::Agent),
+            vec![s("alpha", 110, 220, 2), s("beta", 1_001, 2, 2)]
+        );
+        assert_eq!(
+            summary(&ledger, UsageGroup::Day),
+            vec![s("2026-11-23", 11, 22, 2), s("2026-11-24", 1_100, 200, 2)]
+        );
+        assert_eq!(
+            summary(&ledger, UsageGroup::Model),
+            vec![s("-", 1_000, 0, 1), s("claude-x", 10, 20, 1), s("claude-y", 101, 202, 2)]
+        );
+        assert_eq!(ledger.lease(&a.id).unwrap().used, 330);
+        assert_eq!(ledger.lease(&b.id).unwrap().used, 1_003);
+    }
+
+    /// Cleanup reclaims expired and idle leases, returns their tokens once, and a second pass
+    /// finds nothing.
+    fn cleanup_reclaims_expired_and_idle_leases_once(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
+        let short = ledger
+            .acquire(&req("short").tokens(100).ttl(Duration::from_secs(60)))
+            .unwrap();
+        let idle = ledger
+            .acquire(&req("idle").tokens(200).ttl(Duration::from_secs(7_200)))
+            .unwrap();
+        let busy = ledger
+            .acquire(&req("busy").tokens(300).ttl(Duration::from_secs(7_200)))
+            .unwrap();
+        clock.advance_ms(20 * MIN);
+        ledger.renew(&busy.id).unwrap();
+        clock.advance_ms(20 * MIN);
+        let report = ledger.cleanup_idle(Duration::from_secs(30 * 60)).unwrap();
+        assert_eq!((report.expired, report.idle, report.tokens_returned), (1, 1, 300));
+        let mut ids: Vec<String> = report.leases.iter().map(|l| l.to_string()).collect();
+        ids.sort();
+        let mut want = vec![short.id.to_string(), idle.id.to_string()];
+        want.sort();
+        assert_eq!(ids, want);
+        let ended = |id| {
+            let l = ledger.lease(id).unwrap();
+            (l.state, l.end_reason)
+        };
+        assert_eq!(ended(&short.id), (LeaseState::Expired, Some("ttl".into())));
+        assert_eq!(ended(&idle.id), (LeaseState::Expired, Some("idle".into())));
+        assert_eq!(ledger.lease(&busy.id).unwrap().state, LeaseState::Active);
+        let again = ledger.cleanup_idle(Duration::from_secs(30 * 60)).unwrap();
+        assert_eq!((again.expired, again.idle, again.tokens_returned), (0, 0, 0));
+        assert_eq!(claude(&ledger).reserved, 300);
+    }
+
+    /// Two ledgers (two pools) cleaning up from two threads at once, and then four CLI
+    /// processes: each lease is reclaimed by exactly one of them.
+    fn racing_cleanups_reclaim_each_lease_once(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(100_000, 64));
+        for i in 0..20 {
+            ledger
+                .acquire(&req(&format!("a{i}")).tokens(10).ttl(Duration::from_secs(60)))
+                .unwrap();
+        }
+        clock.advance_ms(2 * MIN);
+        let other = store.open(&clock);
+        let reports: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&ledger, &other]
+                .into_iter()
+                .map(|l| scope.spawn(move || l.cleanup().unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<String> = reports
+            .iter()
+            .flat_map(|r| r.leases.iter().map(|l| l.to_string()))
+            .collect();
+        assert_eq!(all.len(), 20, "{reports:?}");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20, "a lease reclaimed twice: {reports:?}");
+        let returned: i64 = reports.iter().map(|r| r.tokens_returned).sum();
+        assert_eq!(returned, 200);
+
+        // The same with processes, on leases granted by the CLI.
+        for i in 0..12 {
+            store.json_at(T0 + 3 * MIN, &[
+                "lease", "acquire", "--agent", &format!("p{i}"), "--provider", "claude",
+                "--tokens", "10", "--ttl", "1m",
+            ]);
+        }
+        let outs = processes(store, T0 + 10 * MIN, 4, &["--json", "cleanup"]);
+        let mut ids = Vec::new();
+        for out in &outs {
+            let v = common::parse_json(common_must(out));
+            ids.extend(
+                v["leases"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.as_str().unwrap().to_string()),
+            );
+        }
+        assert_eq!(ids.len(), 12, "{ids:?}");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 12, "a lease reclaimed twice");
+        assert_eq!(claude(&ledger).reserved, 0);
+    }
+
+    /// Every grant's fence is above every earlier one's, across renewals and handles.
+    fn fences_strictly_increase(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(100_000, 64));
+        let other = store.open(&clock);
+        let mut fences = Vec::new();
+        for i in 0..10 {
+            let l = if i % 2 == 0 { &ledger } else { &other };
+            let lease = l.acquire(&req(&format!("f{i}")).tokens(1)).unwrap();
+            fences.push(lease.fence);
+            if i % 3 == 0 {
+                l.renew(&lease.id).unwrap();
+            }
+            if i % 2 == 1 {
+                l.release(&lease.id).unwrap();
+            }
+        }
+        assert!(
+            fences.windows(2).all(|w| w[0] < w[1]),
+            "fences must only grow: {fences:?}"
+        );
+        let first = ledger.leases(true).unwrap();
+        let lease = first.iter().find(|l| l.fence == fences[0]).unwrap();
+        ledger.check_fence(&lease.id, fences[0]).unwrap();
+        assert!(matches!(
+            ledger.check_fence(&lease.id, fences[0] + 1),
+            Err(Error::Quota(QuotaError::StaleFence { .. }))
+        ));
+    }
+
+    /// `audit verify` passes on an intact trail and names a row changed in the database.
+    fn audit_verify_passes_intact_and_catches_a_tampered_row(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(1_000, 10));
+        for agent in ["a", "b", "c"] {
+            let lease = ledger.acquire(&req(agent).tokens(10)).unwrap();
+            ledger.record_usage(&lease.id, &UsageRecord::new(3, 4)).unwrap();
+            ledger.release(&lease.id).unwrap();
+        }
+        let actions: Vec<String> = store
+            .query("SELECT action FROM audit ORDER BY seq")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let mut want = vec!["limits", "rekey", "login"];
+        for _ in 0..3 {
+            want.extend(["acquire", "usage", "release"]);
+        }
+        assert_eq!(actions, want);
+        // Listing with filters: every optional filter is a typed parameter on both engines.
+        let acquires = store.json_at(T0, &["audit", "--action", "acquire", "--agent", "b"]);
+        assert_eq!(acquires.as_array().unwrap().len(), 1, "{acquires}");
+        assert_eq!(store.json_at(T0, &["audit"]).as_array().unwrap().len(), 12);
+        let (rc, report) = verify(store);
+        assert_eq!(rc, 0, "{report}");
+        assert_eq!((report["ok"].clone(), report["rows"].clone()), (true.into(), 12.into()));
+        assert!(ledger.verify_audit().unwrap().ok);
+
+        store.tamper_audit("detail = '{\"tokens\":1}'", 5);
+        let (rc, report) = verify(store);
+        assert_ne!(rc, 0, "a tampered trail must fail: {report}");
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["first_bad_seq"], 5, "{report}");
+        assert!(!ledger.verify_audit().unwrap().ok);
+    }
+
+    /// Login with an API key, read it back, log out; generations never repeat; a key
+    /// rotation keeps every credential readable.
+    fn credentials_are_stored_read_rotated_and_logged_out(store: &Backing) {
+        let out = store.run_stdin(&["login", "claude", "--api-key-stdin"], CLAUDE_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let out = store.run_stdin(&["login", "openai", "--api-key-stdin"], OPENAI_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let token = store.run_at(T0, &["token", "claude"]);
+        assert_eq!((code(&token), stdout(&token).trim()), (0, CLAUDE_KEY), "{}", stderr(&token));
+        let sealed = store.query("SELECT COUNT(*) FROM credential_secrets");
+        assert_ne!(sealed[0][0], "0");
+        let generation = |p: &str| -> i64 {
+            store.query(&format!(
+                "SELECT generation FROM credentials WHERE provider = '{p}'"
+            ))[0][0]
+                .parse()
+                .unwrap()
+        };
+        let first = generation("claude");
+
+        let out = store.run_at(T0, &["logout", "claude"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(store.query("SELECT 1 FROM credentials WHERE provider = 'claude'").is_empty());
+        let out = store.run_at(T0, &["token", "claude"]);
+        assert_eq!(code(&out), 4, "no credential after logout: {}", stderr(&out));
+        let out = store.run_stdin(&["login", "claude", "--api-key-stdin"], CLAUDE_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(generation("claude") > first, "a generation never repeats");
+
+        let clock = ManualClock::new(T0);
+        let ledger = store.open(&clock);
+        let rotation = ledger.rotate_key().unwrap();
+        assert!(rotation.credentials >= 2, "{rotation:?}");
+        for (p, key) in [("claude", CLAUDE_KEY), ("openai", OPENAI_KEY)] {
+            let out = store.run_at(T0, &["token", p]);
+            assert_eq!((code(&out), stdout(&out).trim()), (0, key), "{}", stderr(&out));
+        }
+        let dump = store.query("SELECT * FROM credential_secrets");
+        let dump = format!("{dump:?}");
+        assert!(!dump.contains(CLAUDE_KEY) && !dump.contains(OPENAI_KEY), "sealed");
+    }
+
+    /// Twelve processes asking for an expiring OAuth token at once: the authorization server
+    /// sees one refresh, and every process prints the new token.
+    fn racing_processes_refresh_an_oauth_token_once(store: &Backing) {
+        use common::oauth_server::OAuthServer;
+        let server = OAuthServer::start();
+        std::fs::write(store.home.path().join("config.toml"), server.config_toml("openai"))
+            .unwrap();
+        server.set(|m| m.expires_in = Some(120));
+        let out = store
+            .cmd_at(T0)
+            .args(["login", "openai", "--device"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        server.set(|m| {
+            m.expires_in = Some(3600);
+            m.refresh_delay = Duration::from_millis(300);
+        });
+        let outs = processes(store, T0, 12, &["token", "openai"]);
+        assert_eq!(server.token_requests("refresh_token").len(), 1, "one refresh");
+        assert_eq!(server.replays(), Vec::<String>::new());
+        let new = server.access_tokens().last().unwrap().clone();
+        for (i, out) in outs.iter().enumerate() {
+            assert_eq!(code(out), 0, "process {i}: {}", stderr(out));
+            assert_eq!(stdout(out).trim(), new, "process {i}'s token");
+        }
+        let refreshes = store.json_at(T0, &["audit", "--action", "refresh"]);
+        assert_eq!(refreshes.as_array().unwrap().len(), 1, "{refreshes}");
+        assert!(store.query("SELECT * FROM refresh_claims").is_empty(), "claim released");
+    }
+
+    /// Claude out of quota: selection falls back to OpenAI, and back to Claude the next day.
+    fn selection_falls_back_from_claude_out_of_quota_to_openai(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
+        ledger
+            .set_limits(Provider::Openai, &Account::default(), &limits(1_000, 10))
+            .unwrap();
+        ledger.store_credential(&api_key(Provider::Openai, OPENAI_KEY)).unwrap();
+        assert_eq!(ledger.select(&Choice::Auto).unwrap().provider, Provider::Claude);
+        let lease = ledger.acquire(&req("filler").tokens(1_000)).unwrap();
+        ledger.record_usage(&lease.id, &UsageRecord::new(1_000, 0)).unwrap();
+        ledger.release(&lease.id).unwrap();
+        let (granted, decision) = ledger
+            .acquire_selected(&req("next").tokens(100), &Choice::Auto)
+            .unwrap();
+        assert_eq!((granted.provider, decision.provider), (Provider::Openai, Provider::Openai));
+        assert_eq!(
+            decision.fallback_from.as_ref().map(|f| f.0),
+            Some(Provider::Claude),
+            "{decision:?}"
+        );
+        clock.set_ms(MIDNIGHT + DAY);
+        assert_eq!(ledger.select(&Choice::Auto).unwrap().provider, Provider::Claude);
+    }
+
+    /// The gateway meters what the upstream reports: usage recorded with its model, a
+    /// response delivered twice counted once.
+    fn the_gateway_records_usage_with_its_model_once_per_response(store: &Backing) {
+        use authledger::gateway::HostedGateway;
+        use common::upstream::{FakeUpstream, Reply};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let upstream = rt.block_on(FakeUpstream::start());
+        std::fs::write(
+            store.home.path().join("config.toml"),
+            format!("[providers.claude]\nbase_url = \"http://{}\"\n", upstream.addr),
+        )
+        .unwrap();
+        let file = authledger::config_file::ConfigFile::parse(
+            &store.home.path().join("config.toml"),
+            &std::fs::read_to_string(store.home.path().join("config.toml")).unwrap(),
+        )
+        .unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = Ledger::open(store.config(&clock).with_file_config(file)).unwrap();
+        ledger.set_limits(Provider::Claude, &Account::default(), &limits(1_000_000, 4)).unwrap();
+        ledger.store_credential(&api_key(Provider::Claude, CLAUDE_KEY)).unwrap();
+        let gateway =
+            HostedGateway::start(ledger.clone(), "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let lease = ledger.acquire(&req("agent-1").tokens(100_000)).unwrap();
+        let token = ledger.issue_lease_token(&lease.id).unwrap();
+        let token = token.expose_secret().to_string();
+        let url = format!("{}/v1/messages", gateway.url());
+        let reply = |id: &str, input: u64, output: u64| Reply::Whole {
+            status: 200,
+            content_type: "application/json",
+            body: format!(
+                r#"{{"id":"{id}","type":"message","model":"claude-x","content":[],"usage":{{"input_tokens":{input},"output_tokens":{output}}}}}"#
+            )
+            .into_bytes(),
+        };
+        rt.block_on(async {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            for (id, input, output) in [("msg_1", 50, 5), ("msg_1", 50, 5), ("msg_2", 7, 3)] {
+                upstream.reply(reply(id, input, output));
+                let response = client
+                    .post(&url)
+                    .header("x-api-key", &token)
+                    .header("anthropic-version", "2023-06-01")
+                    .header("content-type", "application/json")
+                    .body(r#"{"model":"claude-x","max_tokens":5,"messages":[]}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap();
+            }
+        });
+        // Stopping the gateway writes every record it has.
+        gateway.stop().unwrap();
+        assert_eq!(
+            summary(&ledger, UsageGroup::Model),
+            vec![s("claude-x", 57, 8, 2)]
+        );
+        assert_eq!(ledger.lease(&lease.id).unwrap().used, 65);
+        let keys = store.query("SELECT idem_key, status FROM usage_events ORDER BY idem_key");
+        assert_eq!(
+            keys,
+            vec![
+                vec![format!("{}:msg_1", lease.id), "completed".into()],
+                vec![format!("{}:msg_2", lease.id), "completed".into()],
+            ]
+        );
+        drop(upstream);
+    }
+}
+
+/// [`common::must`] on a borrowed output.
+fn common_must(out: &Output) -> &Output {
+    let err = stderr(out).to_lowercase();
+    assert!(
+        !err.contains("busy") && !err.contains("locked"),
+        "stderr mentions busy/locked: {err}"
+    );
+    assert_eq!(code(out), 0, "failed: {err}");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Both stores at once: `migrate`, and what `--db` accepts
+// ---------------------------------------------------------------------------------------------
+
+mod cli {
+    use super::*;
+
+    /// A SQLite ledger with history: two credentials, finished and open leases, usage.
+    fn populated() -> Backing {
+        let store = Backing::sqlite();
+        let out = store.run_stdin(&["login", "claude", "--api-key-stdin"], CLAUDE_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let out = store.run_stdin(&["login", "openai", "--api-key-stdin"], OPENAI_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        for (i, provider) in ["claude", "openai", "claude"].iter().enumerate() {
+            let lease = store.json_at(
+                T0,
+                &[
+                    "lease",
+                    "acquire",
+                    "--agent",
+                    &format!("agent-{i}"),
+                    "--provider",
+                    provider,
+                    "--tokens",
+                    "100",
+                    "--ttl",
+                    "1h",
+                ],
+            );
+            let id = lease["lease_id"].as_str().unwrap().to_string();
+            store.json_at(
+                T0,
+                &[
+                    "usage",
+                    "record",
+                    &id,
+                    "--input",
+                    "10",
+                    "--output",
+                    &format!("{}", i + 1),
+                    "--model",
+                    "m-1",
+                ],
+            );
+            if i < 2 {
+                store.json_at(T0, &["lease", "release", &id]);
+            }
+        }
+        store
+    }
+
+    /// What must agree across a migration: status, every lease, usage, the audit check.
+    fn view(store: &Backing) -> Vec<serde_json::Value> {
+        let mut status = store.json_at(T0, &["status"]);
+        // Where the ledger is differs by design.
+        if let Some(rows) = status.as_array_mut() {
+            for row in rows {
+                if let Some(o) = row.as_object_mut() {
+                    o.remove("db");
+                }
+            }
+        }
+        let (rc, mut verify) = verify(store);
+        assert_eq!(rc, 0, "{verify}");
+        if let Some(o) = verify.as_object_mut() {
+            o.remove("head");
+        }
+        vec![
+            status,
+            store.json_at(T0, &["lease", "list", "--all"]),
+            store.json_at(T0, &["usage", "--by", "agent"]),
+            store.json_at(T0, &["usage", "--by", "model"]),
+            verify,
+        ]
+    }
+
+    #[test]
+    fn migrate_copies_a_ledger_to_postgres_and_back_alike() {
+        let source = populated();
+        let before = view(&source);
+        let pg = Backing {
+            home: Home::empty(),
+            url: Some(pg::server().fresh_db()),
+        };
+        std::fs::create_dir_all(pg.home.path().join("keys")).unwrap();
+        std::fs::copy(
+            source.home.path().join("keys/master.key"),
+            pg.home.path().join("keys/master.key"),
+        )
+        .unwrap();
+        let from = format!("sqlite:{}", source.home.db().display());
+        let out = source.run_at(
+            T0,
+            &[
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                pg.url.as_deref().unwrap(),
+            ],
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(
+            view(&pg),
+            before,
+            "status, leases, usage and audit agree on PostgreSQL"
+        );
+        let token = pg.run_at(T0, &["token", "claude"]);
+        assert_eq!(stdout(&token).trim(), CLAUDE_KEY, "{}", stderr(&token));
+
+        let back = Backing::sqlite();
+        std::fs::create_dir_all(back.home.path().join("keys")).unwrap();
+        std::fs::copy(
+            source.home.path().join("keys/master.key"),
+            back.home.path().join("keys/master.key"),
+        )
+        .unwrap();
+        let to = format!("sqlite:{}", back.home.db().display());
+        let out = pg.run_at(T0, &["migrate", "--to", &to]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(view(&back), before, "and again on the new SQLite file");
+        let token = back.run_at(T0, &["token", "openai"]);
+        assert_eq!(stdout(&token).trim(), OPENAI_KEY, "{}", stderr(&token));
+        // The open lease is still open on the copy: it can be released there.
+        let open = back.json_at(T0, &["lease", "list"]);
+        let id = open[0]["lease_id"].as_str().unwrap().to_string();
+        back.json_at(T0, &["lease", "release", &id]);
+    }
+
+    #[test]
+    fn migrate_refuses_a_target_that_is_not_empty_and_changes_nothing() {
+        let source = populated();
+        let target = Backing::postgres();
+        let out = target.run_stdin(&["login", "openai", "--api-key-stdin"], OPENAI_KEY);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let url = target.url.as_deref().unwrap();
+        let dump = || {
+            pg::psql(
+                url,
+                "SELECT (SELECT COUNT(*) FROM audit), (SELECT COUNT(*) FROM leases), \
+                 (SELECT COUNT(*) FROM credentials), (SELECT MAX(hash) FROM audit)",
+            )
+        };
+        let before = dump();
+        let source_before = source.home.snapshot();
+        let from = format!("sqlite:{}", source.home.db().display());
+        let out = source.run_at(T0, &["migrate", "--from", &from, "--to", url]);
+        common::assert_refused(&out, 2, &["empty"], "migrate into a used database");
+        assert_eq!(dump(), before, "the target is unchanged");
+        assert_eq!(
+            source.home.snapshot(),
+            source_before,
+            "the source is unchanged"
+        );
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_refused_and_creates_nothing() {
+        let home = Home::empty();
+        let cwd = tempfile::tempdir().unwrap();
+        let out = home
+            .cmd()
+            .current_dir(cwd.path())
+            .args(["--db", "mysql://x/y", "status"])
+            .output()
+            .unwrap();
+        common::assert_refused(&out, 2, &["mysql"], "--db mysql://x/y status");
+        let listed = |p: &std::path::Path| -> Vec<PathBuf> {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        };
+        assert_eq!(
+            listed(cwd.path()),
+            Vec::<PathBuf>::new(),
+            "nothing in the directory"
+        );
+        assert_eq!(
+            listed(home.path()),
+            Vec::<PathBuf>::new(),
+            "nothing in the home"
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_never_becomes_a_path() {
+        let home = Home::empty();
+        let cwd = tempfile::tempdir().unwrap();
+        let url = pg::server().fresh_db();
+        let status = |args: &[&str]| {
+            let out = home
+                .cmd()
+                .current_dir(cwd.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        };
+        status(&["--db", &url, "status"]);
+        status(&[
+            "--db",
+            &url.replacen("postgres://", "postgresql://", 1),
+            "status",
+        ]);
+        let mut env = home.cmd();
+        let out = env
+            .current_dir(cwd.path())
+            .env("AUTHLEDGER_DB", &url)
+            .args(["status"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let names: Vec<String> = std::fs::read_dir(cwd.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            Vec::<String>::new(),
+            "no `postgres:` directory or file"
+        );
+        assert!(!home.db().exists(), "no SQLite file in the home either");
+        // The ledger really is on the server.
+        let tables = pg::psql(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'leases'",
+        );
+        assert_eq!(tables, "1");
+    }
+}
