@@ -26,6 +26,7 @@ mod metrics;
 mod migrations;
 mod oauth;
 mod pg_harness;
+mod pg_tls;
 mod prices;
 mod processes;
 mod provider_says;
