@@ -1,0 +1,222 @@
+//! PostgreSQL benchmark: the ledger's acquire+release on a PostgreSQL store, beside raw
+//! PostgreSQL transactions of the same shape on the same server in the same run (pgbench with
+//! the custom script `benches/acquire_release.sql`).
+//!
+//! ```sh
+//! cargo bench --bench postgres                 # 10 s per point
+//! BENCH_QUICK=1 cargo bench --bench postgres   # about 1 s per point
+//! ```
+//!
+//! One "tx" is one acquire+release pair (two SQL transactions, each under the ledger-wide
+//! advisory lock). The server is a private throwaway cluster (`initdb` + `pg_ctl` in a
+//! temporary directory, 127.0.0.1 at a free port) with PostgreSQL's default durability (fsync
+//! on). The p99 is computed from pgbench's per-transaction log (`--log`), every pair counted.
+//! Results go to stdout and to `target/bench/postgres.json`.
+
+#[path = "../tests/suite/common/pg.rs"]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+/// The client counts measured; the issue's targets are read at 16.
+const CLIENTS: [usize; 3] = [1, 16, 64];
+
+/// The raw schema: one `windows` row per account (used, reserved, limit), the leases, and the
+/// audit chain (each row's hash covers the previous row's, read under the lock).
+const SCHEMA: &str = "
+CREATE TABLE windows (
+    account_id int PRIMARY KEY,
+    used bigint NOT NULL DEFAULT 0,
+    reserved bigint NOT NULL DEFAULT 0,
+    lim bigint NOT NULL
+);
+CREATE TABLE leases (
+    fence bigint PRIMARY KEY,
+    account_id int NOT NULL REFERENCES windows,
+    reserved bigint NOT NULL,
+    state text NOT NULL,
+    created_at timestamptz NOT NULL,
+    ended_at timestamptz
+);
+CREATE TABLE audit (
+    seq bigint PRIMARY KEY,
+    at timestamptz NOT NULL,
+    action text NOT NULL,
+    lease_fence bigint,
+    hash text NOT NULL
+);
+INSERT INTO windows (account_id, lim)
+    SELECT g, 1000000000000000 FROM generate_series(1, 8) AS g;
+INSERT INTO audit VALUES (0, now(), 'genesis', NULL, md5('genesis'));
+";
+
+/// One run's figures at one client count.
+#[derive(Debug, Clone)]
+struct Measurement {
+    /// acquire+release pairs per second.
+    tx_per_s: f64,
+    p99_ms: f64,
+    /// Pairs that failed (pgbench) or errors surfaced to a caller (ledger).
+    errors: u64,
+    /// Pairs completed.
+    done: u64,
+}
+
+// ==========================================================================================
+// AUTHLEDGER SIDE — to be filled in by the PostgreSQL store's author.
+//
+// Run `clients` concurrent callers for `secs` seconds against the ledger opened on `url` (an
+// empty database on the same server as the raw figures), each doing acquire + release in a
+// loop, and return pairs per second, the p99 of one pair, and errors surfaced. Until the
+// store lands this returns None and the table prints `—`.
+// ==========================================================================================
+fn authledger_side(url: &str, clients: usize, secs: f64) -> Option<Measurement> {
+    let _ = (url, clients, secs);
+    None
+}
+
+fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+fn script_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/acquire_release.sql")
+}
+
+/// Raw PostgreSQL: pgbench runs the acquire+release script on a fresh database with the raw
+/// schema.
+fn raw_side(server: &pg::PgServer, clients: usize, secs: f64) -> (Measurement, String) {
+    let url = server.fresh_db();
+    pg::psql(&url, SCHEMA);
+    let logs = tempfile::tempdir().expect("pgbench log directory");
+    let prefix = logs.path().join("tx");
+    let out = Command::new(pg::pg_bin("pgbench"))
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(script_path())
+        .args(["-c", &clients.to_string(), "-j", "2", "-T"])
+        .arg(format!("{}", secs.ceil().max(1.0) as u64))
+        .args(["-r", "--log", "--log-prefix"])
+        .arg(&prefix)
+        .arg(&url)
+        .output()
+        .expect("run pgbench");
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "pgbench failed: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (latencies_us, failed) = read_logs(logs.path());
+    let tps = field(&report, "tps = ").unwrap_or(0.0);
+    let m = Measurement {
+        tx_per_s: tps,
+        p99_ms: p99(latencies_us) / 1000.0,
+        errors: failed.max(field(&report, "number of failed transactions: ").unwrap_or(0.0) as u64),
+        done: field(&report, "number of transactions actually processed: ").unwrap_or(0.0) as u64,
+    };
+    (m, report)
+}
+
+/// Per-transaction latencies (µs) from pgbench's `--log` files (`client tx time_us script
+/// epoch epoch_us`, one file per thread), and the count of failed lines (time not a number).
+fn read_logs(dir: &Path) -> (Vec<f64>, u64) {
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for entry in std::fs::read_dir(dir).expect("read pgbench logs").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("read pgbench log");
+        for line in text.lines() {
+            match line.split_whitespace().nth(2).map(str::parse::<f64>) {
+                Some(Ok(us)) => latencies.push(us),
+                Some(Err(_)) => failed += 1,
+                None => {}
+            }
+        }
+    }
+    (latencies, failed)
+}
+
+fn p99(mut us: Vec<f64>) -> f64 {
+    if us.is_empty() {
+        return 0.0;
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    us[((us.len() as f64 - 1.0) * 0.99).round() as usize]
+}
+
+/// The number after `label` in pgbench's report.
+fn field(report: &str, label: &str) -> Option<f64> {
+    let rest = &report[report.find(label)? + label.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn cell(m: Option<&Measurement>, f: impl Fn(&Measurement) -> String) -> String {
+    m.map_or_else(|| "—".to_string(), f)
+}
+
+fn main() {
+    let secs = if quick() { 1.0 } else { 10.0 };
+    let server = pg::PgServer::start_private_durable();
+    let version = pg::psql(&server.db_url("postgres"), "SHOW server_version");
+    println!("PostgreSQL {version}");
+    println!("at {} (fsync on), {secs} s per point", server.url_base());
+    println!("tx = one acquire+release pair (two SQL transactions)");
+    println!();
+    println!(
+        "{:>7}  {:>10}  {:>10}  {:>15}  {:>10}  {:>6}",
+        "clients", "raw tx/s", "raw p99 ms", "authledger tx/s", "p99 ms", "ratio"
+    );
+    let mut points = Vec::new();
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out_dir).expect("create target/bench");
+    for clients in CLIENTS {
+        let (raw, report) = raw_side(&server, clients, secs);
+        std::fs::write(out_dir.join(format!("pgbench-{clients}.txt")), &report)
+            .expect("write pgbench report");
+        let ledger = authledger_side(&server.fresh_db(), clients, secs);
+        println!(
+            "{:>7}  {:>10.0}  {:>10.2}  {:>15}  {:>10}  {:>6}",
+            clients,
+            raw.tx_per_s,
+            raw.p99_ms,
+            cell(ledger.as_ref(), |m| format!("{:.0}", m.tx_per_s)),
+            cell(ledger.as_ref(), |m| format!("{:.2}", m.p99_ms)),
+            cell(ledger.as_ref(), |m| format!(
+                "{:.2}",
+                m.tx_per_s / raw.tx_per_s
+            )),
+        );
+        assert_eq!(
+            raw.errors, 0,
+            "raw PostgreSQL pairs failed at {clients} clients"
+        );
+        points.push(json!({
+            "clients": clients,
+            "raw": measurement_json(&raw),
+            "authledger": ledger.as_ref().map(measurement_json),
+        }));
+    }
+    println!();
+    println!("pgbench reports (per-statement latencies): target/bench/pgbench-N.txt");
+    let results = json!({
+        "server_version": version,
+        "secs_per_point": secs,
+        "points": points,
+    });
+    std::fs::write(
+        out_dir.join("postgres.json"),
+        serde_json::to_string_pretty(&results).expect("json"),
+    )
+    .expect("write postgres.json");
+}
+
+fn measurement_json(m: &Measurement) -> Value {
+    json!({
+        "tx_per_s": m.tx_per_s,
+        "p99_ms": m.p99_ms,
+        "errors": m.errors,
+        "done": m.done,
+    })
+}
