@@ -18,6 +18,13 @@ mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use authledger::paths::LedgerLocation;
+use authledger::{
+    Account, AcquireRequest, AgentId, Credential, KeySource, Ledger, LedgerConfig, LimitsUpdate,
+    Provider, Secret,
+};
 
 use serde_json::{Value, json};
 
@@ -65,17 +72,123 @@ struct Measurement {
     done: u64,
 }
 
-// ==========================================================================================
-// AUTHLEDGER SIDE — to be filled in by the PostgreSQL store's author.
-//
-// Run `clients` concurrent callers for `secs` seconds against the ledger opened on `url` (an
-// empty database on the same server as the raw figures), each doing acquire + release in a
-// loop, and return pairs per second, the p99 of one pair, and errors surfaced. Until the
-// store lands this returns None and the table prints `—`.
-// ==========================================================================================
-fn authledger_side(url: &str, clients: usize, secs: f64) -> Option<Measurement> {
-    let _ = (url, clients, secs);
-    None
+/// A ledger on `url` ready for the flood: an API key, limits no pair can reach, and no rate
+/// limits (their minute windows would refuse the bench, not measure it).
+fn prepare_ledger(url: &str, state: &Path) {
+    let ledger = open_ledger(url, state, false);
+    for update in [
+        LimitsUpdate {
+            daily_tokens: Some(authledger::types::MAX_TOKENS / 10),
+            concurrent: Some(100_000),
+            ..LimitsUpdate::default()
+        },
+        LimitsUpdate {
+            rpm: Some(None),
+            tpm: Some(None),
+            ..LimitsUpdate::default()
+        },
+    ] {
+        ledger
+            .set_limits(Provider::Claude, &Account::default(), &update)
+            .expect("limits");
+        if update.concurrent.is_some() {
+            ledger
+                .store_credential(&Credential::api_key(
+                    Provider::Claude,
+                    Account::default(),
+                    Secret::new("sk-ant-api03-bench-key-000000000000".into()),
+                    "stdin",
+                ))
+                .expect("credential");
+        }
+    }
+}
+
+/// This "host"'s anchor for its local files (the daemon's socket among them).
+fn anchor(state: &Path) -> PathBuf {
+    state.join("servers").join("bench").join("ledger")
+}
+
+/// The ledger on the server at `url`, this "host" keeping its local files under `state`;
+/// with `daemon`, its writes go through the daemon serving this host.
+fn open_ledger(url: &str, state: &Path, daemon: bool) -> Ledger {
+    let location = LedgerLocation::Server {
+        url: url.to_string(),
+        anchor: anchor(state),
+    };
+    let mut config =
+        LedgerConfig::at(location).with_key(KeySource::File(state.join("keys").join("master.key")));
+    if daemon {
+        config = config.with_committer(std::sync::Arc::new(authledger::daemon::Client::new(
+            &anchor(state),
+        )));
+    }
+    Ledger::open(config).expect("open the ledger on the server")
+}
+
+/// The ledger's side: `clients` callers, each with a ledger of its own (its own connection, as
+/// separate agent processes have), doing acquire + release in a loop for `secs` seconds against
+/// an empty database on the same server; with `daemon`, through this host's daemon (group
+/// commit: one transaction, one WAL flush, for every request that arrived meanwhile). Pairs
+/// per second, the p99 of one pair, and every error surfaced to a caller.
+fn authledger_side(url: &str, clients: usize, secs: f64, daemon: bool) -> Option<Measurement> {
+    let state = tempfile::tempdir().expect("state directory");
+    prepare_ledger(url, state.path());
+    let _server = daemon.then(|| {
+        authledger::daemon::Server::start(&open_ledger(url, state.path(), false))
+            .expect("start the daemon")
+    });
+    let ledgers: Vec<Ledger> = (0..clients)
+        .map(|_| open_ledger(url, state.path(), daemon))
+        .collect();
+    let start = std::sync::Barrier::new(clients);
+    let until = std::sync::OnceLock::new();
+    let results: Vec<(Vec<f64>, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ledgers
+            .iter()
+            .enumerate()
+            .map(|(i, ledger)| {
+                let (start, until) = (&start, &until);
+                s.spawn(move || {
+                    let request = AcquireRequest::new(
+                        AgentId::new(&format!("bench-{i}")).expect("agent"),
+                        Provider::Claude,
+                    )
+                    .tokens(100);
+                    start.wait();
+                    let end = *until.get_or_init(|| Instant::now() + Duration::from_secs_f64(secs));
+                    let (mut pairs_us, mut errors) = (Vec::new(), 0u64);
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        let pair = ledger
+                            .acquire(&request)
+                            .and_then(|lease| ledger.release(&lease.id).map(|_| ()));
+                        match pair {
+                            Ok(()) => pairs_us.push(t.elapsed().as_secs_f64() * 1e6),
+                            Err(e) => {
+                                errors += 1;
+                                eprintln!("client {i}: {e}");
+                            }
+                        }
+                    }
+                    (pairs_us, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench client"))
+            .collect()
+    });
+    let errors = results.iter().map(|(_, e)| e).sum();
+    let all: Vec<f64> = results.into_iter().flat_map(|(l, _)| l).collect();
+    let done = all.len() as u64;
+    Some(Measurement {
+        tx_per_s: done as f64 / secs,
+        p99_ms: p99(all) / 1000.0,
+        errors,
+        done,
+    })
 }
 
 fn quick() -> bool {
@@ -165,8 +278,12 @@ fn main() {
     println!("tx = one acquire+release pair (two SQL transactions)");
     println!();
     println!(
-        "{:>7}  {:>10}  {:>10}  {:>15}  {:>10}  {:>6}",
-        "clients", "raw tx/s", "raw p99 ms", "authledger tx/s", "p99 ms", "ratio"
+        "{:>7}  {:>9} {:>7}  {:>9} {:>7} {:>5}  {:>9} {:>7} {:>5}",
+        "", "raw", "", "direct", "", "", "daemon", "", ""
+    );
+    println!(
+        "{:>7}  {:>9} {:>7}  {:>9} {:>7} {:>5}  {:>9} {:>7} {:>5}",
+        "clients", "pairs/s", "p99 ms", "pairs/s", "p99 ms", "×raw", "pairs/s", "p99 ms", "×raw"
     );
     let mut points = Vec::new();
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
@@ -175,27 +292,40 @@ fn main() {
         let (raw, report) = raw_side(&server, clients, secs);
         std::fs::write(out_dir.join(format!("pgbench-{clients}.txt")), &report)
             .expect("write pgbench report");
-        let ledger = authledger_side(&server.fresh_db(), clients, secs);
+        let direct = authledger_side(&server.fresh_db(), clients, secs, false);
+        let daemon = authledger_side(&server.fresh_db(), clients, secs, true);
+        let cols = |m: Option<&Measurement>| {
+            format!(
+                "{:>9} {:>7} {:>5}",
+                cell(m, |m| format!("{:.0}", m.tx_per_s)),
+                cell(m, |m| format!("{:.2}", m.p99_ms)),
+                cell(m, |m| format!("{:.2}", m.tx_per_s / raw.tx_per_s)),
+            )
+        };
         println!(
-            "{:>7}  {:>10.0}  {:>10.2}  {:>15}  {:>10}  {:>6}",
+            "{:>7}  {:>9.0} {:>7.2}  {}  {}",
             clients,
             raw.tx_per_s,
             raw.p99_ms,
-            cell(ledger.as_ref(), |m| format!("{:.0}", m.tx_per_s)),
-            cell(ledger.as_ref(), |m| format!("{:.2}", m.p99_ms)),
-            cell(ledger.as_ref(), |m| format!(
-                "{:.2}",
-                m.tx_per_s / raw.tx_per_s
-            )),
+            cols(direct.as_ref()),
+            cols(daemon.as_ref()),
         );
         assert_eq!(
             raw.errors, 0,
             "raw PostgreSQL pairs failed at {clients} clients"
         );
+        for (how, m) in [("directly", &direct), ("through the daemon", &daemon)] {
+            assert_eq!(
+                m.as_ref().map_or(0, |m| m.errors),
+                0,
+                "errors surfaced to the ledger's callers {how} at {clients} clients"
+            );
+        }
         points.push(json!({
             "clients": clients,
             "raw": measurement_json(&raw),
-            "authledger": ledger.as_ref().map(measurement_json),
+            "authledger_direct": direct.as_ref().map(measurement_json),
+            "authledger_daemon": daemon.as_ref().map(measurement_json),
         }));
     }
     println!();
