@@ -151,7 +151,7 @@ fn authledger_side(url: &str, clients: usize, secs: f64, daemon: bool) -> Option
                 let (start, until) = (&start, &until);
                 s.spawn(move || {
                     let request = AcquireRequest::new(
-                        AgentId::new(&format!("bench-{i}")).expect("agent"),
+                        AgentId::new(format!("bench-{i}")).expect("agent"),
                         Provider::Claude,
                     )
                     .tokens(100);
