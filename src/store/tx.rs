@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -24,6 +25,12 @@ pub(super) struct PgTx<'c> {
     txn: &'c mut postgres::Client,
     statements: &'c mut StatementCache,
     open: bool,
+    /// What each query read since this transaction last wrote, by statement and values: a
+    /// query asked again (selection, then the grant, read the same rows) is answered without a
+    /// round trip. Exact, not a guess: every ledger writer holds the ledger's lock, so nothing
+    /// but this transaction's own writes can change what it reads, and any write (or savepoint
+    /// command) forgets everything read.
+    reads: HashMap<String, Rc<Vec<postgres::Row>>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -36,6 +43,7 @@ impl<'c> PgTx<'c> {
             txn: client,
             statements,
             open: true,
+            reads: HashMap::new(),
         }
     }
 
@@ -46,6 +54,34 @@ impl<'c> PgTx<'c> {
         let prepared = self.txn.prepare(&for_postgres(sql))?;
         self.statements.insert(sql.to_string(), prepared.clone());
         Ok(prepared)
+    }
+
+    /// The rows `sql` with `args` reads: remembered from an earlier identical read when
+    /// nothing was written since.
+    fn query(
+        &mut self,
+        sql: &str,
+        args: &[Value<'_>],
+    ) -> Result<Rc<Vec<postgres::Row>>, StoreError> {
+        // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
+        // remembered, and it forgets what was read.
+        let reads_only = sql
+            .trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("select"));
+        if !reads_only {
+            self.reads.clear();
+            let stmt = self.statement(sql)?;
+            return Ok(Rc::new(self.txn.query(&stmt, &pg_args(args))?));
+        }
+        let key = format!("{sql}\u{0}{args:?}");
+        if let Some(rows) = self.reads.get(&key) {
+            return Ok(rows.clone());
+        }
+        let stmt = self.statement(sql)?;
+        let rows = Rc::new(self.txn.query(&stmt, &pg_args(args))?);
+        self.reads.insert(key, rows.clone());
+        Ok(rows)
     }
 
     fn commit(mut self) -> Result<(), postgres::Error> {
@@ -132,6 +168,7 @@ impl<'c> Tx<'c> {
                 .execute(rusqlite::params_from_iter(args))? as u64),
             Conn::Pg(c) => {
                 let mut c = c.borrow_mut();
+                c.reads.clear();
                 let stmt = c.statement(sql)?;
                 Ok(c.txn.execute(&stmt, &pg_args(args))?)
             }
@@ -155,12 +192,8 @@ impl<'c> Tx<'c> {
                 }
             }
             Conn::Pg(c) => {
-                let row = {
-                    let mut c = c.borrow_mut();
-                    let stmt = c.statement(sql)?;
-                    c.txn.query_opt(&stmt, &pg_args(args))?
-                };
-                row.map(|r| f(&Row::Pg(&r))).transpose()
+                let rows = c.borrow_mut().query(sql, args)?;
+                rows.first().map(|r| f(&Row::Pg(r))).transpose()
             }
         }
     }
@@ -211,12 +244,8 @@ impl<'c> Tx<'c> {
                 }
             }
             Conn::Pg(c) => {
-                let rows = {
-                    let mut c = c.borrow_mut();
-                    let stmt = c.statement(sql)?;
-                    c.txn.query(&stmt, &pg_args(args))?
-                };
-                for r in &rows {
+                let rows = c.borrow_mut().query(sql, args)?;
+                for r in rows.iter() {
                     if !f(&Row::Pg(r))? {
                         break;
                     }
@@ -231,7 +260,11 @@ impl<'c> Tx<'c> {
     pub(super) fn command(&self, sql: &str) -> Result<(), StoreError> {
         match &self.conn {
             Conn::Lite(t) => t.execute_batch(sql)?,
-            Conn::Pg(c) => c.borrow_mut().txn.batch_execute(sql)?,
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                c.reads.clear();
+                c.txn.batch_execute(sql)?
+            }
         }
         Ok(())
     }

@@ -266,6 +266,43 @@ fn processes(store: &Backing, now: i64, n: usize, args: &[&str]) -> Vec<Output> 
 }
 
 conformance! {
+    /// Inside one transaction a read sees the transaction's own writes, whatever the store
+    /// remembers of earlier reads: a setting written, a window inserted (`INSERT … RETURNING`),
+    /// a write undone by a savepoint.
+    fn a_transaction_reads_its_own_writes(store: &Backing) {
+        use authledger::store::{Store, StoreError, StoreOptions};
+        let location = store.location();
+        let options = StoreOptions {
+            server: match &location {
+                LedgerLocation::Server { url, .. } => Some(url.clone()),
+                LedgerLocation::File(_) => None,
+            },
+            ..StoreOptions::default()
+        };
+        let db = Store::open(location.local_path(), options).unwrap();
+        let seen = db
+            .write(|tx| -> Result<_, StoreError> {
+                let before = tx.setting("k")?;
+                tx.set_setting("k", "1")?;
+                let after = tx.setting("k")?;
+                let no_window = tx.window_at(Provider::Claude, &Account::default(), WindowKind::Day, T0)?;
+                tx.insert_window(Provider::Claude, &Account::default(), WindowKind::Day, T0 - 1, T0 + 1)?;
+                let window = tx.window_at(Provider::Claude, &Account::default(), WindowKind::Day, T0)?;
+                tx.undo_unless(|tx| -> Result<bool, StoreError> {
+                    tx.set_setting("k", "undone")?;
+                    assert_eq!(tx.setting("k")?.as_deref(), Some("undone"));
+                    Ok(false)
+                })?;
+                let after_undo = tx.setting("k")?;
+                Ok((before, after, no_window.is_none(), window.is_some(), after_undo))
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            (None, Some("1".to_string()), true, true, Some("1".to_string()))
+        );
+    }
+
     /// Acquire, renew, record, release: the figures, the states, and a lease ends only once.
     fn a_lease_is_granted_renewed_and_released_once(store: &Backing) {
         let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
