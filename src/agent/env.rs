@@ -172,8 +172,12 @@ pub struct EnvInputs<'a> {
     pub gateway: Option<Metering<'a>>,
     /// What the agent inherits.
     pub inherited: &'a Inherited,
-    /// The ledger's database file.
+    /// The path the ledger's local files are named after (its file, or on a server this
+    /// host's anchor): where the lease's private directory is.
     pub db_path: &'a Path,
+    /// What `AUTHLEDGER_DB` says to the agent: the ledger's file, or its server's URL without
+    /// a password (an agent holds no credential of the ledger's own).
+    pub ledger_db: &'a str,
     /// Now.
     pub now: crate::types::Millis,
 }
@@ -195,6 +199,7 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
         gateway,
         inherited,
         db_path,
+        ledger_db,
         now,
     } = inputs;
     // What the agent holds, and where it sends its requests.
@@ -212,7 +217,7 @@ pub fn agent_env(inputs: EnvInputs<'_>) -> Result<AgentEnv, Error> {
     let mut env = AgentEnv::default();
 
     env.plain("AUTHLEDGER_LEASE_ID", lease.id.as_str());
-    env.plain("AUTHLEDGER_DB", db_path.to_string_lossy());
+    env.plain("AUTHLEDGER_DB", ledger_db);
     env.plain("AGENT_ID", lease.agent.as_str());
     env.plain("ACTIVE_AUTH_PROVIDER", lease.provider.as_str());
     env.plain("AUTHLEDGER_LEASE_EXPIRES_AT", format_ms(lease.expires_at));

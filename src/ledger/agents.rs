@@ -211,6 +211,7 @@ impl Ledger {
         inherited: &Inherited,
     ) -> Result<AgentEnv, Error> {
         let limits = self.limits(lease.provider, &lease.account)?;
+        let ledger_db = self.location_for_agents();
         let inputs = |credential, token, gateway, now| EnvInputs {
             lease,
             credential,
@@ -220,6 +221,7 @@ impl Ledger {
             gateway,
             inherited,
             db_path: self.db_path(),
+            ledger_db: &ledger_db,
             now,
         };
         let now = self.now();

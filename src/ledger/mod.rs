@@ -126,6 +126,16 @@ impl Ledger {
         }
     }
 
+    /// What an agent's `AUTHLEDGER_DB` says, so an `authledger` it runs reaches this ledger:
+    /// the file, or the server's URL without its password (an agent holds its lease token,
+    /// never a credential of the ledger's own; it needs its own way in to the server).
+    pub fn location_for_agents(&self) -> String {
+        match &self.config.server {
+            Some(url) => crate::store::server_url_without_password(url),
+            None => self.db_path().display().to_string(),
+        }
+    }
+
     /// The database file.
     pub fn db_path(&self) -> &Path {
         self.store.path()

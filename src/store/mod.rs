@@ -107,7 +107,7 @@ pub use check::{StoreCheck, StoreFact};
 pub use copy::CopyReport;
 pub use error::{BackendError, StoreError};
 pub use lease_rows::LeaseFilter;
-pub use pg::redact as redact_server_url;
+pub use pg::{redact as redact_server_url, without_password as server_url_without_password};
 pub use tx::{Staged, Tx};
 
 /// How hard SQLite makes a commit durable.

@@ -122,6 +122,27 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// `url` with any password taken out (not masked): what may be handed to an agent.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let kept: Vec<(String, String)> = u
+                .query_pairs()
+                .filter(|(k, _)| k != "password")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                u.set_query(None);
+            } else {
+                u.query_pairs_mut().clear().extend_pairs(kept);
+            }
+            u.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 impl PgStore {
     /// Connects to the server at `url`, migrates the database (one host at a time) and
     /// refuses a newer schema. `anchor` is where this host keeps its local files.
@@ -555,6 +576,18 @@ mod tests {
                 .required
         );
         assert!(tls_wish("postgres://u@h/db?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn an_agent_gets_the_server_without_the_password() {
+        assert_eq!(
+            without_password("postgres://u:hunter2@db:6000/team?sslmode=require&password=x"),
+            "postgres://u@db:6000/team?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://u@db/team"),
+            "postgres://u@db/team"
+        );
     }
 
     #[test]

@@ -303,6 +303,32 @@ conformance! {
         );
     }
 
+    /// The `AUTHLEDGER_DB` an agent is given names this very ledger (the file, or the server
+    /// without any password): an `authledger` the agent runs, from another directory, finds its
+    /// lease there instead of creating a ledger of its own.
+    fn an_agents_authledger_db_names_the_same_ledger(store: &Backing) {
+        let out = store.run_stdin(&["login", "claude", "--api-key-stdin"], "sk-ant-api03-agent-env-000000\n");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let lease = store.json_at(T0, &["lease", "acquire", "--agent", "a", "--provider", "claude", "--tokens", "10"]);
+        let id = lease["lease_id"].as_str().unwrap().to_string();
+        let env = store.json_at(T0, &["env", &id, "--no-meter", "--format", "json"]);
+        let db = env["set"]["AUTHLEDGER_DB"].as_str().unwrap_or_else(|| panic!("{env}")).to_string();
+        match &store.url {
+            Some(url) => assert_eq!(&db, url),
+            None => assert_eq!(db, store.home.db().display().to_string()),
+        }
+        let elsewhere = Home::empty();
+        let out = elsewhere
+            .cmd_at(T0)
+            .env("AUTHLEDGER_DB", &db)
+            .args(["--json", "lease", "list"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+        assert!(!elsewhere.db().exists(), "the agent's authledger made a ledger of its own");
+    }
+
     /// Acquire, renew, record, release: the figures, the states, and a lease ends only once.
     fn a_lease_is_granted_renewed_and_released_once(store: &Backing) {
         let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
