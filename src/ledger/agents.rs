@@ -49,7 +49,9 @@ pub(super) fn acquire_selected_in(
     req.provider = decision.provider;
     req.account = decision.account.clone();
     if let Err(e) = super::credentials::require_usable(tx, req.provider, &req.account, now) {
-        if !matches!(e, Error::Vault(_)) {
+        // A refusal is about the credential; a storage failure met while looking is not
+        // (on a server it has aborted the transaction: nothing more may be written in it).
+        if !matches!(&e, Error::Vault(v) if !matches!(v, crate::vault::VaultError::Store(_))) {
             return Err(e);
         }
         let detail = json!({ "credential": e.to_string() });

@@ -25,7 +25,9 @@ pub(super) fn acquire_in(
     // No grant without a credential an agent can use: checked from clear metadata in the same
     // transaction, so no key and no network are needed here.
     if let Err(e) = credentials::require_usable(tx, req.provider, &req.account, now) {
-        if !matches!(e, Error::Vault(_)) {
+        // A refusal is about the credential; a storage failure met while looking is not
+        // (on a server it has aborted the transaction: nothing more may be written in it).
+        if !matches!(&e, Error::Vault(v) if !matches!(v, crate::vault::VaultError::Store(_))) {
             return Err(e);
         }
         let detail = serde_json::json!({ "credential": e.to_string() });

@@ -64,9 +64,14 @@ impl r2d2::ManageConnection for PgManager {
             Manager::Plain(m) => m.connect()?,
             Manager::Tls(m) => m.connect()?,
         };
+        // A host that dies inside a write must not hold the ledger's lock for the fleet: the
+        // server ends a session idle in a transaction past the write deadline, and probes a
+        // silent client's socket within a minute.
         client.batch_execute(&format!(
-            "SET lock_timeout = {}; SET application_name = 'authledger'",
-            self.lock_timeout_ms
+            "SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
+             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+             SET tcp_keepalives_count = 3; SET application_name = 'authledger'",
+            ms = self.lock_timeout_ms
         ))?;
         Ok(PgConn {
             client,
@@ -87,6 +92,10 @@ impl r2d2::ManageConnection for PgManager {
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: r2d2::Pool<PgManager>,
+    /// This process's writers queue here before they take a connection: they would wait for
+    /// the ledger's lock one at a time anyway, and parked on connections they would leave
+    /// none for reads (the gateway's, the daemon's).
+    writers: Arc<std::sync::Mutex<()>>,
     /// The server and database as shown to people: never the password.
     shown: String,
     /// This host's anchor for its local files (lease directories, daemon socket, gateway).
@@ -163,6 +172,13 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
+        // A server that vanished (a host down, a cable cut) is noticed within a minute, not the
+        // kernel's two hours: a caller gets a storage error instead of a hang.
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(60));
         let inner = if wish.required {
             config.ssl_mode(postgres::config::SslMode::Require);
             let connector = rustls_connector(wish.root_cert.as_deref()).map_err(open_error)?;
@@ -186,6 +202,7 @@ impl PgStore {
             .build_unchecked(manager);
         let store = PgStore {
             pool,
+            writers: Arc::new(std::sync::Mutex::new(())),
             shown: shown.clone(),
             anchor: anchor.to_path_buf(),
             read_only: options.read_only,
@@ -223,15 +240,22 @@ impl PgStore {
         Ok(found < supported)
     }
 
+    /// Migrates the database when it is behind, holding the ledger's own lock too, as SQLite
+    /// migrates under its writer lock: a schema change never interleaves with a ledger write
+    /// of another host still running the older build.
     fn migrate(&self, client: &mut Client) -> Result<(), StoreError> {
         if self.check_version(client)? {
-            embedded::migrations::runner()
+            client.execute("SELECT pg_advisory_lock($1)", &[&LEDGER_LOCK])?;
+            let migrated = embedded::migrations::runner()
                 .set_grouped(true)
                 .run(client)
                 .map_err(|e| StoreError::Migrate {
                     path: PathBuf::from(&self.shown),
                     reason: e.to_string(),
-                })?;
+                });
+            let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&LEDGER_LOCK]);
+            migrated?;
+            unlocked?;
         }
         Ok(())
     }
@@ -288,6 +312,10 @@ impl PgStore {
             .into());
         }
         let started = Instant::now();
+        let _turn = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
         let Some(conn) = self.begun(pool_get, "BEGIN ISOLATION LEVEL READ COMMITTED") else {
             return Err(StoreError::Pool("no connection".into()).into());

@@ -31,6 +31,9 @@ pub(super) struct PgTx<'c> {
     /// but this transaction's own writes can change what it reads, and any write (or savepoint
     /// command) forgets everything read.
     reads: HashMap<String, Rc<Vec<postgres::Row>>>,
+    /// A statement failed: the server has aborted the transaction until a savepoint before the
+    /// failure is rolled back to, and would answer `COMMIT` with a silent rollback.
+    failed: bool,
 }
 
 impl<'c> PgTx<'c> {
@@ -44,6 +47,7 @@ impl<'c> PgTx<'c> {
             statements,
             open: true,
             reads: HashMap::new(),
+            failed: false,
         }
     }
 
@@ -58,7 +62,42 @@ impl<'c> PgTx<'c> {
 
     /// The rows `sql` with `args` reads: remembered from an earlier identical read when
     /// nothing was written since.
+    /// Notes a failed statement (see [`PgTx::failed`]).
+    fn noted<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError> {
+        self.reads.clear();
+        let r = self
+            .statement(sql)
+            .and_then(|stmt| Ok(self.txn.execute(&stmt, &pg_args(args))?));
+        self.noted(r)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.reads.clear();
+        let r = self.txn.batch_execute(sql).map_err(StoreError::from);
+        if r.is_ok() && sql.starts_with("ROLLBACK TO SAVEPOINT") {
+            // Back before the failure: the transaction may go on.
+            self.failed = false;
+        }
+        self.noted(r)
+    }
+
     fn query(
+        &mut self,
+        sql: &str,
+        args: &[Value<'_>],
+    ) -> Result<Rc<Vec<postgres::Row>>, StoreError> {
+        let r = self.query_uncounted(sql, args);
+        self.noted(r)
+    }
+
+    fn query_uncounted(
         &mut self,
         sql: &str,
         args: &[Value<'_>],
@@ -84,9 +123,16 @@ impl<'c> PgTx<'c> {
         Ok(rows)
     }
 
-    fn commit(mut self) -> Result<(), postgres::Error> {
+    fn commit(mut self) -> Result<(), StoreError> {
+        if self.failed {
+            // Drop rolls back: what this transaction wrote is not committed, and its caller
+            // hears so rather than a success the server would not honour.
+            return Err(StoreError::Backend(
+                "a statement of this transaction failed; it was rolled back".into(),
+            ));
+        }
         self.open = false;
-        self.txn.batch_execute("COMMIT")
+        Ok(self.txn.batch_execute("COMMIT")?)
     }
 }
 
@@ -166,12 +212,7 @@ impl<'c> Tx<'c> {
             Conn::Lite(t) => Ok(t
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(args))? as u64),
-            Conn::Pg(c) => {
-                let mut c = c.borrow_mut();
-                c.reads.clear();
-                let stmt = c.statement(sql)?;
-                Ok(c.txn.execute(&stmt, &pg_args(args))?)
-            }
+            Conn::Pg(c) => c.borrow_mut().execute(sql, args),
         }
     }
 
@@ -260,11 +301,7 @@ impl<'c> Tx<'c> {
     pub(super) fn command(&self, sql: &str) -> Result<(), StoreError> {
         match &self.conn {
             Conn::Lite(t) => t.execute_batch(sql)?,
-            Conn::Pg(c) => {
-                let mut c = c.borrow_mut();
-                c.reads.clear();
-                c.txn.batch_execute(sql)?
-            }
+            Conn::Pg(c) => c.borrow_mut().batch(sql)?,
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ mod metrics;
 mod migrations;
 mod oauth;
 mod pg_harness;
+mod pg_store;
 mod pg_tls;
 mod prices;
 mod processes;
