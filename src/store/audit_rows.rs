@@ -71,15 +71,19 @@ impl Tx<'_> {
     }
 
     /// Rows matching a query, oldest first (the newest `limit` of them when a limit is set).
+    /// Each optional filter is cast to its type: PostgreSQL cannot infer a parameter's type
+    /// from `$1 IS NULL` alone and would refuse the statement.
     pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = q.limit.map(i64::from).unwrap_or(i64::MAX);
         self.all(
             &format!(
                 "SELECT * FROM (
                 SELECT {AUDIT_COLS} FROM audit
-                WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR at_ms < ?2)
-                  AND (?3 IS NULL OR agent = ?3) AND (?4 IS NULL OR provider = ?4)
-                  AND (?5 IS NULL OR action = ?5)
+                WHERE (CAST(?1 AS BIGINT) IS NULL OR at_ms >= ?1)
+                  AND (CAST(?2 AS BIGINT) IS NULL OR at_ms < ?2)
+                  AND (CAST(?3 AS TEXT) IS NULL OR agent = ?3)
+                  AND (CAST(?4 AS TEXT) IS NULL OR provider = ?4)
+                  AND (CAST(?5 AS TEXT) IS NULL OR action = ?5)
                 ORDER BY seq DESC LIMIT ?6
              ) AS recent ORDER BY seq"
             ),
