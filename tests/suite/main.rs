@@ -12,6 +12,7 @@ mod calibration;
 mod conventions;
 mod daemon;
 mod doctor;
+mod fleet;
 mod gateway;
 mod gateway_cli;
 mod gateway_ledger;

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fleet;
 pub mod forge;
 pub mod oauth_server;
+pub mod pg;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
