@@ -6,12 +6,15 @@ use crate::common;
 // loses nothing committed while the processes it cut off fail cleanly, never hang. Every CLI
 // call pins the clock at T0 and is bounded by a timeout.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use common::fleet::{BOUND, Fleet, Host, number, replay_peak, spawn_piped, wait_within};
+use common::fleet::{BOUND, Fleet, Host, number, replay_peak, rows, spawn_piped, wait_within};
 use common::oauth_server::OAuthServer;
-use common::pg;
-use common::{code, must, parse_json, stderr, stdout};
+use common::pg::{self, PgServer};
+use common::{assert_refused, code, must, parse_json, stderr, stdout};
 use serde_json::Value;
 
 const HOSTS: usize = 4;
@@ -34,6 +37,12 @@ fn claude_fleet(db: &str, concurrent: &str) -> Fleet {
             "100000000",
             "--concurrent",
             concurrent,
+            // The clock is pinned: per-minute limits would only count the whole test as one
+            // minute.
+            "--rpm",
+            "off",
+            "--tpm",
+            "off",
         ]),
         "limits set",
     );
@@ -270,4 +279,253 @@ fn sixteen_processes_on_four_hosts_refresh_once() {
     let out = must(fleet.hosts[2].run(&["token", "openai"]), "token");
     assert_eq!(stdout(&out).trim(), new);
     assert_eq!(server.token_requests("refresh_token").len(), 1);
+}
+
+/// What one looping worker of the restart test saw.
+#[derive(Default)]
+struct Seen {
+    /// Lease ids printed by acquires that succeeded.
+    leases: Vec<String>,
+    /// (key, lease, tokens) of usage records that succeeded.
+    usage: Vec<(String, String, i64)>,
+    /// Leases whose release succeeded.
+    released: Vec<String>,
+    /// Every failed command: its description and output.
+    failures: Vec<(String, std::process::Output)>,
+    /// Full cycles (acquire, record, release) that succeeded.
+    cycles: usize,
+}
+
+/// The ledger's advisory lock key (`LEDGER_LOCK` in src/store/pg.rs).
+const LEDGER_LOCK: i64 = 0x6175_7468_6c65_6467;
+const PASSWORD: &str = "fleet-secret-pw";
+
+/// A private server restarted under 8 looping processes on four hosts: at the restart every
+/// worker is inside a write, waiting for the ledger's lock (held from psql), so exactly those
+/// 8 are cut off; each fails with exit 5 and one line, none hangs, everything reported
+/// committed is in the database, and every worker goes on succeeding. Then, with the server
+/// stopped, a command fails with exit 5 within 20 s, naming the server, never the password.
+#[test]
+fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
+    const WORKERS: usize = 8;
+    let server = PgServer::start_private();
+    let plain = server.fresh_db();
+    let mut url = url::Url::parse(&plain).unwrap();
+    url.set_password(Some(PASSWORD)).unwrap();
+    let db = url.to_string();
+    let fleet = claude_fleet(&db, "1000");
+
+    let seen: Vec<Mutex<Seen>> = (0..WORKERS).map(|_| Mutex::default()).collect();
+    let restarted = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let cycles_after = |w: usize, restart_at: usize| seen[w].lock().unwrap().cycles - restart_at;
+    std::thread::scope(|s| {
+        // Whatever happens here, the workers stop (a failed assertion must not leave them
+        // looping forever inside the scope).
+        let _stop = StopOnDrop(&stop);
+        for (w, seen) in seen.iter().enumerate() {
+            let host = fleet.host(w);
+            let stop = &stop;
+            s.spawn(move || worker(w, host, seen, stop));
+        }
+        let started = Instant::now();
+        let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+            while !done() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "waited too long for {what}: locks {:?}",
+                    rows(
+                        &plain,
+                        "SELECT l.granted, l.objid, l.pid, a.state, a.wait_event_type, \
+                         a.backend_start, a.xact_start, left(a.query, 50) FROM pg_locks l \
+                         JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                    )
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_until("two cycles per worker", &|| {
+            (0..WORKERS).all(|w| cycles_after(w, 0) >= 2)
+        });
+
+        // Hold the ledger's write lock from another session until all 8 workers wait for it.
+        let mut holder = std::process::Command::new(pg::pg_bin("psql"))
+            .args(["-X", "-q", "-d", &plain])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn psql");
+        {
+            use std::io::Write;
+            let stdin = holder.stdin.as_mut().unwrap();
+            writeln!(stdin, "BEGIN; SELECT pg_advisory_xact_lock({LEDGER_LOCK});").unwrap();
+            stdin.flush().unwrap();
+        }
+        let waiting = |granted: bool| {
+            number(
+                &plain,
+                &format!(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = {granted}"
+                ),
+            )
+        };
+        wait_until("psql to hold the lock", &|| waiting(true) == 1);
+        wait_until("8 writers waiting", &|| waiting(false) == WORKERS as i64);
+        let at_restart: Vec<usize> = seen.iter().map(|s| s.lock().unwrap().cycles).collect();
+        server.restart();
+        restarted.store(true, Ordering::SeqCst);
+        let _ = holder.kill();
+        let _ = holder.wait();
+
+        wait_until("two more cycles per worker", &|| {
+            (0..WORKERS).all(|w| cycles_after(w, at_restart[w]) >= 2)
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert!(restarted.load(Ordering::SeqCst));
+
+    let seen: Vec<Seen> = seen.into_iter().map(|s| s.into_inner().unwrap()).collect();
+    let failures: Vec<&(String, std::process::Output)> =
+        seen.iter().flat_map(|s| &s.failures).collect();
+    for (what, out) in &failures {
+        println!("cut off by the restart: {what}: {}", stderr(out).trim());
+        assert_storage_error(out, what);
+    }
+    assert_eq!(
+        failures.len(),
+        WORKERS,
+        "exactly the 8 writers the restart cut off failed: {:?}",
+        failures
+            .iter()
+            .map(|(w, o)| format!("{w}: {}", stderr(o)))
+            .collect::<Vec<_>>()
+    );
+
+    // Everything reported committed is there, and nothing else.
+    let leases: BTreeMap<String, String> = rows(&plain, "SELECT id, state FROM leases")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let printed: BTreeSet<&String> = seen.iter().flat_map(|s| &s.leases).collect();
+    assert_eq!(
+        leases.keys().collect::<BTreeSet<_>>(),
+        printed,
+        "the leases in the database are the ones processes printed"
+    );
+    for id in seen.iter().flat_map(|s| &s.released) {
+        assert_eq!(leases[id], "released", "{id}");
+    }
+    let usage: BTreeSet<(String, String, i64)> = rows(
+        &plain,
+        "SELECT idem_key, lease_id, input + output FROM usage_events",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone(), r[2].parse().unwrap()))
+    .collect();
+    let reported: BTreeSet<(String, String, i64)> =
+        seen.iter().flat_map(|s| s.usage.iter().cloned()).collect();
+    assert_eq!(
+        usage, reported,
+        "the usage in the database is what was reported"
+    );
+    let used: i64 = reported.iter().map(|u| u.2).sum();
+    assert_eq!(claude_quota(&fleet.hosts[0])["used"], used);
+    must(fleet.hosts[1].run(&["audit", "verify"]), "audit verify");
+
+    // The server stopped: a clear storage error naming it, within 20 s.
+    server.stop();
+    let started = Instant::now();
+    let out = fleet.hosts[2].run(&["status"]);
+    let took = started.elapsed();
+    println!("server stopped, after {took:?}: {}", stderr(&out).trim());
+    let port = format!("127.0.0.1:{}", server.port());
+    assert_refused(&out, 5, &[&port], "status with the server stopped");
+    assert!(!stderr(&out).contains(PASSWORD), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(20), "the failure took {took:?}");
+    server.start();
+    must(
+        fleet.hosts[2].run(&["status"]),
+        "status after the server came back",
+    );
+}
+
+/// A clean storage error: exit 5, nothing on stdout, one line on stderr (JSON for `--json`
+/// commands), never the password.
+fn assert_storage_error(out: &std::process::Output, what: &str) {
+    let err = stderr(out);
+    assert!(!err.contains(PASSWORD), "{what}: the password shows: {err}");
+    if err.starts_with('{') {
+        assert_eq!(code(out), 5, "{what}: {err}");
+        assert!(out.stdout.is_empty(), "{what}: stdout {:?}", stdout(out));
+        assert_eq!(err.matches('\n').count(), 1, "{what}: one line: {err:?}");
+        let v: Value = serde_json::from_str(&err).expect("a JSON error");
+        assert_eq!(v["exit_code"], 5, "{what}: {v}");
+        assert!(!v["error"].as_str().unwrap_or("").is_empty(), "{what}: {v}");
+    } else {
+        assert_refused(out, 5, &[], what);
+    }
+}
+
+/// Sets its flag when dropped, even by a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Acquire, record, release in a loop until `stop`, on `host`, remembering what each command
+/// reported.
+fn worker(w: usize, host: &Host, seen: &Mutex<Seen>, stop: &AtomicBool) {
+    let fail = |what: String, out: std::process::Output| {
+        seen.lock().unwrap().failures.push((what, out));
+    };
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let agent = format!("w{w}");
+        let args = acquire_args(&agent, &["--tokens", "100"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = host.run(&args);
+        if code(&out) != 0 {
+            fail(format!("{agent} acquire #{n}"), out);
+            continue;
+        }
+        let id = parse_json(&out)["lease_id"].as_str().unwrap().to_string();
+        seen.lock().unwrap().leases.push(id.clone());
+        let key = format!("{agent}-{n}");
+        let input = n as i64;
+        let out = host.run(&[
+            "usage",
+            "record",
+            &id,
+            "--input",
+            &input.to_string(),
+            "--output",
+            "1",
+            "--key",
+            &key,
+        ]);
+        let recorded = code(&out) == 0;
+        if recorded {
+            seen.lock()
+                .unwrap()
+                .usage
+                .push((key, id.clone(), input + 1));
+        } else {
+            fail(format!("{agent} usage #{n}"), out);
+        }
+        let out = host.run(&["lease", "release", &id]);
+        if code(&out) == 0 {
+            let mut seen = seen.lock().unwrap();
+            seen.released.push(id);
+            if recorded {
+                seen.cycles += 1;
+            }
+        } else {
+            fail(format!("{agent} release #{n}"), out);
+        }
+    }
 }

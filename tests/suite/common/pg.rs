@@ -146,17 +146,9 @@ impl PgServer {
     /// data stays) and returns once it accepts connections again, on the same port.
     pub fn restart(&self) {
         let cluster = self.own("restart");
-        let out = cluster
-            .pg_ctl()
-            .args(["-w", "-t", PG_CTL_WAIT_SECS, "-m", "fast", "restart"])
-            .output()
-            .expect("run pg_ctl restart");
-        assert!(
-            out.status.success(),
-            "pg_ctl restart failed: {}\n{}",
-            text(&out),
-            self.log()
-        );
+        if let Err(e) = cluster.pg_ctl(&["-m", "fast", "restart"]) {
+            panic!("pg_ctl restart failed: {e}\n{}", self.log());
+        }
         self.assert_accepts();
     }
 
@@ -164,32 +156,17 @@ impl PgServer {
     /// [`PgServer::start`].
     pub fn stop(&self) {
         let cluster = self.own("stop");
-        let out = cluster
-            .pg_ctl()
-            .args(["-w", "-t", PG_CTL_WAIT_SECS, "-m", "fast", "stop"])
-            .output()
-            .expect("run pg_ctl stop");
-        assert!(out.status.success(), "pg_ctl stop failed: {}", text(&out));
+        if let Err(e) = cluster.pg_ctl(&["-m", "fast", "stop"]) {
+            panic!("pg_ctl stop failed: {e}");
+        }
     }
 
     /// Starts a stopped server again with the options it first ran with, on the same port.
     pub fn start(&self) {
         let cluster = self.own("start");
-        let out = cluster
-            .pg_ctl()
-            .args(["-w", "-t", PG_CTL_WAIT_SECS, "-l"])
-            .arg(cluster.log())
-            .arg("-o")
-            .arg(&cluster.options)
-            .arg("start")
-            .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}\n{}",
-            text(&out),
-            self.log()
-        );
+        if let Err(e) = cluster.pg_ctl(&["start"]) {
+            panic!("pg_ctl start failed: {e}\n{}", self.log());
+        }
         self.assert_accepts();
     }
 
@@ -236,16 +213,8 @@ impl PgServer {
         for _ in 0..5 {
             let port = free_port();
             cluster.options = cluster.options_for(port, durable);
-            let out = cluster
-                .pg_ctl()
-                .args(["-w", "-t", PG_CTL_WAIT_SECS, "-l"])
-                .arg(cluster.log())
-                .arg("-o")
-                .arg(&cluster.options)
-                .arg("start")
-                .output()
-                .expect("run pg_ctl start");
-            if out.status.success() {
+            let started = cluster.pg_ctl(&["start"]);
+            if started.is_ok() {
                 let server = PgServer {
                     base: format!("postgres://postgres@127.0.0.1:{port}"),
                     port,
@@ -254,7 +223,11 @@ impl PgServer {
                 server.assert_accepts();
                 return server;
             }
-            last = format!("{}\n{}", text(&out), read_log(&cluster));
+            last = format!(
+                "{}\n{}",
+                started.err().unwrap_or_default(),
+                read_log(&cluster)
+            );
         }
         cluster.remove();
         panic!("PostgreSQL did not start on a free port after 5 tries:\n{last}");
@@ -280,12 +253,7 @@ impl PgServer {
     /// Stops the server at once and removes its directory; never panics (runs at exit).
     fn shut_down(&self) {
         if let Some(cluster) = &self.cluster {
-            let _ = cluster
-                .pg_ctl()
-                .args(["-w", "-t", PG_CTL_WAIT_SECS, "-m", "immediate", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = cluster.pg_ctl(&["-m", "immediate", "stop"]);
             cluster.remove();
         }
     }
@@ -321,10 +289,32 @@ impl Cluster {
         cmd
     }
 
-    fn pg_ctl(&self) -> Command {
+    /// Runs `pg_ctl -w` on the data directory; a start or restart also gets the log file and
+    /// the server options (pg_ctl remembers neither). pg_ctl's own output goes to a file, not a
+    /// pipe: a server that inherited a pipe would keep the reader waiting for ever.
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let out_path = self.dir.join("pg_ctl.out");
+        let out = std::fs::File::create(&out_path).map_err(|e| format!("pg_ctl.out: {e}"))?;
+        let err = out.try_clone().map_err(|e| format!("pg_ctl.out: {e}"))?;
         let mut cmd = self.command("pg_ctl");
-        cmd.arg("-D").arg(self.data());
-        cmd
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", PG_CTL_WAIT_SECS])
+            .stdout(out)
+            .stderr(err);
+        if args.iter().any(|a| *a == "start" || *a == "restart") {
+            cmd.arg("-l").arg(self.log()).arg("-o").arg(&self.options);
+        }
+        let status = cmd
+            .args(args)
+            .status()
+            .map_err(|e| format!("run pg_ctl: {e}"))?;
+        let said = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("pg_ctl {}: {status}: {said}", args.join(" ")))
+        }
     }
 
     fn initdb(&self) {
