@@ -455,6 +455,11 @@ fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
 fn assert_storage_error(out: &std::process::Output, what: &str) {
     let err = stderr(out);
     assert!(!err.contains(PASSWORD), "{what}: the password shows: {err}");
+    // The driver's bare "db error" would hide what the server said.
+    assert!(
+        !err.contains("db error\n") && !err.contains("db error\""),
+        "{what}: the server's message is missing: {err}"
+    );
     if err.starts_with('{') {
         assert_eq!(code(out), 5, "{what}: {err}");
         assert!(out.stdout.is_empty(), "{what}: stdout {:?}", stdout(out));
