@@ -71,6 +71,8 @@ impl Tx<'_> {
     }
 
     /// Rows matching a query, oldest first (the newest `limit` of them when a limit is set).
+    /// Each optional filter is cast to its type: PostgreSQL cannot infer a parameter's type
+    /// from `$1 IS NULL` alone and would refuse the statement.
     pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         // Each optional filter is cast where it is first seen: PostgreSQL types a parameter at
         // its first use, and `$1 IS NULL` alone says nothing ("could not determine data type").

@@ -132,7 +132,14 @@ impl From<postgres::Error> for StoreError {
             Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => {
                 StoreError::Busy { waited_ms: 0 }
             }
-            _ => StoreError::Backend(Box::new(e)),
+            // The driver shows a server error as a bare "db error"; say what the server said
+            // (e.g. "FATAL: terminating connection due to administrator command").
+            _ => match e.as_db_error() {
+                Some(db) => {
+                    StoreError::Backend(format!("{}: {}", db.severity(), db.message()).into())
+                }
+                None => StoreError::Backend(Box::new(e)),
+            },
         }
     }
 }

@@ -13,6 +13,7 @@ mod conformance;
 mod conventions;
 mod daemon;
 mod doctor;
+mod fleet;
 mod gateway;
 mod gateway_cli;
 mod gateway_ledger;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fleet;
 pub mod forge;
 pub mod oauth_server;
 pub mod pg;
