@@ -42,8 +42,17 @@ pub fn current_window(
     if let Some(w) = tx.window_at(provider, account, kind, now)? {
         return Ok(w);
     }
-    let (start, end) =
-        aligned_bounds(kind, now, reset_offset_min).unwrap_or((now, now + kind.length_ms()));
+    let aligned = aligned_bounds(kind, now, reset_offset_min);
+    if aligned.is_none()
+        && let Some(latest) = tx.previous_window(provider, account, kind, Millis::MAX)?
+        && latest.start_ms > now
+    {
+        // A window that starts after "now" was opened by a process whose clock runs ahead
+        // (another host of a shared ledger): it is the current one. Opening another here would
+        // overlap it, and leases counted in one would not be counted in the other.
+        return Ok(latest);
+    }
+    let (start, end) = aligned.unwrap_or((now, now + kind.length_ms()));
     let mut window = tx.insert_window(provider, account, kind, start, end)?;
     if kind != WindowKind::Minute
         && let Some(previous) = tx.previous_window(provider, account, kind, start)?

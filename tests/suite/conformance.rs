@@ -329,6 +329,23 @@ conformance! {
         assert!(!elsewhere.db().exists(), "the agent's authledger made a ledger of its own");
     }
 
+    /// Hosts' clocks differ a little: a 5-hour window opened by a host whose clock runs ahead is
+    /// the window a host behind it counts in too, never a second, overlapping one.
+    fn a_host_behind_counts_in_the_window_a_host_ahead_opened(store: &Backing) {
+        let update = LimitsUpdate {
+            window_5h_tokens: Some(Some(1_000)),
+            ..limits(1_000_000, 10)
+        };
+        let (ledger, clock) = store.ledger(T0, update);
+        ledger.acquire(&req("ahead").tokens(600)).unwrap();
+        clock.set_ms(T0 - 2_000);
+        let refused = ledger.acquire(&req("behind").tokens(600));
+        assert!(refused.is_err(), "granted past the 5h limit in an overlapping window");
+        ledger.acquire(&req("behind").tokens(400)).unwrap();
+        let windows = store.query("SELECT COUNT(*) FROM windows WHERE kind = '5h'");
+        assert_eq!(windows, vec![vec!["1".to_string()]]);
+    }
+
     /// Acquire, renew, record, release: the figures, the states, and a lease ends only once.
     fn a_lease_is_granted_renewed_and_released_once(store: &Backing) {
         let (ledger, clock) = store.ledger(T0, limits(1_000, 10));

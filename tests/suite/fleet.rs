@@ -325,8 +325,8 @@ fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
         let _stop = StopOnDrop(&stop);
         for (w, seen) in seen.iter().enumerate() {
             let host = fleet.host(w);
-            let stop = &stop;
-            s.spawn(move || worker(w, host, seen, stop));
+            let (stop, back) = (&stop, &restarted);
+            s.spawn(move || worker(w, host, seen, stop, back));
         }
         let started = Instant::now();
         let wait_until = |what: &str, done: &dyn Fn() -> bool| {
@@ -483,9 +483,15 @@ impl Drop for StopOnDrop<'_> {
 
 /// Acquire, record, release in a loop until `stop`, on `host`, remembering what each command
 /// reported.
-fn worker(w: usize, host: &Host, seen: &Mutex<Seen>, stop: &AtomicBool) {
+/// One looping worker. A worker the restart cut off waits until the server is back before its
+/// next command, so the only failures are the writes the restart interrupted (a command
+/// started while the server is down fails too, cleanly, but says nothing about the restart).
+fn worker(w: usize, host: &Host, seen: &Mutex<Seen>, stop: &AtomicBool, back: &AtomicBool) {
     let fail = |what: String, out: std::process::Output| {
         seen.lock().unwrap().failures.push((what, out));
+        while !back.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     };
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
