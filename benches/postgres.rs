@@ -113,7 +113,7 @@ fn anchor(state: &Path) -> PathBuf {
 /// with `daemon`, its writes go through the daemon serving this host.
 fn open_ledger(url: &str, state: &Path, daemon: bool) -> Ledger {
     let location = LedgerLocation::Server {
-        url: url.to_string(),
+        url: url.to_string().into(),
         anchor: anchor(state),
     };
     let mut config =

@@ -18,6 +18,64 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "authledger")
 }
 
+/// A PostgreSQL connection URL. It may hold a password, so it never prints itself: `Debug`
+/// shows it with the password masked, and only [`ServerUrl::as_str`] gives it whole (to the
+/// driver).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerUrl(String);
+
+impl ServerUrl {
+    /// The whole URL, password included: for connecting, never for printing.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as people may see it: any password (in the authority or the query) masked.
+    pub fn shown(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                if u.query_pairs().any(|(k, _)| k == "password") {
+                    let kept: Vec<(String, String)> = u
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if k == "password" {
+                                "***".into()
+                            } else {
+                                v.into_owned()
+                            };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    u.query_pairs_mut().clear().extend_pairs(kept);
+                }
+                u.to_string()
+            }
+            Err(_) => "postgres://(unparsable URL)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerUrl({})", self.shown())
+    }
+}
+
+impl From<String> for ServerUrl {
+    fn from(url: String) -> Self {
+        ServerUrl(url)
+    }
+}
+
+impl From<&str> for ServerUrl {
+    fn from(url: &str) -> Self {
+        ServerUrl(url.to_string())
+    }
+}
+
 /// Where a ledger is: a SQLite file, or a database on a PostgreSQL server shared by many hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerLocation {
@@ -27,8 +85,8 @@ pub enum LedgerLocation {
     /// the daemon's socket, the gateway's address), in this host's state directory: the
     /// server holds the shared truth, each host its local state.
     Server {
-        /// The connection URL as given (it may hold a password: never print it).
-        url: String,
+        /// The connection URL as given (it may hold a password; it never prints it).
+        url: ServerUrl,
         /// This host's anchor: files are named after it as they are after a SQLite file.
         anchor: PathBuf,
     },
@@ -49,9 +107,28 @@ impl LedgerLocation {
 /// `file:PATH`) a file; another scheme is an error naming the ones understood.
 pub fn parse_location(value: &OsStr) -> Result<LedgerLocation, String> {
     let Some(text) = value.to_str() else {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = value.as_bytes();
+        if bytes.windows(3).any(|w| w == b"://") {
+            return Err("the database URL is not valid UTF-8".into());
+        }
         return Ok(LedgerLocation::File(PathBuf::from(value)));
     };
-    for prefix in ["sqlite://", "sqlite:", "file://", "file:"] {
+    for scheme in ["sqlite://", "file://"] {
+        if let Some(rest) = text.strip_prefix(scheme) {
+            // A URL: `sqlite:///abs/path` or `file://localhost/abs/path`, percent-decoded.
+            let parsed = url::Url::parse(&format!("file://{rest}"))
+                .map_err(|e| format!("cannot read `{text}`: {e}"))?;
+            if parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(format!("`{text}`: a SQLite ledger takes no URL options"));
+            }
+            return parsed
+                .to_file_path()
+                .map(LedgerLocation::File)
+                .map_err(|()| format!("`{text}` names no local file (sqlite:///PATH)"));
+        }
+    }
+    for prefix in ["sqlite:", "file:"] {
         if let Some(rest) = text.strip_prefix(prefix) {
             if rest.is_empty() {
                 return Err(format!("`{text}` names no file"));
@@ -73,7 +150,7 @@ pub fn parse_location(value: &OsStr) -> Result<LedgerLocation, String> {
         "postgres" | "postgresql" => {
             let anchor = server_anchor(text)?;
             Ok(LedgerLocation::Server {
-                url: text.to_string(),
+                url: ServerUrl::from(text),
                 anchor,
             })
         }
@@ -230,12 +307,24 @@ mod tests {
         ] {
             match loc(url) {
                 Ok(LedgerLocation::Server { url: u, anchor }) => {
-                    assert_eq!(u, url);
+                    assert_eq!(u.as_str(), url);
+                    assert!(!format!("{u:?}").contains("secret"), "{u:?}");
                     assert!(anchor.ends_with("ledger"), "{anchor:?}");
                     assert!(!anchor.to_string_lossy().contains("secret"), "{anchor:?}");
                 }
                 other => panic!("{url}: {other:?}"),
             }
+        }
+        assert_eq!(
+            loc("file://localhost/x/my%20l.db"),
+            Ok(LedgerLocation::File("/x/my l.db".into()))
+        );
+        assert!(loc("sqlite:///x/l.db?mode=ro").is_err());
+        assert!(loc("file://elsewhere/x/l.db").is_err());
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let bad = OsStr::from_bytes(b"postgres://u@h/\xff");
+            assert!(parse_location(bad).is_err());
         }
         let err = loc("mysql://root@localhost/ledger").unwrap_err();
         assert!(

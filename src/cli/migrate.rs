@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::error::Error;
 use crate::ledger::{LedgerConfig, move_ledger};
 use crate::paths::{LedgerLocation, parse_location};
-use crate::store::{StoreError, redact_server_url};
+use crate::store::StoreError;
 use crate::types::InvalidInput;
 
 /// Copy a whole ledger into a new, empty one (SQLite to PostgreSQL for a fleet, or back).
@@ -37,7 +37,7 @@ struct MigrateJson {
 fn shown(location: &LedgerLocation) -> String {
     match location {
         LedgerLocation::File(p) => format!("sqlite:{}", p.display()),
-        LedgerLocation::Server { url, .. } => redact_server_url(url),
+        LedgerLocation::Server { url, .. } => url.shown(),
     }
 }
 

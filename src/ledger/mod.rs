@@ -121,7 +121,7 @@ impl Ledger {
     /// password.
     pub fn location_shown(&self) -> String {
         match &self.config.server {
-            Some(url) => crate::store::redact_server_url(url),
+            Some(url) => url.shown(),
             None => self.db_path().display().to_string(),
         }
     }
@@ -131,7 +131,7 @@ impl Ledger {
     /// never a credential of the ledger's own; it needs its own way in to the server).
     pub fn location_for_agents(&self) -> String {
         match &self.config.server {
-            Some(url) => crate::store::server_url_without_password(url),
+            Some(url) => crate::store::server_url_without_password(url.as_str()),
             None => self.db_path().display().to_string(),
         }
     }

@@ -18,7 +18,7 @@ pub struct LedgerConfig {
     /// local files (lease directories, the daemon's socket, the gateway's address).
     pub db_path: PathBuf,
     /// A PostgreSQL URL when the ledger lives on a server shared by many hosts.
-    pub server: Option<String>,
+    pub server: Option<crate::paths::ServerUrl>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// Commit durability (FULL unless chosen otherwise).
@@ -112,6 +112,27 @@ impl LedgerConfig {
             read_only: self.read_only,
             server: self.server.clone(),
             ..StoreOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn a_server_password_never_shows_in_a_config_or_its_store_options() {
+        let location = crate::paths::parse_location(std::ffi::OsStr::new(
+            "postgres://fleet:hunter2@db.internal:5432/ledger?sslmode=require",
+        ))
+        .unwrap();
+        let config = LedgerConfig::at(location);
+        for shown in [
+            format!("{config:?}"),
+            format!("{:?}", config.store_options()),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("db.internal"), "{shown}");
         }
     }
 }

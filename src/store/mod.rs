@@ -136,7 +136,7 @@ pub struct StoreOptions {
     /// A PostgreSQL URL: the ledger lives on that server, shared by every host, and the path
     /// given to [`Store::open`] only anchors this host's own files (lease directories, the
     /// daemon's socket, the gateway's address). `None`: the path is the SQLite file.
-    pub server: Option<String>,
+    pub server: Option<crate::paths::ServerUrl>,
 }
 
 impl Default for StoreOptions {
@@ -187,7 +187,7 @@ impl Store {
                 if let Some(dir) = path.parent() {
                     files::ensure_private_dir(dir)?;
                 }
-                Engine::Postgres(pg::PgStore::open(&url, path, &options)?)
+                Engine::Postgres(pg::PgStore::open(url.as_str(), path, &options)?)
             }
             None => Engine::Sqlite(sqlite::SqliteStore::open(path, options)?),
         };

@@ -113,22 +113,7 @@ impl std::fmt::Debug for PgStore {
 
 /// `url` with any password replaced, for messages and `doctor`.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            let mut shown = u.to_string();
-            // Query parameters may carry a password too.
-            if let Some(i) = shown.find('?')
-                && shown[i..].contains("password")
-            {
-                shown.truncate(i);
-            }
-            shown
-        }
-        Err(_) => "postgres://(unparsable URL)".into(),
-    }
+    crate::paths::ServerUrl::from(url).shown()
 }
 
 /// `url` with any password taken out (not masked): what may be handed to an agent.
@@ -401,6 +386,18 @@ impl PgStore {
         }
         trips.sort();
         let latency = trips[trips.len() / 2];
+        // Every host stamps the shared ledger with its own clock (leases' expiry, windows,
+        // refresh claims): hosts must agree on the time, and a host that does not is named.
+        let server_ms: i64 = client
+            .query_one(
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now_ms",
+                &[],
+            )?
+            .try_get("now_ms")?;
+        let here_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let skew_ms = here_ms - server_ms;
         // What integrity a server ledger can lack: a table of the schema dropped by hand.
         let mut missing = Vec::new();
         for table in super::Store::copied_tables() {
@@ -426,6 +423,20 @@ impl PgStore {
                     check: "latency".into(),
                     ok: latency < Duration::from_millis(50),
                     detail: format!("{:.2} ms per round trip", latency.as_secs_f64() * 1000.0),
+                },
+                StoreFact {
+                    check: "clock".into(),
+                    ok: skew_ms.abs() <= 1_000,
+                    detail: format!(
+                        "this host is {:.1} s {} the server{}",
+                        skew_ms.abs() as f64 / 1000.0,
+                        if skew_ms >= 0 { "ahead of" } else { "behind" },
+                        if skew_ms.abs() <= 1_000 {
+                            ""
+                        } else {
+                            " (run NTP: hosts share leases' expiry and windows)"
+                        }
+                    ),
                 },
                 StoreFact {
                     check: "writable".into(),

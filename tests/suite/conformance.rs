@@ -56,7 +56,7 @@ impl Backing {
         match &self.url {
             None => LedgerLocation::File(self.home.db()),
             Some(url) => LedgerLocation::Server {
-                url: url.clone(),
+                url: url.clone().into(),
                 anchor: self.home.path().join("servers").join("test").join("ledger"),
             },
         }

@@ -12,11 +12,11 @@ fn server_store() -> Store {
     let dir = tempfile::tempdir().unwrap();
     let anchor = dir.path().join("ledger");
     let location = LedgerLocation::Server {
-        url: url.clone(),
+        url: url.clone().into(),
         anchor: anchor.clone(),
     };
     let options = StoreOptions {
-        server: Some(url),
+        server: Some(url.into()),
         ..StoreOptions::default()
     };
     let store = Store::open(location.local_path(), options).unwrap();
@@ -65,7 +65,7 @@ fn the_audit_trail_refuses_update_delete_and_truncate_on_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = authledger::Ledger::open(
         authledger::LedgerConfig::at(LedgerLocation::Server {
-            url: url.clone(),
+            url: url.clone().into(),
             anchor: dir.path().join("ledger"),
         })
         .with_key(authledger::KeySource::File(dir.path().join("master.key"))),
