@@ -275,7 +275,14 @@ impl PgStore {
                 Err(e) if (e.is_closed() || conn.client.is_closed()) && tries > 1 => {
                     tries -= 1;
                 }
-                Err(e) => return Some(Err(e.into())),
+                Err(e) => {
+                    // `begin` may have opened the transaction before a later statement of it
+                    // failed (the lock's timeout): never hand the pool an open transaction.
+                    if !conn.client.is_closed() {
+                        let _ = conn.client.batch_execute("ROLLBACK");
+                    }
+                    return Some(Err(e.into()));
+                }
             }
         }
     }
@@ -302,15 +309,17 @@ impl PgStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
-        let Some(conn) = self.begun(pool_get, "BEGIN ISOLATION LEVEL READ COMMITTED") else {
+        // The transaction and the ledger's lock in one round trip.
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LEDGER_LOCK})"
+        );
+        let Some(conn) = self.begun(pool_get, &begin) else {
             return Err(StoreError::Pool("no connection".into()).into());
         };
-        let mut conn = conn?;
+        let mut conn = conn.map_err(|e| lock_error(e, started))?;
         let PgConn { client, statements } = &mut *conn;
         let tx = PgTx::begun(client, statements);
         let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension);
-        tx.command(&format!("SELECT pg_advisory_xact_lock({LEDGER_LOCK})"))
-            .map_err(|e| lock_error(e, started))?;
         let value = f(&mut tx)?;
         tx.commit()?;
         Ok(value)

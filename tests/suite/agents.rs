@@ -1531,8 +1531,8 @@ fn a_refused_run_starts_nothing_and_says_when_a_slot_frees() {
     assert!(err.contains("claude"), "{err}");
     // For people, the clock time (the tests' zone is UTC, and it is the same day); --json
     // says it exactly.
-    let expires = chrono::DateTime::parse_from_rfc3339(held["expires_at"].as_str().unwrap())
-        .unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(held["expires_at"].as_str().unwrap()).unwrap();
     let frees = expires.format("%H:%M").to_string();
     assert!(
         err.contains(&format!("frees by {frees}")),

@@ -301,10 +301,11 @@ const LEDGER_LOCK: i64 = 0x6175_7468_6c65_6467;
 const PASSWORD: &str = "fleet-secret-pw";
 
 /// A private server restarted under 8 looping processes on four hosts: at the restart every
-/// worker is inside a write, waiting for the ledger's lock (held from psql), so exactly those
-/// 8 are cut off; each fails with exit 5 and one line, none hangs, everything reported
-/// committed is in the database, and every worker goes on succeeding. Then, with the server
-/// stopped, a command fails with exit 5 within 20 s, naming the server, never the password.
+/// worker is inside a write, waiting for the ledger's lock (held from psql); each either
+/// fails with exit 5 and one line or is retried once the server is back, none hangs,
+/// everything reported committed is in the database, and every worker goes on succeeding.
+/// Then, with the server stopped, a command fails with exit 5 within 20 s, naming the
+/// server, never the password.
 #[test]
 fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
     const WORKERS: usize = 8;
@@ -392,10 +393,12 @@ fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
         println!("cut off by the restart: {what}: {}", stderr(out).trim());
         assert_storage_error(out, what);
     }
-    assert_eq!(
-        failures.len(),
-        WORKERS,
-        "exactly the 8 writers the restart cut off failed: {:?}",
+    // A writer that was only waiting for the ledger's lock (nothing of its transaction ran)
+    // is retried on a new connection when the server is back in time; one cut off later in
+    // its transaction fails cleanly. Either way no more than the 8 interrupted writers fail.
+    assert!(
+        failures.len() <= WORKERS,
+        "only the writers the restart cut off may fail: {:?}",
         failures
             .iter()
             .map(|(w, o)| format!("{w}: {}", stderr(o)))
