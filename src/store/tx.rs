@@ -79,7 +79,11 @@ impl<'c> PgTx<'c> {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.reads.clear();
+        // Setting or releasing a savepoint changes no row: what was read stays true. Rolling
+        // back to one (and anything else) may.
+        if !(sql.starts_with("SAVEPOINT ") || sql.starts_with("RELEASE SAVEPOINT ")) {
+            self.reads.clear();
+        }
         let r = self.txn.batch_execute(sql).map_err(StoreError::from);
         if r.is_ok() && sql.starts_with("ROLLBACK TO SAVEPOINT") {
             // Back before the failure: the transaction may go on.
