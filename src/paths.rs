@@ -106,6 +106,9 @@ impl LedgerLocation {
 /// a path: `postgres://` and `postgresql://` name a server, `sqlite://PATH` (or `sqlite:PATH`,
 /// `file:PATH`) a file; another scheme is an error naming the ones understood.
 pub fn parse_location(value: &OsStr) -> Result<LedgerLocation, String> {
+    if value.is_empty() {
+        return Err("an empty ledger location names no ledger: give a path or a URL".into());
+    }
     let Some(text) = value.to_str() else {
         use std::os::unix::ffi::OsStrExt;
         let bytes = value.as_bytes();
@@ -332,6 +335,7 @@ mod tests {
             "{err}"
         );
         assert!(loc("sqlite:").is_err());
+        assert!(loc("").is_err(), "an empty value is no path");
     }
 
     #[test]

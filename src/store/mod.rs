@@ -184,10 +184,13 @@ impl Store {
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let engine = match options.server.clone() {
             Some(url) => {
+                let store = pg::PgStore::open(url.as_str(), path, &options)?;
+                // This host's directory for the server's ledger, once the server has answered:
+                // a URL that leads nowhere leaves nothing behind.
                 if let Some(dir) = path.parent() {
                     files::ensure_private_dir(dir)?;
                 }
-                Engine::Postgres(pg::PgStore::open(url.as_str(), path, &options)?)
+                Engine::Postgres(store)
             }
             None => Engine::Sqlite(sqlite::SqliteStore::open(path, options)?),
         };

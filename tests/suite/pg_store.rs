@@ -85,3 +85,28 @@ fn the_audit_trail_refuses_update_delete_and_truncate_on_the_server() {
     }
     assert_eq!(rows(), before);
 }
+
+#[test]
+fn a_server_url_that_leads_nowhere_or_an_empty_location_changes_nothing() {
+    let home = crate::common::Home::empty();
+    // A port nothing listens on: refused at once.
+    let out = home.run(&["--db", "postgres://postgres@127.0.0.1:1/ledger", "status"]);
+    assert_eq!(
+        crate::common::code(&out),
+        5,
+        "{}",
+        crate::common::stderr(&out)
+    );
+    let out = home.run(&["migrate", "--to", ""]);
+    assert_eq!(
+        crate::common::code(&out),
+        2,
+        "{}",
+        crate::common::stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
