@@ -35,12 +35,17 @@ pub fn move_ledger(from: LedgerConfig, to: LedgerConfig) -> Result<MoveReport, E
     }
     let target_store = Store::open(&to.db_path, to.store_options())?;
     if let Some(table) = target_store.first_nonempty_table()? {
-        return Err(Error::Invalid(crate::types::InvalidInput(format!(
-            "the target is not empty (its {table} table has rows): migrate only into a new \
-             ledger"
-        ))));
+        return Err(not_empty(table));
     }
-    let tables = source.store.copy_into(&target_store)?;
+    let tables = match source.store.copy_into(&target_store) {
+        Ok(t) => t,
+        // Another copy filled the target between the check above and this one's transaction:
+        // the same refusal, nothing written by this one.
+        Err(e) => match target_store.first_nonempty_table()? {
+            Some(table) => return Err(not_empty(table)),
+            None => return Err(e.into()),
+        },
+    };
     drop(target_store);
     let target = Ledger::open(to)?;
     let target_audit = target.verify_audit()?;
@@ -49,4 +54,11 @@ pub fn move_ledger(from: LedgerConfig, to: LedgerConfig) -> Result<MoveReport, E
         source_audit,
         target_audit,
     })
+}
+
+/// The refusal of a target that holds anything (exit 2).
+fn not_empty(table: &str) -> Error {
+    Error::Invalid(crate::types::InvalidInput(format!(
+        "the target is not empty (its {table} table has rows): migrate only into a new ledger"
+    )))
 }

@@ -997,6 +997,36 @@ mod cli {
         );
     }
 
+    /// Two moves into the same new database at once: one copies, the other is refused as
+    /// into a used database (exit 2), and the target holds the source once.
+    #[test]
+    fn two_migrations_racing_into_one_target_copy_once() {
+        let source = populated();
+        let target = Backing::postgres();
+        let url = target.url.as_deref().unwrap();
+        let from = format!("sqlite:{}", source.home.db().display());
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                source
+                    .cmd_at(T0)
+                    .args(["migrate", "--from", &from, "--to", url])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| code(&c.wait_with_output().unwrap()))
+            .collect();
+        codes.sort();
+        assert_eq!(codes, vec![0, 2]);
+        let rows = |sql: &str| source.query(sql);
+        let copied = pg::psql(url, "SELECT COUNT(*) FROM audit");
+        assert_eq!(copied, rows("SELECT COUNT(*) FROM audit")[0][0]);
+    }
+
     #[test]
     fn an_unknown_database_scheme_is_refused_and_creates_nothing() {
         let home = Home::empty();
