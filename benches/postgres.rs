@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench postgres                 # 10 s per point
 //! BENCH_QUICK=1 cargo bench --bench postgres   # about 1 s per point
+//! BENCH_CLIENTS=16 cargo bench --bench postgres # only 16 clients
 //! ```
 //!
 //! One "tx" is one acquire+release pair (two SQL transactions, each under the ledger-wide
@@ -195,6 +196,21 @@ fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
 }
 
+/// The client counts to measure: [`CLIENTS`], or `BENCH_CLIENTS=16,64` for some of them.
+fn client_counts() -> Vec<usize> {
+    match std::env::var("BENCH_CLIENTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("BENCH_CLIENTS: client counts, e.g. 1,16")
+            })
+            .collect(),
+        Err(_) => CLIENTS.to_vec(),
+    }
+}
+
 fn script_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/acquire_release.sql")
 }
@@ -288,7 +304,7 @@ fn main() {
     let mut points = Vec::new();
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("create target/bench");
-    for clients in CLIENTS {
+    for clients in client_counts() {
         let (raw, report) = raw_side(&server, clients, secs);
         std::fs::write(out_dir.join(format!("pgbench-{clients}.txt")), &report)
             .expect("write pgbench report");

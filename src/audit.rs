@@ -149,13 +149,14 @@ pub fn append(tx: &Tx<'_>, at_ms: Millis, event: AuditEvent<'_>) -> Result<(), S
         }
     };
     tx.insert_audit(&entry)?;
-    tx.set_setting(HEAD_KEY, &head)
+    tx.set_audit_head(&head);
+    Ok(())
 }
 
 /// The settings key holding the chain's last `seq:hash` (and, once keyed, a tag over them),
 /// so deleting rows from the end of the table (which leaves a valid, shorter chain) is
 /// caught too.
-const HEAD_KEY: &str = "audit_head";
+const HEAD_KEY: &str = crate::store::AUDIT_HEAD_KEY;
 
 /// The previous hash and every content field, each length-prefixed so no two different rows
 /// encode to the same bytes.

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::quota::{self, AcquireRequest, QuotaError, Released};
 use crate::records::Lease;
 use crate::select::Decision;
-use crate::store::Tx;
+use crate::store::{ReadAhead, Tx};
 use crate::types::{LeaseId, LeaseState, Millis};
 
 use super::op::{Op, Outcome, Queued};
@@ -51,7 +51,12 @@ impl Ledger {
         &self,
         ops: &[Queued<'_>],
     ) -> Result<Vec<Option<Result<Outcome, Error>>>, Error> {
-        self.store.write(|tx| {
+        let ahead = ops
+            .iter()
+            .map(|q| q.op.read_ahead())
+            .find(|a| *a != ReadAhead::Nothing)
+            .unwrap_or(ReadAhead::Nothing);
+        self.store.write_reading(ahead, |tx| {
             // Read once the writer queue let this batch in, so commits are in time order.
             let now = self.now();
             let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
@@ -76,12 +81,13 @@ impl Ledger {
     pub(super) fn commit_here(&self, op: &Op, settle: bool) -> Result<Outcome, Error> {
         let now = self.now();
         let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-        self.store.write(|tx| -> Result<_, Error> {
-            if settle && let Some(outcome) = already_done(tx, op)? {
-                return Ok(Ok(outcome));
-            }
-            apply(tx, now, idle_before, op)
-        })?
+        self.store
+            .write_reading(op.read_ahead(), |tx| -> Result<_, Error> {
+                if settle && let Some(outcome) = already_done(tx, op)? {
+                    return Ok(Ok(outcome));
+                }
+                apply(tx, now, idle_before, op)
+            })?
     }
 }
 

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::quota::{AcquireRequest, Released, UsageOutcome, UsageRecord};
 use crate::records::Lease;
 use crate::select::{Choice, Decision};
+use crate::store::ReadAhead;
 use crate::types::{LeaseId, Millis};
 
 /// One write of the ledger's hot path, with every id already drawn by the caller, so a reply
@@ -69,6 +70,17 @@ pub enum Op {
         /// The idempotency key stored when the record has none of its own.
         fallback_key: String,
     },
+}
+
+impl Op {
+    /// What its transaction reads beyond its own rows: a grant reads every account's
+    /// credential, limits and health (see [`ReadAhead`]).
+    pub(crate) fn read_ahead(&self) -> ReadAhead {
+        match self {
+            Op::Acquire { .. } | Op::AcquireSelected { .. } => ReadAhead::Selection,
+            Op::Renew { .. } | Op::Release { .. } | Op::RecordUsage { .. } => ReadAhead::Nothing,
+        }
+    }
 }
 
 /// What a committed [`Op`] did.

@@ -108,18 +108,19 @@ pub fn acquire(
     // first.
     reclaim_stale(tx, now, idle_before, req.provider, &req.account)?;
     let limits = ensure_limits(tx, req.provider, &req.account, now)?;
-    let mut outcome = None;
+    // Deciding may open a window; a refusal undoes that. The grant's writes need no savepoint:
+    // if one fails, the whole transaction rolls back.
+    let mut decision = None;
     tx.undo_unless(|tx| -> Result<bool, QuotaError> {
-        let granted = match decide(tx, now, idle_before, req, &limits)? {
-            Ok((amount, windows)) => Ok(grant(tx, now, req, lease_id, &limits, amount, &windows)?),
-            Err(denial) => Err(denial),
-        };
-        let keep = granted.is_ok();
-        outcome = Some(granted);
+        let decided = decide(tx, now, idle_before, req, &limits)?;
+        let keep = decided.is_ok();
+        decision = Some(decided);
         Ok(keep)
     })?;
-    match outcome {
-        Some(Ok(lease)) => Ok(Ok(lease)),
+    match decision {
+        Some(Ok((amount, windows))) => Ok(Ok(grant(
+            tx, now, req, lease_id, &limits, amount, &windows,
+        )?)),
         Some(Err(denial)) => {
             if req.audit_denial {
                 audit::append(
@@ -164,9 +165,9 @@ fn grant(
         }
     }
     let ttl_ms = i64::try_from(req.ttl.as_millis()).unwrap_or(i64::MAX);
-    let lease = Lease {
+    let mut lease = Lease {
         id: lease_id,
-        fence: tx.next_fence()?,
+        fence: 0,
         agent: req.agent.clone(),
         provider: req.provider,
         account: req.account.clone(),
@@ -180,7 +181,7 @@ fn grant(
         ended_at: None,
         end_reason: None,
     };
-    tx.insert_lease(&lease)?;
+    lease.fence = tx.insert_lease(&lease)?;
     for w in windows {
         tx.insert_lease_window(&lease.id, w.id, amount)?;
     }

@@ -14,15 +14,7 @@ use crate::types::{Account, InvalidInput, LeaseId, LeaseState, Millis, Provider}
 /// Gives back what a lease still holds in each window; returns the tokens returned. Each
 /// lease-window row is zeroed as it is returned, so the same tokens can never go back twice.
 fn return_reservation(tx: &Tx<'_>, id: &LeaseId) -> Result<i64, StoreError> {
-    let mut returned = 0;
-    for (window_id, held) in tx.lease_windows(id)? {
-        if held > 0 {
-            tx.unreserve_in_window(window_id, held)?;
-            tx.take_from_lease_window(id, window_id, held)?;
-            returned = returned.max(held);
-        }
-    }
-    Ok(returned)
+    tx.return_lease_reservations(id)
 }
 
 /// Ends an active lease as expired or revoked, returns its reservation, and audits it.
@@ -166,16 +158,18 @@ pub fn release(
     detail: Option<serde_json::Value>,
 ) -> Result<Result<Released, QuotaError>, QuotaError> {
     check_release_detail(detail.as_ref())?;
-    let mut lease = match live_lease(tx, now, id)? {
-        Ok(l) => l,
-        Err(e) => return Ok(Err(e)),
+    let Some(lease) = tx.end_live_lease(id, LeaseState::Released, now, "released")? else {
+        // Not a live lease: say why (unknown, ended, or past its TTL, which reclaims it).
+        return match live_lease(tx, now, id)? {
+            Ok(_) => Err(StoreError::Constraint {
+                reason: format!("lease {id} is live but was not released"),
+            }
+            .into()),
+            Err(e) => Ok(Err(e)),
+        };
     };
-    tx.end_lease(id, LeaseState::Released, now, "released")?;
     crate::fault::point("release:after-end");
     let returned = return_reservation(tx, id)?;
-    lease.state = LeaseState::Released;
-    lease.ended_at = Some(now);
-    lease.end_reason = Some("released".into());
     let facts = ReleaseFacts {
         allocated: lease.allocated,
         used: lease.used,

@@ -111,16 +111,14 @@ pub fn quota_status(
             keys.push((p, Account::default()));
         }
     }
+    keys.retain(|(p, _)| only.is_none_or(|o| o == *p));
     keys.sort();
     let mut accounts = Vec::with_capacity(keys.len());
     for (p, a) in &keys {
         accounts.push(effective_limits(tx, *p, a, now)?);
     }
     let mut out = Vec::new();
-    for l in accounts
-        .into_iter()
-        .filter(|l| only.is_none_or(|p| p == l.provider))
-    {
+    for l in accounts {
         let mut windows = Vec::new();
         for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
             if l.budget_for(kind).is_some() {

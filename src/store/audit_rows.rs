@@ -5,6 +5,9 @@ use super::sql::{Row, args};
 use super::{StoreError, Tx};
 use crate::records::{AuditEntry, AuditQuery};
 
+/// The chain's last row.
+pub(super) const AUDIT_TAIL: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
 const AUDIT_COLS: &str =
     "seq, at_ms, action, agent, provider, account, lease_id, detail, prev_hash, hash";
 
@@ -26,11 +29,18 @@ fn audit_from_row(r: &Row<'_>) -> Result<AuditEntry, StoreError> {
 impl Tx<'_> {
     /// The last row of the chain: `(seq, hash)`.
     pub fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
-        self.one(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            &[],
-            |r| Ok((r.get("seq")?, r.get("hash")?)),
-        )
+        if let Some(tail) = &self.audit.borrow().tail {
+            return Ok(tail.clone());
+        }
+        let tail = self.one(AUDIT_TAIL, &[], |r| Ok((r.get("seq")?, r.get("hash")?)))?;
+        self.audit.borrow_mut().tail = Some(tail.clone());
+        Ok(tail)
+    }
+
+    /// Records `head` as the chain's head when this transaction commits (once, however many
+    /// rows it appends).
+    pub fn set_audit_head(&self, head: &str) {
+        self.audit.borrow_mut().head = Some(head.to_string());
     }
 
     /// The detail of a lease's latest row with this action, if any. Scans the trail (no index
@@ -67,6 +77,7 @@ impl Tx<'_> {
                 e.hash
             ],
         )?;
+        self.audit.borrow_mut().tail = Some(Some((e.seq, e.hash.clone())));
         Ok(())
     }
 

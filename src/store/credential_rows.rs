@@ -74,6 +74,11 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
     })
 }
 
+/// Every credential's metadata, ordered by provider and account.
+pub(super) fn all_credentials_sql() -> String {
+    format!("SELECT {COLS} FROM credentials ORDER BY provider, account")
+}
+
 impl Tx<'_> {
     /// One credential's metadata.
     pub fn credential_record(
@@ -81,6 +86,14 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Option<CredentialRecord>, StoreError> {
+        if self.reads_cost_round_trips() {
+            // One provider account's row out of the whole (small) table, which selection has
+            // usually read already in this transaction.
+            return Ok(self
+                .credential_records()?
+                .into_iter()
+                .find(|r| r.provider == provider && &r.account == account));
+        }
         let raw = self.one(
             &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),
             args![provider.as_str(), account.as_str()],
@@ -91,11 +104,7 @@ impl Tx<'_> {
 
     /// Every credential's metadata, ordered by provider and account.
     pub fn credential_records(&self) -> Result<Vec<CredentialRecord>, StoreError> {
-        let raws = self.all(
-            &format!("SELECT {COLS} FROM credentials ORDER BY provider, account"),
-            &[],
-            from_row,
-        )?;
+        let raws = self.all(&all_credentials_sql(), &[], from_row)?;
         raws.into_iter().map(build).collect()
     }
 

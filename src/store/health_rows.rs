@@ -1,11 +1,32 @@
 //! Provider health rows.
 
-use super::sql::args;
+use super::sql::{Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
 use crate::records::HealthRecord;
 use crate::types::{Account, Provider};
+
+const HEALTH_COLS: &str = "provider, account, unavailable_until, reason, consecutive_errors, \
+                           last_status, facts, updated_at";
+
+/// Every provider account's health.
+pub(super) fn all_health_sql() -> String {
+    format!("SELECT {HEALTH_COLS} FROM provider_health ORDER BY provider, account")
+}
+
+fn health_from_row(r: &Row<'_>) -> Result<HealthRecord, StoreError> {
+    Ok(HealthRecord {
+        provider: parse_col("provider", r.get("provider")?)?,
+        account: parse_col("account", r.get("account")?)?,
+        unavailable_until: r.get("unavailable_until")?,
+        reason: r.get("reason")?,
+        consecutive_errors: r.get("consecutive_errors")?,
+        last_status: r.get("last_status")?,
+        facts: r.get("facts")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
 
 impl Tx<'_> {
     /// A provider account's health, if anything was reported.
@@ -14,48 +35,21 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Option<HealthRecord>, StoreError> {
-        let raw = self
-            .one(
-                "SELECT provider, account, unavailable_until, reason, consecutive_errors, last_status, facts, updated_at
-                 FROM provider_health WHERE provider = ?1 AND account = ?2",
-                args![provider.as_str(), account.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<String>("provider")?,
-                        r.get::<String>("account")?,
-                        r.get::<Option<i64>>("unavailable_until")?,
-                        r.get::<Option<String>>("reason")?,
-                        r.get::<i64>("consecutive_errors")?,
-                        r.get::<Option<i64>>("last_status")?,
-                        r.get::<String>("facts")?,
-                        r.get::<i64>("updated_at")?,
-                    ))
-                },
-            )
-            ?;
-        let Some((
-            p,
-            a,
-            unavailable_until,
-            reason,
-            consecutive_errors,
-            last_status,
-            facts,
-            updated_at,
-        )) = raw
-        else {
-            return Ok(None);
-        };
-        Ok(Some(HealthRecord {
-            provider: parse_col("provider", p)?,
-            account: parse_col("account", a)?,
-            unavailable_until,
-            reason,
-            consecutive_errors,
-            last_status,
-            facts,
-            updated_at,
-        }))
+        if self.reads_cost_round_trips() {
+            // Out of the whole (small) table, read once per transaction (with `BEGIN`, when
+            // the transaction is a grant).
+            return Ok(self
+                .all(&all_health_sql(), &[], health_from_row)?
+                .into_iter()
+                .find(|h| h.provider == provider && &h.account == account));
+        }
+        self.one(
+            &format!(
+                "SELECT {HEALTH_COLS} FROM provider_health WHERE provider = ?1 AND account = ?2"
+            ),
+            args![provider.as_str(), account.as_str()],
+            health_from_row,
+        )
     }
 
     /// Stores a provider account's health.

@@ -1,6 +1,6 @@
 //! Leases and the reservations they hold in each window.
 
-use super::sql::{Row, args};
+use super::sql::{Dialect, Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -186,24 +186,18 @@ impl Tx<'_> {
         raws.into_iter().map(lease_build).collect()
     }
 
-    /// The next fencing number: larger than any lease's so far.
-    pub fn next_fence(&self) -> Result<i64, StoreError> {
+    /// Stores a new lease under the next fence (`MAX(fence) + 1`, in the same statement: the
+    /// ledger's lock makes it the only insert, the UNIQUE index refuses a second one), and
+    /// returns the fence.
+    pub fn insert_lease(&self, l: &Lease) -> Result<i64, StoreError> {
         self.single(
-            "SELECT COALESCE(MAX(fence), 0) + 1 AS next_fence FROM leases",
-            &[],
-            |r| r.get("next_fence"),
-        )
-    }
-
-    /// Stores a new lease.
-    pub fn insert_lease(&self, l: &Lease) -> Result<(), StoreError> {
-        self.exec(
             &format!(
-                "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, \
+                 (SELECT COALESCE(MAX(fence), 0) + 1 FROM leases), \
+                 ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING fence"
             ),
             args![
                 l.id.as_str(),
-                l.fence,
                 l.agent.as_str(),
                 l.provider.as_str(),
                 l.account.as_str(),
@@ -217,8 +211,8 @@ impl Tx<'_> {
                 l.ended_at,
                 l.end_reason
             ],
-        )?;
-        Ok(())
+            |r| r.get("fence"),
+        )
     }
 
     /// Records a heartbeat: the lease lives until `expires_at` now.
@@ -248,6 +242,60 @@ impl Tx<'_> {
             args![id.as_str(), state.as_str(), now, reason],
         )?;
         Ok(n == 1)
+    }
+
+    /// Ends a lease that is active and not past its TTL at `now`, returning it as it now
+    /// stands; `None` (nothing changed) when it is not such a lease. One statement where
+    /// reading the lease and then ending it are two.
+    pub fn end_live_lease(
+        &self,
+        id: &LeaseId,
+        state: LeaseState,
+        now: Millis,
+        reason: &str,
+    ) -> Result<Option<Lease>, StoreError> {
+        let raw = self.one(
+            &format!(
+                "UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4 \
+                 WHERE id = ?1 AND state = 'active' AND expires_at > ?3 RETURNING {LEASE_COLS}"
+            ),
+            args![id.as_str(), state.as_str(), now, reason],
+            lease_from_row,
+        )?;
+        raw.map(lease_build).transpose()
+    }
+
+    /// Gives back everything a lease still holds in its windows (each window's `reserved`
+    /// shrinks by the lease's holding there, which becomes 0); returns the largest holding
+    /// given back. One statement on PostgreSQL (each statement is a round trip there), a few
+    /// on SQLite.
+    pub fn return_lease_reservations(&self, id: &LeaseId) -> Result<i64, StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            return self.single(
+                "WITH taken AS (
+                     UPDATE lease_windows AS lw SET reserved = 0
+                     FROM lease_windows AS was
+                     WHERE lw.lease_id = ?1 AND lw.reserved > 0
+                       AND was.lease_id = lw.lease_id AND was.window_id = lw.window_id
+                     RETURNING lw.window_id, was.reserved AS held
+                 ), given_back AS (
+                     UPDATE windows SET reserved = windows.reserved - taken.held
+                     FROM taken WHERE windows.id = taken.window_id
+                 )
+                 SELECT CAST(COALESCE(MAX(held), 0) AS BIGINT) AS returned FROM taken",
+                args![id.as_str()],
+                |r| r.get("returned"),
+            );
+        }
+        let mut returned = 0;
+        for (window_id, held) in self.lease_windows(id)? {
+            if held > 0 {
+                self.unreserve_in_window(window_id, held)?;
+                self.take_from_lease_window(id, window_id, held)?;
+                returned = returned.max(held);
+            }
+        }
+        Ok(returned)
     }
 
     /// Adds recorded usage to a lease's own tally.

@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, SimpleQueryMessage};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::audit_rows::AUDIT_TAIL;
 use super::tx::{Conn, PgTx, StatementCache};
-use super::{StoreCheck, StoreError, StoreFact, StoreOptions, Tx, TxExtension};
+use super::{ReadAhead, StoreCheck, StoreError, StoreFact, StoreOptions, Tx, TxExtension};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -256,22 +257,23 @@ impl PgStore {
         Ok((latest_version(), current_version(&mut conn.client)?))
     }
 
-    /// A connection on which `begin` has run. A connection the server closed since it was
-    /// last used (a restart) fails at once; it is dropped (the pool discards it) and another
-    /// is tried, so a caller sees a storage error only when the server is really gone.
+    /// A connection on which `begin` has run, and what it answered. A connection the server
+    /// closed since it was last used (a restart) fails at once; it is dropped (the pool
+    /// discards it) and another is tried, so a caller sees a storage error only when the
+    /// server is really gone.
     fn begun(
         &self,
         pool_get: impl Fn() -> Option<Result<r2d2::PooledConnection<PgManager>, StoreError>>,
         begin: &str,
-    ) -> Option<Result<r2d2::PooledConnection<PgManager>, StoreError>> {
+    ) -> Option<Result<Begun, StoreError>> {
         let mut tries = self.pool.max_size() + 1;
         loop {
             let mut conn = match pool_get()? {
                 Ok(c) => c,
                 Err(e) => return Some(Err(e)),
             };
-            match conn.client.batch_execute(begin) {
-                Ok(()) => return Some(Ok(conn)),
+            match conn.client.simple_query(begin) {
+                Ok(answer) => return Some(Ok((conn, answer))),
                 Err(e) if (e.is_closed() || conn.client.is_closed()) && tries > 1 => {
                     tries -= 1;
                 }
@@ -292,6 +294,7 @@ impl PgStore {
     pub(super) fn write<T, E>(
         &self,
         extension: Option<Arc<dyn TxExtension>>,
+        ahead: ReadAhead,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E>
     where
@@ -309,17 +312,31 @@ impl PgStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
-        // The transaction and the ledger's lock in one round trip.
-        let begin = format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LEDGER_LOCK})"
+        // The transaction, the ledger's lock, the audit chain's last row (which only the lock's
+        // holder may extend) and what `ahead` names, in one round trip; each statement after
+        // the lock's reads what was committed before the lock was granted.
+        let ahead = ahead.statements();
+        let mut begin = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LEDGER_LOCK}); \
+             {AUDIT_TAIL}"
         );
+        for sql in &ahead {
+            begin.push_str("; ");
+            begin.push_str(sql);
+        }
         let Some(conn) = self.begun(pool_get, &begin) else {
             return Err(StoreError::Pool("no connection".into()).into());
         };
-        let mut conn = conn.map_err(|e| lock_error(e, started))?;
+        let (mut conn, answer) = conn.map_err(|e| lock_error(e, started))?;
+        // What each statement answered, in order: BEGIN, the lock, the tail, then `ahead`.
+        let mut answers = rows_by_statement(answer).into_iter().skip(2);
+        let tail = audit_tail_in(answers.next().unwrap_or_default())?;
         let PgConn { client, statements } = &mut *conn;
-        let tx = PgTx::begun(client, statements);
-        let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension);
+        let mut tx = PgTx::begun(client, statements);
+        for (sql, rows) in ahead.iter().zip(answers) {
+            tx.remember(sql, rows);
+        }
+        let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension).with_audit_tail(tail);
         let value = f(&mut tx)?;
         tx.commit()?;
         Ok(value)
@@ -336,7 +353,7 @@ impl PgStore {
     {
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
         match self.begun(pool_get, READ_BEGIN) {
-            Some(conn) => Self::read_on(conn?, extension, f),
+            Some(conn) => Self::read_on(conn?.0, extension, f),
             None => Err(StoreError::Pool("no connection".into()).into()),
         }
     }
@@ -358,7 +375,7 @@ impl PgStore {
         }
         let pool_get = || self.pool.try_get().map(Ok);
         match self.begun(pool_get, READ_BEGIN)? {
-            Ok(conn) => Some(Self::read_on(conn, extension, f)),
+            Ok((conn, _)) => Some(Self::read_on(conn, extension, f)),
             Err(e) => Some(Err(e.into())),
         }
     }
@@ -542,6 +559,32 @@ fn rustls_connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect, Strin
 }
 
 /// How every read begins: one snapshot, never a write.
+/// A pooled connection inside a transaction, and what its `BEGIN` round trip answered.
+type Begun = (r2d2::PooledConnection<PgManager>, Vec<SimpleQueryMessage>);
+
+/// The rows each statement of a multi-statement round trip answered, statement by statement.
+fn rows_by_statement(answer: Vec<SimpleQueryMessage>) -> Vec<Vec<postgres::SimpleQueryRow>> {
+    let mut out = Vec::new();
+    let mut rows = Vec::new();
+    for message in answer {
+        match message {
+            SimpleQueryMessage::Row(row) => rows.push(row),
+            SimpleQueryMessage::CommandComplete(_) => out.push(std::mem::take(&mut rows)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The audit chain's last row from what its statement answered (`None`: the trail is empty).
+fn audit_tail_in(rows: Vec<postgres::SimpleQueryRow>) -> Result<Option<(i64, String)>, StoreError> {
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let row = super::sql::Row::PgText(row);
+    Ok(Some((row.get("seq")?, row.get("hash")?)))
+}
+
 const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// A failure to take the ledger's lock: busy when it timed out.

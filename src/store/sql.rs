@@ -135,9 +135,67 @@ impl ToSql for Value<'_> {
     to_sql_checked!();
 }
 
-/// A column type the stores can read back.
-pub trait FromColumn: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
-impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> FromColumn for T {}
+/// A column type the stores can read back: from SQLite, from PostgreSQL's binary rows, and
+/// from its text rows (what a multi-statement round trip answers).
+pub trait FromColumn:
+    rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> + FromText
+{
+}
+impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> + FromText> FromColumn
+    for T
+{
+}
+
+/// A value read back from PostgreSQL's text form (`None`: SQL NULL).
+pub trait FromText: Sized {
+    /// The value, or why the text is not one.
+    fn from_text(text: Option<&str>) -> Result<Self, String>;
+}
+
+impl FromText for i64 {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        let t = text.ok_or("NULL where a number belongs")?;
+        t.parse().map_err(|_| format!("{t:?} is not a number"))
+    }
+}
+
+impl FromText for f64 {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        let t = text.ok_or("NULL where a number belongs")?;
+        t.parse().map_err(|_| format!("{t:?} is not a number"))
+    }
+}
+
+impl FromText for bool {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        match text {
+            Some("t") => Ok(true),
+            Some("f") => Ok(false),
+            other => Err(format!("{other:?} is not a boolean")),
+        }
+    }
+}
+
+impl FromText for String {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        Ok(text.ok_or("NULL where text belongs")?.to_string())
+    }
+}
+
+impl FromText for Vec<u8> {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        let t = text.ok_or("NULL where bytes belong")?;
+        t.strip_prefix("\\x")
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| "bytes not in hex form".to_string())
+    }
+}
+
+impl<T: FromText> FromText for Option<T> {
+    fn from_text(text: Option<&str>) -> Result<Self, String> {
+        text.map(|t| T::from_text(Some(t))).transpose()
+    }
+}
 
 /// One result row, read by column name.
 pub enum Row<'r> {
@@ -145,6 +203,8 @@ pub enum Row<'r> {
     Lite(&'r rusqlite::Row<'r>),
     /// A PostgreSQL row.
     Pg(&'r postgres::Row),
+    /// A PostgreSQL row in text form.
+    PgText(&'r postgres::SimpleQueryRow),
 }
 
 impl Row<'_> {
@@ -155,6 +215,15 @@ impl Row<'_> {
             Row::Pg(r) => r
                 .try_get(name)
                 .map_err(|e| StoreError::Backend(Box::new(e))),
+            Row::PgText(r) => {
+                let text = r
+                    .try_get(name)
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                T::from_text(text).map_err(|why| StoreError::BadRow {
+                    what: "column",
+                    value: format!("{name}: {why}"),
+                })
+            }
         }
     }
 }
@@ -236,5 +305,22 @@ mod tests {
         assert!(matches!(bound[2], Value::Text("x")));
         assert!(matches!(bound[3], Value::Text("y")));
         assert!(matches!(bound[4], Value::Blob([1, 2])));
+    }
+
+    #[test]
+    fn text_values_read_back_as_postgres_writes_them_and_nonsense_is_refused() {
+        assert_eq!(i64::from_text(Some("-42")), Ok(-42));
+        assert_eq!(Option::<i64>::from_text(None), Ok(None));
+        assert_eq!(Option::<i64>::from_text(Some("7")), Ok(Some(7)));
+        assert_eq!(bool::from_text(Some("t")), Ok(true));
+        assert_eq!(bool::from_text(Some("f")), Ok(false));
+        assert_eq!(f64::from_text(Some("1.5")), Ok(1.5));
+        assert_eq!(Vec::<u8>::from_text(Some("\\x0aff")), Ok(vec![10, 255]));
+        assert_eq!(String::from_text(Some("")), Ok(String::new()));
+        assert!(i64::from_text(None).is_err(), "NULL is not a number");
+        assert!(i64::from_text(Some("12x")).is_err());
+        assert!(bool::from_text(Some("true")).is_err());
+        assert!(Vec::<u8>::from_text(Some("0aff")).is_err());
+        assert!(String::from_text(None).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use postgres::types::ToSql;
 
+use super::settings_rows::SET_SETTING;
 use super::sql::{Dialect, Row, Value, for_postgres};
 use super::{StoreError, TxExtension};
 
@@ -30,10 +31,68 @@ pub(super) struct PgTx<'c> {
     /// round trip. Exact, not a guess: every ledger writer holds the ledger's lock, so nothing
     /// but this transaction's own writes can change what it reads, and any write (or savepoint
     /// command) forgets everything read.
-    reads: HashMap<String, Rc<Vec<postgres::Row>>>,
+    reads: HashMap<String, Rc<PgRows>>,
     /// A statement failed: the server has aborted the transaction until a savepoint before the
     /// failure is rolled back to, and would answer `COMMIT` with a silent rollback.
     failed: bool,
+    /// Savepoint commands not sent yet: each costs a round trip of its own, and none matters
+    /// until something is written. They go out with the next write or command (or `COMMIT`);
+    /// a savepoint released or rolled back to before anything was written is never sent.
+    deferred: Vec<Deferred>,
+}
+
+/// What a PostgreSQL query answered: rows in binary form (a prepared statement) or in text
+/// form (read together with `BEGIN`).
+pub(super) enum PgRows {
+    Binary(Vec<postgres::Row>),
+    Text(Vec<postgres::SimpleQueryRow>),
+}
+
+impl PgRows {
+    /// Feeds each row to `f` until it returns `false`.
+    fn scan(
+        &self,
+        mut f: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            PgRows::Binary(rows) => {
+                for r in rows {
+                    if !f(&Row::Pg(r))? {
+                        break;
+                    }
+                }
+            }
+            PgRows::Text(rows) => {
+                for r in rows {
+                    if !f(&Row::PgText(r))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key a read is remembered under: the statement and its values.
+fn read_key(sql: &str, args: &[Value<'_>]) -> String {
+    format!("{sql}\u{0}{args:?}")
+}
+
+/// A savepoint command waiting for the next round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Deferred {
+    Savepoint(String),
+    Release(String),
+}
+
+impl Deferred {
+    fn sql(&self) -> String {
+        match self {
+            Deferred::Savepoint(name) => format!("SAVEPOINT {name}; "),
+            Deferred::Release(name) => format!("RELEASE SAVEPOINT {name}; "),
+        }
+    }
 }
 
 impl<'c> PgTx<'c> {
@@ -48,7 +107,30 @@ impl<'c> PgTx<'c> {
             open: true,
             reads: HashMap::new(),
             failed: false,
+            deferred: Vec::new(),
         }
+    }
+
+    /// Remembers what `sql` (a statement without values) read, as the store read it together
+    /// with `BEGIN`, under the ledger's lock.
+    pub(super) fn remember(&mut self, sql: &str, rows: Vec<postgres::SimpleQueryRow>) {
+        self.reads
+            .insert(read_key(sql, &[]), Rc::new(PgRows::Text(rows)));
+    }
+
+    /// The deferred savepoint commands as one text to prefix the next round trip with.
+    fn take_deferred(&mut self) -> String {
+        self.deferred.drain(..).map(|d| d.sql()).collect()
+    }
+
+    /// Sends the deferred savepoint commands before a statement that writes.
+    fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let sql = self.take_deferred();
+        let r = self.txn.batch_execute(&sql).map_err(StoreError::from);
+        self.noted(r)
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
@@ -72,6 +154,7 @@ impl<'c> PgTx<'c> {
 
     fn execute(&mut self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError> {
         self.reads.clear();
+        self.flush_deferred()?;
         let r = self
             .statement(sql)
             .and_then(|stmt| Ok(self.txn.execute(&stmt, &pg_args(args))?));
@@ -79,12 +162,34 @@ impl<'c> PgTx<'c> {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        // Setting or releasing a savepoint changes no row: what was read stays true. Rolling
-        // back to one (and anything else) may.
-        if !(sql.starts_with("SAVEPOINT ") || sql.starts_with("RELEASE SAVEPOINT ")) {
-            self.reads.clear();
+        if let Some(name) = sql.strip_prefix("SAVEPOINT ") {
+            self.deferred.push(Deferred::Savepoint(name.to_string()));
+            return Ok(());
         }
-        let r = self.txn.batch_execute(sql).map_err(StoreError::from);
+        if let Some(name) = sql.strip_prefix("RELEASE SAVEPOINT ") {
+            let unsent = Deferred::Savepoint(name.to_string());
+            if self.deferred.last() == Some(&unsent) {
+                // Set and released with nothing sent between: it never needs to exist.
+                self.deferred.pop();
+            } else {
+                self.deferred.push(Deferred::Release(name.to_string()));
+            }
+            return Ok(());
+        }
+        if let Some(name) = sql.strip_prefix("ROLLBACK TO SAVEPOINT ")
+            && self
+                .deferred
+                .contains(&Deferred::Savepoint(name.to_string()))
+        {
+            // Nothing was sent since the savepoint was asked for, so nothing was written:
+            // there is nothing to undo. (A read that failed meanwhile cannot be undone: the
+            // transaction stays failed and its commit says so.)
+            return Ok(());
+        }
+        // Anything else may change what was read.
+        self.reads.clear();
+        let text = format!("{}{sql}", self.take_deferred());
+        let r = self.txn.batch_execute(&text).map_err(StoreError::from);
         if r.is_ok() && sql.starts_with("ROLLBACK TO SAVEPOINT") {
             // Back before the failure: the transaction may go on.
             self.failed = false;
@@ -92,20 +197,12 @@ impl<'c> PgTx<'c> {
         self.noted(r)
     }
 
-    fn query(
-        &mut self,
-        sql: &str,
-        args: &[Value<'_>],
-    ) -> Result<Rc<Vec<postgres::Row>>, StoreError> {
+    fn query(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
         let r = self.query_uncounted(sql, args);
         self.noted(r)
     }
 
-    fn query_uncounted(
-        &mut self,
-        sql: &str,
-        args: &[Value<'_>],
-    ) -> Result<Rc<Vec<postgres::Row>>, StoreError> {
+    fn query_uncounted(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
         // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
         // remembered, and it forgets what was read.
         let reads_only = sql
@@ -114,20 +211,24 @@ impl<'c> PgTx<'c> {
             .is_some_and(|w| w.eq_ignore_ascii_case("select"));
         if !reads_only {
             self.reads.clear();
+            self.flush_deferred()?;
             let stmt = self.statement(sql)?;
-            return Ok(Rc::new(self.txn.query(&stmt, &pg_args(args))?));
+            return Ok(Rc::new(PgRows::Binary(
+                self.txn.query(&stmt, &pg_args(args))?,
+            )));
         }
-        let key = format!("{sql}\u{0}{args:?}");
+        let key = read_key(sql, args);
         if let Some(rows) = self.reads.get(&key) {
             return Ok(rows.clone());
         }
         let stmt = self.statement(sql)?;
-        let rows = Rc::new(self.txn.query(&stmt, &pg_args(args))?);
+        let rows = Rc::new(PgRows::Binary(self.txn.query(&stmt, &pg_args(args))?));
         self.reads.insert(key, rows.clone());
         Ok(rows)
     }
 
-    fn commit(mut self) -> Result<(), StoreError> {
+    /// Commits, writing `audit_head` (the chain's recorded head) in the same round trip.
+    fn commit(mut self, audit_head: Option<&str>) -> Result<(), StoreError> {
         if self.failed {
             // Drop rolls back: what this transaction wrote is not committed, and its caller
             // hears so rather than a success the server would not honour.
@@ -135,9 +236,35 @@ impl<'c> PgTx<'c> {
                 "a statement of this transaction failed; it was rolled back".into(),
             ));
         }
+        let mut text = self.take_deferred();
+        if let Some(head) = audit_head {
+            if !is_plain_head(head) {
+                return Err(StoreError::BadRow {
+                    what: "audit head",
+                    value: crate::types::truncate_for_message(head),
+                });
+            }
+            // Inlined as a literal (checked above to be digits, hex and colons): parameters
+            // would need a round trip of their own.
+            text.push_str(&format!(
+                "INSERT INTO settings (key, value) VALUES ('{AUDIT_HEAD_KEY}', '{head}') \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value; "
+            ));
+        }
+        text.push_str("COMMIT");
+        self.txn.batch_execute(&text)?;
         self.open = false;
-        Ok(self.txn.batch_execute("COMMIT")?)
+        Ok(())
     }
+}
+
+/// Whether `head` is a chain head as the audit layer writes it (`SEQ:HASH[:TAG]`), safe to
+/// inline in a statement.
+fn is_plain_head(head: &str) -> bool {
+    !head.is_empty()
+        && head
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b':')
 }
 
 impl Drop for PgTx<'_> {
@@ -164,7 +291,24 @@ pub struct Tx<'c> {
     /// What this transaction staged for the extension: handed over only once it commits, so
     /// nothing of a rolled-back transaction is ever used by a later one.
     staged: RefCell<Option<Staged>>,
+    /// The end of the audit chain as this transaction knows it.
+    pub(super) audit: RefCell<AuditCursor>,
 }
+
+/// The audit chain's end as one transaction knows it. Appending a row needs the last row
+/// and moves the recorded head; under the ledger's lock nothing but this transaction appends,
+/// so the tail is read at most once (on PostgreSQL together with `BEGIN`) and the head is
+/// written once, at commit, however many rows the transaction appends.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AuditCursor {
+    /// The last row, `(seq, hash)`, once known (`Some(None)`: the trail is empty).
+    pub(super) tail: Option<Option<(i64, String)>>,
+    /// The head to record at commit, once a row was appended.
+    pub(super) head: Option<String>,
+}
+
+/// The settings key holding the chain's last `seq:hash` (and, once keyed, a tag over them).
+pub const AUDIT_HEAD_KEY: &str = "audit_head";
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,7 +326,14 @@ impl<'c> Tx<'c> {
             conn,
             extension,
             staged: RefCell::new(None),
+            audit: RefCell::new(AuditCursor::default()),
         }
+    }
+
+    /// A transaction that already read the audit chain's last row (with its `BEGIN`).
+    pub(super) fn with_audit_tail(mut self, tail: Option<(i64, String)>) -> Self {
+        self.audit.get_mut().tail = Some(tail);
+        self
     }
 
     /// The extension of the store this transaction belongs to, if it is a `T`.
@@ -199,6 +350,13 @@ impl<'c> Tx<'c> {
     /// Stages `value` for the extension, handed to it once this transaction commits.
     pub fn stage(&self, value: Staged) {
         *self.staged.borrow_mut() = Some(value);
+    }
+
+    /// Whether each statement is a round trip to a server (PostgreSQL) rather than a call into
+    /// the process (SQLite): there, reading a small table whole once and answering the
+    /// transaction's lookups from it beats one indexed query per lookup.
+    pub(super) fn reads_cost_round_trips(&self) -> bool {
+        matches!(self.conn, Conn::Pg(_))
     }
 
     /// Which engine this transaction runs on, for the rare statement written per dialect.
@@ -238,7 +396,13 @@ impl<'c> Tx<'c> {
             }
             Conn::Pg(c) => {
                 let rows = c.borrow_mut().query(sql, args)?;
-                rows.first().map(|r| f(&Row::Pg(r))).transpose()
+                let mut f = Some(f);
+                let mut out = None;
+                rows.scan(|r| {
+                    out = f.take().map(|f| f(r)).transpose()?;
+                    Ok(false)
+                })?;
+                Ok(out)
             }
         }
     }
@@ -290,11 +454,7 @@ impl<'c> Tx<'c> {
             }
             Conn::Pg(c) => {
                 let rows = c.borrow_mut().query(sql, args)?;
-                for r in rows.iter() {
-                    if !f(&Row::Pg(r))? {
-                        break;
-                    }
-                }
+                rows.scan(f)?;
             }
         }
         Ok(())
@@ -312,9 +472,16 @@ impl<'c> Tx<'c> {
 
     pub(super) fn commit(self) -> Result<(), StoreError> {
         let staged = self.staged.into_inner();
+        let head = self.audit.into_inner().head;
         match self.conn {
-            Conn::Lite(t) => t.commit()?,
-            Conn::Pg(c) => c.into_inner().commit()?,
+            Conn::Lite(t) => {
+                if let Some(head) = &head {
+                    t.prepare_cached(SET_SETTING)?
+                        .execute(rusqlite::params![AUDIT_HEAD_KEY, head])?;
+                }
+                t.commit()?
+            }
+            Conn::Pg(c) => c.into_inner().commit(head.as_deref())?,
         }
         if let (Some(extension), Some(value)) = (&self.extension, staged) {
             extension.committed(value);
@@ -331,11 +498,13 @@ impl<'c> Tx<'c> {
     ) -> Result<Result<T, E>, StoreError> {
         self.command("SAVEPOINT one")?;
         let staged_before = self.staged.borrow().clone();
+        let audit_before = self.audit.borrow().clone();
         let result = f(self);
         if result.is_err() {
             self.command("ROLLBACK TO SAVEPOINT one")?;
-            // What the undone writes staged is undone with them.
+            // What the undone writes staged or appended is undone with them.
             *self.staged.borrow_mut() = staged_before;
+            *self.audit.borrow_mut() = audit_before;
         }
         self.command("RELEASE SAVEPOINT one")?;
         Ok(result)
@@ -349,10 +518,12 @@ impl<'c> Tx<'c> {
     ) -> Result<bool, E> {
         self.command("SAVEPOINT decide")?;
         let staged_before = self.staged.borrow().clone();
+        let audit_before = self.audit.borrow().clone();
         let keep = f(self)?;
         if !keep {
             self.command("ROLLBACK TO SAVEPOINT decide")?;
             *self.staged.borrow_mut() = staged_before;
+            *self.audit.borrow_mut() = audit_before;
         }
         self.command("RELEASE SAVEPOINT decide")?;
         Ok(keep)
@@ -365,4 +536,22 @@ pub(super) fn parse_col<T: FromStr>(what: &'static str, s: String) -> Result<T, 
         what,
         value: crate::types::truncate_for_message(&s),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_head_of_digits_hex_and_colons_is_inlined() {
+        assert!(is_plain_head(&format!(
+            "12:{}:{}",
+            "ab".repeat(32),
+            "09".repeat(32)
+        )));
+        assert!(is_plain_head("1:00"));
+        for bad in ["", "1:AB", "1'; DROP TABLE audit; --", "1:ab ", "1:g0"] {
+            assert!(!is_plain_head(bad), "{bad:?}");
+        }
+    }
 }

@@ -91,6 +91,11 @@ fn limits_build(raw: LimitRaw) -> Result<Limits, StoreError> {
     })
 }
 
+/// Every stored limits row, ordered by provider and account.
+pub(super) fn all_limits_sql() -> String {
+    format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account")
+}
+
 impl Tx<'_> {
     /// The stored limits of one provider account, if any were set.
     pub fn limits(
@@ -98,6 +103,13 @@ impl Tx<'_> {
         provider: Provider,
         account: &Account,
     ) -> Result<Option<Limits>, StoreError> {
+        if self.reads_cost_round_trips() {
+            // Out of the whole (small) table, read once per transaction.
+            return Ok(self
+                .all_limits()?
+                .into_iter()
+                .find(|l| l.provider == provider && &l.account == account));
+        }
         let raw = self.one(
             &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
             args![provider.as_str(), account.as_str()],
@@ -106,9 +118,31 @@ impl Tx<'_> {
         raw.map(limits_build).transpose()
     }
 
+    /// Every stored limits row.
+    fn all_limits(&self) -> Result<Vec<Limits>, StoreError> {
+        let raws = self.all(&all_limits_sql(), &[], limits_from_row)?;
+        raws.into_iter().map(limits_build).collect()
+    }
+
     /// Every provider account the ledger knows of: with limits or a credential (a lease's
     /// account always has limits: acquire stores them).
     pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
+        if self.reads_cost_round_trips() {
+            // From the two tables as this transaction reads them anyway.
+            let mut keys: Vec<(Provider, Account)> = self
+                .all_limits()?
+                .into_iter()
+                .map(|l| (l.provider, l.account))
+                .chain(
+                    self.credential_records()?
+                        .into_iter()
+                        .map(|c| (c.provider, c.account)),
+                )
+                .collect();
+            keys.sort();
+            keys.dedup();
+            return Ok(keys);
+        }
         let raws = self.all(
             "SELECT provider, account FROM limits
              UNION SELECT provider, account FROM credentials

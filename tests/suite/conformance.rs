@@ -385,6 +385,66 @@ conformance! {
         assert_eq!(ledger.acquire(&req("c").tokens(10)).unwrap().allocated, 10);
     }
 
+    /// A refusal undoes what deciding wrote (the day window it opened) and keeps only its
+    /// `deny` row; refusals decided before any write (the concurrency limit) alike; the chain
+    /// runs on unbroken through grants, refusals and releases.
+    fn a_refusal_leaves_only_its_audit_row_and_the_chain_runs_on(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(1_000, 1));
+        let windows = || store.query("SELECT COUNT(*) FROM windows")[0][0].clone();
+        let d = denial(ledger.acquire(&req("big").tokens(5_000)));
+        assert_eq!(d.reason, DenyReason::Budget(WindowKind::Day));
+        assert_eq!(windows(), "0", "the refused grant's window must be undone");
+        let held = ledger.acquire(&req("a").tokens(100)).unwrap();
+        assert_eq!(windows(), "1");
+        let d = denial(ledger.acquire(&req("b").tokens(100)));
+        assert_eq!(d.reason, DenyReason::Concurrency);
+        let released = ledger.release(&held.id).unwrap();
+        assert_eq!(released.returned, 100);
+        assert_eq!(claude(&ledger).reserved, 0);
+        let tail: Vec<String> = store
+            .query("SELECT action FROM audit ORDER BY seq DESC LIMIT 4")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(tail, ["release", "deny", "acquire", "deny"]);
+        let head = store.query("SELECT value FROM settings WHERE key = 'audit_head'");
+        let last = store.query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+        assert!(
+            head[0][0].starts_with(&format!("{}:{}:", last[0][0], last[0][1])),
+            "the recorded head must be the last row: {head:?} {last:?}"
+        );
+        let (rc, report) = verify(store);
+        assert_eq!((rc, report["ok"].clone()), (0, true.into()), "{report}");
+    }
+
+    /// An account the provider answered 429 for is passed over until the reset it gave, then
+    /// chosen again.
+    fn an_unavailable_account_is_passed_over_until_its_reset(store: &Backing) {
+        let (ledger, clock) = store.ledger(T0, limits(1_000, 10));
+        ledger
+            .set_limits(Provider::Openai, &Account::default(), &limits(1_000, 10))
+            .unwrap();
+        ledger.store_credential(&api_key(Provider::Openai, OPENAI_KEY)).unwrap();
+        let headers = [("retry-after".to_string(), "120".to_string())];
+        ledger
+            .report_response(Provider::Claude, &Account::default(), 429, &headers)
+            .unwrap();
+        let (lease, decision) = ledger
+            .acquire_selected(&req("x").tokens(10), &Choice::Auto)
+            .unwrap();
+        assert_eq!(lease.provider, Provider::Openai, "{decision:?}");
+        assert_eq!(
+            decision.fallback_from.as_ref().map(|f| f.0),
+            Some(Provider::Claude),
+            "{decision:?}"
+        );
+        clock.set_ms(T0 + 3 * MIN);
+        let (lease, decision) = ledger
+            .acquire_selected(&req("y").tokens(10), &Choice::Auto)
+            .unwrap();
+        assert_eq!(lease.provider, Provider::Claude, "{decision:?}");
+    }
+
     /// A lease past its TTL is expired on the spot; its late usage still counts, and it can
     /// be neither renewed nor released.
     fn an_expired_lease_ends_once_and_its_late_usage_counts(store: &Backing) {
