@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::quota::{self, AcquireRequest, QuotaError, Released};
 use crate::records::Lease;
 use crate::select::Decision;
-use crate::store::{ReadAhead, Tx};
+use crate::store::Tx;
 use crate::types::{LeaseId, LeaseState, Millis};
 
 use super::op::{Op, Outcome, Queued};
@@ -51,11 +51,12 @@ impl Ledger {
         &self,
         ops: &[Queued<'_>],
     ) -> Result<Vec<Option<Result<Outcome, Error>>>, Error> {
-        let ahead = ops
-            .iter()
-            .map(|q| q.op.read_ahead())
-            .find(|a| *a != ReadAhead::Nothing)
-            .unwrap_or(ReadAhead::Nothing);
+        // The batch's time is read once it is in (below): its reads ahead cannot use it.
+        let ahead = |tx: &Tx<'_>| {
+            for queued in ops {
+                queued.op.read_ahead(tx, None);
+            }
+        };
         self.store.write_reading(ahead, |tx| {
             // Read once the writer queue let this batch in, so commits are in time order.
             let now = self.now();
@@ -81,13 +82,13 @@ impl Ledger {
     pub(super) fn commit_here(&self, op: &Op, settle: bool) -> Result<Outcome, Error> {
         let now = self.now();
         let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
-        self.store
-            .write_reading(op.read_ahead(), |tx| -> Result<_, Error> {
-                if settle && let Some(outcome) = already_done(tx, op)? {
-                    return Ok(Ok(outcome));
-                }
-                apply(tx, now, idle_before, op)
-            })?
+        let ahead = |tx: &Tx<'_>| op.read_ahead(tx, Some((now, idle_before)));
+        self.store.write_reading(ahead, |tx| -> Result<_, Error> {
+            if settle && let Some(outcome) = already_done(tx, op)? {
+                return Ok(Ok(outcome));
+            }
+            apply(tx, now, idle_before, op)
+        })?
     }
 }
 

@@ -25,8 +25,8 @@ use crate::error::Error;
 use crate::quota::{AcquireRequest, Released, UsageOutcome, UsageRecord};
 use crate::records::Lease;
 use crate::select::{Choice, Decision};
-use crate::store::ReadAhead;
-use crate::types::{LeaseId, Millis};
+use crate::store::Tx;
+use crate::types::{LeaseId, Millis, WindowKind};
 
 /// One write of the ledger's hot path, with every id already drawn by the caller, so a reply
 /// lost with its committer can be settled by looking at the ledger.
@@ -73,12 +73,38 @@ pub enum Op {
 }
 
 impl Op {
-    /// What its transaction reads beyond its own rows: a grant reads every account's
-    /// credential, limits and health (see [`ReadAhead`]).
-    pub(crate) fn read_ahead(&self) -> ReadAhead {
-        match self {
-            Op::Acquire { .. } | Op::AcquireSelected { .. } => ReadAhead::Selection,
-            Op::Renew { .. } | Op::Release { .. } | Op::RecordUsage { .. } => ReadAhead::Nothing,
+    /// Asks `tx` (a plan, see [`Store::write_reading`](crate::store::Store::write_reading))
+    /// for the reads this op's transaction will make, so a server ledger sends them with its
+    /// `BEGIN`. A grant reads every account's credential, limits and health and, with the
+    /// time it runs at (`now`, the idle cutoff) known, its account's stale leases, live-lease
+    /// count and windows. Only a guess to save round trips: a read it misses is made anyway.
+    pub(crate) fn read_ahead(&self, tx: &Tx<'_>, at: Option<(Millis, Millis)>) {
+        let request = match self {
+            Op::Acquire { request, .. } => request,
+            Op::AcquireSelected {
+                request,
+                choice: Choice::Explicit(..),
+                ..
+            } => request,
+            Op::AcquireSelected { request, .. } => {
+                // Which account is chosen is not known ahead: only the tables read whole.
+                let _ = tx.known_accounts();
+                let _ = tx.health(request.provider, &request.account);
+                return;
+            }
+            Op::Renew { .. } | Op::Release { .. } | Op::RecordUsage { .. } => return,
+        };
+        let (p, a) = (request.provider, &request.account);
+        // The plan answers every read with nothing; what it returns means nothing.
+        let _ = tx.known_accounts();
+        let _ = tx.health(p, a);
+        let _ = tx.next_fence();
+        if let Some((now, idle_before)) = at {
+            let _ = tx.stale_leases_of(p, a, now, idle_before);
+            let _ = tx.active_lease_count(p, a, now, idle_before);
+            for kind in [WindowKind::Day, WindowKind::FiveHour, WindowKind::Week] {
+                let _ = tx.window_at(p, a, kind, now);
+            }
         }
     }
 }

@@ -150,6 +150,8 @@ fn grant(
     amount: i64,
     windows: &[Window],
 ) -> Result<Lease, QuotaError> {
+    // Read before anything is written: on a server the transaction read it with `BEGIN`.
+    let fence = tx.next_fence()?;
     for w in windows {
         let limit = limits.budget_for(w.kind).unwrap_or(i64::MAX);
         if !tx.reserve_in_window(w.id, amount, limit)? {
@@ -165,9 +167,9 @@ fn grant(
         }
     }
     let ttl_ms = i64::try_from(req.ttl.as_millis()).unwrap_or(i64::MAX);
-    let mut lease = Lease {
+    let lease = Lease {
         id: lease_id,
-        fence: 0,
+        fence,
         agent: req.agent.clone(),
         provider: req.provider,
         account: req.account.clone(),
@@ -181,7 +183,7 @@ fn grant(
         ended_at: None,
         end_reason: None,
     };
-    lease.fence = tx.insert_lease(&lease)?;
+    tx.insert_lease(&lease)?;
     for w in windows {
         tx.insert_lease_window(&lease.id, w.id, amount)?;
     }

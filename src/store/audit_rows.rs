@@ -26,6 +26,11 @@ fn audit_from_row(r: &Row<'_>) -> Result<AuditEntry, StoreError> {
     })
 }
 
+/// Appends a row.
+pub(super) fn insert_audit_sql() -> String {
+    format!("INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+}
+
 impl Tx<'_> {
     /// The last row of the chain: `(seq, hash)`.
     pub fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
@@ -60,10 +65,8 @@ impl Tx<'_> {
 
     /// Appends a row whose hashes the audit layer computed.
     pub fn insert_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        self.exec(
-            &format!(
-                "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ),
+        self.exec_later(
+            &insert_audit_sql(),
             args![
                 e.seq,
                 e.at_ms,

@@ -82,6 +82,18 @@ pub enum LeaseFilter {
     All,
 }
 
+/// Stores a new lease.
+pub(super) fn insert_lease_sql() -> String {
+    format!(
+        "INSERT INTO leases ({LEASE_COLS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    )
+}
+
+/// Notes what a new lease holds in a window.
+pub(super) const INSERT_LEASE_WINDOW: &str =
+    "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)";
+
 impl Tx<'_> {
     /// One lease by id.
     pub fn lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
@@ -186,18 +198,24 @@ impl Tx<'_> {
         raws.into_iter().map(lease_build).collect()
     }
 
-    /// Stores a new lease under the next fence (`MAX(fence) + 1`, in the same statement: the
-    /// ledger's lock makes it the only insert, the UNIQUE index refuses a second one), and
-    /// returns the fence.
-    pub fn insert_lease(&self, l: &Lease) -> Result<i64, StoreError> {
+    /// The next fencing number: larger than any lease's so far.
+    pub fn next_fence(&self) -> Result<i64, StoreError> {
         self.single(
-            &format!(
-                "INSERT INTO leases ({LEASE_COLS}) VALUES (?1, \
-                 (SELECT COALESCE(MAX(fence), 0) + 1 FROM leases), \
-                 ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING fence"
-            ),
+            "SELECT COALESCE(MAX(fence), 0) + 1 AS next_fence FROM leases",
+            &[],
+            |r| r.get("next_fence"),
+        )
+    }
+
+    /// Stores a new lease (its fence read by [`Tx::next_fence`] under the same lock; the
+    /// UNIQUE index refuses a second). On a server it goes with the transaction's next round
+    /// trip.
+    pub fn insert_lease(&self, l: &Lease) -> Result<(), StoreError> {
+        self.exec_later(
+            &insert_lease_sql(),
             args![
                 l.id.as_str(),
+                l.fence,
                 l.agent.as_str(),
                 l.provider.as_str(),
                 l.account.as_str(),
@@ -211,7 +229,6 @@ impl Tx<'_> {
                 l.ended_at,
                 l.end_reason
             ],
-            |r| r.get("fence"),
         )
     }
 
@@ -339,11 +356,7 @@ impl Tx<'_> {
         window_id: i64,
         reserved: i64,
     ) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)",
-            args![id.as_str(), window_id, reserved],
-        )?;
-        Ok(())
+        self.exec_later(INSERT_LEASE_WINDOW, args![id.as_str(), window_id, reserved])
     }
 
     /// The windows a lease reserved in and what it still holds in each: `(window_id, reserved)`.

@@ -23,7 +23,7 @@
 //! - audit chain tail: `audit::append` reads [`Tx::audit_tail`] and writes row `seq + 1`
 //!   whose MAC covers the tail's (the `seq` primary key refuses a fork); `audit::key`'s
 //!   `ensure_keyed` reads the tail and the sealed-secret setting before its `rekey` row.
-//! - fences: [`Tx::insert_lease`] takes `MAX(fence) + 1` (UNIQUE).
+//! - fences: [`Tx::next_fence`] is `MAX(fence) + 1`, then [`Tx::insert_lease`] (UNIQUE).
 //! - concurrency: `quota::acquire` counts [`Tx::active_lease_count`] before it inserts the
 //!   lease; no constraint backs invariant 2, only the single writer.
 //! - budgets: `decide` reads each window's `used` and `reserved` to size a fair share, then
@@ -72,10 +72,12 @@
 //!
 //! On SQLite a statement is a function call; on a server it is a round trip, and every other
 //! writer waits through each one a write makes under the lock. So a PostgreSQL write:
-//! - sends `BEGIN`, the lock, the audit chain's last row and what its caller names in
-//!   [`ReadAhead`] (a grant: every credential's metadata, limits and health, small tables read
-//!   whole) as one multi-statement round trip; each statement after the lock reads what was
-//!   committed before it was granted, exactly what the transaction would read itself;
+//! - sends `BEGIN`, the lock, the audit chain's last row and the reads its caller expects to
+//!   make ([`Store::write_reading`]; a grant: every credential's metadata, limits and health,
+//!   small tables read whole, and its account's stale leases, live-lease count and windows) as
+//!   one multi-statement round trip, values written in as literals; each statement after the
+//!   lock reads what was committed before it was granted, exactly what the transaction would
+//!   read itself;
 //! - answers a read it already made since its last write from memory, and one account's
 //!   credential, limits or health out of the whole table it read;
 //! - appends audit rows without reading the tail again (it knows its own appends) and writes
@@ -178,28 +180,19 @@ pub struct Store {
     extension: Option<Arc<dyn TxExtension>>,
 }
 
-/// What a write transaction will read, to read with its `BEGIN` (see [`Store::write_reading`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadAhead {
-    /// Only the audit chain's last row (every write may append to it).
-    Nothing,
-    /// Also what choosing and granting a lease reads: every credential's metadata, every
-    /// account's limits and health (small tables, read whole).
-    Selection,
-}
-
-impl ReadAhead {
-    /// The statements (as the row readers write them) to read ahead.
-    pub(super) fn statements(self) -> Vec<String> {
-        match self {
-            ReadAhead::Nothing => Vec::new(),
-            ReadAhead::Selection => vec![
-                credential_rows::all_credentials_sql(),
-                window_rows::all_limits_sql(),
-                health_rows::all_health_sql(),
-            ],
-        }
-    }
+/// The writes a server transaction sends with its next round trip (see `Tx::exec_later`), as
+/// PostgreSQL takes them: each session prepares them by name once.
+fn deferred_writes() -> Vec<String> {
+    [
+        lease_rows::insert_lease_sql(),
+        lease_rows::INSERT_LEASE_WINDOW.to_string(),
+        audit_rows::insert_audit_sql(),
+        window_rows::RESERVE_OR_FAIL.to_string(),
+        settings_rows::SET_SETTING.to_string(),
+    ]
+    .iter()
+    .map(|sql| sql::for_postgres(sql).into_owned())
+    .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -278,16 +271,18 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_reading(ReadAhead::Nothing, f)
+        self.write_reading(|_| {}, f)
     }
 
-    /// [`write`](Self::write), with what `ahead` names read together with `BEGIN` on
-    /// PostgreSQL (under the lock, so exactly what the transaction would read itself, each
-    /// table without a round trip of its own while every other writer waits). SQLite reads
-    /// in-process: nothing to save there.
+    /// [`write`](Self::write), with the reads `ahead` asks for (of a transaction that only
+    /// notes them) sent together with `BEGIN` on PostgreSQL: under the lock, so exactly what
+    /// the transaction would read itself, without a round trip each while every other writer
+    /// waits; the transaction then answers them from memory. A read `f` does not make costs
+    /// only the server's work; a read with other values is simply made. SQLite reads
+    /// in-process: `ahead` is not run there.
     pub fn write_reading<T, E>(
         &self,
-        ahead: ReadAhead,
+        ahead: impl FnOnce(&Tx<'_>),
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E>
     where
@@ -295,7 +290,11 @@ impl Store {
     {
         match &self.engine {
             Engine::Sqlite(s) => s.write(self.extension.clone(), f),
-            Engine::Postgres(p) => p.write(self.extension.clone(), ahead, f),
+            Engine::Postgres(p) => {
+                let plan = Tx::plan();
+                ahead(&plan);
+                p.write(self.extension.clone(), plan.into_planned(), f)
+            }
         }
     }
 

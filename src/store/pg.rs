@@ -19,8 +19,9 @@ use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::audit_rows::AUDIT_TAIL;
-use super::tx::{Conn, PgTx, StatementCache};
-use super::{ReadAhead, StoreCheck, StoreError, StoreFact, StoreOptions, Tx, TxExtension};
+use super::sql::{named_or_text, statement_name};
+use super::tx::{Conn, PgTx, Planned, StatementCache};
+use super::{StoreCheck, StoreError, StoreFact, StoreOptions, Tx, TxExtension};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -35,6 +36,9 @@ const MIGRATE_LOCK: i64 = 0x6175_7468_6d69_6772;
 pub(super) struct PgConn {
     client: Client,
     statements: StatementCache,
+    /// The statements this session prepared by name (SQL `PREPARE`), which a multi-statement
+    /// round trip can `EXECUTE` without planning them again.
+    named: std::collections::HashSet<String>,
 }
 
 /// Connects through `r2d2_postgres`, in clear or over rustls as the URL's `sslmode` asks, and
@@ -67,16 +71,19 @@ impl r2d2::ManageConnection for PgManager {
         };
         // A host that dies inside a write must not hold the ledger's lock for the fleet: the
         // server ends a session idle in a transaction past the write deadline, and probes a
-        // silent client's socket within a minute.
+        // silent client's socket within a minute. Text literals read as written (a write's
+        // read-ahead writes its values in: `sql::with_literals`).
         client.batch_execute(&format!(
             "SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
              SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
-             SET tcp_keepalives_count = 3; SET application_name = 'authledger'",
+             SET tcp_keepalives_count = 3; SET application_name = 'authledger'; \
+             SET standard_conforming_strings = on",
             ms = self.lock_timeout_ms
         ))?;
         Ok(PgConn {
             client,
             statements: StatementCache::new(),
+            named: std::collections::HashSet::new(),
         })
     }
 
@@ -264,7 +271,7 @@ impl PgStore {
     fn begun(
         &self,
         pool_get: impl Fn() -> Option<Result<r2d2::PooledConnection<PgManager>, StoreError>>,
-        begin: &str,
+        begin: impl Fn(&mut PgConn) -> String,
     ) -> Option<Result<Begun, StoreError>> {
         let mut tries = self.pool.max_size() + 1;
         loop {
@@ -272,7 +279,8 @@ impl PgStore {
                 Ok(c) => c,
                 Err(e) => return Some(Err(e)),
             };
-            match conn.client.simple_query(begin) {
+            let begin = begin(&mut conn);
+            match conn.client.simple_query(&begin) {
                 Ok(answer) => return Some(Ok((conn, answer))),
                 Err(e) if (e.is_closed() || conn.client.is_closed()) && tries > 1 => {
                     tries -= 1;
@@ -294,7 +302,7 @@ impl PgStore {
     pub(super) fn write<T, E>(
         &self,
         extension: Option<Arc<dyn TxExtension>>,
-        ahead: ReadAhead,
+        ahead: Vec<Planned>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E>
     where
@@ -315,26 +323,42 @@ impl PgStore {
         // The transaction, the ledger's lock, the audit chain's last row (which only the lock's
         // holder may extend) and what `ahead` names, in one round trip; each statement after
         // the lock's reads what was committed before the lock was granted.
-        let ahead = ahead.statements();
-        let mut begin = format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LEDGER_LOCK}); \
-             {AUDIT_TAIL}"
-        );
-        for sql in &ahead {
-            begin.push_str("; ");
-            begin.push_str(sql);
-        }
-        let Some(conn) = self.begun(pool_get, &begin) else {
+        let begin = |conn: &mut PgConn| {
+            let reads: Vec<(&str, &[String])> = std::iter::once((AUDIT_TAIL, &[][..]))
+                .chain(ahead.iter().map(|p| (p.sql.as_str(), &p.literals[..])))
+                .collect();
+            let writes = super::deferred_writes();
+            name_statements(
+                conn,
+                reads
+                    .iter()
+                    .map(|(sql, _)| *sql)
+                    .chain(writes.iter().map(String::as_str)),
+            );
+            let mut text = format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LEDGER_LOCK})"
+            );
+            for (sql, literals) in reads {
+                text.push_str("; ");
+                text.push_str(&named_or_text(&conn.named, sql, literals));
+            }
+            text
+        };
+        let Some(conn) = self.begun(pool_get, begin) else {
             return Err(StoreError::Pool("no connection".into()).into());
         };
         let (mut conn, answer) = conn.map_err(|e| lock_error(e, started))?;
         // What each statement answered, in order: BEGIN, the lock, the tail, then `ahead`.
         let mut answers = rows_by_statement(answer).into_iter().skip(2);
         let tail = audit_tail_in(answers.next().unwrap_or_default())?;
-        let PgConn { client, statements } = &mut *conn;
-        let mut tx = PgTx::begun(client, statements);
-        for (sql, rows) in ahead.iter().zip(answers) {
-            tx.remember(sql, rows);
+        let PgConn {
+            client,
+            statements,
+            named,
+        } = &mut *conn;
+        let mut tx = PgTx::begun(client, statements, named);
+        for (planned, rows) in ahead.into_iter().zip(answers) {
+            tx.remember(planned.key, rows);
         }
         let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension).with_audit_tail(tail);
         let value = f(&mut tx)?;
@@ -352,7 +376,7 @@ impl PgStore {
         E: From<StoreError>,
     {
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
-        match self.begun(pool_get, READ_BEGIN) {
+        match self.begun(pool_get, |_| READ_BEGIN.to_string()) {
             Some(conn) => Self::read_on(conn?.0, extension, f),
             None => Err(StoreError::Pool("no connection".into()).into()),
         }
@@ -374,7 +398,7 @@ impl PgStore {
             return None;
         }
         let pool_get = || self.pool.try_get().map(Ok);
-        match self.begun(pool_get, READ_BEGIN)? {
+        match self.begun(pool_get, |_| READ_BEGIN.to_string())? {
             Ok((conn, _)) => Some(Self::read_on(conn, extension, f)),
             Err(e) => Some(Err(e.into())),
         }
@@ -388,8 +412,12 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
-        let PgConn { client, statements } = &mut *conn;
-        let tx = PgTx::begun(client, statements);
+        let PgConn {
+            client,
+            statements,
+            named,
+        } = &mut *conn;
+        let tx = PgTx::begun(client, statements, named);
         let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension);
         f(&mut tx)
     }
@@ -559,6 +587,24 @@ fn rustls_connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect, Strin
 }
 
 /// How every read begins: one snapshot, never a write.
+/// Prepares by name (SQL `PREPARE`, planned once per session instead of at every use) each of
+/// `sqls` the session has not yet, in one round trip outside any transaction. Best effort: a
+/// statement left unprepared is sent as text.
+fn name_statements<'s>(conn: &mut PgConn, sqls: impl Iterator<Item = &'s str>) {
+    let mut text = String::new();
+    let mut names = Vec::new();
+    for sql in sqls {
+        let name = statement_name(sql);
+        if !conn.named.contains(&name) && !names.contains(&name) {
+            text.push_str(&format!("PREPARE {name} AS {sql}; "));
+            names.push(name);
+        }
+    }
+    if !names.is_empty() && conn.client.batch_execute(&text).is_ok() {
+        conn.named.extend(names);
+    }
+}
+
 /// A pooled connection inside a transaction, and what its `BEGIN` round trip answered.
 type Begun = (r2d2::PooledConnection<PgManager>, Vec<SimpleQueryMessage>);
 

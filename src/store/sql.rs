@@ -279,9 +279,114 @@ pub fn for_postgres(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A value written as a PostgreSQL literal, for a statement sent with others in one
+/// multi-statement round trip (which takes no parameters); `None` for text with a NUL (which
+/// PostgreSQL text cannot hold). Text is an escape string (`E'…'`) with its quotes doubled and
+/// its backslashes escaped: exact whatever `standard_conforming_strings` says.
+pub fn literal(value: &Value<'_>) -> Option<String> {
+    match value {
+        Value::Null => Some("NULL".into()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Text(t) if !t.contains('\0') => Some(format!(
+            "E'{}'",
+            t.replace('\\', "\\\\").replace('\'', "''")
+        )),
+        Value::Text(_) => None,
+        Value::Blob(b) => Some(format!("E'\\\\x{}'::bytea", hex::encode(b))),
+    }
+}
+
+/// A PostgreSQL statement (`$N` placeholders) with `literals` written in for its placeholders;
+/// `None` when one has no literal.
+pub fn fill(sql: &str, literals: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(sql.len() + 16 * literals.len());
+    let mut in_quotes = false;
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if c == '\'' {
+            in_quotes = !in_quotes;
+        } else if !in_quotes && c == '$' {
+            let digits = rest[1..]
+                .find(|ch: char| !ch.is_ascii_digit())
+                .unwrap_or(rest.len() - 1);
+            let n: usize = rest[1..1 + digits].parse().ok()?;
+            out.push_str(literals.get(n.checked_sub(1)?)?);
+            rest = &rest[1 + digits..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
+/// The name a statement is prepared under in a session (its text's digest).
+pub fn statement_name(sql: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, sql.as_bytes());
+    format!("authledger_{}", hex::encode(&digest.as_ref()[..8]))
+}
+
+/// A statement as sent in a multi-statement round trip: `EXECUTE` of the session's statement
+/// prepared by name (planned once per session, not at every use), or else its text with its
+/// values written in.
+pub fn named_or_text(
+    named: &std::collections::HashSet<String>,
+    sql: &str,
+    literals: &[String],
+) -> String {
+    let name = statement_name(sql);
+    if named.contains(&name) {
+        if literals.is_empty() {
+            return format!("EXECUTE {name}");
+        }
+        return format!("EXECUTE {name}({})", literals.join(", "));
+    }
+    fill(sql, literals).unwrap_or_else(|| sql.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_literals(sql: &str, args: &[Value<'_>]) -> Option<String> {
+        let literals = args.iter().map(literal).collect::<Option<Vec<_>>>()?;
+        fill(&for_postgres(sql), &literals)
+    }
+
+    #[test]
+    fn values_are_written_in_as_literals_exactly() {
+        assert_eq!(
+            with_literals(
+                "SELECT a FROM t INDEXED BY i WHERE p = ?1 AND n > ?2 AND q = '?1' AND m = ?10",
+                &[
+                    Value::Text("o'brien\\n"),
+                    Value::Int(-5),
+                    Value::Blob(&[0, 255]),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ],
+            )
+            .as_deref(),
+            Some(
+                "SELECT a FROM t  WHERE p = E'o''brien\\\\n' AND n > -5 AND q = '?1' AND m = NULL"
+            )
+        );
+        assert_eq!(
+            with_literals("SELECT ?1", &[Value::Blob(&[0, 255])]).as_deref(),
+            Some("SELECT E'\\\\x00ff'::bytea")
+        );
+        assert_eq!(with_literals("SELECT ?1", &[Value::Text("a\0b")]), None);
+        assert_eq!(
+            with_literals("SELECT ?2", &[Value::Int(1)]),
+            None,
+            "a missing value"
+        );
+    }
 
     #[test]
     fn placeholders_and_hints_are_rewritten_for_postgres_but_not_inside_quotes() {

@@ -1,7 +1,7 @@
 //! The transaction handle the business layers work through.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,10 +35,15 @@ pub(super) struct PgTx<'c> {
     /// A statement failed: the server has aborted the transaction until a savepoint before the
     /// failure is rolled back to, and would answer `COMMIT` with a silent rollback.
     failed: bool,
-    /// Savepoint commands not sent yet: each costs a round trip of its own, and none matters
-    /// until something is written. They go out with the next write or command (or `COMMIT`);
-    /// a savepoint released or rolled back to before anything was written is never sent.
+    /// Commands not sent yet, in order: savepoints (none matters until something is written)
+    /// and writes whose outcome no one waits for. They go out with the next statement that
+    /// needs them (a read, a write whose outcome is awaited, a command) or with `COMMIT`; a
+    /// savepoint released or rolled back to before anything was sent is never sent, and the
+    /// writes a rollback undoes are dropped unsent. A deferred write that fails fails the
+    /// transaction where it is sent.
     deferred: Vec<Deferred>,
+    /// The statements the session prepared by name.
+    named: &'c HashSet<String>,
 }
 
 /// What a PostgreSQL query answered: rows in binary form (a prepared statement) or in text
@@ -74,23 +79,36 @@ impl PgRows {
     }
 }
 
+/// Whether a statement only reads (`SELECT`): only those are remembered or planned.
+fn reads_only(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
+}
+
 /// The key a read is remembered under: the statement and its values.
 fn read_key(sql: &str, args: &[Value<'_>]) -> String {
     format!("{sql}\u{0}{args:?}")
 }
 
-/// A savepoint command waiting for the next round trip.
+/// A command waiting for the next round trip: a savepoint's, or a write whose outcome no one
+/// waits for (its values written in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Deferred {
     Savepoint(String),
     Release(String),
+    /// A statement as PostgreSQL takes it, and its values as literals.
+    Write(String, Vec<String>),
 }
 
 impl Deferred {
-    fn sql(&self) -> String {
+    fn sql(&self, named: &HashSet<String>) -> String {
         match self {
             Deferred::Savepoint(name) => format!("SAVEPOINT {name}; "),
             Deferred::Release(name) => format!("RELEASE SAVEPOINT {name}; "),
+            Deferred::Write(sql, literals) => {
+                format!("{}; ", super::sql::named_or_text(named, sql, literals))
+            }
         }
     }
 }
@@ -100,6 +118,7 @@ impl<'c> PgTx<'c> {
     pub(super) fn begun(
         client: &'c mut postgres::Client,
         statements: &'c mut StatementCache,
+        named: &'c HashSet<String>,
     ) -> Self {
         PgTx {
             txn: client,
@@ -108,22 +127,29 @@ impl<'c> PgTx<'c> {
             reads: HashMap::new(),
             failed: false,
             deferred: Vec::new(),
+            named,
         }
     }
 
-    /// Remembers what `sql` (a statement without values) read, as the store read it together
-    /// with `BEGIN`, under the ledger's lock.
-    pub(super) fn remember(&mut self, sql: &str, rows: Vec<postgres::SimpleQueryRow>) {
-        self.reads
-            .insert(read_key(sql, &[]), Rc::new(PgRows::Text(rows)));
+    /// Remembers what a planned read (see [`Planned`]) answered, as the store read it with
+    /// `BEGIN`, under the ledger's lock.
+    pub(super) fn remember(&mut self, key: String, rows: Vec<postgres::SimpleQueryRow>) {
+        self.reads.insert(key, Rc::new(PgRows::Text(rows)));
     }
 
-    /// The deferred savepoint commands as one text to prefix the next round trip with.
+    /// Queues a write whose outcome no one waits for (see [`PgTx::deferred`]).
+    fn write_later(&mut self, sql: String, literals: Vec<String>) {
+        self.reads.clear();
+        self.deferred.push(Deferred::Write(sql, literals));
+    }
+
+    /// The deferred commands as one text to prefix the next round trip with.
     fn take_deferred(&mut self) -> String {
-        self.deferred.drain(..).map(|d| d.sql()).collect()
+        let named = self.named;
+        self.deferred.drain(..).map(|d| d.sql(named)).collect()
     }
 
-    /// Sends the deferred savepoint commands before a statement that writes.
+    /// Sends the deferred commands before a statement that needs them.
     fn flush_deferred(&mut self) -> Result<(), StoreError> {
         if self.deferred.is_empty() {
             return Ok(());
@@ -177,13 +203,15 @@ impl<'c> PgTx<'c> {
             return Ok(());
         }
         if let Some(name) = sql.strip_prefix("ROLLBACK TO SAVEPOINT ")
-            && self
+            && let Some(at) = self
                 .deferred
-                .contains(&Deferred::Savepoint(name.to_string()))
+                .iter()
+                .rposition(|d| *d == Deferred::Savepoint(name.to_string()))
         {
-            // Nothing was sent since the savepoint was asked for, so nothing was written:
-            // there is nothing to undo. (A read that failed meanwhile cannot be undone: the
-            // transaction stays failed and its commit says so.)
+            // Nothing was sent since the savepoint was asked for: undoing is dropping what was
+            // queued after it. (A read that failed meanwhile cannot be undone: the transaction
+            // stays failed and its commit says so.)
+            self.deferred.truncate(at + 1);
             return Ok(());
         }
         // Anything else may change what was read.
@@ -205,11 +233,15 @@ impl<'c> PgTx<'c> {
     fn query_uncounted(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
         // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
         // remembered, and it forgets what was read.
-        let reads_only = sql
-            .trim_start()
-            .get(..6)
-            .is_some_and(|w| w.eq_ignore_ascii_case("select"));
-        if !reads_only {
+        if self
+            .deferred
+            .iter()
+            .any(|d| matches!(d, Deferred::Write(..)))
+        {
+            // What it reads must include the queued writes.
+            self.flush_deferred()?;
+        }
+        if !reads_only(sql) {
             self.reads.clear();
             self.flush_deferred()?;
             let stmt = self.statement(sql)?;
@@ -238,33 +270,22 @@ impl<'c> PgTx<'c> {
         }
         let mut text = self.take_deferred();
         if let Some(head) = audit_head {
-            if !is_plain_head(head) {
+            let literals = [AUDIT_HEAD_KEY, head].map(|v| super::sql::literal(&Value::Text(v)));
+            let [Some(key), Some(head)] = literals else {
                 return Err(StoreError::BadRow {
                     what: "audit head",
                     value: crate::types::truncate_for_message(head),
                 });
-            }
-            // Inlined as a literal (checked above to be digits, hex and colons): parameters
-            // would need a round trip of their own.
-            text.push_str(&format!(
-                "INSERT INTO settings (key, value) VALUES ('{AUDIT_HEAD_KEY}', '{head}') \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value; "
-            ));
+            };
+            let sql = for_postgres(SET_SETTING);
+            text.push_str(&super::sql::named_or_text(self.named, &sql, &[key, head]));
+            text.push_str("; ");
         }
         text.push_str("COMMIT");
         self.txn.batch_execute(&text)?;
         self.open = false;
         Ok(())
     }
-}
-
-/// Whether `head` is a chain head as the audit layer writes it (`SEQ:HASH[:TAG]`), safe to
-/// inline in a statement.
-fn is_plain_head(head: &str) -> bool {
-    !head.is_empty()
-        && head
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b':')
 }
 
 impl Drop for PgTx<'_> {
@@ -280,6 +301,18 @@ impl Drop for PgTx<'_> {
 pub(super) enum Conn<'c> {
     Lite(rusqlite::Transaction<'c>),
     Pg(RefCell<PgTx<'c>>),
+    /// No transaction: the reads asked of it are noted, to be sent ahead with a write's
+    /// `BEGIN` (see [`Store::write_reading`](super::Store::write_reading)), and answered with
+    /// no rows.
+    Plan(RefCell<Vec<Planned>>),
+}
+
+/// A read to send with a write's `BEGIN`: the key the transaction remembers its rows under,
+/// the statement as PostgreSQL takes it, and its values as literals.
+pub(super) struct Planned {
+    pub(super) key: String,
+    pub(super) sql: String,
+    pub(super) literals: Vec<String>,
 }
 
 /// One open transaction. Its methods (spread over the `*_rows` modules) read and write ledger
@@ -330,6 +363,42 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// A transaction that runs nothing and notes the reads asked of it.
+    pub(super) fn plan() -> Tx<'static> {
+        Tx::new(Conn::Plan(RefCell::new(Vec::new())), None).with_audit_tail(None)
+    }
+
+    /// The reads a [`plan`](Self::plan) transaction noted, each once.
+    pub(super) fn into_planned(self) -> Vec<Planned> {
+        match self.conn {
+            Conn::Plan(p) => p.into_inner(),
+            Conn::Lite(_) | Conn::Pg(_) => Vec::new(),
+        }
+    }
+
+    /// Notes a read on a plan transaction.
+    fn note(planned: &RefCell<Vec<Planned>>, sql: &str, args: &[Value<'_>]) {
+        if !reads_only(sql) {
+            return;
+        }
+        let key = read_key(sql, args);
+        let mut planned = planned.borrow_mut();
+        if planned.iter().any(|p| p.key == key) {
+            return;
+        }
+        let Some(literals) = args
+            .iter()
+            .map(super::sql::literal)
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        let sql = for_postgres(sql).into_owned();
+        if super::sql::fill(&sql, &literals).is_some() {
+            planned.push(Planned { key, sql, literals });
+        }
+    }
+
     /// A transaction that already read the audit chain's last row (with its `BEGIN`).
     pub(super) fn with_audit_tail(mut self, tail: Option<(i64, String)>) -> Self {
         self.audit.get_mut().tail = Some(tail);
@@ -356,14 +425,14 @@ impl<'c> Tx<'c> {
     /// the process (SQLite): there, reading a small table whole once and answering the
     /// transaction's lookups from it beats one indexed query per lookup.
     pub(super) fn reads_cost_round_trips(&self) -> bool {
-        matches!(self.conn, Conn::Pg(_))
+        matches!(self.conn, Conn::Pg(_) | Conn::Plan(_))
     }
 
     /// Which engine this transaction runs on, for the rare statement written per dialect.
     pub(super) fn dialect(&self) -> Dialect {
         match self.conn {
             Conn::Lite(_) => Dialect::Sqlite,
-            Conn::Pg(_) => Dialect::Postgres,
+            Conn::Pg(_) | Conn::Plan(_) => Dialect::Postgres,
         }
     }
 
@@ -375,6 +444,32 @@ impl<'c> Tx<'c> {
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(args))? as u64),
             Conn::Pg(c) => c.borrow_mut().execute(sql, args),
+            Conn::Plan(_) => Err(StoreError::Backend(
+                "a read-ahead plan reads; it cannot write".into(),
+            )),
+        }
+    }
+
+    /// Executes a write whose outcome (rows changed, a constraint's refusal) the caller does
+    /// not wait for. SQLite runs it now; a server transaction sends it with its next round
+    /// trip, `COMMIT` at the latest, and fails there if it fails (see [`PgTx::deferred`]).
+    pub(super) fn exec_later(&self, sql: &str, args: &[Value<'_>]) -> Result<(), StoreError> {
+        match &self.conn {
+            Conn::Pg(c) => {
+                let literals = args
+                    .iter()
+                    .map(super::sql::literal)
+                    .collect::<Option<Vec<_>>>();
+                let sql_pg = for_postgres(sql);
+                match literals.filter(|l| super::sql::fill(&sql_pg, l).is_some()) {
+                    Some(literals) => c.borrow_mut().write_later(sql_pg.into_owned(), literals),
+                    None => {
+                        c.borrow_mut().execute(sql, args)?;
+                    }
+                }
+                Ok(())
+            }
+            Conn::Lite(_) | Conn::Plan(_) => self.exec(sql, args).map(|_| ()),
         }
     }
 
@@ -403,6 +498,10 @@ impl<'c> Tx<'c> {
                     Ok(false)
                 })?;
                 Ok(out)
+            }
+            Conn::Plan(p) => {
+                Self::note(p, sql, args);
+                Ok(None)
             }
         }
     }
@@ -456,6 +555,7 @@ impl<'c> Tx<'c> {
                 let rows = c.borrow_mut().query(sql, args)?;
                 rows.scan(f)?;
             }
+            Conn::Plan(p) => Self::note(p, sql, args),
         }
         Ok(())
     }
@@ -466,6 +566,7 @@ impl<'c> Tx<'c> {
         match &self.conn {
             Conn::Lite(t) => t.execute_batch(sql)?,
             Conn::Pg(c) => c.borrow_mut().batch(sql)?,
+            Conn::Plan(_) => {}
         }
         Ok(())
     }
@@ -482,6 +583,7 @@ impl<'c> Tx<'c> {
                 t.commit()?
             }
             Conn::Pg(c) => c.into_inner().commit(head.as_deref())?,
+            Conn::Plan(_) => {}
         }
         if let (Some(extension), Some(value)) = (&self.extension, staged) {
             extension.committed(value);
@@ -536,22 +638,4 @@ pub(super) fn parse_col<T: FromStr>(what: &'static str, s: String) -> Result<T, 
         what,
         value: crate::types::truncate_for_message(&s),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_head_of_digits_hex_and_colons_is_inlined() {
-        assert!(is_plain_head(&format!(
-            "12:{}:{}",
-            "ab".repeat(32),
-            "09".repeat(32)
-        )));
-        assert!(is_plain_head("1:00"));
-        for bad in ["", "1:AB", "1'; DROP TABLE audit; --", "1:ab ", "1:g0"] {
-            assert!(!is_plain_head(bad), "{bad:?}");
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! Limits and metering windows.
 
-use super::sql::{Row, args};
+use super::sql::{Dialect, Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -95,6 +95,16 @@ fn limits_build(raw: LimitRaw) -> Result<Limits, StoreError> {
 pub(super) fn all_limits_sql() -> String {
     format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account")
 }
+
+/// A window's reservation that fails its statement when it would pass the limit (see
+/// [`Tx::reserve_in_window`]).
+pub(super) const RESERVE_OR_FAIL: &str = "WITH reserved AS (
+         UPDATE windows SET reserved = reserved + ?2
+         WHERE id = ?1 AND used + reserved + ?2 <= ?3 RETURNING id
+     )
+     SELECT CASE WHEN COUNT(*) = 1 THEN 1
+            ELSE CAST('a reservation would exceed its window''s limit: ' || COUNT(*) AS INT) END
+     FROM reserved";
 
 impl Tx<'_> {
     /// The stored limits of one provider account, if any were set.
@@ -301,12 +311,20 @@ impl Tx<'_> {
 
     /// Reserves `tokens` in a window only if `used + reserved + tokens <= limit`; returns whether
     /// the reservation was made. This conditional update is what makes over-granting impossible.
+    /// On a server the reservation goes with the transaction's next round trip (its commit at
+    /// the latest) and a refusal fails the transaction there instead of returning `false` (a
+    /// cast that cannot succeed, evaluated only then: the server folds a constant one while
+    /// planning): either way nothing past the limit is ever committed.
     pub fn reserve_in_window(
         &self,
         window_id: i64,
         tokens: i64,
         limit: i64,
     ) -> Result<bool, StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            self.exec_later(RESERVE_OR_FAIL, args![window_id, tokens, limit])?;
+            return Ok(true);
+        }
         let n = self.exec(
             "UPDATE windows SET reserved = reserved + ?2
              WHERE id = ?1 AND used + reserved + ?2 <= ?3",

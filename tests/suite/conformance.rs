@@ -385,6 +385,82 @@ conformance! {
         assert_eq!(ledger.acquire(&req("c").tokens(10)).unwrap().allocated, 10);
     }
 
+    /// Writes no one waits for (a server transaction sends them with its next round trip):
+    /// a later read sees them, a savepoint rolled back to drops them unsent, and a
+    /// reservation past its limit fails the whole transaction, as on SQLite, leaving nothing.
+    fn writes_sent_later_are_read_undone_and_refused_like_any_other(store: &Backing) {
+        use authledger::store::{Store, StoreError, StoreOptions};
+        let location = store.location();
+        let options = StoreOptions {
+            server: match &location {
+                LedgerLocation::Server { url, .. } => Some(url.clone()),
+                LedgerLocation::File(_) => None,
+            },
+            ..StoreOptions::default()
+        };
+        let db = Store::open(location.local_path(), options).unwrap();
+        let (claude, default) = (Provider::Claude, Account::default());
+        let window = db
+            .write(|tx| tx.insert_window(claude, &default, WindowKind::Day, T0 - 1, T0 + 1))
+            .unwrap();
+        let seen = db
+            .write(|tx| -> Result<_, StoreError> {
+                assert!(tx.reserve_in_window(window.id, 10, 100)?);
+                let reserved = tx.window_at(claude, &default, WindowKind::Day, T0)?.unwrap().reserved;
+                tx.undo_unless(|tx| -> Result<bool, StoreError> {
+                    tx.reserve_in_window(window.id, 5, 100)?;
+                    Ok(false)
+                })?;
+                let after_undo = tx.window_at(claude, &default, WindowKind::Day, T0)?.unwrap().reserved;
+                tx.undo_unless(|tx| -> Result<bool, StoreError> {
+                    tx.reserve_in_window(window.id, 7, 100)?;
+                    Ok(true)
+                })?;
+                Ok((reserved, after_undo))
+            })
+            .unwrap();
+        assert_eq!(seen, (10, 10));
+        let reserved = || {
+            db.read(|tx| tx.window_at(claude, &default, WindowKind::Day, T0))
+                .unwrap()
+                .unwrap()
+                .reserved
+        };
+        assert_eq!(reserved(), 17);
+        // Past the limit: refused now (SQLite) or when sent (a server); never committed.
+        let refused = db.write(|tx| -> Result<_, StoreError> {
+            if !tx.reserve_in_window(window.id, 90, 100)? {
+                return Err(StoreError::Constraint { reason: "refused".into() });
+            }
+            tx.set_setting("after-refusal", "written")
+        });
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(reserved(), 17);
+        assert_eq!(db.read(|tx| tx.setting("after-refusal")).unwrap(), None);
+    }
+
+    /// What an audit row says comes back byte for byte (a server transaction writes it in as a
+    /// literal): quotes, backslashes, NUL-free control characters and any script, and the
+    /// keyed chain over it verifies.
+    fn audit_text_round_trips_exactly(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(1_000, 10));
+        let lease = ledger.acquire(&req("quoted").tokens(10)).unwrap();
+        let note = "it's \"quoted\", a back\\slash \\x41, E'x', $1 ?1 -- ; \t ünïcødé 漢字 🙂";
+        ledger
+            .release_with(&lease.id, Some(serde_json::json!({ "note": note })))
+            .unwrap();
+        let rows = ledger
+            .audit(&authledger::AuditQuery {
+                action: Some("release".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&rows[0].detail).unwrap();
+        assert_eq!(detail["holder"]["note"], note);
+        let (rc, report) = verify(store);
+        assert_eq!((rc, report["ok"].clone()), (0, true.into()), "{report}");
+    }
+
     /// A refusal undoes what deciding wrote (the day window it opened) and keeps only its
     /// `deny` row; refusals decided before any write (the concurrency limit) alike; the chain
     /// runs on unbroken through grants, refusals and releases.
