@@ -75,9 +75,10 @@ pub enum Op {
 impl Op {
     /// Asks `tx` (a plan, see [`Store::write_reading`](crate::store::Store::write_reading))
     /// for the reads this op's transaction will make, so a server ledger sends them with its
-    /// `BEGIN`. A grant reads every account's credential, limits and health and, with the
-    /// time it runs at (`now`, the idle cutoff) known, its account's stale leases, live-lease
-    /// count and windows. Only a guess to save round trips: a read it misses is made anyway.
+    /// `BEGIN`. A grant reads every account's credential, limits and health, the next fence
+    /// and, with the time it runs at (`now`, the idle cutoff) known, its account's stale
+    /// leases, live-lease count and windows; a release, the lease and what it holds. Only a
+    /// guess to save round trips: a read it misses is made anyway.
     pub(crate) fn read_ahead(&self, tx: &Tx<'_>, at: Option<(Millis, Millis)>) {
         let request = match self {
             Op::Acquire { request, .. } => request,
@@ -92,7 +93,12 @@ impl Op {
                 let _ = tx.health(request.provider, &request.account);
                 return;
             }
-            Op::Renew { .. } | Op::Release { .. } | Op::RecordUsage { .. } => return,
+            Op::Release { id, .. } => {
+                let _ = tx.lease(id);
+                let _ = tx.lease_windows(id);
+                return;
+            }
+            Op::Renew { .. } | Op::RecordUsage { .. } => return,
         };
         let (p, a) = (request.provider, &request.account);
         // The plan answers every read with nothing; what it returns means nothing.

@@ -158,18 +158,18 @@ pub fn release(
     detail: Option<serde_json::Value>,
 ) -> Result<Result<Released, QuotaError>, QuotaError> {
     check_release_detail(detail.as_ref())?;
-    let Some(lease) = tx.end_live_lease(id, LeaseState::Released, now, "released")? else {
-        // Not a live lease: say why (unknown, ended, or past its TTL, which reclaims it).
-        return match live_lease(tx, now, id)? {
-            Ok(_) => Err(StoreError::Constraint {
-                reason: format!("lease {id} is live but was not released"),
-            }
-            .into()),
-            Err(e) => Ok(Err(e)),
-        };
+    let mut lease = match live_lease(tx, now, id)? {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
     };
-    crate::fault::point("release:after-end");
+    // Read what it holds before anything is written (on a server, both were read with
+    // `BEGIN` and the writes go with `COMMIT`).
     let returned = return_reservation(tx, id)?;
+    tx.end_active_lease(id, LeaseState::Released, now, "released")?;
+    crate::fault::point("release:after-end");
+    lease.state = LeaseState::Released;
+    lease.ended_at = Some(now);
+    lease.end_reason = Some("released".into());
     let facts = ReleaseFacts {
         allocated: lease.allocated,
         used: lease.used,

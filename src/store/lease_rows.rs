@@ -90,6 +90,19 @@ pub(super) fn insert_lease_sql() -> String {
     )
 }
 
+/// Ends a lease that must be active (see [`Tx::end_active_lease`]).
+pub(super) const END_ACTIVE_LEASE: &str = "WITH ended AS (
+         UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4
+         WHERE id = ?1 AND state = 'active' RETURNING id
+     )
+     SELECT CASE WHEN COUNT(*) = 1 THEN 1
+            ELSE CAST('the lease was not active: ' || COUNT(*) AS INT) END
+     FROM ended";
+
+/// Lowers what a lease holds in a window.
+pub(super) const TAKE_FROM_LEASE_WINDOW: &str =
+    "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2";
+
 /// Notes what a new lease holds in a window.
 pub(super) const INSERT_LEASE_WINDOW: &str =
     "INSERT INTO lease_windows (lease_id, window_id, reserved) VALUES (?1, ?2, ?3)";
@@ -261,49 +274,35 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// Ends a lease that is active and not past its TTL at `now`, returning it as it now
-    /// stands; `None` (nothing changed) when it is not such a lease. One statement where
-    /// reading the lease and then ending it are two.
-    pub fn end_live_lease(
+    /// Ends a lease the caller read active under this transaction's lock. On a server it goes
+    /// with the transaction's next round trip; if the lease was not active after all, the
+    /// transaction fails (there, or here on SQLite) rather than ending nothing.
+    pub fn end_active_lease(
         &self,
         id: &LeaseId,
         state: LeaseState,
         now: Millis,
         reason: &str,
-    ) -> Result<Option<Lease>, StoreError> {
-        let raw = self.one(
-            &format!(
-                "UPDATE leases SET state = ?2, ended_at = ?3, end_reason = ?4 \
-                 WHERE id = ?1 AND state = 'active' AND expires_at > ?3 RETURNING {LEASE_COLS}"
-            ),
-            args![id.as_str(), state.as_str(), now, reason],
-            lease_from_row,
-        )?;
-        raw.map(lease_build).transpose()
+    ) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            return self.exec_later(
+                END_ACTIVE_LEASE,
+                args![id.as_str(), state.as_str(), now, reason],
+            );
+        }
+        if self.end_lease(id, state, now, reason)? {
+            Ok(())
+        } else {
+            Err(StoreError::Constraint {
+                reason: format!("lease {id} was not active"),
+            })
+        }
     }
 
     /// Gives back everything a lease still holds in its windows (each window's `reserved`
     /// shrinks by the lease's holding there, which becomes 0); returns the largest holding
-    /// given back. One statement on PostgreSQL (each statement is a round trip there), a few
-    /// on SQLite.
+    /// given back. Reads what the lease holds first, then writes (sent later on a server).
     pub fn return_lease_reservations(&self, id: &LeaseId) -> Result<i64, StoreError> {
-        if self.dialect() == Dialect::Postgres {
-            return self.single(
-                "WITH taken AS (
-                     UPDATE lease_windows AS lw SET reserved = 0
-                     FROM lease_windows AS was
-                     WHERE lw.lease_id = ?1 AND lw.reserved > 0
-                       AND was.lease_id = lw.lease_id AND was.window_id = lw.window_id
-                     RETURNING lw.window_id, was.reserved AS held
-                 ), given_back AS (
-                     UPDATE windows SET reserved = windows.reserved - taken.held
-                     FROM taken WHERE windows.id = taken.window_id
-                 )
-                 SELECT CAST(COALESCE(MAX(held), 0) AS BIGINT) AS returned FROM taken",
-                args![id.as_str()],
-                |r| r.get("returned"),
-            );
-        }
         let mut returned = 0;
         for (window_id, held) in self.lease_windows(id)? {
             if held > 0 {
@@ -375,10 +374,9 @@ impl Tx<'_> {
         window_id: i64,
         tokens: i64,
     ) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE lease_windows SET reserved = reserved - ?3 WHERE lease_id = ?1 AND window_id = ?2",
+        self.exec_later(
+            TAKE_FROM_LEASE_WINDOW,
             args![id.as_str(), window_id, tokens],
-        )?;
-        Ok(())
+        )
     }
 }

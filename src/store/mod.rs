@@ -65,8 +65,9 @@
 //!
 //! Spots written per engine: `INDEXED BY` hints (dropped for the server), the UTC day of a
 //! timestamp ([`sql::Dialect::utc_day`]), [`Tx::audit_scan`]'s order (physical `rowid`
-//! in SQLite, `seq` on the server), and [`Tx::return_lease_reservations`] (one statement on
-//! the server).
+//! in SQLite, `seq` on the server), and the two writes that must change a row
+//! ([`Tx::reserve_in_window`], [`Tx::end_active_lease`]: on the server a statement that fails
+//! when they would not).
 //!
 //! ## Round trips (PostgreSQL)
 //!
@@ -84,9 +85,12 @@
 //!   the chain's recorded head once, with `COMMIT`, in the same round trip;
 //! - sends a savepoint only with the next write (one released or rolled back to before any
 //!   write is never sent), and a release with whatever goes next;
-//! - ends a lease with `UPDATE … RETURNING` and gives its reservations back in one statement.
+//! - queues the writes whose outcome no one waits for (`Tx::exec_later`: a reservation, a
+//!   lease, what it holds, its end, audit rows), each session's prepared statement run with
+//!   its values written in, and sends them with the next round trip, `COMMIT` at the latest.
 //!
-//! A grant is 9 round trips (it was 21), a release 5 (it was 11).
+//! A grant or a release is 2 round trips (they were 21 and 11): `BEGIN` with its reads, then
+//! its writes with `COMMIT`.
 //!
 //! ## Errors
 //!
@@ -188,6 +192,9 @@ fn deferred_writes() -> Vec<String> {
         lease_rows::INSERT_LEASE_WINDOW.to_string(),
         audit_rows::insert_audit_sql(),
         window_rows::RESERVE_OR_FAIL.to_string(),
+        window_rows::UNRESERVE.to_string(),
+        lease_rows::END_ACTIVE_LEASE.to_string(),
+        lease_rows::TAKE_FROM_LEASE_WINDOW.to_string(),
         settings_rows::SET_SETTING.to_string(),
     ]
     .iter()

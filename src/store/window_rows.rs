@@ -96,6 +96,9 @@ pub(super) fn all_limits_sql() -> String {
     format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account")
 }
 
+/// Returns an unused reservation to a window.
+pub(super) const UNRESERVE: &str = "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1";
+
 /// A window's reservation that fails its statement when it would pass the limit (see
 /// [`Tx::reserve_in_window`]).
 pub(super) const RESERVE_OR_FAIL: &str = "WITH reserved AS (
@@ -335,11 +338,7 @@ impl Tx<'_> {
 
     /// Returns an unused reservation to a window.
     pub fn unreserve_in_window(&self, window_id: i64, tokens: i64) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE windows SET reserved = reserved - ?2 WHERE id = ?1",
-            args![window_id, tokens],
-        )?;
-        Ok(())
+        self.exec_later(UNRESERVE, args![window_id, tokens])
     }
 
     /// Records usage in a window: `used` grows by `tokens`, `reserved` shrinks by the part of

@@ -71,6 +71,20 @@ impl Backing {
             ))
     }
 
+    /// The store under the ledger, without the ledger's layers.
+    fn bare_store(&self) -> authledger::store::Store {
+        use authledger::store::{Store, StoreOptions};
+        let location = self.location();
+        let options = StoreOptions {
+            server: match &location {
+                LedgerLocation::Server { url, .. } => Some(url.clone()),
+                LedgerLocation::File(_) => None,
+            },
+            ..StoreOptions::default()
+        };
+        Store::open(location.local_path(), options).unwrap()
+    }
+
     fn open(&self, clock: &ManualClock) -> Ledger {
         Ledger::open(self.config(clock)).expect("open the ledger")
     }
@@ -270,16 +284,8 @@ conformance! {
     /// remembers of earlier reads: a setting written, a window inserted (`INSERT … RETURNING`),
     /// a write undone by a savepoint.
     fn a_transaction_reads_its_own_writes(store: &Backing) {
-        use authledger::store::{Store, StoreError, StoreOptions};
-        let location = store.location();
-        let options = StoreOptions {
-            server: match &location {
-                LedgerLocation::Server { url, .. } => Some(url.clone()),
-                LedgerLocation::File(_) => None,
-            },
-            ..StoreOptions::default()
-        };
-        let db = Store::open(location.local_path(), options).unwrap();
+        use authledger::store::StoreError;
+        let db = store.bare_store();
         let seen = db
             .write(|tx| -> Result<_, StoreError> {
                 let before = tx.setting("k")?;
@@ -389,16 +395,8 @@ conformance! {
     /// a later read sees them, a savepoint rolled back to drops them unsent, and a
     /// reservation past its limit fails the whole transaction, as on SQLite, leaving nothing.
     fn writes_sent_later_are_read_undone_and_refused_like_any_other(store: &Backing) {
-        use authledger::store::{Store, StoreError, StoreOptions};
-        let location = store.location();
-        let options = StoreOptions {
-            server: match &location {
-                LedgerLocation::Server { url, .. } => Some(url.clone()),
-                LedgerLocation::File(_) => None,
-            },
-            ..StoreOptions::default()
-        };
-        let db = Store::open(location.local_path(), options).unwrap();
+        use authledger::store::StoreError;
+        let db = store.bare_store();
         let (claude, default) = (Provider::Claude, Account::default());
         let window = db
             .write(|tx| tx.insert_window(claude, &default, WindowKind::Day, T0 - 1, T0 + 1))
