@@ -3,10 +3,15 @@
 //! the custom script `benches/acquire_release.sql`).
 //!
 //! ```sh
-//! cargo bench --bench postgres                 # 10 s per point
-//! BENCH_QUICK=1 cargo bench --bench postgres   # about 1 s per point
+//! cargo bench --bench postgres                 # 5 rounds of 4 s per side and point
+//! BENCH_QUICK=1 cargo bench --bench postgres   # 1 round of 1 s
 //! BENCH_CLIENTS=16 cargo bench --bench postgres # only 16 clients
+//! BENCH_ROUNDS=9 cargo bench --bench postgres   # more rounds
 //! ```
+//!
+//! Raw and ledger take turns, round after round, and each figure is a median: the disk of the
+//! VM this was written on changes speed by a third within minutes, which two long runs one
+//! after the other would report as a difference between them.
 //!
 //! One "tx" is one acquire+release pair (two SQL transactions, each under the ledger-wide
 //! advisory lock). The server is a private throwaway cluster (`initdb` + `pg_ctl` in a
@@ -281,17 +286,64 @@ fn field(report: &str, label: &str) -> Option<f64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-fn cell(m: Option<&Measurement>, f: impl Fn(&Measurement) -> String) -> String {
-    m.map_or_else(|| "—".to_string(), f)
+/// How many alternating rounds measure each point: this VM's disk speed drifts by a third
+/// within minutes, so raw and ledger take turns and each round's ratio is its own.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 1 } else { 5 })
+}
+
+/// The median of some figures.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// One side's rounds at one client count: medians of its rate, its p99 and its ratio to the
+/// raw rate of the same round; every error of every round.
+struct Summary {
+    tx_per_s: f64,
+    p99_ms: f64,
+    ratio: f64,
+    errors: u64,
+    done: u64,
+}
+
+fn summarize(rounds: &[Measurement], raw: &[Measurement]) -> Summary {
+    Summary {
+        tx_per_s: median(rounds.iter().map(|m| m.tx_per_s).collect()),
+        p99_ms: median(rounds.iter().map(|m| m.p99_ms).collect()),
+        ratio: median(
+            rounds
+                .iter()
+                .zip(raw)
+                .map(|(m, r)| m.tx_per_s / r.tx_per_s)
+                .collect(),
+        ),
+        errors: rounds.iter().map(|m| m.errors).sum(),
+        done: rounds.iter().map(|m| m.done).sum(),
+    }
 }
 
 fn main() {
-    let secs = if quick() { 1.0 } else { 10.0 };
+    let secs = if quick() { 1.0 } else { 4.0 };
+    let rounds = rounds();
     let server = pg::PgServer::start_private_durable();
     let version = pg::psql(&server.db_url("postgres"), "SHOW server_version");
     println!("PostgreSQL {version}");
-    println!("at {} (fsync on), {secs} s per point", server.url_base());
-    println!("tx = one acquire+release pair (two SQL transactions)");
+    println!(
+        "at {} (fsync on); {rounds} alternating round(s) of {secs} s per side and point, medians",
+        server.url_base()
+    );
+    println!(
+        "tx = one acquire+release pair (two SQL transactions); ×raw = median of each round's ratio"
+    );
     println!();
     println!(
         "{:>7}  {:>9} {:>7}  {:>9} {:>7} {:>5}  {:>9} {:>7} {:>5}",
@@ -305,50 +357,50 @@ fn main() {
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("create target/bench");
     for clients in client_counts() {
-        let (raw, report) = raw_side(&server, clients, secs);
-        std::fs::write(out_dir.join(format!("pgbench-{clients}.txt")), &report)
-            .expect("write pgbench report");
-        let direct = authledger_side(&server.fresh_db(), clients, secs, false);
-        let daemon = authledger_side(&server.fresh_db(), clients, secs, true);
-        let cols = |m: Option<&Measurement>| {
-            format!(
-                "{:>9} {:>7} {:>5}",
-                cell(m, |m| format!("{:.0}", m.tx_per_s)),
-                cell(m, |m| format!("{:.2}", m.p99_ms)),
-                cell(m, |m| format!("{:.2}", m.tx_per_s / raw.tx_per_s)),
-            )
-        };
+        let (mut raw, mut direct, mut daemon) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (r, report) = raw_side(&server, clients, secs);
+            std::fs::write(out_dir.join(format!("pgbench-{clients}.txt")), &report)
+                .expect("write pgbench report");
+            raw.push(r);
+            direct.extend(authledger_side(&server.fresh_db(), clients, secs, false));
+            daemon.extend(authledger_side(&server.fresh_db(), clients, secs, true));
+        }
+        let raw_sum = summarize(&raw, &raw);
+        let direct = summarize(&direct, &raw);
+        let daemon = summarize(&daemon, &raw);
+        let cols = |m: &Summary| format!("{:>9.0} {:>7.2} {:>5.2}", m.tx_per_s, m.p99_ms, m.ratio);
         println!(
             "{:>7}  {:>9.0} {:>7.2}  {}  {}",
             clients,
-            raw.tx_per_s,
-            raw.p99_ms,
-            cols(direct.as_ref()),
-            cols(daemon.as_ref()),
+            raw_sum.tx_per_s,
+            raw_sum.p99_ms,
+            cols(&direct),
+            cols(&daemon),
         );
         assert_eq!(
-            raw.errors, 0,
+            raw_sum.errors, 0,
             "raw PostgreSQL pairs failed at {clients} clients"
         );
         for (how, m) in [("directly", &direct), ("through the daemon", &daemon)] {
             assert_eq!(
-                m.as_ref().map_or(0, |m| m.errors),
-                0,
+                m.errors, 0,
                 "errors surfaced to the ledger's callers {how} at {clients} clients"
             );
         }
         points.push(json!({
             "clients": clients,
-            "raw": measurement_json(&raw),
-            "authledger_direct": direct.as_ref().map(measurement_json),
-            "authledger_daemon": daemon.as_ref().map(measurement_json),
+            "rounds": rounds,
+            "raw": summary_json(&raw_sum),
+            "authledger_direct": summary_json(&direct),
+            "authledger_daemon": summary_json(&daemon),
         }));
     }
     println!();
     println!("pgbench reports (per-statement latencies): target/bench/pgbench-N.txt");
     let results = json!({
         "server_version": version,
-        "secs_per_point": secs,
+        "secs_per_round": secs,
         "points": points,
     });
     std::fs::write(
@@ -358,11 +410,12 @@ fn main() {
     .expect("write postgres.json");
 }
 
-fn measurement_json(m: &Measurement) -> Value {
+fn summary_json(m: &Summary) -> Value {
     json!({
         "tx_per_s": m.tx_per_s,
         "p99_ms": m.p99_ms,
+        "ratio_to_raw": m.ratio,
         "errors": m.errors,
-        "done": m.done,
+        "pairs": m.done,
     })
 }
