@@ -337,13 +337,10 @@ fn main() {
     let server = pg::PgServer::start_private_durable();
     let version = pg::psql(&server.db_url("postgres"), "SHOW server_version");
     println!("PostgreSQL {version}");
-    println!(
-        "at {} (fsync on); {rounds} alternating round(s) of {secs} s per side and point, medians",
-        server.url_base()
-    );
-    println!(
-        "tx = one acquire+release pair (two SQL transactions); ×raw = median of each round's ratio"
-    );
+    println!("at {} (fsync on)", server.url_base());
+    println!("{rounds} alternating round(s) of {secs} s per side and point; medians");
+    println!("pair = one acquire + release (two SQL transactions)");
+    println!("×raw = the median of each round's ratio to raw");
     println!();
     println!(
         "{:>7}  {:>9} {:>7}  {:>9} {:>7} {:>5}  {:>9} {:>7} {:>5}",
