@@ -149,6 +149,18 @@ impl<'c> PgTx<'c> {
         self.deferred.drain(..).map(|d| d.sql(named)).collect()
     }
 
+    /// Sends the deferred commands if a write is among them.
+    fn send_queued_writes(&mut self) -> Result<(), StoreError> {
+        if self
+            .deferred
+            .iter()
+            .any(|d| matches!(d, Deferred::Write(..)))
+        {
+            self.flush_deferred()?;
+        }
+        Ok(())
+    }
+
     /// Sends the deferred commands before a statement that needs them.
     fn flush_deferred(&mut self) -> Result<(), StoreError> {
         if self.deferred.is_empty() {
@@ -233,14 +245,8 @@ impl<'c> PgTx<'c> {
     fn query_uncounted(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
         // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
         // remembered, and it forgets what was read.
-        if self
-            .deferred
-            .iter()
-            .any(|d| matches!(d, Deferred::Write(..)))
-        {
-            // What it reads must include the queued writes.
-            self.flush_deferred()?;
-        }
+        // What it reads must include the queued writes.
+        self.send_queued_writes()?;
         if !reads_only(sql) {
             self.reads.clear();
             self.flush_deferred()?;
@@ -450,6 +456,15 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Sends the writes queued by [`exec_later`](Self::exec_later) now, so their failure is
+    /// this caller's.
+    fn send_queued_writes(&self) -> Result<(), StoreError> {
+        match &self.conn {
+            Conn::Pg(c) => c.borrow_mut().send_queued_writes(),
+            Conn::Lite(_) | Conn::Plan(_) => Ok(()),
+        }
+    }
+
     /// Executes a write whose outcome (rows changed, a constraint's refusal) the caller does
     /// not wait for. SQLite runs it now; a server transaction sends it with its next round
     /// trip, `COMMIT` at the latest, and fails there if it fails (see [`PgTx::deferred`]).
@@ -593,15 +608,20 @@ impl<'c> Tx<'c> {
 
     /// Runs `f` inside a savepoint that is rolled back when it fails, so one request of a batch
     /// undoes only itself. The outer error is the savepoint's own failure (the transaction is
-    /// then unusable); the inner one is `f`'s.
-    pub fn isolated<T, E>(
+    /// then unusable); the inner one is `f`'s, or that of a write `f` queued (sent before the
+    /// savepoint is released, so a request is never reported done while a write of it fails
+    /// later and takes the others with it).
+    pub fn isolated<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&mut Tx<'c>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         self.command("SAVEPOINT one")?;
         let staged_before = self.staged.borrow().clone();
         let audit_before = self.audit.borrow().clone();
-        let result = f(self);
+        let result = f(self).and_then(|value| {
+            self.send_queued_writes()?;
+            Ok(value)
+        });
         if result.is_err() {
             self.command("ROLLBACK TO SAVEPOINT one")?;
             // What the undone writes staged or appended is undone with them.

@@ -437,6 +437,39 @@ conformance! {
         assert_eq!(db.read(|tx| tx.setting("after-refusal")).unwrap(), None);
     }
 
+    /// One request of a batch whose write fails (a reservation past the limit: refused at
+    /// once on SQLite, when sent on a server) undoes only itself; the requests around it keep
+    /// theirs, and none is reported done while its write failed.
+    fn a_batched_request_whose_write_fails_undoes_only_itself(store: &Backing) {
+        use authledger::store::StoreError;
+        let db = store.bare_store();
+        let (claude, default) = (Provider::Claude, Account::default());
+        let window = db
+            .write(|tx| tx.insert_window(claude, &default, WindowKind::Day, T0 - 1, T0 + 1))
+            .unwrap();
+        let reserve = |tx: &mut authledger::store::Tx<'_>, n: i64| -> Result<(), StoreError> {
+            if !tx.reserve_in_window(window.id, n, 100)? {
+                return Err(StoreError::Constraint { reason: "refused".into() });
+            }
+            Ok(())
+        };
+        let outcomes = db
+            .write(|tx| -> Result<_, StoreError> {
+                let first = tx.isolated(|tx| reserve(tx, 30))?;
+                let second = tx.isolated(|tx| reserve(tx, 90))?;
+                let third = tx.isolated(|tx| reserve(tx, 40))?;
+                Ok([first.is_ok(), second.is_ok(), third.is_ok()])
+            })
+            .unwrap();
+        assert_eq!(outcomes, [true, false, true]);
+        let reserved = db
+            .read(|tx| tx.window_at(claude, &default, WindowKind::Day, T0))
+            .unwrap()
+            .unwrap()
+            .reserved;
+        assert_eq!(reserved, 70);
+    }
+
     /// What an audit row says comes back byte for byte (a server transaction writes it in as a
     /// literal): quotes, backslashes, NUL-free control characters and any script, and the
     /// keyed chain over it verifies.
