@@ -88,11 +88,13 @@ impl Tx<'_> {
     ) -> Result<Option<CredentialRecord>, StoreError> {
         if self.reads_cost_round_trips() {
             // One provider account's row out of the whole (small) table, which selection has
-            // usually read already in this transaction.
-            return Ok(self
-                .credential_records()?
+            // usually read already in this transaction; only that row is parsed, as below.
+            let raws = self.all(&all_credentials_sql(), &[], from_row)?;
+            return raws
                 .into_iter()
-                .find(|r| r.provider == provider && &r.account == account));
+                .find(|r| r.0[0] == provider.as_str() && r.0[1] == account.as_str())
+                .map(build)
+                .transpose();
         }
         let raw = self.one(
             &format!("SELECT {COLS} FROM credentials WHERE provider = ?1 AND account = ?2"),

@@ -118,6 +118,10 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// What a server statement that must change a row says when it would not (the text of a cast
+/// that fails): the store reads it back as a [`StoreError::Constraint`].
+pub(super) const CONSTRAINT_FAILED: &str = "authledger constraint: ";
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         use postgres::error::SqlState;
@@ -129,6 +133,22 @@ impl From<postgres::Error> for StoreError {
                     .as_db_error()
                     .map_or_else(|| e.to_string(), |d| d.message().to_string()),
             },
+            // A write that must change a row and would not (`CONSTRAINT_FAILED`, see
+            // `Tx::reserve_in_window`): refused like a CHECK.
+            Some(code)
+                if *code == SqlState::INVALID_TEXT_REPRESENTATION
+                    && e.as_db_error()
+                        .is_some_and(|d| d.message().contains(CONSTRAINT_FAILED)) =>
+            {
+                let message = e.as_db_error().map_or("", |d| d.message());
+                StoreError::Constraint {
+                    reason: message
+                        .split_once(CONSTRAINT_FAILED)
+                        .map_or(message, |(_, why)| why)
+                        .trim_end_matches('"')
+                        .to_string(),
+                }
+            }
             Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => {
                 StoreError::Busy { waited_ms: 0 }
             }

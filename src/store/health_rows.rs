@@ -38,10 +38,13 @@ impl Tx<'_> {
         if self.reads_cost_round_trips() {
             // Out of the whole (small) table, read once per transaction (with `BEGIN`, when
             // the transaction is a grant).
-            return Ok(self
-                .all(&all_health_sql(), &[], health_from_row)?
-                .into_iter()
-                .find(|h| h.provider == provider && &h.account == account));
+            // Only that row is parsed, as below.
+            let rows = self.all(&all_health_sql(), &[], |r| {
+                let key: (String, String) = (r.get("provider")?, r.get("account")?);
+                let mine = key.0 == provider.as_str() && key.1 == account.as_str();
+                mine.then(|| health_from_row(r)).transpose()
+            })?;
+            return Ok(rows.into_iter().flatten().next());
         }
         self.one(
             &format!(

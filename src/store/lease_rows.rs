@@ -96,7 +96,8 @@ pub(super) const END_ACTIVE_LEASE: &str = "WITH ended AS (
          WHERE id = ?1 AND state = 'active' RETURNING id
      )
      SELECT CASE WHEN COUNT(*) = 1 THEN 1
-            ELSE CAST('the lease was not active: ' || COUNT(*) AS INT) END
+            ELSE CAST('authledger constraint: the lease was not active'
+                      || REPEAT('', COUNT(*)::INT) AS INT) END
      FROM ended";
 
 /// Lowers what a lease holds in a window.

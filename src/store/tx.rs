@@ -220,14 +220,26 @@ impl<'c> PgTx<'c> {
                 .iter()
                 .rposition(|d| *d == Deferred::Savepoint(name.to_string()))
         {
+            if self.failed {
+                // A read failed after the savepoint was asked for, and the server never set
+                // it: nothing can take the transaction back to before the failure.
+                return Err(StoreError::Backend(
+                    "a statement failed where no savepoint was set; the transaction cannot go on"
+                        .into(),
+                ));
+            }
             // Nothing was sent since the savepoint was asked for: undoing is dropping what was
-            // queued after it. (A read that failed meanwhile cannot be undone: the transaction
-            // stays failed and its commit says so.)
+            // queued after it.
             self.deferred.truncate(at + 1);
             return Ok(());
         }
         // Anything else may change what was read.
         self.reads.clear();
+        if sql.starts_with("ROLLBACK TO SAVEPOINT ") {
+            // The savepoint was sent, so all that is queued came after it: undone unsent (a
+            // queued write that would fail must not stop the rollback).
+            self.deferred.clear();
+        }
         let text = format!("{}{sql}", self.take_deferred());
         let r = self.txn.batch_execute(&text).map_err(StoreError::from);
         if r.is_ok() && sql.starts_with("ROLLBACK TO SAVEPOINT") {
@@ -456,11 +468,11 @@ impl<'c> Tx<'c> {
         }
     }
 
-    /// Sends the writes queued by [`exec_later`](Self::exec_later) now, so their failure is
-    /// this caller's.
-    fn send_queued_writes(&self) -> Result<(), StoreError> {
+    /// Sends whatever is queued (writes of [`exec_later`](Self::exec_later), savepoint
+    /// commands) now, so a failure is this caller's.
+    fn send_deferred(&self) -> Result<(), StoreError> {
         match &self.conn {
-            Conn::Pg(c) => c.borrow_mut().send_queued_writes(),
+            Conn::Pg(c) => c.borrow_mut().flush_deferred(),
             Conn::Lite(_) | Conn::Plan(_) => Ok(()),
         }
     }
@@ -619,7 +631,10 @@ impl<'c> Tx<'c> {
         let staged_before = self.staged.borrow().clone();
         let audit_before = self.audit.borrow().clone();
         let result = f(self).and_then(|value| {
-            self.send_queued_writes()?;
+            // The request's queued writes and the savepoint's release go now, in one round
+            // trip: a write that fails is this request's, and no release waits for the next.
+            self.command("RELEASE SAVEPOINT one")?;
+            self.send_deferred()?;
             Ok(value)
         });
         if result.is_err() {
@@ -627,8 +642,9 @@ impl<'c> Tx<'c> {
             // What the undone writes staged or appended is undone with them.
             *self.staged.borrow_mut() = staged_before;
             *self.audit.borrow_mut() = audit_before;
+            self.command("RELEASE SAVEPOINT one")?;
+            self.send_deferred()?;
         }
-        self.command("RELEASE SAVEPOINT one")?;
         Ok(result)
     }
 

@@ -106,7 +106,8 @@ pub(super) const RESERVE_OR_FAIL: &str = "WITH reserved AS (
          WHERE id = ?1 AND used + reserved + ?2 <= ?3 RETURNING id
      )
      SELECT CASE WHEN COUNT(*) = 1 THEN 1
-            ELSE CAST('a reservation would exceed its window''s limit: ' || COUNT(*) AS INT) END
+            ELSE CAST('authledger constraint: a reservation would exceed its window''s limit'
+                      || REPEAT('', COUNT(*)::INT) AS INT) END
      FROM reserved";
 
 impl Tx<'_> {
@@ -117,11 +118,14 @@ impl Tx<'_> {
         account: &Account,
     ) -> Result<Option<Limits>, StoreError> {
         if self.reads_cost_round_trips() {
-            // Out of the whole (small) table, read once per transaction.
-            return Ok(self
-                .all_limits()?
+            // Out of the whole (small) table, read once per transaction; only that row is
+            // parsed, as below.
+            let raws = self.all(&all_limits_sql(), &[], limits_from_row)?;
+            return raws
                 .into_iter()
-                .find(|l| l.provider == provider && &l.account == account));
+                .find(|r| r.0 == provider.as_str() && r.1 == account.as_str())
+                .map(limits_build)
+                .transpose();
         }
         let raw = self.one(
             &format!("SELECT {LIMIT_COLS} FROM limits WHERE provider = ?1 AND account = ?2"),
@@ -131,38 +135,27 @@ impl Tx<'_> {
         raw.map(limits_build).transpose()
     }
 
-    /// Every stored limits row.
-    fn all_limits(&self) -> Result<Vec<Limits>, StoreError> {
-        let raws = self.all(&all_limits_sql(), &[], limits_from_row)?;
-        raws.into_iter().map(limits_build).collect()
-    }
-
     /// Every provider account the ledger knows of: with limits or a credential (a lease's
     /// account always has limits: acquire stores them).
     pub fn known_accounts(&self) -> Result<Vec<(Provider, Account)>, StoreError> {
-        if self.reads_cost_round_trips() {
-            // From the two tables as this transaction reads them anyway.
-            let mut keys: Vec<(Provider, Account)> = self
-                .all_limits()?
-                .into_iter()
-                .map(|l| (l.provider, l.account))
-                .chain(
-                    self.credential_records()?
-                        .into_iter()
-                        .map(|c| (c.provider, c.account)),
-                )
-                .collect();
-            keys.sort();
-            keys.dedup();
-            return Ok(keys);
-        }
-        let raws = self.all(
-            "SELECT provider, account FROM limits
-             UNION SELECT provider, account FROM credentials
-             ORDER BY 1, 2",
-            &[],
-            |r| Ok((r.get::<String>("provider")?, r.get::<String>("account")?)),
-        )?;
+        let key = |r: &Row<'_>| Ok((r.get::<String>("provider")?, r.get::<String>("account")?));
+        let raws = if self.reads_cost_round_trips() {
+            // From the two tables as this transaction reads them anyway (only these two
+            // columns parsed, as below).
+            let mut raws = self.all(&all_limits_sql(), &[], key)?;
+            raws.extend(self.all(&super::credential_rows::all_credentials_sql(), &[], key)?);
+            raws.sort();
+            raws.dedup();
+            raws
+        } else {
+            self.all(
+                "SELECT provider, account FROM limits
+                 UNION SELECT provider, account FROM credentials
+                 ORDER BY 1, 2",
+                &[],
+                key,
+            )?
+        };
         raws.into_iter()
             .map(|(p, a)| Ok((parse_col("provider", p)?, parse_col("account", a)?)))
             .collect()

@@ -432,7 +432,10 @@ conformance! {
             }
             tx.set_setting("after-refusal", "written")
         });
-        assert!(refused.is_err(), "{refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::Constraint { .. })),
+            "a refused reservation is a constraint's refusal on either engine: {refused:?}"
+        );
         assert_eq!(reserved(), 17);
         assert_eq!(db.read(|tx| tx.setting("after-refusal")).unwrap(), None);
     }
@@ -457,11 +460,19 @@ conformance! {
             .write(|tx| -> Result<_, StoreError> {
                 let first = tx.isolated(|tx| reserve(tx, 30))?;
                 let second = tx.isolated(|tx| reserve(tx, 90))?;
+                // Written, then a write that would fail queued, then given up: undone whole,
+                // the failing write never sent.
+                let fourth = tx.isolated(|tx| -> Result<(), StoreError> {
+                    tx.set_setting("given-up", "1")?;
+                    let _ = tx.reserve_in_window(window.id, 90, 100)?;
+                    Err(StoreError::Constraint { reason: "given up".into() })
+                })?;
                 let third = tx.isolated(|tx| reserve(tx, 40))?;
-                Ok([first.is_ok(), second.is_ok(), third.is_ok()])
+                Ok([first.is_ok(), second.is_ok(), fourth.is_ok(), third.is_ok()])
             })
             .unwrap();
-        assert_eq!(outcomes, [true, false, true]);
+        assert_eq!(outcomes, [true, false, false, true]);
+        assert_eq!(db.read(|tx| tx.setting("given-up")).unwrap(), None);
         let reserved = db
             .read(|tx| tx.window_at(claude, &default, WindowKind::Day, T0))
             .unwrap()
