@@ -71,13 +71,11 @@ impl r2d2::ManageConnection for PgManager {
         };
         // A host that dies inside a write must not hold the ledger's lock for the fleet: the
         // server ends a session idle in a transaction past the write deadline, and probes a
-        // silent client's socket within a minute. Text literals read as written (a write's
-        // read-ahead writes its values in: `sql::with_literals`).
+        // silent client's socket within a minute.
         client.batch_execute(&format!(
             "SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
              SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
-             SET tcp_keepalives_count = 3; SET application_name = 'authledger'; \
-             SET standard_conforming_strings = on",
+             SET tcp_keepalives_count = 3; SET application_name = 'authledger'",
             ms = self.lock_timeout_ms
         ))?;
         Ok(PgConn {
