@@ -160,6 +160,18 @@ impl Backing {
 
     /// Changes audit rows behind the ledger's back, as someone with write access to the
     /// database would: past the append-only triggers.
+    /// Runs SQL on the ledger's database behind its back (a hand edit, or a newer build's).
+    fn edit(&self, sql: &str) {
+        match &self.url {
+            None => common::raw(&self.home.db())
+                .execute_batch(sql)
+                .expect("edit the SQLite ledger"),
+            Some(url) => {
+                pg::psql(url, sql);
+            }
+        }
+    }
+
     fn tamper_audit(&self, set: &str, seq: i64) {
         match &self.url {
             None => {
@@ -479,6 +491,24 @@ conformance! {
             .unwrap()
             .reserved;
         assert_eq!(reserved, 70);
+    }
+
+    /// A row this build cannot read (another provider's, written by a newer build) stops
+    /// nothing that does not ask for it, on either engine: a grant on an account it knows
+    /// goes through.
+    fn a_row_of_an_unknown_provider_stops_no_grant_on_a_known_one(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(1_000, 10));
+        store.edit(
+            "INSERT INTO credentials (provider, account, kind, created_at, updated_at) \
+             VALUES ('gemini', 'default', 'api_key', 1, 1); \
+             INSERT INTO limits (provider, account, daily_tokens, concurrent, updated_at) \
+             VALUES ('gemini', 'default', 5, 1, 1); \
+             INSERT INTO provider_health (provider, account, consecutive_errors, facts, \
+             updated_at) VALUES ('gemini', 'default', 0, '{}', 1);",
+        );
+        let lease = ledger.acquire(&req("known").tokens(10)).unwrap();
+        assert_eq!(lease.provider, Provider::Claude);
+        ledger.release(&lease.id).unwrap();
     }
 
     /// What an audit row says comes back byte for byte (a server transaction writes it in as a
