@@ -13,12 +13,11 @@ use std::time::Duration;
 use authledger::paths::LedgerLocation;
 use authledger::select::Choice;
 use authledger::{
-    Account, AcquireRequest, AgentId, Credential, DenyReason, Error, KeySource, LeaseState, Ledger,
-    LedgerConfig, LimitsUpdate, ManualClock, Provider, QuotaError, Secret, UsageGroup, UsageRecord,
-    WindowKind,
+    Account, Credential, DenyReason, Error, KeySource, LeaseState, Ledger, LedgerConfig,
+    LimitsUpdate, ManualClock, Provider, QuotaError, Secret, UsageGroup, UsageRecord, WindowKind,
 };
 
-use crate::common::{self, Home, T0, code, pg, stderr, stdout};
+use crate::common::{self, Home, T0, code, limits, pg, req, stderr, stdout};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -128,19 +127,7 @@ impl Backing {
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .cmd_at(T0)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run authledger");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-        drop(stdin);
-        child.wait_with_output().expect("run authledger")
+        common::with_stdin(self.cmd_at(T0).args(args), input)
     }
 
     /// Rows of a query run straight on the database (no authledger in between), each cell as
@@ -220,16 +207,29 @@ fn api_key(provider: Provider, key: &str) -> Credential {
     )
 }
 
-fn limits(daily: i64, concurrent: i64) -> LimitsUpdate {
-    LimitsUpdate {
-        daily_tokens: Some(daily),
-        concurrent: Some(concurrent),
-        ..Default::default()
-    }
+/// The bare store under `store` with Claude's day window around [`T0`] opened.
+fn day_window(store: &Backing) -> (authledger::store::Store, authledger::records::Window) {
+    let db = store.bare_store();
+    let window = db
+        .write(|tx| {
+            tx.insert_window(
+                Provider::Claude,
+                &Account::default(),
+                WindowKind::Day,
+                T0 - 1,
+                T0 + 1,
+            )
+        })
+        .unwrap();
+    (db, window)
 }
 
-fn req(agent: &str) -> AcquireRequest {
-    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
+/// What Claude's day window at [`T0`] holds reserved.
+fn reserved_now(db: &authledger::store::Store) -> i64 {
+    db.read(|tx| tx.window_at(Provider::Claude, &Account::default(), WindowKind::Day, T0))
+        .unwrap()
+        .unwrap()
+        .reserved
 }
 
 fn claude(ledger: &Ledger) -> authledger::QuotaStatus {
@@ -408,11 +408,8 @@ conformance! {
     /// reservation past its limit fails the whole transaction, as on SQLite, leaving nothing.
     fn writes_sent_later_are_read_undone_and_refused_like_any_other(store: &Backing) {
         use authledger::store::StoreError;
-        let db = store.bare_store();
+        let (db, window) = day_window(store);
         let (claude, default) = (Provider::Claude, Account::default());
-        let window = db
-            .write(|tx| tx.insert_window(claude, &default, WindowKind::Day, T0 - 1, T0 + 1))
-            .unwrap();
         let seen = db
             .write(|tx| -> Result<_, StoreError> {
                 assert!(tx.reserve_in_window(window.id, 10, 100)?);
@@ -430,12 +427,7 @@ conformance! {
             })
             .unwrap();
         assert_eq!(seen, (10, 10));
-        let reserved = || {
-            db.read(|tx| tx.window_at(claude, &default, WindowKind::Day, T0))
-                .unwrap()
-                .unwrap()
-                .reserved
-        };
+        let reserved = || reserved_now(&db);
         assert_eq!(reserved(), 17);
         // Past the limit: refused now (SQLite) or when sent (a server); never committed.
         let refused = db.write(|tx| -> Result<_, StoreError> {
@@ -457,11 +449,7 @@ conformance! {
     /// theirs, and none is reported done while its write failed.
     fn a_batched_request_whose_write_fails_undoes_only_itself(store: &Backing) {
         use authledger::store::StoreError;
-        let db = store.bare_store();
-        let (claude, default) = (Provider::Claude, Account::default());
-        let window = db
-            .write(|tx| tx.insert_window(claude, &default, WindowKind::Day, T0 - 1, T0 + 1))
-            .unwrap();
+        let (db, window) = day_window(store);
         let reserve = |tx: &mut authledger::store::Tx<'_>, n: i64| -> Result<(), StoreError> {
             if !tx.reserve_in_window(window.id, n, 100)? {
                 return Err(StoreError::Constraint { reason: "refused".into() });
@@ -485,12 +473,7 @@ conformance! {
             .unwrap();
         assert_eq!(outcomes, [true, false, false, true]);
         assert_eq!(db.read(|tx| tx.setting("given-up")).unwrap(), None);
-        let reserved = db
-            .read(|tx| tx.window_at(claude, &default, WindowKind::Day, T0))
-            .unwrap()
-            .unwrap()
-            .reserved;
-        assert_eq!(reserved, 70);
+        assert_eq!(reserved_now(&db), 70);
     }
 
     /// A row this build cannot read (another provider's, written by a newer build) stops

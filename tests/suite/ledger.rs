@@ -1,6 +1,6 @@
 //! Lease and usage semantics through the library API (README, "Concepts" and "How it stays correct").
 
-use crate::common;
+use crate::common::{self, limits, req};
 
 use std::time::Duration;
 
@@ -16,18 +16,6 @@ type Fixture = common::LibraryLedger;
 
 fn fixture(update: LimitsUpdate) -> Fixture {
     common::library_ledger(T0, update)
-}
-
-fn limits(daily: i64, concurrent: i64) -> LimitsUpdate {
-    LimitsUpdate {
-        daily_tokens: Some(daily),
-        concurrent: Some(concurrent),
-        ..Default::default()
-    }
-}
-
-fn req(agent: &str) -> AcquireRequest {
-    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
 }
 
 fn claude(f: &Fixture) -> authledger::QuotaStatus {

@@ -1,15 +1,15 @@
 //! The ledger side of the metering gateway (issue 13): lease tokens stored only hashed, usage
 //! records with model, cache and status, and top-ups of a live lease.
 
-use crate::common;
+use crate::common::{self, req};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use authledger::{
-    AcquireRequest, AgentId, Error, KeySource, LeaseId, Ledger, LedgerConfig, LimitsUpdate,
-    ManualClock, Provider, QuotaError,
+    Error, KeySource, LeaseId, Ledger, LedgerConfig, LimitsUpdate, ManualClock, Provider,
+    QuotaError,
 };
 
 const T0: i64 = 1_795_399_200_000;
@@ -23,10 +23,6 @@ fn fixture(daily: i64, concurrent: i64) -> common::LibraryLedger {
             ..Default::default()
         },
     )
-}
-
-fn req(agent: &str) -> AcquireRequest {
-    AcquireRequest::new(AgentId::new(agent).unwrap(), Provider::Claude)
 }
 
 /// Every byte of the ledger's files (database, WAL, shared memory) that exist.

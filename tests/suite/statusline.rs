@@ -1,29 +1,19 @@
 //! `authledger statusline`: the one line Claude Code's `statusLine` shows, from the JSON it
 //! passes on stdin and the ledger read read-only; never a failure Claude Code would blank.
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
-use crate::common::{Home, T0, code, fixture, stderr, stdout};
+use crate::common::{self, Home, T0, code, fixture, stderr, stdout};
 use crate::prices::{TABLE, put_in_force, record};
 
 const MINUTE: i64 = 60_000;
 
 /// Runs `statusline` at `now` with `env` and `input` on stdin.
 fn statusline(home: &Home, now: i64, env: &[(&str, &str)], input: &str) -> Output {
-    let mut child = home
-        .cmd_at(now)
-        .envs(env.iter().copied())
-        .arg("statusline")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run authledger");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    child.wait_with_output().expect("run authledger")
+    common::with_stdin(
+        home.cmd_at(now).envs(env.iter().copied()).arg("statusline"),
+        input,
+    )
 }
 
 /// Claude Code's sample object.

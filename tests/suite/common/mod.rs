@@ -114,20 +114,7 @@ impl Home {
 
     /// Runs the CLI at [`T0`] with `args` and `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run authledger");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-        drop(stdin);
-        child.wait_with_output().expect("run authledger")
+        with_stdin(self.cmd().args(args), input)
     }
 
     /// Starts `args` with a crash point armed, waits until the process says it stopped there
@@ -229,6 +216,39 @@ impl Home {
 
 /// A raw read-write connection to a ledger file, as another program (or an attacker) would
 /// open it: no authledger checks, no triggers bypassed unless the caller drops them.
+/// Runs `cmd` with `input` on its stdin (closed after), and its output.
+pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authledger");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("run authledger")
+}
+
+/// Claude limits of `daily` tokens a day and `concurrent` leases at once.
+pub fn limits(daily: i64, concurrent: i64) -> authledger::LimitsUpdate {
+    authledger::LimitsUpdate {
+        daily_tokens: Some(daily),
+        concurrent: Some(concurrent),
+        ..Default::default()
+    }
+}
+
+/// A fair-share Claude request by `agent`.
+pub fn req(agent: &str) -> authledger::AcquireRequest {
+    authledger::AcquireRequest::new(
+        authledger::AgentId::new(agent).expect("agent id"),
+        authledger::Provider::Claude,
+    )
+}
+
 pub fn raw(db: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(db).expect("open the database directly")
 }
