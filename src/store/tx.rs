@@ -180,8 +180,6 @@ impl<'c> PgTx<'c> {
         Ok(prepared)
     }
 
-    /// The rows `sql` with `args` reads: remembered from an earlier identical read when
-    /// nothing was written since.
     /// Notes a failed statement (see [`PgTx::failed`]).
     fn noted<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         if r.is_err() {
@@ -254,11 +252,13 @@ impl<'c> PgTx<'c> {
         self.noted(r)
     }
 
+    /// The rows `sql` with `args` reads: remembered from an earlier identical read when
+    /// nothing was written since.
     fn query_uncounted(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
-        // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
-        // remembered, and it forgets what was read.
         // What it reads must include the queued writes.
         self.send_queued_writes()?;
+        // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
+        // remembered, and it forgets what was read.
         if !reads_only(sql) {
             self.reads.clear();
             self.flush_deferred()?;
