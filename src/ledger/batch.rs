@@ -51,23 +51,32 @@ impl Ledger {
         &self,
         ops: &[Queued<'_>],
     ) -> Result<Vec<Option<Result<Outcome, Error>>>, Error> {
-        // The batch's time is read once it is in (below): its reads ahead cannot use it.
+        // The batch's time, read before the lock as a lone commit reads it: its reads go
+        // ahead with `BEGIN` (the first request's answered there, the statements of all of
+        // them prepared by name on the connection).
+        let now = self.now();
+        let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
         let ahead = |tx: &Tx<'_>| {
             for queued in ops {
-                queued.op.read_ahead(tx, None);
+                queued.op.read_ahead(tx, Some((now, idle_before)));
             }
         };
         self.store.write_reading(ahead, |tx| {
-            // Read once the writer queue let this batch in, so commits are in time order.
-            let now = self.now();
-            let idle_before = quota::idle_cutoff(now, self.config.idle_timeout);
+            // A deadline is checked on the clock once the lock is held: a request whose
+            // client stopped waiting (and does it itself) is not run twice.
+            let started = self.now();
             let mut results = Vec::with_capacity(ops.len());
             for queued in ops {
-                if now > queued.start_by {
+                if started > queued.start_by {
                     results.push(None);
                     continue;
                 }
-                let result = match tx.isolated(|tx| apply(tx, now, idle_before, queued.op))? {
+                let result = match tx.isolated(|tx| {
+                    // Its reads in one round trip: what the requests before it wrote is read
+                    // again, what they left alone (credentials, limits) is already known.
+                    tx.read_ahead(|plan| queued.op.read_ahead(plan, Some((now, idle_before))))?;
+                    apply(tx, now, idle_before, queued.op)
+                })? {
                     Ok(done) => done,
                     Err(e) => Err(e),
                 };

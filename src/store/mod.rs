@@ -116,6 +116,7 @@ mod lease_token_rows;
 mod lock;
 mod migrate;
 mod pg;
+mod read_cache;
 mod settings_rows;
 pub(crate) mod sql;
 mod sqlite;

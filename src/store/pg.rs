@@ -607,7 +607,9 @@ fn name_statements<'s>(conn: &mut PgConn, sqls: impl Iterator<Item = &'s str>) {
 type Begun = (r2d2::PooledConnection<PgManager>, Vec<SimpleQueryMessage>);
 
 /// The rows each statement of a multi-statement round trip answered, statement by statement.
-fn rows_by_statement(answer: Vec<SimpleQueryMessage>) -> Vec<Vec<postgres::SimpleQueryRow>> {
+pub(super) fn rows_by_statement(
+    answer: Vec<SimpleQueryMessage>,
+) -> Vec<Vec<postgres::SimpleQueryRow>> {
     let mut out = Vec::new();
     let mut rows = Vec::new();
     for message in answer {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use postgres::types::ToSql;
 
+use super::read_cache::ReadCache;
 use super::settings_rows::SET_SETTING;
 use super::sql::{Dialect, Row, Value, for_postgres};
 use super::{StoreError, TxExtension};
@@ -26,12 +27,10 @@ pub(super) struct PgTx<'c> {
     txn: &'c mut postgres::Client,
     statements: &'c mut StatementCache,
     open: bool,
-    /// What each query read since this transaction last wrote, by statement and values: a
-    /// query asked again (selection, then the grant, read the same rows) is answered without a
-    /// round trip. Exact, not a guess: every ledger writer holds the ledger's lock, so nothing
-    /// but this transaction's own writes can change what it reads, and any write (or savepoint
-    /// command) forgets everything read.
-    reads: HashMap<String, Rc<PgRows>>,
+    /// What queries read that no write since could have changed (see [`ReadCache`]): a query
+    /// asked again (selection, then the grant, read the same rows) is answered without a round
+    /// trip.
+    reads: ReadCache,
     /// A statement failed: the server has aborted the transaction until a savepoint before the
     /// failure is rolled back to, and would answer `COMMIT` with a silent rollback.
     failed: bool,
@@ -124,7 +123,7 @@ impl<'c> PgTx<'c> {
             txn: client,
             statements,
             open: true,
-            reads: HashMap::new(),
+            reads: ReadCache::default(),
             failed: false,
             deferred: Vec::new(),
             named,
@@ -134,12 +133,41 @@ impl<'c> PgTx<'c> {
     /// Remembers what a planned read (see [`Planned`]) answered, as the store read it with
     /// `BEGIN`, under the ledger's lock.
     pub(super) fn remember(&mut self, key: String, rows: Vec<postgres::SimpleQueryRow>) {
-        self.reads.insert(key, Rc::new(PgRows::Text(rows)));
+        self.reads.remember(key, Rc::new(PgRows::Text(rows)));
+    }
+
+    /// Reads what `planned` names and this transaction has not read (or has written since),
+    /// in one round trip with the queued commands, and remembers the rows: the reads of the
+    /// next request of a batch, after the writes of the one before it.
+    fn read_planned(&mut self, planned: Vec<Planned>) -> Result<(), StoreError> {
+        let missing: Vec<Planned> = planned
+            .into_iter()
+            .filter(|p| !self.reads.has(&p.key))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let queued = self.deferred.len();
+        let mut text = self.take_deferred();
+        for p in &missing {
+            text.push_str(&super::sql::named_or_text(self.named, &p.sql, &p.literals));
+            text.push_str("; ");
+        }
+        let answer = self.txn.simple_query(&text).map_err(StoreError::from);
+        let answer = self.noted(answer)?;
+        // One answer per statement, in order: the queued commands', then the reads'.
+        let answers = super::pg::rows_by_statement(answer)
+            .into_iter()
+            .skip(queued);
+        for (p, rows) in missing.into_iter().zip(answers) {
+            self.remember(p.key, rows);
+        }
+        Ok(())
     }
 
     /// Queues a write whose outcome no one waits for (see [`PgTx::deferred`]).
     fn write_later(&mut self, sql: String, literals: Vec<String>) {
-        self.reads.clear();
+        self.reads.forget_changed_by(&sql);
         self.deferred.push(Deferred::Write(sql, literals));
     }
 
@@ -189,7 +217,7 @@ impl<'c> PgTx<'c> {
     }
 
     fn execute(&mut self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError> {
-        self.reads.clear();
+        self.reads.forget_changed_by(sql);
         self.flush_deferred()?;
         let r = self
             .statement(sql)
@@ -253,14 +281,12 @@ impl<'c> PgTx<'c> {
     }
 
     /// The rows `sql` with `args` reads: remembered from an earlier identical read when
-    /// nothing was written since.
+    /// nothing written since could change them.
     fn query_uncounted(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Rc<PgRows>, StoreError> {
-        // What it reads must include the queued writes.
-        self.send_queued_writes()?;
         // A statement that returns rows may also write (`INSERT … RETURNING`): it is never
-        // remembered, and it forgets what was read.
+        // remembered, and it forgets what it may change.
         if !reads_only(sql) {
-            self.reads.clear();
+            self.reads.forget_changed_by(sql);
             self.flush_deferred()?;
             let stmt = self.statement(sql)?;
             return Ok(Rc::new(PgRows::Binary(
@@ -269,11 +295,14 @@ impl<'c> PgTx<'c> {
         }
         let key = read_key(sql, args);
         if let Some(rows) = self.reads.get(&key) {
-            return Ok(rows.clone());
+            // Queued writes were forgotten from it as they were queued.
+            return Ok(rows);
         }
+        // What it reads must include the queued writes.
+        self.send_queued_writes()?;
         let stmt = self.statement(sql)?;
         let rows = Rc::new(PgRows::Binary(self.txn.query(&stmt, &pg_args(args))?));
-        self.reads.insert(key, rows.clone());
+        self.reads.remember(key, rows.clone());
         Ok(rows)
     }
 
@@ -475,6 +504,19 @@ impl<'c> Tx<'c> {
             Conn::Pg(c) => c.borrow_mut().flush_deferred(),
             Conn::Lite(_) | Conn::Plan(_) => Ok(()),
         }
+    }
+
+    /// Reads ahead, in one round trip, what `ahead` reads (on a plan, see
+    /// [`Store::write_reading`](super::Store::write_reading)) and this transaction does not
+    /// know yet: a batch's next request then decides without a round trip per read. SQLite
+    /// reads in-process: `ahead` is not run there.
+    pub fn read_ahead(&self, ahead: impl FnOnce(&Tx<'_>)) -> Result<(), StoreError> {
+        let Conn::Pg(c) = &self.conn else {
+            return Ok(());
+        };
+        let plan = Tx::plan();
+        ahead(&plan);
+        c.borrow_mut().read_planned(plan.into_planned())
     }
 
     /// Executes a write whose outcome (rows changed, a constraint's refusal) the caller does

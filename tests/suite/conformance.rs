@@ -476,6 +476,68 @@ conformance! {
         assert_eq!(reserved_now(&db), 70);
     }
 
+    /// Requests committed together (as the daemon commits them) decide on what the ones
+    /// before them in the same transaction wrote: the day's tokens and the live leases counted
+    /// across them, a slot a release freed granted at once. On a server each request's reads
+    /// go ahead in one round trip, and what an earlier request changed is read again.
+    fn requests_in_one_batch_decide_on_each_others_writes(store: &Backing) {
+        use authledger::LeaseId;
+        use authledger::ledger::{Op, Queued};
+        let (ledger, _clock) = store.ledger(T0, limits(350, 3));
+        let id = |n: u8| LeaseId::from_random([n; 10]);
+        let acquire = |n: u8, tokens: i64| Op::Acquire {
+            id: id(n),
+            request: req(&format!("batch-{n}")).tokens(tokens),
+        };
+        let ops = [
+            acquire(1, 100),
+            acquire(2, 100),
+            acquire(3, 200), // 400 tokens of 350: refused
+            acquire(4, 100),
+            acquire(5, 10), // a fourth live lease of 3: refused
+            Op::Release {
+                id: id(1),
+                detail: None,
+            },
+            acquire(6, 150), // the freed slot and tokens: exactly 350
+            acquire(7, 1),   // refused
+        ];
+        let queued: Vec<Queued<'_>> = ops
+            .iter()
+            .map(|op| Queued {
+                op,
+                start_by: i64::MAX,
+            })
+            .collect();
+        let replies = ledger.commit_together(&queued).unwrap();
+        let done: Vec<bool> = replies
+            .iter()
+            .map(|r| matches!(r, Some(Ok(_))))
+            .collect();
+        assert_eq!(
+            done,
+            [true, true, false, true, false, true, true, false],
+            "{replies:?}"
+        );
+        let mut live: Vec<(String, i64)> = ledger
+            .leases(false)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.agent.as_str().to_string(), l.allocated))
+            .collect();
+        live.sort();
+        assert_eq!(
+            live,
+            [
+                ("batch-2".to_string(), 100),
+                ("batch-4".to_string(), 100),
+                ("batch-6".to_string(), 150)
+            ]
+        );
+        let (rc, report) = verify(store);
+        assert_eq!((rc, report["ok"].clone()), (0, true.into()), "{report}");
+    }
+
     /// A row this build cannot read (another provider's, written by a newer build) stops
     /// nothing that does not ask for it, on either engine: a grant on an account it knows
     /// goes through.

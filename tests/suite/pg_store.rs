@@ -8,6 +8,11 @@ use authledger::store::{Store, StoreError, StoreOptions};
 use crate::common::pg;
 
 fn server_store() -> Store {
+    server_store_and_url().0
+}
+
+/// A store on a fresh database, and the database's URL for a connection of a test's own.
+fn server_store_and_url() -> (Store, String) {
     let url = pg::server().fresh_db();
     let dir = tempfile::tempdir().unwrap();
     let anchor = dir.path().join("ledger");
@@ -16,13 +21,13 @@ fn server_store() -> Store {
         anchor: anchor.clone(),
     };
     let options = StoreOptions {
-        server: Some(url.into()),
+        server: Some(url.clone().into()),
         ..StoreOptions::default()
     };
     let store = Store::open(location.local_path(), options).unwrap();
     // The anchor's directory may go with the tempdir: the store only needs the server.
     drop(dir);
-    store
+    (store, url)
 }
 
 #[test]
@@ -109,4 +114,44 @@ fn a_server_url_that_leads_nowhere_or_an_empty_location_changes_nothing() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A write transaction answers a read again from what it read, until it writes the table
+/// read: a write to another table leaves it known, a write to the same table has it read
+/// again. Shown with a change no ledger writer could make (a connection of the test's own,
+/// without the ledger's lock) between the reads: seen only once the transaction's own write
+/// forgot the first answer.
+#[test]
+fn a_transaction_reads_again_only_what_its_own_writes_changed() {
+    let (store, url) = server_store_and_url();
+    store
+        .write(|tx| tx.set_setting("watched", "before"))
+        .unwrap();
+    let sample = authledger::records::UtilizationSample {
+        provider: authledger::Provider::Claude,
+        account: authledger::Account::default(),
+        window: "5h".into(),
+        at_ms: 1,
+        used_bp: 10,
+        resets_at: 2,
+        window_ms: 1,
+    };
+    let seen = store
+        .write(|tx| -> Result<_, StoreError> {
+            let first = tx.setting("watched")?;
+            pg::psql(
+                &url,
+                "UPDATE settings SET value = 'behind' WHERE key = 'watched'",
+            );
+            tx.insert_utilization_sample(&sample)?;
+            let after_other_table = tx.setting("watched")?;
+            tx.set_setting("another", "x")?;
+            let after_same_table = tx.setting("watched")?;
+            Ok([first, after_other_table, after_same_table])
+        })
+        .unwrap();
+    assert_eq!(
+        seen.map(Option::unwrap_or_default),
+        ["before", "before", "behind"]
+    );
 }
