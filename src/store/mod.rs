@@ -79,8 +79,9 @@
 //!   one multi-statement round trip, values written in as literals; each statement after the
 //!   lock reads what was committed before it was granted, exactly what the transaction would
 //!   read itself;
-//! - answers a read it already made since its last write from memory, and one account's
-//!   credential, limits or health out of the whole table it read;
+//! - answers a read it already made from memory until it writes a table that read names
+//!   (`read_cache`), and one account's credential, limits or health out of the whole table it
+//!   read;
 //! - appends audit rows without reading the tail again (it knows its own appends) and writes
 //!   the chain's recorded head once, with `COMMIT`, in the same round trip;
 //! - sends a savepoint only with the next write (one released or rolled back to before any
@@ -90,7 +91,9 @@
 //!   its values written in, and sends them with the next round trip, `COMMIT` at the latest.
 //!
 //! A grant or a release is 2 round trips (they were 21 and 11): `BEGIN` with its reads, then
-//! its writes with `COMMIT`.
+//! its writes with `COMMIT`. A batch of them (the daemon's) reads each request's reads ahead
+//! in one round trip after the writes before it ([`Tx::read_ahead`]), so a batched request
+//! costs two as well.
 //!
 //! ## Errors
 //!
