@@ -343,9 +343,11 @@ impl PgStore {
             text
         };
         let Some(conn) = self.begun(pool_get, begin) else {
-            return Err(StoreError::Pool("no connection".into()).into());
+            return Err(self
+                .at_server(StoreError::Pool("no connection".into()))
+                .into());
         };
-        let (mut conn, answer) = conn.map_err(|e| lock_error(e, started))?;
+        let (mut conn, answer) = conn.map_err(|e| self.at_server(lock_error(e, started)))?;
         // What each statement answered, in order: BEGIN, the lock, the tail, then `ahead`.
         let mut answers = rows_by_statement(answer).into_iter().skip(2);
         let tail = audit_tail_in(answers.next().unwrap_or_default())?;
@@ -360,7 +362,7 @@ impl PgStore {
         }
         let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension).with_audit_tail(tail);
         let value = f(&mut tx)?;
-        tx.commit()?;
+        tx.commit().map_err(|e| self.at_server(e))?;
         Ok(value)
     }
 
@@ -375,8 +377,10 @@ impl PgStore {
     {
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
         match self.begun(pool_get, |_| READ_BEGIN.to_string()) {
-            Some(conn) => Self::read_on(conn?.0, extension, f),
-            None => Err(StoreError::Pool("no connection".into()).into()),
+            Some(conn) => Self::read_on(conn.map_err(|e| self.at_server(e))?.0, extension, f),
+            None => Err(self
+                .at_server(StoreError::Pool("no connection".into()))
+                .into()),
         }
     }
 
@@ -398,7 +402,18 @@ impl PgStore {
         let pool_get = || self.pool.try_get().map(Ok);
         match self.begun(pool_get, |_| READ_BEGIN.to_string())? {
             Ok((conn, _)) => Some(Self::read_on(conn, extension, f)),
-            Err(e) => Some(Err(e.into())),
+            Err(e) => Some(Err(self.at_server(e).into())),
+        }
+    }
+
+    /// A failure of the server or the way to it, saying which server: the one line a person
+    /// reads then must tell them where to look (a host may use more than one ledger).
+    fn at_server(&self, e: StoreError) -> StoreError {
+        let at = |b: super::error::BackendError| format!("PostgreSQL at {}: {b}", self.shown);
+        match e {
+            StoreError::Backend(b) => StoreError::Backend(at(b).into()),
+            StoreError::Pool(b) => StoreError::Pool(at(b).into()),
+            other => other,
         }
     }
 

@@ -391,7 +391,7 @@ fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
         seen.iter().flat_map(|s| &s.failures).collect();
     for (what, out) in &failures {
         println!("cut off by the restart: {what}: {}", stderr(out).trim());
-        assert_storage_error(out, what);
+        assert_storage_error(out, what, &format!("127.0.0.1:{}", server.port()));
     }
     // A writer that was only waiting for the ledger's lock (nothing of its transaction ran)
     // is retried on a new connection when the server is back in time; one cut off later in
@@ -454,10 +454,14 @@ fn a_server_restart_mid_run_loses_nothing_committed_and_nobody_hangs() {
 }
 
 /// A clean storage error: exit 5, nothing on stdout, one line on stderr (JSON for `--json`
-/// commands), never the password.
-fn assert_storage_error(out: &std::process::Output, what: &str) {
+/// commands) naming the server at `server`, never the password.
+fn assert_storage_error(out: &std::process::Output, what: &str, server: &str) {
     let err = stderr(out);
     assert!(!err.contains(PASSWORD), "{what}: the password shows: {err}");
+    assert!(
+        err.contains(server),
+        "{what}: the server is not named: {err}"
+    );
     // The driver's bare "db error" would hide what the server said.
     assert!(
         !err.contains("db error\n") && !err.contains("db error\""),
