@@ -145,9 +145,12 @@ impl Tx<'_> {
     /// How many rows each action has, per provider (`None` for rows of no provider): the
     /// counters `metrics` exports, counted here rather than by reading every row.
     pub fn audit_counts(&self) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
+        let order = self.dialect().order_text(&["action", "provider"]);
         self.all(
-            "SELECT action, provider, COUNT(*) AS n FROM audit
-             GROUP BY action, provider ORDER BY action, provider",
+            &format!(
+                "SELECT action, provider, COUNT(*) AS n FROM audit
+                 GROUP BY action, provider ORDER BY {order}"
+            ),
             &[],
             |r| Ok((r.get("action")?, r.get("provider")?, r.get("n")?)),
         )

@@ -1,6 +1,6 @@
 //! Credentials: clear metadata rows and their sealed secret fields.
 
-use super::sql::{Row, args};
+use super::sql::{Dialect, Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -75,8 +75,9 @@ fn build(raw: Raw) -> Result<CredentialRecord, StoreError> {
 }
 
 /// Every credential's metadata, ordered by provider and account.
-pub(super) fn all_credentials_sql() -> String {
-    format!("SELECT {COLS} FROM credentials ORDER BY provider, account")
+pub(super) fn all_credentials_sql(dialect: Dialect) -> String {
+    let order = dialect.order_text(&["provider", "account"]);
+    format!("SELECT {COLS} FROM credentials ORDER BY {order}")
 }
 
 impl Tx<'_> {
@@ -89,7 +90,7 @@ impl Tx<'_> {
         if self.reads_cost_round_trips() {
             // One provider account's row out of the whole (small) table, which selection has
             // usually read already in this transaction; only that row is parsed, as below.
-            let raws = self.all(&all_credentials_sql(), &[], from_row)?;
+            let raws = self.all(&all_credentials_sql(self.dialect()), &[], from_row)?;
             return raws
                 .into_iter()
                 .find(|r| r.0[0] == provider.as_str() && r.0[1] == account.as_str())
@@ -106,7 +107,7 @@ impl Tx<'_> {
 
     /// Every credential's metadata, ordered by provider and account.
     pub fn credential_records(&self) -> Result<Vec<CredentialRecord>, StoreError> {
-        let raws = self.all(&all_credentials_sql(), &[], from_row)?;
+        let raws = self.all(&all_credentials_sql(self.dialect()), &[], from_row)?;
         raws.into_iter().map(build).collect()
     }
 

@@ -1,6 +1,6 @@
 //! Provider health rows.
 
-use super::sql::{Row, args};
+use super::sql::{Dialect, Row, args};
 
 use super::tx::parse_col;
 use super::{StoreError, Tx};
@@ -11,8 +11,9 @@ const HEALTH_COLS: &str = "provider, account, unavailable_until, reason, consecu
                            last_status, facts, updated_at";
 
 /// Every provider account's health.
-pub(super) fn all_health_sql() -> String {
-    format!("SELECT {HEALTH_COLS} FROM provider_health ORDER BY provider, account")
+pub(super) fn all_health_sql(dialect: Dialect) -> String {
+    let order = dialect.order_text(&["provider", "account"]);
+    format!("SELECT {HEALTH_COLS} FROM provider_health ORDER BY {order}")
 }
 
 fn health_from_row(r: &Row<'_>) -> Result<HealthRecord, StoreError> {
@@ -39,7 +40,7 @@ impl Tx<'_> {
             // Out of the whole (small) table, read once per transaction (with `BEGIN`, when
             // the transaction is a grant).
             // Only that row is parsed, as below.
-            let rows = self.all(&all_health_sql(), &[], |r| {
+            let rows = self.all(&all_health_sql(self.dialect()), &[], |r| {
                 let key: (String, String) = (r.get("provider")?, r.get("account")?);
                 let mine = key.0 == provider.as_str() && key.1 == account.as_str();
                 mine.then(|| health_from_row(r)).transpose()

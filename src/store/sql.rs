@@ -238,6 +238,18 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// An `ORDER BY` list of text columns sorted as SQLite sorts them (byte by byte, NULL
+    /// first) on either engine: a server sorts by its database's collation (which may put
+    /// `a-agent` before `B-agent`, or ignore punctuation) and NULL last, and a list must come
+    /// out the same whichever ledger it is read from.
+    pub fn order_text(self, columns: &[&str]) -> String {
+        let each = |c: &&str| match self {
+            Dialect::Sqlite => c.to_string(),
+            Dialect::Postgres => format!("{c} COLLATE \"C\" NULLS FIRST"),
+        };
+        columns.iter().map(each).collect::<Vec<_>>().join(", ")
+    }
+
     /// The UTC day (`YYYY-MM-DD`) of an epoch-milliseconds column.
     pub fn utc_day(self, column: &str) -> String {
         match self {

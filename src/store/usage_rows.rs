@@ -96,9 +96,11 @@ impl Tx<'_> {
         let key = group_key(self.dialect(), group);
         // Sessions in the order they began using tokens (their ids are random); the rest
         // by key.
+        // The key's expression, not its alias: PostgreSQL takes an alias only bare.
+        let by_key = self.dialect().order_text(&[&format!("({key})")]);
         let order = match group {
-            UsageGroup::Session => "MIN(id), k",
-            _ => "k",
+            UsageGroup::Session => format!("MIN(id), {by_key}"),
+            _ => by_key,
         };
         self.all(
             &format!(
@@ -179,9 +181,12 @@ impl Tx<'_> {
     /// Requests of the usage records that carry an outcome (the gateway's), per provider and
     /// outcome: the gateway request counters `metrics` exports.
     pub fn usage_outcomes(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let order = self.dialect().order_text(&["provider", "status"]);
         self.all(
-            "SELECT provider, status, CAST(SUM(requests) AS BIGINT) AS n FROM usage_events
-             WHERE status IS NOT NULL GROUP BY provider, status ORDER BY provider, status",
+            &format!(
+                "SELECT provider, status, CAST(SUM(requests) AS BIGINT) AS n FROM usage_events
+                 WHERE status IS NOT NULL GROUP BY provider, status ORDER BY {order}"
+            ),
             &[],
             |r| Ok((r.get("provider")?, r.get("status")?, r.get("n")?)),
         )

@@ -92,8 +92,9 @@ fn limits_build(raw: LimitRaw) -> Result<Limits, StoreError> {
 }
 
 /// Every stored limits row, ordered by provider and account.
-pub(super) fn all_limits_sql() -> String {
-    format!("SELECT {LIMIT_COLS} FROM limits ORDER BY provider, account")
+pub(super) fn all_limits_sql(dialect: Dialect) -> String {
+    let order = dialect.order_text(&["provider", "account"]);
+    format!("SELECT {LIMIT_COLS} FROM limits ORDER BY {order}")
 }
 
 /// Returns an unused reservation to a window.
@@ -120,7 +121,7 @@ impl Tx<'_> {
         if self.reads_cost_round_trips() {
             // Out of the whole (small) table, read once per transaction; only that row is
             // parsed, as below.
-            let raws = self.all(&all_limits_sql(), &[], limits_from_row)?;
+            let raws = self.all(&all_limits_sql(self.dialect()), &[], limits_from_row)?;
             return raws
                 .into_iter()
                 .find(|r| r.0 == provider.as_str() && r.1 == account.as_str())
@@ -142,8 +143,12 @@ impl Tx<'_> {
         let raws = if self.reads_cost_round_trips() {
             // From the two tables as this transaction reads them anyway (only these two
             // columns parsed, as below).
-            let mut raws = self.all(&all_limits_sql(), &[], key)?;
-            raws.extend(self.all(&super::credential_rows::all_credentials_sql(), &[], key)?);
+            let mut raws = self.all(&all_limits_sql(self.dialect()), &[], key)?;
+            raws.extend(self.all(
+                &super::credential_rows::all_credentials_sql(self.dialect()),
+                &[],
+                key,
+            )?);
             raws.sort();
             raws.dedup();
             raws

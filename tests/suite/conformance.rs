@@ -50,6 +50,27 @@ impl Backing {
         }
     }
 
+    /// PostgreSQL on a database whose collation is not byte order: ICU's root locale (which
+    /// sorts `a-agent` before `B-agent` and `c` before `Zed`).
+    fn postgres_with_icu_collation() -> Backing {
+        let server = pg::server();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("icu_{}_{nanos}", std::process::id());
+        pg::psql(
+            &server.db_url("postgres"),
+            &format!(
+                "CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'und' \
+                 LOCALE 'C.UTF-8' TEMPLATE template0"
+            ),
+        );
+        Backing {
+            home: Home::empty(),
+            url: Some(server.db_url(&name)),
+        }
+    }
+
     /// The ledger's location as the CLI resolves it for this home.
     fn location(&self) -> LedgerLocation {
         match &self.url {
@@ -536,6 +557,35 @@ conformance! {
         );
         let (rc, report) = verify(store);
         assert_eq!((rc, report["ok"].clone()), (0, true.into()), "{report}");
+    }
+
+    /// Lists come out in the same order from either engine: text byte by byte (`B-agent`,
+    /// `Zed`, `a-agent`, `c`), a missing value first, whatever collation the server's database
+    /// has (run once more below on a database sorting by ICU's root locale).
+    fn lists_come_out_in_byte_order_on_either_engine(store: &Backing) {
+        let (ledger, _clock) = store.ledger(T0, limits(10_000, 10));
+        for agent in ["c", "a-agent", "Zed", "B-agent"] {
+            let lease = ledger.acquire(&req(agent).tokens(10)).unwrap();
+            ledger
+                .record_usage(&lease.id, &UsageRecord::new(1, 0))
+                .unwrap();
+            ledger.release(&lease.id).unwrap();
+        }
+        let agents: Vec<String> = ledger
+            .usage_report(0, UsageGroup::Agent)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.key)
+            .collect();
+        assert_eq!(agents, ["B-agent", "Zed", "a-agent", "c"]);
+        let counts = ledger.audit_counts().unwrap();
+        let mut sorted = counts.clone();
+        sorted.sort();
+        assert_eq!(counts, sorted, "audit counts not in byte order, None first");
+        let out = store.run_at(T0, &["usage", "--by", "agent"]);
+        let text = stdout(&out);
+        let at = |agent: &str| text.find(agent).unwrap_or_else(|| panic!("{agent}: {text}"));
+        assert!(at("Zed") < at("a-agent") && at("a-agent") < at(" c "), "{text}");
     }
 
     /// A row this build cannot read (another provider's, written by a newer build) stops
@@ -1354,4 +1404,11 @@ mod cli {
         );
         assert_eq!(tables, "1");
     }
+}
+
+/// [`lists_come_out_in_byte_order_on_either_engine`] on a server database whose collation
+/// sorts otherwise.
+#[test]
+fn lists_come_out_in_byte_order_on_a_database_of_another_collation() {
+    lists_come_out_in_byte_order_on_either_engine(&Backing::postgres_with_icu_collation());
 }
