@@ -1,5 +1,6 @@
 //! Reading a secret typed at the terminal: echo off before the prompt is shown (so nothing
-//! typed after it is ever echoed), one line ended by Enter, echo restored afterwards.
+//! typed after it is ever echoed), one line ended by Enter, echo restored afterwards, and
+//! restored too when a signal ends the process while it reads (Ctrl-C exits 130).
 
 use std::io::{BufRead, Read, Write};
 
@@ -31,6 +32,8 @@ pub fn read_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Error> {
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(&stdin)
         .map_err(|e| io("cannot read the terminal's settings")(e.into()))?;
+    // Ctrl-C (or a hang-up, a kill) while echo is off must not leave the terminal silent.
+    exit_restoring_on_signals(saved.clone());
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
@@ -48,4 +51,46 @@ pub fn read_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Error> {
         .read_line(&mut line)
         .map_err(io("cannot read from the terminal"))?;
     Ok(line)
+}
+
+/// From now on, SIGINT, SIGTERM, SIGHUP and SIGQUIT put the terminal's settings `saved` back
+/// and exit with 128 + the signal's number, as the shell reports a process the signal killed.
+/// The handlers are in place before this returns (a Ctrl-C at once is caught too) and stay
+/// for the rest of the process: restoring the settings the terminal had is harmless later.
+fn exit_restoring_on_signals(saved: termios::Termios) {
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    let streams = {
+        let _in = runtime.enter();
+        [
+            (SignalKind::interrupt(), Signal::SIGINT as i32),
+            (SignalKind::terminate(), Signal::SIGTERM as i32),
+            (SignalKind::hangup(), Signal::SIGHUP as i32),
+            (SignalKind::quit(), Signal::SIGQUIT as i32),
+        ]
+        .map(|(kind, number)| signal(kind).ok().map(|s| (s, number)))
+    };
+    let [Some(mut int), Some(mut term), Some(mut hup), Some(mut quit)] = streams else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let number = runtime.block_on(async {
+            tokio::select! {
+                _ = int.0.recv() => int.1,
+                _ = term.0.recv() => term.1,
+                _ = hup.0.recv() => hup.1,
+                _ = quit.0.recv() => quit.1,
+            }
+        });
+        let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+        // The echoed newline the interrupted line never got.
+        eprintln!();
+        std::process::exit(128 + number);
+    });
 }

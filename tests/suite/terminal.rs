@@ -211,8 +211,11 @@ struct Typing {
 
 impl Typing {
     fn start(home: &Home, env: &[(&str, &str)], args: &[&str]) -> Typing {
-        let mut child = home
-            .terminal(Some(T0), env, args)
+        Typing::spawn(home.terminal(Some(T0), env, args))
+    }
+
+    fn spawn(mut command: std::process::Command) -> Typing {
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -304,6 +307,40 @@ fn an_api_key_typed_at_a_terminal_is_not_echoed_and_ends_at_enter() {
     let c = stored(&home, "claude", "typed");
     assert_eq!(c["kind"], "api_key", "{c}");
     assert_eq!(c["redacted"], "sk-ant-…9876", "{c}");
+}
+
+/// Ctrl-C at a hidden prompt leaves the terminal as it found it: echo back on (the shell
+/// around the command prints the terminal's settings once it was interrupted).
+#[test]
+fn ctrl_c_at_a_hidden_prompt_turns_the_echo_back_on() {
+    let home = Home::new();
+    let mut t = Typing::spawn(home.terminal_with(
+        "trap 'stty -a; exit 130' INT; ",
+        Some(T0),
+        &[],
+        &["login", "claude", "--account", "typed", "--api-key-stdin"],
+    ));
+    t.read_until("API key: ");
+    t.type_text("sk-ant-half-typed\x03");
+    let (text, status) = t.finish();
+    assert_eq!(status, Some(130), "{text:?}");
+    let settings: Vec<&str> = text
+        .split_once("API key: ")
+        .map_or("", |(_, after)| after)
+        .split_whitespace()
+        .collect();
+    assert!(
+        settings.contains(&"icanon"),
+        "no settings printed: {text:?}"
+    );
+    assert!(settings.contains(&"echo"), "echo left off: {text:?}");
+    assert!(settings.contains(&"-echonl"), "echonl left on: {text:?}");
+    assert!(!text.contains("half-typed"), "echoed: {text:?}");
+    assert!(
+        home.json(&["status"])
+            .as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["account"] != "typed"))
+    );
 }
 
 #[test]

@@ -182,7 +182,9 @@ impl Home {
         )
     }
 
-    fn terminal_with(
+    /// [`Home::terminal`] with a shell `prefix` run first in the same shell (`stty …; `, a
+    /// `trap`).
+    pub fn terminal_with(
         &self,
         prefix: &str,
         now_ms: Option<i64>,
