@@ -1,6 +1,6 @@
 //! Reading a secret typed at the terminal: echo off before the prompt is shown (so nothing
 //! typed after it is ever echoed), one line ended by Enter, echo restored afterwards, and
-//! restored too when a signal ends the process while it reads (Ctrl-C exits 130).
+//! restored too when a signal ends the process while it reads (Ctrl-C still ends it).
 
 use std::io::{BufRead, Read, Write};
 
@@ -54,7 +54,7 @@ pub fn read_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Error> {
 }
 
 /// From now on, SIGINT, SIGTERM, SIGHUP and SIGQUIT put the terminal's settings `saved` back
-/// and exit with 128 + the signal's number, as the shell reports a process the signal killed.
+/// and end the process by the signal's default action (the shell says 130 for Ctrl-C).
 /// The handlers are in place before this returns (a Ctrl-C at once is caught too) and stay
 /// for the rest of the process: restoring the settings the terminal had is harmless later.
 fn exit_restoring_on_signals(saved: termios::Termios) {
@@ -89,8 +89,12 @@ fn exit_restoring_on_signals(saved: termios::Termios) {
             }
         });
         let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
-        // The echoed newline the interrupted line never got.
-        eprintln!();
+        // The echoed newline the interrupted line never got (a hung-up terminal may refuse
+        // it: the process ends all the same).
+        let _ = writeln!(std::io::stderr());
+        // Ended by the signal itself, as without this handler: a shell running the command
+        // from a script stops at Ctrl-C too (a child that exits 130 would let it go on).
+        let _ = signal_hook::low_level::emulate_default_handler(number);
         std::process::exit(128 + number);
     });
 }

@@ -41,8 +41,8 @@ pub(super) fn acquire_in(
 impl Ledger {
     /// Commits ops together: one write transaction with one commit, each op in its own
     /// savepoint, so a failing op undoes only its own writes, while a refusal (which writes its
-    /// audit row) commits like a grant. An op whose `start_by` has passed by the time the
-    /// transaction starts is not run (`None`): its caller may already have done it itself.
+    /// audit row) commits like a grant. An op whose `start_by` has passed by the time it would
+    /// start (under the lock) is not run (`None`): its caller may already have done it itself.
     /// `Err` is a failed commit: none of them happened.
     ///
     /// This is what a group-committing host (the daemon) calls; each op comes out exactly as
@@ -62,12 +62,11 @@ impl Ledger {
             }
         };
         self.store.write_reading(ahead, |tx| {
-            // A deadline is checked on the clock once the lock is held: a request whose
-            // client stopped waiting (and does it itself) is not run twice.
-            let started = self.now();
             let mut results = Vec::with_capacity(ops.len());
             for queued in ops {
-                if started > queued.start_by {
+                // A deadline is checked on the clock as the request starts, under the lock: a
+                // request whose client stopped waiting (and does it itself) is not run twice.
+                if self.now() > queued.start_by {
                     results.push(None);
                     continue;
                 }

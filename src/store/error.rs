@@ -122,6 +122,48 @@ impl From<rusqlite::Error> for StoreError {
 /// that fails): the store reads it back as a [`StoreError::Constraint`].
 pub(super) const CONSTRAINT_FAILED: &str = "authledger constraint: ";
 
+/// A failure at a server, naming it (never its password): the engine's error stays the
+/// source.
+#[derive(Debug)]
+pub struct AtServer {
+    /// The server and database as shown to people.
+    pub server: String,
+    /// What failed there.
+    pub source: BackendError,
+}
+
+impl std::fmt::Display for AtServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgreSQL at {}: {}", self.server, self.source)
+    }
+}
+
+impl std::error::Error for AtServer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// `e` naming the server `shown` if it is a failure of the server or the way to it (a
+/// connection, the pool), once: the one line a person reads must tell them where to look, and
+/// a host may use more than one ledger.
+pub(super) fn at_server(shown: &str, e: StoreError) -> StoreError {
+    let at = |source: BackendError| -> BackendError {
+        if source.is::<AtServer>() {
+            return source;
+        }
+        Box::new(AtServer {
+            server: shown.to_string(),
+            source,
+        })
+    };
+    match e {
+        StoreError::Backend(b) => StoreError::Backend(at(b)),
+        StoreError::Pool(b) => StoreError::Pool(at(b)),
+        other => other,
+    }
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         use postgres::error::SqlState;

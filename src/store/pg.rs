@@ -356,7 +356,7 @@ impl PgStore {
             statements,
             named,
         } = &mut *conn;
-        let mut tx = PgTx::begun(client, statements, named);
+        let mut tx = PgTx::begun(client, statements, named, &self.shown);
         for (planned, rows) in ahead.into_iter().zip(answers) {
             tx.remember(planned.key, rows);
         }
@@ -377,7 +377,7 @@ impl PgStore {
     {
         let pool_get = || Some(self.pool.get().map_err(StoreError::from));
         match self.begun(pool_get, |_| READ_BEGIN.to_string()) {
-            Some(conn) => Self::read_on(conn.map_err(|e| self.at_server(e))?.0, extension, f),
+            Some(conn) => self.read_on(conn.map_err(|e| self.at_server(e))?.0, extension, f),
             None => Err(self
                 .at_server(StoreError::Pool("no connection".into()))
                 .into()),
@@ -401,23 +401,18 @@ impl PgStore {
         }
         let pool_get = || self.pool.try_get().map(Ok);
         match self.begun(pool_get, |_| READ_BEGIN.to_string())? {
-            Ok((conn, _)) => Some(Self::read_on(conn, extension, f)),
+            Ok((conn, _)) => Some(self.read_on(conn, extension, f)),
             Err(e) => Some(Err(self.at_server(e).into())),
         }
     }
 
-    /// A failure of the server or the way to it, saying which server: the one line a person
-    /// reads then must tell them where to look (a host may use more than one ledger).
+    /// `e` naming this server (see [`super::error::at_server`]).
     fn at_server(&self, e: StoreError) -> StoreError {
-        let at = |b: super::error::BackendError| format!("PostgreSQL at {}: {b}", self.shown);
-        match e {
-            StoreError::Backend(b) => StoreError::Backend(at(b).into()),
-            StoreError::Pool(b) => StoreError::Pool(at(b).into()),
-            other => other,
-        }
+        super::error::at_server(&self.shown, e)
     }
 
     fn read_on<T, E>(
+        &self,
         mut conn: r2d2::PooledConnection<PgManager>,
         extension: Option<Arc<dyn TxExtension>>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
@@ -430,7 +425,7 @@ impl PgStore {
             statements,
             named,
         } = &mut *conn;
-        let tx = PgTx::begun(client, statements, named);
+        let tx = PgTx::begun(client, statements, named, &self.shown);
         let mut tx = Tx::new(Conn::Pg(RefCell::new(tx)), extension);
         f(&mut tx)
     }

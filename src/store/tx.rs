@@ -43,6 +43,8 @@ pub(super) struct PgTx<'c> {
     deferred: Vec<Deferred>,
     /// The statements the session prepared by name.
     named: &'c HashSet<String>,
+    /// The server as shown to people, named by each failure of a statement.
+    server: &'c str,
 }
 
 /// What a PostgreSQL query answered: rows in binary form (a prepared statement) or in text
@@ -118,6 +120,7 @@ impl<'c> PgTx<'c> {
         client: &'c mut postgres::Client,
         statements: &'c mut StatementCache,
         named: &'c HashSet<String>,
+        server: &'c str,
     ) -> Self {
         PgTx {
             txn: client,
@@ -127,6 +130,7 @@ impl<'c> PgTx<'c> {
             failed: false,
             deferred: Vec::new(),
             named,
+            server,
         }
     }
 
@@ -208,12 +212,13 @@ impl<'c> PgTx<'c> {
         Ok(prepared)
     }
 
-    /// Notes a failed statement (see [`PgTx::failed`]).
+    /// Notes a failed statement (see [`PgTx::failed`]); a failure of the connection names the
+    /// server.
     fn noted<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        if r.is_err() {
+        r.map_err(|e| {
             self.failed = true;
-        }
-        r
+            super::error::at_server(self.server, e)
+        })
     }
 
     fn execute(&mut self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError> {

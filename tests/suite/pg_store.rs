@@ -155,3 +155,30 @@ fn a_transaction_reads_again_only_what_its_own_writes_changed() {
         ["before", "before", "behind"]
     );
 }
+
+/// A connection lost in the middle of a transaction (the server ended it) is an error that
+/// names the server, not a bare "connection closed", and the engine's error stays its source.
+#[test]
+fn a_connection_lost_inside_a_transaction_names_the_server() {
+    let (store, url) = server_store_and_url();
+    let err = store
+        .write(|tx| -> Result<(), StoreError> {
+            tx.setting("before")?;
+            pg::psql(
+                &url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            );
+            tx.setting("after")?;
+            Ok(())
+        })
+        .unwrap_err();
+    let line = err.to_string();
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    assert!(
+        line.contains("PostgreSQL at postgres://") && line.contains(&format!(":{port}/")),
+        "{line}"
+    );
+    let source = std::error::Error::source(&err).and_then(std::error::Error::source);
+    assert!(source.is_some(), "the engine's error is gone: {err:?}");
+}
