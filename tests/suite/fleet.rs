@@ -281,6 +281,194 @@ fn sixteen_processes_on_four_hosts_refresh_once() {
     assert_eq!(server.token_requests("refresh_token").len(), 1);
 }
 
+/// One host's daemon on a server ledger (each request's reads sent ahead in one round trip)
+/// racing direct writers on another host, all real CLI processes: the replayed
+/// peak never passes the limit, every grant's usage counts once and it is released once, and
+/// the chain verifies.
+#[test]
+fn a_daemon_on_one_host_and_direct_writers_on_another_keep_one_budget() {
+    const CONCURRENT: i64 = 3;
+    const ROUNDS: usize = 6;
+    let db = pg::server().fresh_db();
+    let fleet = claude_fleet(&db, &CONCURRENT.to_string());
+    let daemon = common::daemon::Daemon::start(&fleet.hosts[0].home, &fleet.hosts[0].ledger_env());
+    // Six workers through host 0's daemon, three directly on host 1.
+    let workers: Vec<&Host> = (0..9)
+        .map(|w| &fleet.hosts[if w < 6 { 0 } else { 1 }])
+        .collect();
+    let granted: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = workers
+            .iter()
+            .enumerate()
+            .map(|(w, host)| {
+                s.spawn(move || {
+                    let agent = format!("w{w}");
+                    let mut granted = 0;
+                    for _ in 0..ROUNDS {
+                        let out = host.run_wall(&[
+                            "--json",
+                            "lease",
+                            "acquire",
+                            "--agent",
+                            &agent,
+                            "--provider",
+                            "claude",
+                            "--tokens",
+                            "100",
+                        ]);
+                        if code(&out) == 3 {
+                            continue;
+                        }
+                        let lease = parse_json(&must(out, "acquire"));
+                        let id = lease["lease_id"].as_str().unwrap().to_string();
+                        must(
+                            host.run_wall(&[
+                                "usage", "record", &id, "--input", "30", "--output", "10",
+                            ]),
+                            "usage record",
+                        );
+                        must(host.run_wall(&["lease", "release", &id]), "release");
+                        granted += 1;
+                    }
+                    granted
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let through_daemon: usize = granted[..6].iter().sum();
+    let (requests, transactions) = daemon.stop();
+    println!("through the daemon: {requests} requests in {transactions} transactions");
+    assert_eq!(
+        requests as usize,
+        6 * ROUNDS + 2 * through_daemon,
+        "every call of host 0 went through its daemon"
+    );
+    let (peak, active) = replay_peak(&db);
+    assert!(
+        peak <= CONCURRENT,
+        "{peak} leases at once, limit {CONCURRENT}"
+    );
+    assert_eq!(active, 0);
+    let total: usize = granted.iter().sum();
+    assert!(total > 0);
+    assert_eq!(
+        number(&db, "SELECT COUNT(*) FROM audit WHERE action = 'acquire'"),
+        total as i64
+    );
+    assert_eq!(
+        number(
+            &db,
+            "SELECT COALESCE(SUM(used), 0) FROM windows WHERE kind = 'day'"
+        ),
+        40 * total as i64
+    );
+    must(fleet.hosts[2].run(&["audit", "verify"]), "audit verify");
+}
+
+/// Batches that really hold many requests on a server ledger: 8 callers in one process, each
+/// with a ledger of its own, through an in-process daemon (so requests wait together and are
+/// committed together, each reading ahead after the writes of the ones before it), racing 2
+/// callers writing directly. Never more than the limit live at once (replayed from the
+/// trail), every grant released once, the chain verifies.
+#[test]
+fn batched_requests_on_a_server_race_direct_writers_and_keep_the_limit() {
+    use authledger::paths::LedgerLocation;
+    use authledger::{
+        Account, AcquireRequest, AgentId, Error, KeySource, Ledger, LedgerConfig, LimitsUpdate,
+        Provider, QuotaError,
+    };
+    const LIMIT: i64 = 3;
+    let db = pg::server().fresh_db();
+    let state = tempfile::tempdir().unwrap();
+    let anchor = state.path().join("servers").join("test").join("ledger");
+    let open = |through_daemon: bool| {
+        let location = LedgerLocation::Server {
+            url: db.clone().into(),
+            anchor: anchor.clone(),
+        };
+        let mut config = LedgerConfig::at(location).with_key(KeySource::File(
+            state.path().join("keys").join("master.key"),
+        ));
+        if through_daemon {
+            config = config.with_committer(std::sync::Arc::new(authledger::daemon::Client::new(
+                &anchor,
+            )));
+        }
+        Ledger::open(config).unwrap()
+    };
+    let owner = open(false);
+    owner
+        .set_limits(
+            Provider::Claude,
+            &Account::default(),
+            &LimitsUpdate {
+                concurrent: Some(LIMIT),
+                rpm: Some(None),
+                tpm: Some(None),
+                ..LimitsUpdate::default()
+            },
+        )
+        .unwrap();
+    owner
+        .store_credential(&authledger::Credential::api_key(
+            Provider::Claude,
+            Account::default(),
+            authledger::Secret::new(CLAUDE_KEY.into()),
+            "stdin",
+        ))
+        .unwrap();
+    let server = authledger::daemon::Server::start(&owner).unwrap();
+    let callers: Vec<(Ledger, bool)> = (0..10).map(|i| (open(i < 8), i < 8)).collect();
+    let granted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = callers
+            .iter()
+            .enumerate()
+            .map(|(i, (ledger, _))| {
+                s.spawn(move || {
+                    let ask = AcquireRequest::new(
+                        AgentId::new(format!("c{i}")).unwrap(),
+                        Provider::Claude,
+                    )
+                    .tokens(10);
+                    let mut granted = 0;
+                    for _ in 0..40 {
+                        match ledger.acquire(&ask) {
+                            Ok(lease) => {
+                                ledger.release(&lease.id).unwrap();
+                                granted += 1;
+                            }
+                            Err(Error::Quota(QuotaError::Denied(_))) => {}
+                            Err(e) => panic!("caller {i}: {e}"),
+                        }
+                    }
+                    granted
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let stats = server.stats();
+    drop(server);
+    println!(
+        "through the daemon: {} requests in {} transactions",
+        stats.requests, stats.transactions
+    );
+    assert!(
+        stats.transactions < stats.requests,
+        "no batch held two requests: {stats:?}"
+    );
+    let (peak, active) = replay_peak(&db);
+    assert!(peak <= LIMIT, "{peak} leases at once, limit {LIMIT}");
+    assert_eq!(active, 0);
+    assert!(granted > 0);
+    assert_eq!(
+        number(&db, "SELECT COUNT(*) FROM audit WHERE action = 'release'"),
+        granted as i64
+    );
+    assert!(owner.verify_audit().unwrap().ok);
+}
+
 /// What one looping worker of the restart test saw.
 #[derive(Default)]
 struct Seen {

@@ -27,6 +27,22 @@ impl Host {
         c
     }
 
+    /// What points a process of this host at the fleet's ledger: the database and the key.
+    pub fn ledger_env(&self) -> [(&str, &str); 2] {
+        [
+            ("AUTHLEDGER_DB", self.db.as_str()),
+            ("AUTHLEDGER_MASTER_KEY", self.key.as_str()),
+        ]
+    }
+
+    /// Runs `args` on this host on the wall clock (the clock a daemon serves), bounded by
+    /// [`BOUND`].
+    pub fn run_wall(&self, args: &[&str]) -> Output {
+        let mut c = self.home.cmd_wall();
+        c.envs(self.ledger_env()).args(args);
+        output_within(c, BOUND, &format!("{args:?}"))
+    }
+
     /// The CLI on this host at [`T0`].
     pub fn cmd(&self) -> Command {
         self.cmd_at(T0)
