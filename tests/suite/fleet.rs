@@ -305,17 +305,9 @@ fn a_daemon_on_one_host_and_direct_writers_on_another_keep_one_budget() {
                     let agent = format!("w{w}");
                     let mut granted = 0;
                     for _ in 0..ROUNDS {
-                        let out = host.run_wall(&[
-                            "--json",
-                            "lease",
-                            "acquire",
-                            "--agent",
-                            &agent,
-                            "--provider",
-                            "claude",
-                            "--tokens",
-                            "100",
-                        ]);
+                        let args = acquire_args(&agent, &["--tokens", "100"]);
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        let out = host.run_wall(&args);
                         if code(&out) == 3 {
                             continue;
                         }
